@@ -1,0 +1,20 @@
+"""`ConfigError`: the one exception type for a bad configuration."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong.
+
+    The message names the key path, the bad value, what is allowed and, when known, the file the
+    value came from. `problems` holds one line per problem when several were found at once.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else [message]
+
+    @classmethod
+    def from_problems(cls, problems: list[str]) -> ConfigError:
+        count = f"{len(problems)} configuration errors:\n" if len(problems) > 1 else ""
+        return cls(count + "\n".join(problems), problems)

@@ -1,0 +1,55 @@
+"""`State`: what destinations and templates read about the run."""
+
+from __future__ import annotations
+
+from composer_cfg import dist
+from composer_cfg.timestamp import Timestamp
+
+
+class State:
+    """The run's name, its position in time and the rank facts of this process.
+
+    Attributes are plain and mutable; a loop advances time by replacing the timestamp:
+
+    >>> state = State("demo")
+    >>> state.timestamp = state.timestamp.to_next_batch()
+    >>> int(state.timestamp.batch)
+    1
+    """
+
+    def __init__(
+        self,
+        run_name: str,
+        timestamp: Timestamp | None = None,
+        dataloader_len: int | None = None,
+        dist_info: dist.DistInfo | None = None,
+    ) -> None:
+        if not isinstance(run_name, str) or not run_name:
+            raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
+        self.run_name = run_name
+        self.timestamp = Timestamp() if timestamp is None else timestamp
+        self.dataloader_len = dataloader_len
+        self.dist = dist.current() if dist_info is None else dist_info
+
+    @property
+    def rank(self) -> int:
+        return self.dist.rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.dist.local_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dist.world_size
+
+    @property
+    def local_world_size(self) -> int:
+        return self.dist.local_world_size
+
+    @property
+    def node_rank(self) -> int:
+        return self.dist.node_rank
+
+    def __repr__(self) -> str:
+        return f"State(run_name={self.run_name!r}, timestamp={self.timestamp!r}, dist={self.dist!r})"
