@@ -1,0 +1,136 @@
+"""Safe `{field}` templates for file, artifact and object names.
+
+One formatter fills every template in the project. A template is checked once, when it is
+built: unknown fields (with the closest valid one suggested), positional ``{}``, attribute or
+index access (``{rank.__class__}``, ``{x[0]}``) and bad format specs raise `ConfigError`.
+Format specs are allowed:
+
+>>> Template("{run_name}/ep{epoch:03d}-rank{rank}.npz", TIME_FIELDS).fill(
+...     dict(run_name="r", epoch=7, rank=1))
+'r/ep007-rank1.npz'
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from composer_cfg import dist
+from composer_cfg.errors import ConfigError
+from composer_cfg.timestamp import COUNTERS, DURATIONS, Timestamp
+
+#: Fields every template may use, with a sample value of the type they are filled with.
+DIST_FIELDS: dict[str, Any] = {
+    "run_name": "run",
+    "rank": 0,
+    "local_rank": 0,
+    "world_size": 1,
+    "local_world_size": 1,
+    "node_rank": 0,
+}
+#: The dist fields plus the fields of a known timestamp.
+TIME_FIELDS: dict[str, Any] = {**DIST_FIELDS, **dict.fromkeys(COUNTERS, 0), **dict.fromkeys(DURATIONS, 0.0)}
+
+_PARSER = string.Formatter()
+
+
+class Template:
+    """A validated format string; `fields` is the set of field names it uses."""
+
+    __slots__ = ("text", "fields")
+
+    def __init__(self, text: str, allowed: Mapping[str, Any] | Iterable[str], *, key: str | None = None) -> None:
+        samples = allowed if isinstance(allowed, Mapping) else dict.fromkeys(allowed, "x")
+        where = f"{key}: " if key else ""
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}template must be a string, got {text!r}")
+        self.text = text
+        self.fields = frozenset(_check_fields(text, samples, where))
+        try:
+            text.format_map({name: samples[name] for name in self.fields})
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{where}bad format spec in template {text!r}: {err}") from None
+
+    def fill(self, values: Mapping[str, Any]) -> str:
+        """The template with its fields replaced by `values` (which may hold more fields)."""
+        return self.text.format_map(values)
+
+    def __repr__(self) -> str:
+        return f"Template({self.text!r})"
+
+
+def _check_fields(text: str, samples: Mapping[str, Any], where: str) -> set[str]:
+    try:
+        parts = list(_PARSER.parse(text))
+    except ValueError as err:
+        raise ConfigError(f"{where}malformed template {text!r}: {err} (write a literal brace as {{{{ or }}}})") from None
+    names: set[str] = set()
+    for _literal, name, spec, _conversion in parts:
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            raise ConfigError(f"{where}positional field {{{name}}} in template {text!r}: name a field, e.g. {{rank}}")
+        if not name.isidentifier():
+            raise ConfigError(
+                f"{where}field {{{name}}} in template {text!r} uses attribute or index access, "
+                f"which is not allowed: use a plain field name"
+            )
+        if name not in samples:
+            raise ConfigError(f"{where}unknown field {{{name}}} in template {text!r}{_suggest(name, samples)}")
+        if spec and "{" in spec:
+            raise ConfigError(f"{where}nested field in the format spec of {{{name}}} in template {text!r}")
+        names.add(name)
+    return names
+
+
+def _suggest(name: str, samples: Iterable[str]) -> str:
+    valid = sorted(samples)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f"; did you mean {{{close[0]}}}?" if close else ""
+    return f"{hint} valid fields: {', '.join(valid)}"
+
+
+def check_artifact_name(name: str, *, key: str | None = None) -> str:
+    """Return `name` if it is a relative, non-escaping artifact name; else raise `ConfigError`."""
+    where = f"{key}: " if key else ""
+    if not name:
+        raise ConfigError(f"{where}artifact name is empty")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ConfigError(f"{where}artifact name {name!r} is absolute; artifact names are relative, like 'run/logs.txt'")
+    if ".." in name.replace("\\", "/").split("/"):
+        raise ConfigError(f"{where}artifact name {name!r} climbs out of the artifact root with '..'")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ConfigError(f"{where}artifact name {name!r} contains a control character")
+    return name
+
+
+def format_name_with_dist(format_str: str, run_name: str, **extra_format_kwargs: Any) -> str:
+    """Fill `format_str` with `run_name`, this process's rank facts and `extra_format_kwargs`.
+
+    >>> format_name_with_dist("{run_name}/rank{rank}.{extension}", "awesome_training_run", extension="json")
+    'awesome_training_run/rank0.json'
+    """
+    values = _merge({"run_name": run_name, **dist.current().template_fields()}, extra_format_kwargs)
+    return Template(format_str, values).fill(values)
+
+
+def format_name_with_dist_and_time(
+    format_str: str, run_name: str, timestamp: Timestamp, **extra_format_kwargs: Any
+) -> str:
+    """Like `format_name_with_dist`, plus the timestamp's fields (durations in seconds).
+
+    >>> format_name_with_dist_and_time("{run_name}/ep{epoch}-ba{batch}", "r", Timestamp(epoch=2, batch=9))
+    'r/ep2-ba9'
+    """
+    base = {"run_name": run_name, **dist.current().template_fields(), **timestamp.template_fields()}
+    values = _merge(base, extra_format_kwargs)
+    return Template(format_str, values).fill(values)
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    clash = sorted(set(base) & set(extra))
+    if clash:
+        raise TypeError(f"extra template fields {clash} would replace built-in fields of the same name")
+    return {**base, **extra}
