@@ -1,0 +1,59 @@
+"""composer_cfg: the 2022 Composer logger API, with destinations declared in Hydra configs.
+
+>>> from composer_cfg import FileLogger, InMemoryLogger, Logger, State
+>>> logger = Logger(State("my_run"), {"memory": InMemoryLogger()})
+>>> logger.data_batch({"loss/train": 0.25})
+
+`build_logger` and `compose_config` (the Hydra layer) are imported on first use, so
+``import composer_cfg`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations import FileLogger, InMemoryLogger
+from composer_cfg.errors import ConfigError
+from composer_cfg.events import Event
+from composer_cfg.formatting import format_log_data_value
+from composer_cfg.log_level import LogLevel
+from composer_cfg.logger import Logger
+from composer_cfg.loop import TrainingLoop
+from composer_cfg.state import State
+from composer_cfg.templates import format_name_with_dist, format_name_with_dist_and_time
+from composer_cfg.timestamp import Timestamp
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_logger": "composer_cfg.config.build",
+    "compose_config": "composer_cfg.config.build",
+}
+
+__all__ = [
+    "ConfigError",
+    "Event",
+    "FileLogger",
+    "InMemoryLogger",
+    "LogLevel",
+    "Logger",
+    "LoggerDestination",
+    "State",
+    "Timestamp",
+    "TrainingLoop",
+    "build_logger",
+    "compose_config",
+    "format_log_data_value",
+    "format_name_with_dist",
+    "format_name_with_dist_and_time",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'composer_cfg' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

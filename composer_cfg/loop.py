@@ -1,0 +1,57 @@
+"""`TrainingLoop`: fire training events in Composer's order around a plain Python loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from composer_cfg.events import Event
+from composer_cfg.logger import Logger
+
+
+class TrainingLoop:
+    """Drives a `Logger`'s events and the state's timestamp for a loop of epochs and batches.
+
+    >>> from composer_cfg import InMemoryLogger, Logger, State
+    >>> logger = Logger(State("demo"), InMemoryLogger())
+    >>> loop = TrainingLoop(logger)
+    >>> for epoch in loop.epochs(2):
+    ...     for batch in loop.batches(3, samples=8):
+    ...         logger.data_batch({"loss": 1.0 / (batch + 1)})
+    ...     logger.data_epoch({"epoch": epoch})
+    >>> logger.state.timestamp.epoch, logger.state.timestamp.batch, logger.state.timestamp.sample
+    (2, 6, 48)
+
+    Order of events, as in Composer's trainer: ``fit_start``; per epoch ``epoch_start``, per
+    batch ``batch_start``, the body, the timestamp moves to the next batch, ``batch_end``; after
+    the batches the timestamp moves to the next epoch and ``epoch_end`` fires; ``fit_end`` last.
+    Data logged in a body sees the timestamp of the batch or epoch in progress.
+    """
+
+    def __init__(self, logger: Logger) -> None:
+        self.logger = logger
+        self.state = logger.state
+
+    def epochs(self, count: int) -> Iterator[int]:
+        """Yield epoch numbers (0-based, continuing from the state's timestamp)."""
+        fire = self.logger.run_event
+        fire(Event.FIT_START)
+        for _ in range(count):
+            fire(Event.EPOCH_START)
+            yield self.state.timestamp.epoch
+            self.state.timestamp = self.state.timestamp.to_next_epoch()
+            fire(Event.EPOCH_END)
+        fire(Event.FIT_END)
+
+    def batches(self, count: int, samples: int = 0, tokens: int = 0) -> Iterator[int]:
+        """Yield `count` batch numbers (global, 0-based); each batch adds `samples` and `tokens`."""
+        fire = self.logger.run_event
+        self.state.dataloader_len = count
+        for _ in range(count):
+            fire(Event.BATCH_START)
+            started = time.perf_counter()
+            yield self.state.timestamp.batch
+            self.state.timestamp = self.state.timestamp.to_next_batch(
+                samples=samples, tokens=tokens, duration=time.perf_counter() - started
+            )
+            fire(Event.BATCH_END)
