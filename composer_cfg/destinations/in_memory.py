@@ -1,0 +1,131 @@
+"""`InMemoryLogger`: everything logged, kept in process in typed columns."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from array import array
+from typing import Any
+
+from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.columns import Series, TimeRows
+from composer_cfg.log_level import LogLevel
+from composer_cfg.state import State
+from composer_cfg.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
+
+_IMMUTABLE = (str, int, float, bool, type(None), bytes, complex, frozenset)
+_IMMUTABLE_TYPES = frozenset(_IMMUTABLE)
+
+
+class InMemoryLogger(LoggerDestination):
+    """Keeps every logged value; for tests, notebooks and callbacks that read metrics back.
+
+    Numbers are stored in typed arrays (about 8 bytes per value plus its share of the time
+    point), other values as deep copies, so later changes by the caller do not alter the record.
+
+    >>> from composer_cfg import Logger, State
+    >>> memory = InMemoryLogger()
+    >>> logger = Logger(State("demo"), memory)
+    >>> for loss in (0.5, 0.25):
+    ...     logger.data_batch({"loss": loss})
+    ...     logger.state.timestamp = logger.state.timestamp.to_next_batch()
+    >>> series = memory.get_timeseries("loss")
+    >>> series["loss"].tolist(), series["batch"].tolist()
+    ([0.5, 0.25], [0, 1])
+
+    `most_recent_values` and `most_recent_timestamps` (key -> last value / its `Timestamp`)
+    and `data` are built from the stored columns when read.
+    """
+
+    def __init__(self, log_level: LogLevel | int | str = LogLevel.BATCH) -> None:
+        self.log_level = LogLevel.parse(log_level)
+        self._series: dict[str, Series] = {}
+        self._rows = TimeRows()  # one per distinct (timestamp, level) of a call
+        self._last: tuple[Timestamp, LogLevel] | None = None
+        self._row = -1
+
+    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
+        timestamp = state.timestamp
+        last = self._last
+        if last is None or last[0] is not timestamp or last[1] is not log_level:
+            self._row = self._rows.append(timestamp, log_level)
+            self._last = (timestamp, log_level)
+        row = self._row
+        series_of = self._series
+        for key, value in data.items():
+            if type(value) not in _IMMUTABLE_TYPES and not isinstance(value, _IMMUTABLE):
+                value = copy.deepcopy(value)
+            series = series_of.get(key)
+            if series is None:
+                if not isinstance(key, str):
+                    raise TypeError(f"log data keys must be strings, got {key!r} ({type(key).__name__})")
+                series = series_of[key] = Series(value)
+            if type(value) is series.exact_type:
+                try:
+                    series.values.append(value)
+                    series.rows.append(row)
+                except OverflowError:
+                    series.add(row, value)
+            else:
+                series.add(row, value)
+
+    @property
+    def most_recent_values(self) -> dict[str, Any]:
+        """key -> the last value logged for it."""
+        return {key: series.values[-1] for key, series in self._series.items()}
+
+    @property
+    def most_recent_timestamps(self) -> dict[str, Timestamp]:
+        """key -> the `Timestamp` of the last call that logged it."""
+        return {key: self._timestamp(series.rows[-1]) for key, series in self._series.items()}
+
+    @property
+    def data(self) -> dict[str, list[tuple[Timestamp, LogLevel, Any]]]:
+        """key -> ``[(Timestamp, LogLevel, value), ...]`` in call order (built on each access)."""
+        timestamps: dict[int, Timestamp] = {}
+        result = {}
+        for key, series in self._series.items():
+            entries = []
+            for row, value in zip(series.rows, series.values):
+                timestamp = timestamps.get(row)
+                if timestamp is None:
+                    timestamp = timestamps[row] = self._timestamp(row)
+                entries.append((timestamp, LogLevel(self._rows.row(row)[-1]), value))
+            result[key] = entries
+        return result
+
+    def _timestamp(self, row: int) -> Timestamp:
+        return Timestamp(**dict(zip(FIELDS, self._rows.row(row))))
+
+    def get_timeseries(self, metric: str) -> dict[str, Any]:
+        """Numpy arrays of `metric`'s values and of each timestamp field at which it was logged.
+
+        Keys: `metric`, then ``epoch``, ``batch``, ``batch_in_epoch``, ``sample``,
+        ``sample_in_epoch``, ``token``, ``token_in_epoch`` (int64) and ``total_wct``,
+        ``epoch_wct``, ``batch_wct`` (float seconds).
+        """
+        import numpy as np
+
+        series = self._series.get(metric)
+        if series is None:
+            known = ", ".join(sorted(self._series)) or "nothing yet"
+            raise ValueError(f"no values were logged for {metric!r}; logged keys: {known}")
+        rows = np.frombuffer(series.rows, dtype=np.uint32)
+        result = {metric: _to_numpy(series.values)}
+        table = self._rows.as_numpy(FIELDS)[rows]
+        for name in COUNTERS:
+            result[name] = table[name].astype(np.int64)
+        for name in DURATIONS:
+            result[name] = table[name].copy()
+        return result
+
+
+def _to_numpy(values: Any) -> Any:
+    import numpy as np
+
+    if isinstance(values, array):
+        return np.array(values, dtype=np.float64 if values.typecode == "d" else np.int64)
+    torch = sys.modules.get("torch")
+    if torch is not None and values and all(isinstance(v, torch.Tensor) for v in values):
+        return torch.stack([v.detach().cpu() for v in values]).numpy()
+    return np.array(values)
