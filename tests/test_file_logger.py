@@ -1,0 +1,267 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from composer_cfg import ConfigError, FileLogger, Logger, LogLevel, State, TrainingLoop
+from conftest import Recorder, ranks
+
+
+def quiet(**kwargs) -> FileLogger:
+    return FileLogger(capture_stdout=False, capture_stderr=False, **kwargs)
+
+
+def run_three_epochs(logger: Logger, events: bool) -> None:
+    """Log as a trainer does: FIT once, BATCH per batch, EPOCH at the end of each epoch."""
+    logger.data_fit({"lr": 0.1})
+    state = logger.state
+    if events:
+        loop = TrainingLoop(logger)
+        for epoch in loop.epochs(3):
+            for batch in loop.batches(3):
+                logger.data_batch({"loss": 1.0 / (batch + 1)})
+            logger.data_epoch({"epoch": epoch})
+        return
+    for epoch in range(3):
+        for batch in range(3 * epoch, 3 * epoch + 3):
+            logger.data_batch({"loss": 1.0 / (batch + 1)})
+            state.timestamp = state.timestamp.to_next_batch()
+        logger.data_epoch({"epoch": epoch})
+        state.timestamp = state.timestamp.to_next_epoch()
+
+
+def lines(path: str | Path) -> list[str]:
+    return Path(path).read_text().splitlines()
+
+
+EPOCH_INTERVAL_2 = [
+    '[FIT][batch=0]: { "lr": 0.1000, }',
+    '[EPOCH][batch=6]: { "epoch": 1, }',
+]
+BATCH_INTERVAL_3 = [
+    '[FIT][batch=0]: { "lr": 0.1000, }',
+    '[BATCH][batch=2]: { "loss": 0.3333, }',
+    '[EPOCH][batch=3]: { "epoch": 0, }',
+    '[BATCH][batch=5]: { "loss": 0.1667, }',
+    '[EPOCH][batch=6]: { "epoch": 1, }',
+    '[BATCH][batch=8]: { "loss": 0.1111, }',
+    '[EPOCH][batch=9]: { "epoch": 2, }',
+]
+
+
+@pytest.mark.parametrize("events", [True, False], ids=["events", "no-events"])
+@pytest.mark.parametrize(
+    ("level", "interval", "expected"),
+    [("epoch", 2, EPOCH_INTERVAL_2), ("batch", 3, BATCH_INTERVAL_3)],
+    ids=["EPOCH-every-2", "BATCH-every-3"],
+)
+def test_lines_at_each_threshold_with_intervals(level, interval, expected, events):
+    with Logger(State("run"), quiet(log_level=level, log_interval=interval)) as logger:
+        run_three_epochs(logger, events)
+    assert lines("run/logs-rank0.txt") == expected
+
+
+def test_fit_threshold_keeps_only_fit_lines():
+    with Logger(State("run"), quiet(log_level="fit", log_interval=5)) as logger:
+        run_three_epochs(logger, events=True)
+    assert lines("run/logs-rank0.txt") == ['[FIT][batch=0]: { "lr": 0.1000, }']
+
+
+def test_default_threshold_is_epoch_every_epoch():
+    with Logger(State("run"), quiet()) as logger:
+        run_three_epochs(logger, events=True)
+    assert lines("run/logs-rank0.txt") == [
+        '[FIT][batch=0]: { "lr": 0.1000, }',
+        '[EPOCH][batch=3]: { "epoch": 0, }',
+        '[EPOCH][batch=6]: { "epoch": 1, }',
+        '[EPOCH][batch=9]: { "epoch": 2, }',
+    ]
+
+
+def test_file_opens_at_init_or_first_write():
+    destination = quiet()
+    logger = Logger(State("run"), destination)
+    with pytest.raises(RuntimeError, match="known only after Event.INIT or the first write"):
+        destination.filename
+    assert not Path("run").exists()
+    logger.run_event("init")
+    assert destination.filename == "run/logs-rank0.txt" and Path("run/logs-rank0.txt").exists()
+    logger.run_event("init")  # firing INIT again is harmless
+    logger.close()
+
+
+def test_line_buffered_by_default_so_lines_are_on_disk_at_once():
+    with Logger(State("run"), quiet(log_level="batch")) as logger:
+        logger.data_batch({"loss": 0.5})
+        assert lines("run/logs-rank0.txt") == ['[BATCH][batch=0]: { "loss": 0.5000, }']
+
+
+def test_flush_publishes_the_log_file_as_an_artifact():
+    published = Recorder()
+    with Logger(State("run"), [quiet(), published]) as logger:
+        logger.run_event("init")
+        logger.data_fit({"a": 1})
+        logger.run_event("fit_end")
+    artifacts = [c for c in published.calls if c[0] == "artifact"]
+    assert artifacts == [("artifact", LogLevel.FIT, "run/logs-rank0.txt", Path("run/logs-rank0.txt"), True)] * 2
+
+
+def test_batch_threshold_flushes_every_flush_interval_batches():
+    class PublishRecorder(Recorder):
+        def log_file_artifact(self, state, log_level, artifact_name, file_path, *, overwrite):
+            self.calls.append(state.timestamp.batch)
+
+    published = PublishRecorder()
+    with Logger(State("run"), [quiet(log_level="batch", flush_interval=2), published]) as logger:
+        logger.run_event("init")
+        loop = TrainingLoop(logger)
+        for _ in loop.epochs(1):
+            for _ in loop.batches(5):
+                logger.data_batch({"x": 1})
+    publishes = [call for call in published.calls if isinstance(call, int)]
+    # epoch_start; batch_end after batches 2 and 4; epoch_end; fit_end; close
+    assert publishes == [0, 2, 4, 5, 5, 5]
+
+
+def test_leading_slash_is_stripped_from_the_default_artifact_name(tmp_path):
+    published = Recorder()
+    filename = str(tmp_path / "logs" / "{run_name}.txt")
+    with Logger(State("run"), [quiet(filename=filename), published]) as logger:
+        logger.data_fit({"a": 1})
+    (name,) = {c[2] for c in published.calls if c[0] == "artifact"}
+    assert name == f"{tmp_path}/logs/run.txt".lstrip("/")
+
+
+def test_explicit_artifact_name_template():
+    published = Recorder()
+    with Logger(State("run", dist_info=ranks(2, rank=1)), [quiet(artifact_name="logs/{run_name}-{rank}.log"),
+                                                          published]) as logger:
+        logger.data_fit({"a": 1})
+    assert {c[2] for c in published.calls if c[0] == "artifact"} == {"logs/run-1.log"}
+
+
+def test_existing_log_file_is_not_clobbered_by_default():
+    Path("run").mkdir()
+    Path("run/logs-rank0.txt").write_text("previous run\n")
+    logger = Logger(State("run"), quiet())
+    with pytest.raises(FileExistsError) as caught:
+        logger.data_fit({"a": 1})
+    assert str(caught.value) == (
+        "log file 'run/logs-rank0.txt' already exists: pass overwrite=True to replace it, "
+        "or use another run_name or filename"
+    )
+    assert lines("run/logs-rank0.txt") == ["previous run"]
+    logger.close()
+
+
+def test_overwrite_true_replaces_the_file():
+    Path("run").mkdir()
+    Path("run/logs-rank0.txt").write_text("previous run\n")
+    with Logger(State("run"), quiet(overwrite=True)) as logger:
+        logger.data_fit({"a": 1})
+    assert lines("run/logs-rank0.txt") == ['[FIT][batch=0]: { "a": 1, }']
+
+
+def test_per_rank_file_without_rank_field_is_an_error_with_several_ranks():
+    logger = Logger(State("run", dist_info=ranks(2)), quiet(filename="{run_name}/log.txt"))
+    with pytest.raises(ConfigError) as caught:
+        logger.data_fit({"a": 1})
+    assert str(caught.value) == (
+        "filename: template '{run_name}/log.txt' has no {rank} field, so the 2 ranks of this run would write "
+        "the same file; add {rank}, e.g. 'logs-rank{rank}.txt'"
+    )
+    logger.close()
+    assert not Path("run/log.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"log_interval": 0}, ConfigError, "log_interval: expected a positive integer, got 0"),
+        ({"flush_interval": "5"}, ConfigError, "flush_interval: expected a positive integer, got '5'"),
+        ({"log_level": "verbose"}, ValueError, "invalid log level 'verbose'"),
+        ({"filename": "{run}.txt"}, ConfigError, "filename: unknown field {run} in template '{run}.txt'"),
+        ({"artifact_name": "{epoch}.txt"}, ConfigError, "artifact_name: unknown field {epoch}"),
+    ],
+)
+def test_bad_parameters(kwargs, error, message):
+    with pytest.raises(error) as caught:
+        quiet(**kwargs)
+    assert str(caught.value).startswith(message)
+
+
+def test_stdout_and_stderr_are_captured_then_released(capsys):
+    destination = FileLogger(log_level="batch")
+    logger = Logger(State("run"), destination)
+    print("before the file opens")
+    logger.data_batch({"loss": 0.5})
+    print("partial", end="")
+    print(" line")
+    print("oops", file=sys.stderr)
+    print()
+    sys.stdout.write("two\nlines\n")
+    logger.close()
+    print("after close")
+    assert lines("run/logs-rank0.txt") == [
+        "[stdout]: before the file opens",
+        '[BATCH][batch=0]: { "loss": 0.5000, }',
+        "[stdout]: partial line",
+        "[stderr]: oops",
+        "",
+        "[stdout]: two",
+        "[stdout]: lines",
+    ]
+    out, err = capsys.readouterr()
+    assert out == "before the file opens\npartial line\n\ntwo\nlines\nafter close\n"
+    assert err == "oops\n"
+
+
+def test_capture_release_keeps_a_later_wrapper_in_place():
+    first = FileLogger(filename="a-{rank}.txt", capture_stderr=False)
+    second = FileLogger(filename="b-{rank}.txt", capture_stderr=False)
+    logger = Logger(State("run"), [first, second])
+    logger.run_event("init")
+    print("both")
+    logger.close()
+    print("neither")
+    assert lines("a-0.txt") == ["[stdout]: both"] == lines("b-0.txt")
+
+
+def test_text_captured_before_open_is_written_at_close():
+    logger = Logger(State("run"), FileLogger(capture_stderr=False))
+    print("only this")
+    logger.close()
+    assert lines("run/logs-rank0.txt") == ["[stdout]: only this"]
+
+
+WORKER = """
+import sys
+from composer_cfg import FileLogger, Logger, State, TrainingLoop
+with Logger(State("shared_run"), FileLogger(log_level="batch")) as logger:
+    loop = TrainingLoop(logger)
+    for epoch in loop.epochs(2):
+        for batch in loop.batches(50):
+            logger.data_batch({"rank": logger.state.rank, "batch": batch})
+    print("done on rank", logger.state.rank)
+"""
+
+
+def test_four_processes_write_four_separate_files(tmp_path):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER],
+            env={**os.environ, "RANK": str(rank), "WORLD_SIZE": "4"},
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+        )
+        for rank in range(4)
+    ]
+    assert [proc.wait(timeout=60) for proc in procs] == [0, 0, 0, 0]
+    files = sorted(p.name for p in (tmp_path / "shared_run").iterdir())
+    assert files == [f"logs-rank{rank}.txt" for rank in range(4)]
+    for rank in range(4):
+        text = lines(tmp_path / "shared_run" / f"logs-rank{rank}.txt")
+        expected = [f'[BATCH][batch={b}]: {{ "rank": {rank}, "batch": {b}, }}' for b in range(100)]
+        assert text == expected + [f"[stdout]: done on rank {rank}"]
