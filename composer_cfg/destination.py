@@ -36,6 +36,10 @@ class LoggerDestination:
     ) -> None:
         """Receive a file to publish as `artifact_name`. Copy it before returning if you keep it."""
 
+    def output_location(self) -> str | None:
+        """Where this destination's data went (a path or URL), if it writes anywhere."""
+        return None
+
     def can_log_file_artifacts(self) -> bool:
         """Whether `log_file_artifact` stores anything (informative; every destination gets the call)."""
         return False

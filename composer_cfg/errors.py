@@ -12,7 +12,7 @@ class ConfigError(ValueError):
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
-        self.problems = problems if problems is not None else [message]
+        self.problems = problems if problems is not None else [" ".join(message.split("\n"))]
 
     @classmethod
     def from_problems(cls, problems: list[str]) -> ConfigError:

@@ -92,7 +92,8 @@ class Logger:
         """
         level = LogLevel.parse(log_level)
         fields = self.template_fields()
-        name = check_artifact_name(Template(artifact_name, TIME_FIELDS, key="artifact_name").fill(fields))
+        name = Template(artifact_name, TIME_FIELDS, key="artifact_name").fill(fields)
+        check_artifact_name(name, key="artifact_name")
         path = Path(Template(str(file_path), TIME_FIELDS, key="file_path").fill(fields))
         _, failures = self._each(
             lambda dest: dest.log_file_artifact(

@@ -1,11 +1,21 @@
-"""Checks shared by destination constructors and the configuration validator."""
+"""What a destination's parameters mean, declared once in its signature.
+
+Constructors annotate parameters with these types; the configuration validator reads the same
+annotations to check a YAML value before anything is built, and the constructors call the same
+checks at run time, so the two can not disagree:
+
+>>> def __init__(self, filename: FileTemplate = "{run_name}/log-rank{rank}.txt",
+...              log_level: Level = "epoch", log_interval: PositiveInt = 1): ...
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Mapping, Union
 
 from composer_cfg.errors import ConfigError
-from composer_cfg.templates import Template
+from composer_cfg.log_level import LogLevel
+from composer_cfg.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -22,3 +32,48 @@ def require_rank_field(template: Template, world_size: int, *, key: str) -> None
             f"{key}: template {template.text!r} has no {{rank}} field, so the {world_size} ranks of this run "
             f"would write the same file; add {{rank}}, e.g. 'logs-rank{{rank}}.txt'"
         )
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
+class TemplateParam:
+    """A `{field}` template parameter.
+
+    `fields`: the fields it may use. `per_rank_file`: it names a file every rank writes, so it
+    needs ``{rank}`` when there are several ranks. `artifact`: it names an artifact, so it must
+    stay relative and inside the artifact root.
+    """
+
+    fields: Mapping[str, Any]
+    per_rank_file: bool = False
+    artifact: bool = False
+
+    def check(self, key: str, value: Any, world_size: int) -> Template:
+        template = Template(value, self.fields, key=key)
+        if self.per_rank_file:
+            require_rank_field(template, world_size, key=key)
+        if self.artifact:
+            check_artifact_name(value, key=key)
+        return template
+
+
+class PositiveParam:
+    def check(self, key: str, value: Any, world_size: int) -> int:
+        return positive_int(key, value)
+
+
+class LevelParam:
+    def check(self, key: str, value: Any, world_size: int) -> LogLevel:
+        try:
+            return LogLevel.parse(value)
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from None
+
+
+#: A path of a file every rank writes, from the run name and rank facts.
+FileTemplate = Annotated[str, TemplateParam(DIST_FIELDS, per_rank_file=True)]
+#: An artifact name, from the run name and rank facts.
+ArtifactTemplate = Annotated[str, TemplateParam(DIST_FIELDS, artifact=True)]
+#: An artifact name that may also use the timestamp's fields (``{epoch}``, ``{batch}``...).
+TimedArtifactTemplate = Annotated[str, TemplateParam(TIME_FIELDS, artifact=True)]
+PositiveInt = Annotated[int, PositiveParam()]
+Level = Annotated[Union[LogLevel, int, str], LevelParam()]

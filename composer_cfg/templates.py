@@ -88,8 +88,8 @@ def _check_fields(text: str, samples: Mapping[str, Any], where: str) -> set[str]
 def _suggest(name: str, samples: Iterable[str]) -> str:
     valid = sorted(samples)
     close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean {{{close[0]}}}?" if close else ""
-    return f"{hint} valid fields: {', '.join(valid)}"
+    hint = f" did you mean {{{close[0]}}}?" if close else ""
+    return f":{hint} valid fields: {', '.join(valid)}"
 
 
 def check_artifact_name(name: str, *, key: str | None = None) -> str:

@@ -69,9 +69,9 @@ class Series:
 
     def add(self, row: int, value: Any) -> None:
         """Append `value` at `row` (the slow path: any type)."""
-        if self.exact_type is not None and type(value) is not self.exact_type:
+        if isinstance(self.values, array):
             try:
-                if isinstance(self.values, array) and _fits(self.values.typecode, value):
+                if _fits(self.values.typecode, value):
                     self.values.append(value)
                     self.rows.append(row)
                     return

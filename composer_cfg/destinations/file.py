@@ -10,12 +10,20 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations import capture
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import positive_int, require_rank_field
+from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template
+from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
+
+
+def _artifact_name_of(filename: str) -> str:
+    """The default artifact name of a log file: ``/`` separators, no leading ``/``, ``.`` or ``..``."""
+    parts = filename.replace(os.path.sep, "/").split("/")
+    while parts and parts[0] in ("", ".", ".."):
+        parts.pop(0)
+    return "/".join(parts)
 
 
 _PREFIXES = {level: f"[{level.name}][batch=" for level in LogLevel}
@@ -47,21 +55,22 @@ class FileLogger(LoggerDestination):
 
     def __init__(
         self,
-        filename: str = "{run_name}/logs-rank{rank}.txt",
-        artifact_name: str | None = None,
+        filename: FileTemplate = "{run_name}/logs-rank{rank}.txt",
+        artifact_name: ArtifactTemplate | None = None,
         *,
         capture_stdout: bool = True,
         capture_stderr: bool = True,
         buffer_size: int = 1,
-        log_level: LogLevel | int | str = LogLevel.EPOCH,
-        log_interval: int = 1,
-        flush_interval: int = 100,
+        log_level: Level = LogLevel.EPOCH,
+        log_interval: PositiveInt = 1,
+        flush_interval: PositiveInt = 100,
         overwrite: bool = False,
     ) -> None:
         self._filename_template = Template(filename, DIST_FIELDS, key="filename")
         if artifact_name is None:
-            artifact_name = filename.replace(os.path.sep, "/").lstrip("/")
+            artifact_name = _artifact_name_of(filename)
         self._artifact_template = Template(artifact_name, DIST_FIELDS, key="artifact_name")
+        check_artifact_name(artifact_name, key="artifact_name")
         self.buffer_size = buffer_size
         self.log_level = LogLevel.parse(log_level)
         self.log_interval = positive_int("log_interval", log_interval)
@@ -96,6 +105,9 @@ class FileLogger(LoggerDestination):
         if self._artifact_name is None:
             raise RuntimeError("FileLogger.artifact_name is known only after Event.INIT or the first write")
         return self._artifact_name
+
+    def output_location(self) -> str | None:
+        return os.path.abspath(self._filename) if self._filename is not None else None
 
     # -- data --------------------------------------------------------------------------------
 

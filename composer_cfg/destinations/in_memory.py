@@ -10,6 +10,7 @@ from typing import Any
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.columns import Series, TimeRows
 from composer_cfg.log_level import LogLevel
+from composer_cfg.params import Level
 from composer_cfg.state import State
 from composer_cfg.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
 
@@ -37,7 +38,7 @@ class InMemoryLogger(LoggerDestination):
     and `data` are built from the stored columns when read.
     """
 
-    def __init__(self, log_level: LogLevel | int | str = LogLevel.BATCH) -> None:
+    def __init__(self, log_level: Level = LogLevel.BATCH) -> None:
         self.log_level = LogLevel.parse(log_level)
         self._series: dict[str, Series] = {}
         self._rows = TimeRows()  # one per distinct (timestamp, level) of a call
