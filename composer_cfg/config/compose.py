@@ -1,0 +1,180 @@
+"""Compose and validate a config with Hydra's compose API, leaving Hydra's global state as found."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from composer_cfg import dist
+from composer_cfg.config.provenance import source_of
+from composer_cfg.config.validate import Problem, validate
+from composer_cfg.errors import ConfigError
+
+PACKAGED_CONFIGS = "composer_cfg.conf"
+VERSION_BASE = "1.3"
+_UNKNOWN_OVERRIDE = re.compile(r"Could not override '([^']+)'")
+_UNLOADABLE = re.compile(r"Could not load '([^']+)'")
+
+
+def compose_config(
+    overrides: Sequence[str] = (), config_name: str = "config", config_dir: str | Path | None = None
+) -> DictConfig:
+    """The composed, validated config (without the ``hydra`` node); builds nothing.
+
+    `config_dir` is searched first; the packaged tree (primary config included) is the fallback.
+    Raises `ConfigError` listing every problem, each with its key path and where it came from.
+
+    >>> cfg = compose_config(["logger.destinations.file.log_level=batch"])
+    >>> cfg.logger.destinations.file.log_level
+    'batch'
+    """
+    with hydra_context(config_dir):
+        return compose_in_context(list(overrides), config_name)
+
+
+@contextlib.contextmanager
+def hydra_context(config_dir: str | Path | None) -> Iterator[None]:
+    """Initialise Hydra for `config_dir` (or the packaged configs); restore the previous state after.
+
+    Works inside a running ``@hydra.main`` app, whose global state comes back untouched.
+    """
+    from hydra import initialize_config_dir, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        if config_dir is None:
+            with initialize_config_module(PACKAGED_CONFIGS, version_base=VERSION_BASE):
+                yield
+        else:
+            directory = Path(config_dir).expanduser().resolve()
+            if not directory.is_dir():
+                raise ConfigError(f"config_dir: {str(directory)!r} is not a directory")
+            with initialize_config_dir(str(directory), version_base=VERSION_BASE):
+                yield
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def compose_in_context(overrides: list[str], config_name: str) -> DictConfig:
+    """Compose and validate inside an initialised Hydra (the compose API or a running app)."""
+    cfg = _compose(overrides, config_name)
+    raise_problems(cfg, overrides, config_name)
+    return cfg
+
+
+def raise_problems(cfg: DictConfig, overrides: Sequence[str], config_name: str) -> None:
+    """Raise a `ConfigError` listing every problem of `cfg`, each with where its value came from."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError.from_problems([_with_source(problem, overrides, config_name) for problem in problems])
+
+
+def config_problems(cfg: DictConfig) -> list[Problem]:
+    """Missing values, interpolation errors and everything `validate` checks."""
+    problems = _unresolvable(cfg, "")
+    if problems:
+        return problems
+    container: Any = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("hydra", None)
+    return validate(container, world_size=dist.current().world_size)
+
+
+def _unresolvable(node: DictConfig | ListConfig, prefix: str) -> list[Problem]:
+    """Every missing value (``???``) and every interpolation that fails, outside ``hydra``."""
+    problems = []
+    keys = range(len(node)) if isinstance(node, ListConfig) else [k for k in node.keys() if k != "hydra" or prefix]
+    for key in keys:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if OmegaConf.is_missing(node, key):
+            problems.append(Problem(path, "missing value (???): set it in a config file or on the command line"))
+            continue
+        try:
+            value = node[key]
+        except OmegaConfBaseException as error:
+            reason = str(error.msg).splitlines()[0]
+            problems.append(Problem(path, f"cannot resolve {node._get_node(key)._value()!r}: {reason}"))
+            continue
+        if isinstance(value, (DictConfig, ListConfig)):
+            problems.extend(_unresolvable(value, path))
+    return problems
+
+
+def _compose(overrides: list[str], config_name: str) -> DictConfig:
+    """Compose, turning Hydra's composition errors into `ConfigError`s.
+
+    A mistyped key on the command line (``file.log_levl=batch``) fails in Hydra's struct check
+    before our validator sees it; it is retried as ``++`` so the validator reports it like a
+    YAML typo, with the allowed keys and a suggestion.
+    """
+    from hydra import compose
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
+    attempt = list(overrides)
+    for _ in range(len(overrides) + 1):
+        try:
+            return compose(config_name, overrides=attempt)
+        except MissingConfigException as error:
+            raise ConfigError(_missing_config_message(error, config_name)) from None
+        except OverrideParseException as error:
+            raise ConfigError(_parse_error_message(error, attempt)) from None
+        except ConfigCompositionException as error:
+            unloadable = _UNLOADABLE.search(str(error))
+            if unloadable:
+                raise ConfigError(_unknown_option_message(unloadable.group(1))) from None
+            match = _UNKNOWN_OVERRIDE.search(str(error))
+            retried = _force_add(attempt, match.group(1)) if match else None
+            if retried is None:
+                raise ConfigError(str(error).replace("\n", " ")) from None
+            attempt = retried
+    raise AssertionError("unreachable: every retry adds one ++")
+
+
+def _force_add(overrides: list[str], key: str) -> list[str] | None:
+    for index, override in enumerate(overrides):
+        if override.split("=", 1)[0] == key:
+            return overrides[:index] + ["++" + override] + overrides[index + 1 :]
+    return None
+
+
+def _missing_config_message(error: Any, config_name: str) -> str:
+    missing = getattr(error, "missing_cfg_file", None)
+    if missing and "/" in str(missing):
+        return _unknown_option_message(str(missing))
+    return str(error).split("\n")[0]
+
+
+def _unknown_option_message(config_path: str) -> str:
+    """``group: unknown option 'x'; did you mean 'y'? available: ...`` for a missing group option."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    group, _, option = config_path.rpartition("/")
+    options = sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    close = difflib.get_close_matches(option, options, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"{group}: unknown option {option!r}{hint} available: {', '.join(options)}"
+
+
+def _parse_error_message(error: Exception, overrides: list[str]) -> str:
+    bad = [o for o in overrides if "{" in o]
+    hint = ""
+    if bad:
+        key, _, value = bad[0].partition("=")
+        hint = (f"; a {{field}} template must be quoted inside the override, "
+                f"e.g. '{key}=\"{value.strip(chr(34) + chr(39))}\"' (single quotes for the shell)")
+    first_line = str(error).splitlines()[0]
+    return f"command line: cannot parse override: {first_line}{hint}"
+
+
+def _with_source(problem: Problem, overrides: list[str], config_name: str) -> str:
+    source = source_of(problem.key, overrides, config_name)
+    return f"{problem.key}: {problem.message}" + (f" (from {source})" if source else "")
