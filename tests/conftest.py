@@ -51,3 +51,12 @@ def _isolated(tmp_path, monkeypatch):
 
 def ranks(world_size: int, rank: int = 0) -> DistInfo:
     return DistInfo(rank=rank, local_rank=rank, world_size=world_size, local_world_size=world_size)
+
+
+def destination_options() -> list[str]:
+    """The options of the packaged logger/destinations group, read from the config tree."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_module("composer_cfg.conf", version_base="1.3"):
+        return sorted(GlobalHydra.instance().config_loader().get_group_options("logger/destinations"))

@@ -1,0 +1,161 @@
+"""The composer-cfg command, end to end through its real entry point."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from composer_cfg import build_logger, compose_config
+from composer_cfg.demo import run_demo
+
+COMMAND = Path(sys.executable).parent / "composer-cfg"
+
+
+def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def log_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_demo_with_the_default_config(tmp_path):
+    out = cli("run_name=demo", "hydra.run.dir=run", cwd=tmp_path)
+    run = tmp_path / "run"
+    lines = log_lines(run / "demo" / "logs-rank0.txt")
+    assert lines[0] == ('[FIT][batch=0]: { "hparams/epochs": 3, "hparams/batch_size": 32, "hparams/learning_rate": '
+                        '0.5000, "hparams/features": 8, "hparams/seed": 0, }')
+    assert [line.split(": {")[0] for line in lines[1:]] == ["[EPOCH][batch=16]", "[EPOCH][batch=32]", "[EPOCH][batch=48]"]
+    assert all('"loss/epoch": ' in line and '"metrics/epoch/accuracy": ' in line for line in lines[1:])
+    for epoch in range(3):
+        checkpoint = np.load(run / "demo" / "checkpoints" / f"ep{epoch}-rank0.npz")
+        assert checkpoint["weights"].shape == (8,) and int(checkpoint["epoch"]) == epoch
+    assert not list(run.rglob("*.partial"))
+    summary = out.stdout.splitlines()
+    assert summary[0].startswith("run demo (rank 0 of 1) finished: loss/epoch=")
+    assert summary[1:] == [f"  file: {run / 'demo' / 'logs-rank0.txt'}", "  in_memory: kept in memory"]
+    assert (run / ".hydra" / "config.yaml").exists() and (run / "composer_cfg.log").exists()
+
+
+def test_default_run_directory_is_under_outputs(tmp_path):
+    cli("run_name=dated", cwd=tmp_path)
+    (log,) = tmp_path.glob("outputs/*/*/dated/logs-rank0.txt")
+    assert len(log_lines(log)) == 4
+
+
+def test_console_script_and_module_are_the_same_command(tmp_path):
+    direct = subprocess.run([str(COMMAND), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert direct.returncode == 0 and direct.stdout == cli("--help", cwd=tmp_path).stdout
+
+
+def test_override_a_key(tmp_path):
+    cli("run_name=o", "hydra.run.dir=run", "logger.destinations.file.log_level=batch", cwd=tmp_path)
+    lines = log_lines(tmp_path / "run" / "o" / "logs-rank0.txt")
+    assert [line.split("]")[0] for line in lines].count("[BATCH") == 48
+    assert lines[1].startswith('[BATCH][batch=0]: { "loss/train": ')
+
+
+def destination_names(out: subprocess.CompletedProcess) -> list[str]:
+    return [line.split(":")[0].strip() for line in out.stdout.splitlines()[1:]]
+
+
+def test_select_several(tmp_path):
+    out = cli("run_name=s", "hydra.run.dir=run", "logger/destinations=[in_memory,file]", cwd=tmp_path)
+    assert destination_names(out) == ["in_memory", "file"]
+    out = cli("run_name=s1", "hydra.run.dir=run1", "logger/destinations=[in_memory]", cwd=tmp_path)
+    assert destination_names(out) == ["in_memory"]
+
+
+def test_add_one_from_a_user_config_dir(tmp_path):
+    conf = tmp_path / "my_conf" / "logger" / "destinations"
+    conf.mkdir(parents=True)
+    (conf / "second_file.yaml").write_text(
+        "second_file:\n  _target_: composer_cfg.FileLogger\n  filename: '{run_name}/second-{rank}.txt'\n"
+        "  capture_stdout: false\n  capture_stderr: false\n"
+    )
+    out = cli("-cd", str(tmp_path / "my_conf"), "run_name=a", "hydra.run.dir=run", "+logger/destinations=second_file",
+              cwd=tmp_path)
+    assert destination_names(out) == ["file", "in_memory", "second_file"]
+    assert len(log_lines(tmp_path / "run" / "a" / "second-0.txt")) == 4
+
+
+@pytest.mark.parametrize("override", ["logger.destinations.file=null", "~logger.destinations.file"])
+def test_disable_one(tmp_path, override):
+    out = cli("run_name=d", "hydra.run.dir=run", override, cwd=tmp_path)
+    assert out.stdout.splitlines()[1:] == ["  in_memory: kept in memory"]
+    assert not (tmp_path / "run" / "d" / "logs-rank0.txt").exists()
+
+
+def test_change_a_template_with_the_documented_quoting(tmp_path):
+    cli("run_name=t", "hydra.run.dir=run", 'logger.destinations.file.filename="logs/{run_name}-r{rank}.txt"',
+        'demo.checkpoint="ckpt/{run_name}-ep{epoch:03d}.npz"', cwd=tmp_path)
+    assert (tmp_path / "run" / "logs" / "t-r0.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "run" / "ckpt").iterdir()) == ["t-ep000.npz", "t-ep001.npz", "t-ep002.npz"]
+
+
+def test_cfg_job_prints_the_same_config_build_logger_composes(tmp_path):
+    overrides = ["run_name=same", "logger.destinations.file.log_level=BATCH", "logger/destinations=[file]",
+                 "demo.epochs=5"]
+    printed = yaml.safe_load(cli("--cfg", "job", *overrides, cwd=tmp_path).stdout)
+    assert printed == OmegaConf.to_container(compose_config(overrides))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_and_build_logger_write_the_same_lines(tmp_path):
+    overrides = ["run_name=agree", "logger.destinations.file.log_level=batch", "demo.epochs=2",
+                 "logger.destinations.file.capture_stdout=false"]
+    cli(*overrides, "hydra.run.dir=cli", cwd=tmp_path)
+    script = tmp_path / "script"
+    script.mkdir()
+    os.chdir(script)
+    with build_logger(overrides=overrides) as logger:
+        run_demo(logger, epochs=2)
+    assert log_lines(script / "agree" / "logs-rank0.txt") == log_lines(tmp_path / "cli" / "agree" / "logs-rank0.txt")
+
+
+def test_info_defaults_shows_each_destination_file(tmp_path):
+    out = cli("--info", "defaults", cwd=tmp_path)
+    rows = [[cell.strip() for cell in line.split("|")[1:3]] for line in out.stdout.splitlines() if line.startswith("|")]
+    assert ["logger/destinations/file", "logger.destinations"] in rows
+    assert ["logger/destinations/in_memory", "logger.destinations"] in rows
+
+
+def test_help_lists_the_destination_options(tmp_path):
+    out = cli("--help", cwd=tmp_path)
+    assert "logger/destinations: file, in_memory" in out.stdout.splitlines()
+    assert "composer-cfg 'logger.destinations.file.filename=\"logs/{run_name}-{rank}.txt\"'" in out.stdout
+
+
+def test_multirun_jobs_are_complete_and_separate(tmp_path):
+    cli("-m", "run_name=sweep", "demo.epochs=1,2", "demo.seed=0,1", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    for job, epochs in enumerate([1, 1, 2, 2]):
+        lines = log_lines(tmp_path / "sweep" / str(job) / "sweep" / "logs-rank0.txt")
+        assert len(lines) == 1 + epochs
+        assert len(list((tmp_path / "sweep" / str(job) / "sweep" / "checkpoints").iterdir())) == epochs
+
+
+def test_dry_run_validates_and_creates_nothing(tmp_path):
+    out = cli("dry_run=true", "run_name=dry", cwd=tmp_path)
+    assert out.stdout.splitlines() == [
+        "config OK, nothing built or written. run_name: dry",
+        "  file: composer_cfg.FileLogger(filename='{run_name}/logs-rank{rank}.txt', artifact_name=None, "
+        "log_level='epoch', log_interval=1, flush_interval=100, buffer_size=1, capture_stdout=True, "
+        "capture_stderr=True, overwrite=False)",
+        "  in_memory: composer_cfg.InMemoryLogger(log_level='batch')",
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["dry_run=true"]])
+def test_introspection_does_not_create_the_run_directory(tmp_path, args):
+    cli(*args, cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []
