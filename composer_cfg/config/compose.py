@@ -21,6 +21,7 @@ PACKAGED_CONFIGS = "composer_cfg.conf"
 VERSION_BASE = "1.3"
 _UNKNOWN_OVERRIDE = re.compile(r"Could not override '([^']+)'")
 _UNLOADABLE = re.compile(r"Could not load '([^']+)'")
+_UNDELETABLE = re.compile(r"Could not delete '([^'=]+)(?:=([^']*))?'")
 
 
 def compose_config(
@@ -47,10 +48,10 @@ def hydra_context(config_dir: str | Path | None) -> Iterator[None]:
     """
     from hydra import initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+    from hydra.core.singleton import Singleton
 
-    backup = get_gh_backup()
-    GlobalHydra.instance().clear()
+    # Set the running app's GlobalHydra aside (the same object comes back, not a copy).
+    previous = Singleton._instances.pop(GlobalHydra, None)
     try:
         if config_dir is None:
             with initialize_config_module(PACKAGED_CONFIGS, version_base=VERSION_BASE):
@@ -62,7 +63,9 @@ def hydra_context(config_dir: str | Path | None) -> Iterator[None]:
             with initialize_config_dir(str(directory), version_base=VERSION_BASE):
                 yield
     finally:
-        restore_gh_from_backup(backup)
+        Singleton._instances.pop(GlobalHydra, None)
+        if previous is not None:
+            Singleton._instances[GlobalHydra] = previous
 
 
 def compose_in_context(overrides: list[str], config_name: str) -> DictConfig:
@@ -131,6 +134,9 @@ def _compose(overrides: list[str], config_name: str) -> DictConfig:
             unloadable = _UNLOADABLE.search(str(error))
             if unloadable:
                 raise ConfigError(_unknown_option_message(unloadable.group(1))) from None
+            undeletable = _UNDELETABLE.search(str(error))
+            if undeletable and "/" in undeletable.group(1):
+                raise ConfigError(_undeletable_message(*undeletable.groups())) from None
             match = _UNKNOWN_OVERRIDE.search(str(error))
             retried = _force_add(attempt, match.group(1)) if match else None
             if retried is None:
@@ -164,15 +170,33 @@ def _unknown_option_message(config_path: str) -> str:
     return f"{group}: unknown option {option!r}{hint} available: {', '.join(options)}"
 
 
+def _undeletable_message(group: str, option: str | None) -> str:
+    """Hydra 1.3 can not remove one option of a multi-select (hydra#2843): say what works."""
+    package = group.replace("/", ".")
+    name = option or "NAME"
+    return (f"{group}: Hydra 1.3 cannot remove one option of a multi-select (~{group}={name}, hydra#2843); "
+            f"use ~{package}.{name} or {package}.{name}=null, or list the ones you want: '{group}=[...]'")
+
+
 def _parse_error_message(error: Exception, overrides: list[str]) -> str:
-    bad = [o for o in overrides if "{" in o]
+    """Name the override Hydra could not parse; for an unquoted ``{field}``, show the quoting."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    bad = overrides[0] if overrides else ""
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except Exception:  # noqa: BLE001 - this is the one that fails
+            bad = override
+            break
+    key, _, value = bad.lstrip("+~").partition("=")
+    reason = str(error).splitlines()[0]
     hint = ""
-    if bad:
-        key, _, value = bad[0].partition("=")
-        hint = (f"; a {{field}} template must be quoted inside the override, "
-                f"e.g. '{key}=\"{value.strip(chr(34) + chr(39))}\"' (single quotes for the shell)")
-    first_line = str(error).splitlines()[0]
-    return f"command line: cannot parse override: {first_line}{hint}"
+    if "{" in value and not value.startswith(("'", '"')):
+        hint = (f"; a {{field}} template must be quoted for Hydra too: '{key}=\"{value}\"' "
+                f"(the single quotes are for the shell)")
+    return f"{key}: cannot parse command-line override {bad!r}: {reason}{hint}"
 
 
 def _with_source(problem: Problem, overrides: list[str], config_name: str) -> str:
