@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations import capture
+from composer_cfg.destinations.run_file import RunFile
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int, require_rank_field
+from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
-
-
-def _artifact_name_of(filename: str) -> str:
-    """The default artifact name of a log file: ``/`` separators, no leading ``/``, ``.`` or ``..``."""
-    parts = filename.replace(os.path.sep, "/").split("/")
-    while parts and parts[0] in ("", ".", ".."):
-        parts.pop(0)
-    return "/".join(parts)
 
 
 _PREFIXES = {level: f"[{level.name}][batch=" for level in LogLevel}
@@ -66,11 +57,7 @@ class FileLogger(LoggerDestination):
         flush_interval: PositiveInt = 100,
         overwrite: bool = False,
     ) -> None:
-        self._filename_template = Template(filename, DIST_FIELDS, key="filename")
-        if artifact_name is None:
-            artifact_name = _artifact_name_of(filename)
-        self._artifact_template = Template(artifact_name, DIST_FIELDS, key="artifact_name")
-        check_artifact_name(artifact_name, key="artifact_name")
+        self._run_file = RunFile("log file", filename, artifact_name, overwrite=overwrite, buffering=buffer_size)
         self.buffer_size = buffer_size
         self.log_level = LogLevel.parse(log_level)
         self.log_interval = positive_int("log_interval", log_interval)
@@ -79,9 +66,7 @@ class FileLogger(LoggerDestination):
         self._sampled_level = self.log_level if sampled else None
         self.flush_interval = positive_int("flush_interval", flush_interval)
         self.overwrite = bool(overwrite)
-        self._file: IO[str] | None = None
-        self._filename: str | None = None
-        self._artifact_name: str | None = None
+        self._file: IO[str] | None = None  # the open RunFile's file, kept here for the hot path
         self._queue: list[str] = []
         self._at_line_start = True
         self._logger: Logger | None = None
@@ -95,19 +80,15 @@ class FileLogger(LoggerDestination):
     @property
     def filename(self) -> str:
         """The log file's path; known once the run name is (at INIT or the first write)."""
-        if self._filename is None:
-            raise RuntimeError("FileLogger.filename is known only after Event.INIT or the first write")
-        return self._filename
+        return self._run_file.known("filename")
 
     @property
     def artifact_name(self) -> str:
         """The name the log file is published under."""
-        if self._artifact_name is None:
-            raise RuntimeError("FileLogger.artifact_name is known only after Event.INIT or the first write")
-        return self._artifact_name
+        return self._run_file.known("artifact_name")
 
     def output_location(self) -> str | None:
-        return os.path.abspath(self._filename) if self._filename is not None else None
+        return self._run_file.location()
 
     # -- data --------------------------------------------------------------------------------
 
@@ -174,36 +155,16 @@ class FileLogger(LoggerDestination):
         self._tees = []
         if self._file is None and self._queue:
             self._open(state)
-        if self._file is not None:
-            self.flush(logger)
-            self._file.close()
-            self._file = None
+        self._run_file.close(logger)
+        self._file = None
 
     # -- internals ---------------------------------------------------------------------------
 
     def flush(self, logger: Logger | None = None) -> None:
         """Flush and fsync the file, then publish it as an artifact through `logger`."""
-        if self._file is None:
-            return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        logger = logger or self._logger
-        if logger is not None:
-            logger.file_artifact(LogLevel.FIT, self.artifact_name, self.filename, overwrite=True)
+        self._run_file.flush(logger or self._logger)
 
     def _open(self, state: State) -> None:
-        fields = {"run_name": state.run_name, **state.dist.template_fields()}
-        require_rank_field(self._filename_template, state.dist.world_size, key="filename")
-        self._filename = self._filename_template.fill(fields)
-        self._artifact_name = self._artifact_template.fill(fields)
-        path = Path(self._filename)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._file = open(path, "w" if self.overwrite else "x", buffering=self.buffer_size, encoding="utf-8")
-        except FileExistsError:
-            raise FileExistsError(
-                f"log file {str(path)!r} already exists: pass overwrite=True to replace it, "
-                f"or use another run_name or filename"
-            ) from None
+        self._file = self._run_file.open(state)
         queued, self._queue = self._queue, []
         self._file.write("".join(queued))
