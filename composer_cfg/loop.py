@@ -28,9 +28,12 @@ class TrainingLoop:
     Data logged in a body sees the timestamp of the batch or epoch in progress.
     """
 
-    def __init__(self, logger: Logger) -> None:
+    def __init__(self, logger: Logger, dataloader_len: int | None = None) -> None:
+        """`dataloader_len`: batches per epoch, known before the first epoch starts (bars use it)."""
         self.logger = logger
         self.state = logger.state
+        if dataloader_len is not None:
+            self.state.dataloader_len = dataloader_len
 
     def epochs(self, count: int) -> Iterator[int]:
         """Yield epoch numbers (0-based, continuing from the state's timestamp)."""
@@ -42,6 +45,22 @@ class TrainingLoop:
             self.state.timestamp = self.state.timestamp.to_next_epoch()
             fire(Event.EPOCH_END)
         fire(Event.FIT_END)
+
+    def evaluate(self, count: int) -> Iterator[int]:
+        """Yield `count` evaluation batch numbers (0-based), between ``eval_start`` and ``eval_end``.
+
+        Per batch: ``eval_batch_start``, the body, ``eval_after_forward``, ``eval_batch_end``.
+        The training timestamp does not move.
+        """
+        fire = self.logger.run_event
+        self.state.eval_dataloader_len = count
+        fire(Event.EVAL_START)
+        for index in range(count):
+            fire(Event.EVAL_BATCH_START)
+            yield index
+            fire(Event.EVAL_AFTER_FORWARD)
+            fire(Event.EVAL_BATCH_END)
+        fire(Event.EVAL_END)
 
     def batches(self, count: int, samples: int = 0, tokens: int = 0) -> Iterator[int]:
         """Yield `count` batch numbers (global, 0-based); each batch adds `samples` and `tokens`."""

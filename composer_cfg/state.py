@@ -23,12 +23,14 @@ class State:
         timestamp: Timestamp | None = None,
         dataloader_len: int | None = None,
         dist_info: dist.DistInfo | None = None,
+        eval_dataloader_len: int | None = None,
     ) -> None:
         if not isinstance(run_name, str) or not run_name:
             raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
         self.run_name = run_name
         self.timestamp = Timestamp() if timestamp is None else timestamp
         self.dataloader_len = dataloader_len
+        self.eval_dataloader_len = eval_dataloader_len
         self.dist = dist.current() if dist_info is None else dist_info
 
     @property

@@ -28,6 +28,13 @@ class StreamTee:
         return getattr(self._stream, name)
 
 
+def unwrap(stream: Any) -> Any:
+    """The stream underneath any tees: where terminal UI (progress bars) should write."""
+    while isinstance(stream, StreamTee):
+        stream = stream._stream
+    return stream
+
+
 def capture(name: str, sink: Callable[[str], None]) -> StreamTee:
     """Replace ``sys.<name>`` (``stdout`` or ``stderr``) by a tee into `sink`."""
     tee = StreamTee(getattr(sys, name), sink)

@@ -1,0 +1,196 @@
+"""`ProgressBarLogger`: tqdm bars for training and evaluation, and console log lines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Annotated, Any, Callable, TextIO, Union
+
+from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.capture import unwrap
+from composer_cfg.errors import ConfigError
+from composer_cfg.formatting import format_log_data_value
+from composer_cfg.log_level import LogLevel
+from composer_cfg.params import Level
+from composer_cfg.state import State
+
+if TYPE_CHECKING:
+    from composer_cfg.logger import Logger
+
+BAR_FORMAT = "{l_bar}{bar:25}{r_bar}"
+#: The key shown on each bar, as in Composer.
+SHOWN_KEYS = {"train": "loss/train", "val": "metrics/eval/Accuracy"}
+
+
+class StreamName:
+    """``stdout`` or ``stderr``, any case."""
+
+    def check(self, key: str, value: Any, world_size: int) -> str:
+        return stream_name(value, key)
+
+
+def stream_name(value: str, key: str = "stream") -> str:
+    name = value.strip().lower()
+    if name not in ("stdout", "stderr"):
+        raise ConfigError(f"{key}: expected 'stdout' or 'stderr' (or a text stream), got {value!r}")
+    return name
+
+
+ConsolePredicate = Callable[[State, LogLevel], bool]
+
+
+class ProgressBarLogger(LoggerDestination):
+    """A bar per training epoch and per evaluation, on local rank 0, and console lines.
+
+    Args:
+        progress_bar: show bars. On a terminal a bar is live; otherwise (a file, CI) each bar
+            is written once, as one line, when it closes: no carriage returns in a redirected log.
+        log_to_console: print ``[EPOCH][batch=16]: {...}`` lines for calls that pass
+            `console_log_level`; default (None): only when `progress_bar` is off.
+        console_log_level: the threshold of console lines, or a ``(state, log_level) -> bool``.
+        stream: ``stdout``, ``stderr`` or a text stream. Bars write to the stream beneath any
+            stdout/stderr capture, so a FileLogger does not record them.
+
+    The train bar's total is ``state.dataloader_len``; it shows the latest ``loss/train``.
+    """
+
+    def __init__(
+        self,
+        progress_bar: bool = True,
+        log_to_console: bool | None = None,
+        console_log_level: Level | ConsolePredicate = LogLevel.EPOCH,
+        stream: Union[Annotated[str, StreamName()], TextIO] = "stderr",
+    ) -> None:
+        self.progress_bar = bool(progress_bar)
+        self.log_to_console = (not self.progress_bar) if log_to_console is None else bool(log_to_console)
+        self._console: ConsolePredicate = _console_predicate(console_log_level, self.log_to_console)
+        self._stream_spec: str | TextIO = stream_name(stream) if isinstance(stream, str) else stream
+        self._bars: dict[str, _Bar] = {}
+        self._active: _Bar | None = None
+
+    @property
+    def stream(self) -> TextIO:
+        """Where bars and lines go (resolved when used, beneath any capture)."""
+        spec = self._stream_spec
+        return unwrap(getattr(sys, spec) if isinstance(spec, str) else spec)
+
+    def output_location(self) -> str:
+        spec = self._stream_spec
+        return f"the console ({spec if isinstance(spec, str) else 'a stream'})"
+
+    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
+        bar = self._active
+        if bar is not None:
+            key = SHOWN_KEYS[bar.split]
+            if key in data:
+                bar.postfix = f"{key}={format_log_data_value(data[key])}"
+        if self._console(state, log_level):
+            line = f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_data_value(data)}"
+            if bar is not None:
+                bar.write(line)
+            else:
+                print(line, file=self.stream, flush=True)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def epoch_start(self, state: State, logger: Logger) -> None:
+        self._open("train", state, state.dataloader_len, position=0)
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        self._advance("train")
+
+    def epoch_end(self, state: State, logger: Logger) -> None:
+        self._close("train")
+
+    def eval_start(self, state: State, logger: Logger) -> None:
+        self._open("val", state, state.eval_dataloader_len, position=1)
+
+    def eval_after_forward(self, state: State, logger: Logger) -> None:
+        self._advance("val")
+
+    def eval_end(self, state: State, logger: Logger) -> None:
+        self._close("val")
+
+    def close(self, state: State, logger: Logger) -> None:
+        for split in list(self._bars):
+            self._close(split)
+
+    # -- bars --------------------------------------------------------------------------------
+
+    def _open(self, split: str, state: State, total: int | None, position: int) -> None:
+        if not self.progress_bar or state.local_rank != 0:
+            return
+        self._close(split)
+        description = f"Epoch {state.timestamp.epoch:>5} {split:<5}"
+        self._bars[split] = self._active = _Bar(split, description, total, position, self.stream)
+
+    def _advance(self, split: str) -> None:
+        bar = self._bars.get(split)
+        if bar is not None:
+            bar.update()
+
+    def _close(self, split: str) -> None:
+        bar = self._bars.pop(split, None)
+        if bar is not None:
+            bar.close()
+            self._active = self._bars.get("train")
+
+
+class _Bar:
+    """A live tqdm bar on a terminal; elsewhere a counter written as one line when closed."""
+
+    def __init__(self, split: str, description: str, total: int | None, position: int, stream: TextIO) -> None:
+        from tqdm.auto import tqdm
+
+        self.split = split
+        self.description = description
+        self.total = total
+        self.stream = stream
+        self.count = 0
+        self.postfix = ""
+        self.started = time.monotonic()
+        self._tqdm = tqdm
+        self._live = (
+            tqdm(total=total, desc=description, position=position, file=stream, leave=True,
+                 dynamic_ncols=True, bar_format=BAR_FORMAT)
+            if _is_terminal(stream) else None
+        )
+
+    def update(self) -> None:
+        self.count += 1
+        if self._live is not None:
+            self._live.set_postfix_str(self.postfix, refresh=False)
+            self._live.update(1)
+
+    def write(self, line: str) -> None:
+        if self._live is not None:
+            self._tqdm.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.set_postfix_str(self.postfix, refresh=False)
+            self._live.close()
+            return
+        meter = self._tqdm.format_meter(
+            self.count, self.total, time.monotonic() - self.started, prefix=self.description,
+            bar_format=BAR_FORMAT, postfix=self.postfix or None, ascii=True,
+        )
+        print(meter, file=self.stream, flush=True)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _console_predicate(level: Any, enabled: bool) -> ConsolePredicate:
+    if not enabled:
+        return lambda state, log_level: False
+    if callable(level):
+        return level
+    threshold = LogLevel.parse(level)
+    return lambda state, log_level: log_level <= threshold
