@@ -1,0 +1,112 @@
+"""`JSONLinesLogger`: one JSON object per logged call per rank, for plots and tools."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.run_file import RunFile
+from composer_cfg.log_level import LogLevel
+from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int
+from composer_cfg.records import encode_data
+from composer_cfg.state import State
+
+if TYPE_CHECKING:
+    from composer_cfg.logger import Logger
+
+
+class JSONLinesLogger(LoggerDestination):
+    """Writes each call as one line of JSON (see `composer_cfg.records` for the format).
+
+    Args:
+        filename: template of the file's path, one per rank.
+        artifact_name: name the file is published under on each flush (default: the filename).
+        log_level: threshold (default BATCH: everything).
+        flush_interval: records are written and handed to the OS in groups of this many (what a
+            killed process loses at most); at ``epoch_end``, ``eval_end``, ``fit_end`` and `close`
+            the file is also fsynced and published. Only whole lines are written.
+        overwrite: replace an existing file; when False an existing file is an error.
+
+    >>> from composer_cfg import Logger, State
+    >>> from composer_cfg.records import read_records
+    >>> with Logger(State("docs"), JSONLinesLogger("docs.jsonl", overwrite=True)) as logger:
+    ...     logger.data_batch({"loss": 0.25})
+    >>> [(r["level"], r["batch"], r["data"]) for r in read_records("docs.jsonl")]
+    [('BATCH', 0, {'loss': 0.25})]
+    """
+
+    def __init__(
+        self,
+        filename: FileTemplate = "{run_name}/metrics-rank{rank}.jsonl",
+        artifact_name: ArtifactTemplate | None = None,
+        *,
+        log_level: Level = LogLevel.BATCH,
+        flush_interval: PositiveInt = 100,
+        overwrite: bool = False,
+    ) -> None:
+        self._run_file = RunFile("metrics file", filename, artifact_name, overwrite=overwrite)
+        self.log_level = LogLevel.parse(log_level)
+        self.flush_interval = positive_int("flush_interval", flush_interval)
+        self._pending: list[str] = []
+        self._header: tuple[str, int] | None = None  # JSON of the run name, and the rank
+        self._logger: Logger | None = None
+        self._state: State | None = None
+
+    def output_location(self) -> str | None:
+        return self._run_file.location()
+
+    @property
+    def filename(self) -> str:
+        return self._run_file.known("filename")
+
+    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
+        header = self._header
+        if header is None:
+            header = self._header = (json.dumps(state.run_name), state.rank)
+            self._state = state
+        timestamp = state.timestamp
+        self._pending.append(
+            f'{{"level": "{log_level.name}", "run_name": {header[0]}, "rank": {header[1]}, '
+            f'"epoch": {timestamp.epoch}, "batch": {timestamp.batch}, "batch_in_epoch": {timestamp.batch_in_epoch}, '
+            f'"sample": {timestamp.sample}, "time": {time.time()!r}, "data": {encode_data(data)}}}\n'
+        )
+        if len(self._pending) >= self.flush_interval:
+            self._write_pending(state).flush()
+
+    def _write_pending(self, state: State | None) -> Any:
+        """Write the pending records as whole lines; return the file (None if nothing to open)."""
+        file = self._run_file.file
+        if file is None:
+            if not self._pending or state is None:
+                return None
+            file = self._run_file.open(state)
+        if self._pending:
+            file.write("".join(self._pending))
+            self._pending.clear()
+        return file
+
+    def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
+        """Write the pending records, then flush, fsync and publish the file."""
+        if self._write_pending(state or self._state) is not None:
+            self._run_file.flush(logger or self._logger)
+
+    def init(self, state: State, logger: Logger) -> None:
+        self._logger = logger
+        self._state = state
+        if self._run_file.file is None:
+            self._run_file.open(state)
+
+    def epoch_end(self, state: State, logger: Logger) -> None:
+        self.flush(state, logger)
+
+    def eval_end(self, state: State, logger: Logger) -> None:
+        self.flush(state, logger)
+
+    def fit_end(self, state: State, logger: Logger) -> None:
+        self.flush(state, logger)
+
+    def close(self, state: State, logger: Logger) -> None:
+        self.flush(state, logger)
+        self._run_file.close(logger)

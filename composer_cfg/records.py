@@ -1,0 +1,107 @@
+"""The JSON Lines record format: one object per logged call, and its reader.
+
+A record: ``{"level": "BATCH", "run_name": ..., "rank": 0, "epoch": 0, "batch": 12,
+"batch_in_epoch": 12, "sample": 384, "time": <unix seconds>, "data": {...}}``.
+
+Values are made JSON-safe: numpy and torch scalars become numbers, arrays and tensors lists,
+other objects their ``str``. Strict JSON has no NaN or infinity, so non-finite floats are written
+as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (protobuf's JSON mapping);
+`read_records` turns them back into floats (so a logged *string* ``"NaN"`` reads back as a float).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger("composer_cfg")
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """`data` as strict JSON. Keys must be strings; a container holding itself is a `ValueError`."""
+    if not data.keys() <= _CHECKED_KEYS:
+        _check_keys(data)
+    try:
+        return _ENCODER.encode(data)
+    except ValueError as error:
+        if "Circular reference" in str(error):
+            raise ValueError("log data contains itself (a cyclic container)") from None
+        return _ENCODER.encode(_finite(data))  # a non-finite float somewhere: walk the data once
+
+
+def _check_keys(data: Mapping[str, Any]) -> None:
+    for key in data:
+        if not isinstance(key, str):
+            raise TypeError(f"log data keys must be strings, got {key!r} ({type(key).__name__})")
+    if len(_CHECKED_KEYS) > 10_000:
+        _CHECKED_KEYS.clear()
+    _CHECKED_KEYS.update(data)
+
+
+_CHECKED_KEYS: set[str] = set()  # keys seen to be strings: most calls repeat them
+
+
+def _json_safe(value: Any) -> Any:
+    """What json.dumps calls for a value it does not know."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
+        return value.tolist()  # numpy scalars and arrays
+    if isinstance(value, (set, frozenset, tuple, bytes)):
+        return list(value)
+    return str(value)
+
+
+_ENCODER = json.JSONEncoder(allow_nan=False, default=_json_safe)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    json_value = _json_safe(value) if not isinstance(value, (str, int, float, bool, type(None))) else value
+    return json_value if json_value is value else _finite(json_value)
+
+
+def read_records(source: str | Path) -> Iterator[dict[str, Any]]:
+    """The records of a ``.jsonl`` file, or of every ``*.jsonl`` file under a directory.
+
+    A last line cut short (a crash mid-write) is skipped with a warning; any other bad line is
+    an error naming the file and line.
+    """
+    path = Path(source)
+    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    for file in files:
+        lines = file.read_text(encoding="utf-8").split("\n")
+        for number, line in enumerate(lines, start=1):
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                if number == len(lines):  # no newline after it: the write was cut short
+                    LOG.warning("%s: skipped the torn last line %d (%s)", file, number, error)
+                    continue
+                raise ValueError(f"{file}:{number}: not a JSON record: {error}") from None
+            record["data"] = _decode_non_finite(record.get("data", {}))
+            yield record
+
+
+def _decode_non_finite(value: Any) -> Any:
+    if isinstance(value, str):
+        return NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {key: _decode_non_finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode_non_finite(item) for item in value]
+    return value
