@@ -84,6 +84,7 @@ def _app(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
     from composer_cfg.config.build import instantiate_logger
+    from composer_cfg.demo import plot_loss
 
     try:
         logger = instantiate_logger(cfg)
@@ -96,6 +97,8 @@ def _app(cfg: DictConfig) -> Any:
     print(f"run {state.run_name} (rank {state.rank} of {state.world_size}) finished: "
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     for destination in logger.destinations:
-        where = destination.output_location()
-        print(f"  {logger.name_of(destination)}: {where if where else 'kept in memory'}")
+        print(f"  {logger.name_of(destination)}: {destination.output_location() or 'nothing written'}")
+    plot = plot_loss(logger)
+    if plot is not None:
+        print(f"  plot: {plot.resolve()}")
     return metrics

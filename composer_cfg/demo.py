@@ -44,7 +44,7 @@ def run_demo(
 
     logger.data_fit({"hparams/epochs": epochs, "hparams/batch_size": batch_size,
                      "hparams/learning_rate": learning_rate, "hparams/features": features, "hparams/seed": seed})
-    loop = TrainingLoop(logger)
+    loop = TrainingLoop(logger, dataloader_len=batches_per_epoch)
     metrics: dict[str, float] = {}
     for epoch in loop.epochs(epochs):
         order = rng.permutation(samples)
@@ -67,6 +67,33 @@ def run_demo(
         _save_atomically(path, weights=weights, bias=np.array(bias), epoch=np.array(epoch))
         logger.file_artifact(LogLevel.EPOCH, checkpoint, path)
     return metrics
+
+
+def plot_loss(logger: Logger, metric: str = "loss/train") -> Path | None:
+    """Plot `metric` against batch into ``{run_name}/loss-rank{rank}.png``, from the run's
+    InMemoryLogger or JSONLinesLogger; None when matplotlib is missing or neither logged it."""
+    try:
+        import matplotlib  # noqa: F401 - only asking whether it is there
+    except ImportError:
+        return None
+    from composer_cfg.destinations import InMemoryLogger, JSONLinesLogger
+    from composer_cfg.plot import plot_series, series_from_records
+    from composer_cfg.records import read_records
+
+    state = logger.state
+    series = {}
+    for destination in logger.destinations:
+        if isinstance(destination, InMemoryLogger) and metric in destination.most_recent_values:
+            values = destination.get_timeseries(metric)
+            series = {metric: {state.rank: (values["batch"].tolist(), values[metric].tolist())}}
+            break
+        if isinstance(destination, JSONLinesLogger) and destination.output_location():
+            series = series_from_records(read_records(destination.filename))
+            break
+    if metric not in series:
+        return None
+    output = Path(f"{state.run_name}/loss-rank{state.rank}.png")
+    return plot_series(series, [metric], output, title=state.run_name)
 
 
 def _save_atomically(path: Path, **arrays: object) -> None:

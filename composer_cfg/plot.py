@@ -1,0 +1,106 @@
+"""``composer-cfg-plot``: plot a run's metrics (from its JSON Lines files) against batch.
+
+    composer-cfg-plot outputs/2026-11-25/10-00-00            every numeric metric, all ranks
+    composer-cfg-plot run/metrics-rank0.jsonl --metrics loss/train -o loss.png
+
+One panel per metric, one line per rank. Needs matplotlib (``pip install composer_cfg[plot]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from composer_cfg.records import read_records
+
+#: metric -> rank -> (batches, values)
+Series = dict[str, dict[int, tuple[list[int], list[float]]]]
+PANEL_SIZE = (8.0, 2.5)  # inches; at DPI this is 800 x 250 pixels per panel
+DPI = 100
+
+
+def series_from_records(records: Iterable[dict[str, Any]]) -> Series:
+    """Every numeric value of every record, by metric and rank, in logged order."""
+    series: Series = {}
+    for record in records:
+        for key, value in record["data"].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                batches, values = series.setdefault(key, {}).setdefault(record.get("rank", 0), ([], []))
+                batches.append(record["batch"])
+                values.append(float(value))
+    return series
+
+
+def plot_series(series: Series, metrics: Sequence[str], output: str | Path, title: str = "") -> Path:
+    """Write a PNG with one panel per metric (values against batch, one line per rank)."""
+    import logging
+
+    import matplotlib
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # not its font-cache notices
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(metrics), 1, squeeze=False, sharex=True,
+                                figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * len(metrics)), dpi=DPI)
+    for axis, metric in zip(axes[:, 0], metrics):
+        for rank, (batches, values) in sorted(series[metric].items()):
+            axis.plot(batches, values, label=f"rank {rank}", linewidth=1.2)
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        if len(series[metric]) > 1:
+            axis.legend(loc="best", fontsize="small")
+    axes[-1, 0].set_xlabel("batch")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def choose_metrics(series: Series, wanted: Sequence[str] | None) -> list[str]:
+    """`wanted` (checked against what was logged), or every metric logged."""
+    if not wanted:
+        return sorted(series)
+    unknown = [metric for metric in wanted if metric not in series]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(series), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise ValueError(f"--metrics: no values logged for {unknown[0]!r}{hint} logged: {', '.join(sorted(series))}")
+    return list(wanted)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="composer-cfg-plot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="a run directory (all *.jsonl under it) or one .jsonl file")
+    parser.add_argument("--metrics", nargs="+", help="metrics to plot (default: every numeric one)")
+    parser.add_argument("-o", "--output", help="PNG to write (default: metrics.png beside the source)")
+    args = parser.parse_args(argv)
+    source = Path(args.source)
+    if not source.exists():
+        parser.error(f"{source}: no such file or directory")
+    series = series_from_records(read_records(source))
+    if not series:
+        parser.error(f"{source}: no numeric metrics in any .jsonl file")
+    try:
+        metrics = choose_metrics(series, args.metrics)
+    except ValueError as error:
+        parser.error(str(error))
+    output = Path(args.output) if args.output else (source if source.is_dir() else source.parent) / "metrics.png"
+    try:
+        plot_series(series, metrics, output, title=source.name)
+    except ImportError:
+        parser.error("matplotlib is not installed: pip install 'composer_cfg[plot]'")
+    print(f"wrote {output} ({len(metrics)} panels: {', '.join(metrics)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
