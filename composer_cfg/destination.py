@@ -28,6 +28,9 @@ class LoggerDestination:
 
     log_level: LogLevel | None = None
 
+    #: Optional: ``check_config(params, world_size)``, a classmethod raising `ConfigError` for rules
+    #: that span several parameters; the config validator calls it before anything is built.
+
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         """Receive `data`. The dict is shared with other destinations: copy what you keep."""
 
@@ -37,7 +40,7 @@ class LoggerDestination:
         """Receive a file to publish as `artifact_name`. Copy it before returning if you keep it."""
 
     def output_location(self) -> str | None:
-        """Where this destination's data went (a path or URL), if it writes anywhere."""
+        """Where this destination's data went (a path, a URL, "the console"...), if anywhere."""
         return None
 
     def can_log_file_artifacts(self) -> bool:

@@ -71,7 +71,15 @@ def check_node(problems: list[Problem], path: str, node: Any, base: type, world_
     target = _target_class(problems, path, node, base)
     if target is not None:
         params = {key: value for key, value in node.items() if key not in HYDRA_KEYS}
+        before = len(problems)
         check_params(problems, path, target, params, world_size, partial=bool(node.get("_partial_")))
+        check_config = getattr(target, "check_config", None)
+        if check_config is not None and len(problems) == before:  # rules across several parameters
+            try:
+                check_config(params, world_size)
+            except ConfigError as error:
+                key, _, message = str(error).partition(": ")
+                problems.append(Problem(f"{path}.{key}", message))
 
 
 def check_params(

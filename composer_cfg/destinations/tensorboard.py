@@ -1,0 +1,141 @@
+"""`TensorboardLogger`: scalars and hyperparameters in TensorBoard event files (tensorboardX)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from composer_cfg import dist
+from composer_cfg.destination import LoggerDestination
+from composer_cfg.formatting import format_log_data_value
+from composer_cfg.log_level import LogLevel
+from composer_cfg.params import Level, PositiveInt, positive_int, require_rank_field
+from composer_cfg.state import State
+from composer_cfg.templates import DIST_FIELDS, Template
+
+if TYPE_CHECKING:
+    from composer_cfg.logger import Logger
+
+LOG = logging.getLogger("composer_cfg")
+
+
+class TensorboardLogger(LoggerDestination):
+    """Writes scalars with ``global_step=batch``; FIT data as a text table of hyperparameters.
+
+    Args:
+        log_dir: template of the event files' directory (``{run_name}``, ``{rank}``...).
+        log_level: threshold (default BATCH).
+        flush_interval: flush every n batches (at ``batch_end``); also at ``epoch_end``,
+            ``eval_end``, ``fit_end`` and `close`. Each flush publishes the event file.
+        rank_zero_only: only global rank 0 writes; with False every rank writes its own
+            directory, so `log_dir` must contain ``{rank}`` when there are several ranks.
+
+    Values that are not scalars (strings, lists, tensors of several elements) are skipped,
+    with one warning per key. The writer is tensorboardX, imported when first needed.
+    """
+
+    def __init__(
+        self,
+        log_dir: str = "{run_name}/tensorboard",
+        *,
+        log_level: Level = LogLevel.BATCH,
+        flush_interval: PositiveInt = 100,
+        rank_zero_only: bool = True,
+    ) -> None:
+        self._log_dir = Template(log_dir, DIST_FIELDS, key="log_dir")
+        self.check_config({"log_dir": log_dir, "rank_zero_only": rank_zero_only}, dist.current().world_size)
+        self.log_level = LogLevel.parse(log_level)
+        self.flush_interval = positive_int("flush_interval", flush_interval)
+        self.rank_zero_only = bool(rank_zero_only)
+        self._writer: Any = None
+        self._directory: Path | None = None
+        self._skipped: set[str] = set()
+        self._logger: Logger | None = None
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
+        """Every rank writing needs ``{rank}`` in `log_dir` once there are several."""
+        if not params.get("rank_zero_only", True):
+            template = Template(params.get("log_dir", "{run_name}/tensorboard"), DIST_FIELDS, key="log_dir")
+            require_rank_field(template, world_size, key="log_dir")
+
+    def output_location(self) -> str | None:
+        return str(self._directory.resolve()) if self._directory is not None else None
+
+    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
+        writer = self._writer or self._open(state)
+        if writer is None:
+            return
+        step = state.timestamp.batch
+        if log_level is LogLevel.FIT:
+            rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in data.items())
+            writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step)
+            return
+        for key, value in data.items():
+            number = _scalar(value)
+            if number is not None:
+                writer.add_scalar(key, number, global_step=step)
+            elif key not in self._skipped:
+                self._skipped.add(key)
+                LOG.warning("TensorboardLogger: %r is not a scalar (%s); its values are not written",
+                            key, type(value).__name__)
+
+    def _open(self, state: State) -> Any:
+        if self.rank_zero_only and state.rank != 0:
+            return None
+        from tensorboardX import SummaryWriter
+
+        fields = {"run_name": state.run_name, **state.dist.template_fields()}
+        self._directory = Path(self._log_dir.fill(fields))
+        self._writer = SummaryWriter(logdir=str(self._directory), flush_secs=3600, filename_suffix=f".rank{state.rank}")
+        return self._writer
+
+    def flush(self, logger: Logger | None = None) -> None:
+        """Write buffered events to disk and publish the event files."""
+        if self._writer is None or self._directory is None:
+            return
+        self._writer.flush()
+        logger = logger or self._logger
+        if logger is not None:
+            artifact_dir = self._directory.as_posix().lstrip("/")
+            for event_file in sorted(self._directory.glob("events.out.tfevents.*")):
+                logger.file_artifact(LogLevel.FIT, f"{artifact_dir}/{event_file.name}", event_file, overwrite=True)
+
+    def init(self, state: State, logger: Logger) -> None:
+        self._logger = logger
+        if self._writer is None:
+            self._open(state)
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        if state.timestamp.batch % self.flush_interval == 0:
+            self.flush(logger)
+
+    def epoch_end(self, state: State, logger: Logger) -> None:
+        self.flush(logger)
+
+    def eval_end(self, state: State, logger: Logger) -> None:
+        self.flush(logger)
+
+    def fit_end(self, state: State, logger: Logger) -> None:
+        self.flush(logger)
+
+    def close(self, state: State, logger: Logger) -> None:
+        if self._writer is not None:
+            self.flush(logger)
+            self._writer.close()
+            self._writer = None
+
+
+def _scalar(value: Any) -> float | None:
+    """`value` as a float if it is one number (int, float, numpy scalar, one-element tensor)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return float(value.item()) if value.numel() == 1 else None
+    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
+        return float(value.item()) if isinstance(value.item(), (int, float)) else None
+    return None
