@@ -13,7 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations import FileLogger, InMemoryLogger
+from composer_cfg.destinations import (
+    FileLogger,
+    InMemoryLogger,
+    JSONLinesLogger,
+    ProgressBarLogger,
+    TensorboardLogger,
+)
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
 from composer_cfg.formatting import format_log_data_value
@@ -36,10 +42,13 @@ __all__ = [
     "Event",
     "FileLogger",
     "InMemoryLogger",
+    "JSONLinesLogger",
     "LogLevel",
     "Logger",
     "LoggerDestination",
+    "ProgressBarLogger",
     "State",
+    "TensorboardLogger",
     "Timestamp",
     "TrainingLoop",
     "build_logger",

@@ -70,6 +70,9 @@ class InMemoryLogger(LoggerDestination):
             else:
                 series.add(row, value)
 
+    def output_location(self) -> str:
+        return f"in memory ({len(self._series)} keys)"
+
     @property
     def most_recent_values(self) -> dict[str, Any]:
         """key -> the last value logged for it."""
