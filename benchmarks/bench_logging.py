@@ -16,7 +16,7 @@ import timeit
 import tracemalloc
 from pathlib import Path
 
-from composer_cfg import FileLogger, InMemoryLogger, Logger, LogLevel, State
+from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LogLevel, State
 
 BATCH = LogLevel.BATCH
 DATA = {"loss/train": 0.1234567, "accuracy": 0.875, "lr": 0.001, "trainer/global_step": 12}
@@ -81,6 +81,13 @@ def in_memory_new_timestamps(number: int, repeat: int) -> float:
     )
 
 
+def jsonl_logger(directory: Path, number: int, repeat: int) -> float:
+    state = State("bench")
+    destination = JSONLinesLogger(str(directory / "metrics.jsonl"), overwrite=True)
+    with Logger(state, destination) as logger:
+        return best_us("logger.data(BATCH, DATA)", number, repeat, logger=logger)
+
+
 def bytes_per_scalar(calls: int) -> float:
     state = State("bench")
     memory = InMemoryLogger()
@@ -120,6 +127,7 @@ def main() -> None:
             "Logger.data -> FileLogger (buffer_size=-1)": file_logger(directory, number, repeat, -1),
             "raw write loop (line buffered)": raw_write_loop(directory / "raw1.txt", number, repeat, 1),
             "Logger.data -> FileLogger (buffer_size=1, the default)": file_logger(directory, number, repeat, 1),
+            "Logger.data -> JSONLinesLogger (flush_interval=100, the default)": jsonl_logger(directory, number, repeat),
             "stdlib logging.FileHandler": stdlib_logging(directory / "std.txt", number, repeat),
         }
     width = max(map(len, rows))
@@ -132,6 +140,8 @@ def main() -> None:
           f"{rows['Logger.data -> FileLogger (buffer_size=1, the default)'] / rows['raw write loop (line buffered)']:.2f}x")
     print(f"FileLogger (default) / stdlib logging:          "
           f"{rows['Logger.data -> FileLogger (buffer_size=1, the default)'] / rows['stdlib logging.FileHandler']:.2f}x")
+    print(f"JSONLinesLogger / FileLogger (default):         "
+          f"{rows['Logger.data -> JSONLinesLogger (flush_interval=100, the default)'] / rows['Logger.data -> FileLogger (buffer_size=1, the default)']:.2f}x")
     print(f"InMemoryLogger bytes per scalar:                {bytes_per_scalar(50_000 if args.quick else 200_000):.1f}")
 
 

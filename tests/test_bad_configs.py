@@ -36,7 +36,8 @@ CATALOGUE = [
     ([f"{F}.filename=???", f"{M}.log_level=???"], [f"{F}.filename", f"{M}.log_level"], "missing value (???)"),
     (["run_name=${oc.env:COMPOSER_CFG_TEST_UNSET}"], ["run_name"],
      "Environment variable 'COMPOSER_CFG_TEST_UNSET' not found"),
-    (["logger/destinations=[file,nope]"], ["logger/destinations"], "unknown option 'nope'; available: file, in_memory"),
+    (["logger/destinations=[file,nope]"], ["logger/destinations"],
+     "unknown option 'nope'; available: file, in_memory, jsonl, progress_bar, tensorboard"),
     (["+logger/destinations=fil"], ["logger/destinations"], "unknown option 'fil'; did you mean 'file'?"),
     (["logger=nope"], ["logger"], "unknown option 'nope'; available: default"),
     (["~logger/destinations=file"], ["logger/destinations"],
@@ -114,7 +115,8 @@ def test_packaged_file_is_named_for_values_it_sets():
             "composer-cfg: error: demo.epochs: expected a positive integer, got 0 (from command line 'demo.epochs=0')",
         ]),
         (["logger/destinations=[file,jsonl_typo]"], [
-            "composer-cfg: error: logger/destinations: unknown option 'jsonl_typo'; available: file, in_memory",
+            "composer-cfg: error: logger/destinations: unknown option 'jsonl_typo'; did you mean 'jsonl'? available: file, "
+            "in_memory, jsonl, progress_bar, tensorboard",
         ]),
         (["-m", "demo.epochs=1,0"], [
             "composer-cfg: error: job demo.epochs=0: demo.epochs: expected a positive integer, got 0 "

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from composer_cfg import ConfigError, FileLogger, InMemoryLogger, State, build_logger, compose_config
+from composer_cfg import ConfigError, FileLogger, InMemoryLogger, ProgressBarLogger, State, build_logger, compose_config
 
 
 def test_builds_the_default_logger_in_the_working_directory(tmp_path):
-    logger = build_logger(overrides=["run_name=script"])
-    assert [type(d) for d in logger.destinations] == [FileLogger, InMemoryLogger]
-    assert Path("script/logs-rank0.txt").exists()  # INIT was fired: the file is open
-    logger.data_epoch({"acc": 0.5})
-    logger.close()
+    with build_logger(overrides=["run_name=script"]) as logger:
+        assert [type(d) for d in logger.destinations] == [FileLogger, InMemoryLogger, ProgressBarLogger]
+        assert Path("script/logs-rank0.txt").exists()  # INIT was fired: the file is open
+        logger.data_epoch({"acc": 0.5})
     assert (tmp_path / "script/logs-rank0.txt").read_text() == '[EPOCH][batch=0]: { "acc": 0.5000, }\n'
 
 
@@ -55,7 +54,7 @@ def test_usable_many_times_in_one_process_and_leaves_hydra_uninitialised():
 
 def test_destinations_can_be_switched_off_with_null():
     with build_logger(overrides=["run_name=n", "logger.destinations.file=null"]) as logger:
-        assert [type(d) for d in logger.destinations] == [InMemoryLogger]
+        assert [type(d) for d in logger.destinations] == [InMemoryLogger, ProgressBarLogger]
 
 
 def test_works_inside_a_running_hydra_app(tmp_path):
@@ -115,9 +114,9 @@ def test_user_config_dir_adds_a_destination_and_keeps_the_packaged_ones(tmp_path
     conf, _ = write_user_config(tmp_path, PRINTER)
     overrides = ["run_name=user", "+logger/destinations=printer", "logger.destinations.printer.prefix=P"]
     with build_logger(overrides=overrides, config_dir=conf) as logger:
-        assert [logger.name_of(d) for d in logger.destinations] == ["file", "in_memory", "printer"]
+        assert [logger.name_of(d) for d in logger.destinations] == ["file", "in_memory", "progress_bar", "printer"]
         logger.data_fit({"a": 1})
-        assert logger.destinations[2].lines == ["P FIT {'a': 1}"]
+        assert logger.destinations[3].lines == ["P FIT {'a': 1}"]
 
 
 def test_user_config_dir_wins_over_the_packaged_one(tmp_path):

@@ -42,7 +42,15 @@ def test_demo_with_the_default_config(tmp_path):
     assert not list(run.rglob("*.partial"))
     summary = out.stdout.splitlines()
     assert summary[0].startswith("run demo (rank 0 of 1) finished: loss/epoch=")
-    assert summary[1:] == [f"  file: {run / 'demo' / 'logs-rank0.txt'}", "  in_memory: kept in memory"]
+    assert summary[1:] == [
+        f"  file: {run / 'demo' / 'logs-rank0.txt'}",
+        "  in_memory: in memory (10 keys)",
+        "  progress_bar: the console (stderr)",
+        f"  plot: {run / 'demo' / 'loss-rank0.png'}",
+    ]
+    bars = out.stderr.splitlines()
+    assert [bar.split(":")[0] for bar in bars] == ["Epoch     0 train", "Epoch     1 train", "Epoch     2 train"]
+    assert all("100%|#########################| 16/16 [" in bar and "loss/train=0." in bar for bar in bars)
     assert (run / ".hydra" / "config.yaml").exists() and (run / "composer_cfg.log").exists()
 
 
@@ -65,7 +73,7 @@ def test_override_a_key(tmp_path):
 
 
 def destination_names(out: subprocess.CompletedProcess) -> list[str]:
-    return [line.split(":")[0].strip() for line in out.stdout.splitlines()[1:]]
+    return [line.split(":")[0].strip() for line in out.stdout.splitlines()[1:] if not line.startswith("  plot:")]
 
 
 def test_select_several(tmp_path):
@@ -84,14 +92,14 @@ def test_add_one_from_a_user_config_dir(tmp_path):
     )
     out = cli("-cd", str(tmp_path / "my_conf"), "run_name=a", "hydra.run.dir=run", "+logger/destinations=second_file",
               cwd=tmp_path)
-    assert destination_names(out) == ["file", "in_memory", "second_file"]
+    assert destination_names(out) == ["file", "in_memory", "progress_bar", "second_file"]
     assert len(log_lines(tmp_path / "run" / "a" / "second-0.txt")) == 4
 
 
 @pytest.mark.parametrize("override", ["logger.destinations.file=null", "~logger.destinations.file"])
 def test_disable_one(tmp_path, override):
     out = cli("run_name=d", "hydra.run.dir=run", override, cwd=tmp_path)
-    assert out.stdout.splitlines()[1:] == ["  in_memory: kept in memory"]
+    assert destination_names(out) == ["in_memory", "progress_bar"]
     assert not (tmp_path / "run" / "d" / "logs-rank0.txt").exists()
 
 
@@ -131,7 +139,7 @@ def test_info_defaults_shows_each_destination_file(tmp_path):
 
 def test_help_lists_the_destination_options(tmp_path):
     out = cli("--help", cwd=tmp_path)
-    assert "logger/destinations: file, in_memory" in out.stdout.splitlines()
+    assert "logger/destinations: file, in_memory, jsonl, progress_bar, tensorboard" in out.stdout.splitlines()
     assert "composer-cfg 'logger.destinations.file.filename=\"logs/{run_name}-{rank}.txt\"'" in out.stdout
 
 
@@ -151,6 +159,8 @@ def test_dry_run_validates_and_creates_nothing(tmp_path):
         "log_level='epoch', log_interval=1, flush_interval=100, buffer_size=1, capture_stdout=True, "
         "capture_stderr=True, overwrite=False)",
         "  in_memory: composer_cfg.InMemoryLogger(log_level='batch')",
+        "  progress_bar: composer_cfg.ProgressBarLogger(progress_bar=True, log_to_console=None, "
+        "console_log_level='epoch', stream='stderr')",
     ]
     assert list(tmp_path.iterdir()) == []
 
@@ -159,3 +169,20 @@ def test_dry_run_validates_and_creates_nothing(tmp_path):
 def test_introspection_does_not_create_the_run_directory(tmp_path, args):
     cli(*args, cwd=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
+    cli("run_name=viz", "hydra.run.dir=run", "+logger/destinations=[jsonl,tensorboard]", cwd=tmp_path)
+    from composer_cfg.records import read_records
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    records = list(read_records(tmp_path / "run" / "viz" / "metrics-rank0.jsonl"))
+    assert [r["level"] for r in records].count("BATCH") == 48 and len(records) == 1 + 48 + 3
+    events = ea.EventAccumulator(str(tmp_path / "run" / "viz" / "tensorboard"), size_guidance={ea.SCALARS: 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/train")] == list(range(48))
+    assert [e.value for e in events.Scalars("loss/train")] == pytest.approx([r["data"]["loss/train"] for r in records
+                                                                            if r["level"] == "BATCH"])
+    plot = subprocess.run([sys.executable, "-m", "composer_cfg.plot", "run", "--metrics", "loss/train"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert plot.returncode == 0 and (tmp_path / "run" / "metrics.png").stat().st_size > 0

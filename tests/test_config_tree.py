@@ -15,7 +15,7 @@ CONF = Path(composer_cfg.__file__).parent / "conf"
 
 def test_options_are_discovered_from_the_tree():
     assert OPTIONS == sorted(p.stem for p in (CONF / "logger" / "destinations").glob("*.yaml"))
-    assert {"file", "in_memory"} <= set(OPTIONS)
+    assert {"file", "in_memory", "progress_bar", "jsonl", "tensorboard"} <= set(OPTIONS)
 
 
 @pytest.mark.parametrize("option", OPTIONS)
@@ -51,7 +51,7 @@ def test_default_selection_and_layout():
     cfg = compose_config()
     assert list(cfg) == ["logger", "run_name", "dry_run", "demo"]
     assert cfg.logger._target_ == "composer_cfg.Logger"
-    assert list(cfg.logger.destinations) == ["file", "in_memory"]
+    assert list(cfg.logger.destinations) == ["file", "in_memory", "progress_bar"]
     assert cfg.logger.destinations.file.filename == "{run_name}/logs-rank{rank}.txt"
     assert cfg.demo.checkpoint == "{run_name}/checkpoints/ep{epoch}-rank{rank}.npz"
 

@@ -1,0 +1,98 @@
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.util import tensor_util
+
+from composer_cfg import ConfigError, Logger, LogLevel, State, TensorboardLogger, TrainingLoop, build_logger
+from conftest import Recorder, ranks
+
+
+def read(directory: str | Path) -> ea.EventAccumulator:
+    accumulator = ea.EventAccumulator(str(directory), size_guidance={ea.SCALARS: 0, ea.TENSORS: 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def train(logger: Logger, epochs: int = 2, batches: int = 3) -> None:
+    loop = TrainingLoop(logger)
+    logger.data_fit({"lr": 0.1, "optimizer": "sgd"})
+    for epoch in loop.epochs(epochs):
+        for batch in loop.batches(batches):
+            logger.data_batch({"loss": 1.0 / (batch + 1), "np": np.float32(batch), "tensor": torch.tensor(2.0 * batch),
+                               "vector": [1, 2], "phase": "train"})
+        logger.data_epoch({"accuracy": 0.5 + 0.25 * epoch})
+
+
+def test_scalars_read_back_with_exact_steps_and_values(caplog):
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        with Logger(State("run"), TensorboardLogger()) as logger:
+            train(logger)
+    events = read("run/tensorboard")
+    assert sorted(events.Tags()["scalars"]) == ["accuracy", "loss", "np", "tensor"]
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [
+        (b, np.float32(1.0 / (b + 1))) for b in range(6)
+    ]
+    assert [(e.step, e.value) for e in events.Scalars("tensor")] == [(b, 2.0 * b) for b in range(6)]
+    assert [(e.step, e.value) for e in events.Scalars("accuracy")] == [(3, 0.5), (6, 0.75)]
+    (text,) = events.Tensors("hparams/text_summary")
+    assert tensor_util.make_ndarray(text.tensor_proto)[0].decode() == (
+        '| key | value |\n|---|---|\n| lr | 0.1000 |\n| optimizer | "sgd" |\n'
+    )
+    assert caplog.messages == [
+        "TensorboardLogger: 'vector' is not a scalar (list); its values are not written",
+        "TensorboardLogger: 'phase' is not a scalar (str); its values are not written",
+    ]
+
+
+def test_many_steps_are_all_kept():
+    with Logger(State("run"), TensorboardLogger(flush_interval=1000)) as logger:
+        for step in range(3000):
+            logger.state.timestamp = logger.state.timestamp.copy(batch=step)
+            logger.data_batch({"x": float(step)})
+    assert [e.step for e in read("run/tensorboard").Scalars("x")] == list(range(3000))
+
+
+def test_threshold():
+    with Logger(State("run"), TensorboardLogger(log_level="epoch")) as logger:
+        train(logger, epochs=1)
+    assert read("run/tensorboard").Tags()["scalars"] == ["accuracy"]
+
+
+def test_flushes_publish_the_event_file():
+    published = Recorder()
+    with Logger(State("run"), [TensorboardLogger(flush_interval=2), published]) as logger:
+        logger.run_event("init")
+        train(logger, epochs=1, batches=4)
+    (event_file,) = Path("run/tensorboard").glob("events.out.tfevents.*.rank0")
+    artifacts = [c for c in published.calls if c[0] == "artifact"]
+    # batch_end at batches 2 and 4, epoch_end, fit_end, close
+    assert artifacts == [("artifact", LogLevel.FIT, f"run/tensorboard/{event_file.name}", event_file, True)] * 5
+
+
+def test_rank_zero_only_keeps_other_ranks_quiet():
+    with Logger(State("run", dist_info=ranks(2, rank=1)), TensorboardLogger()) as logger:
+        logger.run_event("init")
+        train(logger, epochs=1)
+    assert not Path("run").exists()
+
+
+def test_every_rank_writing_needs_rank_in_the_directory(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError) as caught:
+        build_logger(overrides=["run_name=r", "logger/destinations=[tensorboard]",
+                                "logger.destinations.tensorboard.rank_zero_only=false"])
+    assert caught.value.problems == [
+        "logger.destinations.tensorboard.log_dir: template '{run_name}/tensorboard' has no {rank} field, so the 2 ranks "
+        "of this run would write the same file; add {rank}, e.g. 'logs-rank{rank}.txt' "
+        "(from logger/destinations/tensorboard.yaml in pkg://composer_cfg.conf)"
+    ]
+    overrides = ["run_name=r", "logger/destinations=[tensorboard]", "logger.destinations.tensorboard.rank_zero_only=false",
+                 'logger.destinations.tensorboard.log_dir="{run_name}/tb-rank{rank}"']
+    with build_logger(overrides=overrides) as logger:
+        logger.data_batch({"x": 1.0})
+    assert [e.value for e in read("r/tb-rank1").Scalars("x")] == [1.0]
