@@ -44,6 +44,9 @@ class Logger:
             for level in LogLevel
         }
         self._closed = False
+        #: The exception that ended the run, when the ``with`` block exits with one (destinations
+        #: read it at close, e.g. to mark a tracked run FAILED).
+        self.exception: BaseException | None = None
         _OPEN_LOGGERS.add(self)
 
     @property
@@ -121,7 +124,9 @@ class Logger:
     def __enter__(self) -> Logger:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is not None:
+            self.exception = exc
         self.close()
 
     def name_of(self, destination: LoggerDestination) -> str:
