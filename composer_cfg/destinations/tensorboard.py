@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -15,6 +13,7 @@ from composer_cfg.log_level import LogLevel
 from composer_cfg.params import Level, PositiveInt, positive_int, require_rank_field
 from composer_cfg.state import State
 from composer_cfg.templates import DIST_FIELDS, Template
+from composer_cfg.values import scalar
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -75,7 +74,7 @@ class TensorboardLogger(LoggerDestination):
             writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step)
             return
         for key, value in data.items():
-            number = _scalar(value)
+            number = scalar(value)
             if number is not None:
                 writer.add_scalar(key, number, global_step=step)
             elif key not in self._skipped:
@@ -127,15 +126,3 @@ class TensorboardLogger(LoggerDestination):
             self.flush(logger)
             self._writer.close()
             self._writer = None
-
-
-def _scalar(value: Any) -> float | None:
-    """`value` as a float if it is one number (int, float, numpy scalar, one-element tensor)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        return float(value.item()) if value.numel() == 1 else None
-    if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
-        return float(value.item()) if isinstance(value.item(), (int, float)) else None
-    return None
