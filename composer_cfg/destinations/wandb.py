@@ -1,0 +1,127 @@
+"""`WandBLogger`: metrics, config and artifacts in a Weights & Biases run (offline by default)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from composer_cfg.destination import LoggerDestination
+from composer_cfg.log_level import LogLevel
+from composer_cfg.params import Level
+from composer_cfg.state import State
+
+if TYPE_CHECKING:
+    from composer_cfg.logger import Logger
+
+LOG = logging.getLogger("composer_cfg")
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+class WandBLogger(LoggerDestination):
+    """Logs to a W&B run: EPOCH and BATCH data with ``step=batch``, FIT data into the run's config.
+
+    Args:
+        project, entity, group, name, tags: the run's W&B fields; `name` defaults to the run
+            name. With `rank_zero_only` False every rank has a run, named ``<name> [RANK_<r>]``
+            and grouped under `group` (default: the run name).
+        mode: ``offline`` (default: nothing leaves the machine; ``wandb sync`` uploads later),
+            ``online`` or ``disabled``.
+        dir: where the run directory is written (default: the working directory).
+        log_artifacts: also store file artifacts as single-file W&B artifacts, aliased
+            ``latest`` and ``ep<epoch>-ba<batch>``; names are reduced to ``[a-zA-Z0-9_.-]``.
+        init_params: any other ``wandb.init`` keyword arguments (they win).
+
+    The run is finished with exit code 1 when the `Logger`'s ``with`` block ended with an
+    exception, else 0.
+    """
+
+    def __init__(
+        self,
+        project: str | None = None,
+        entity: str | None = None,
+        group: str | None = None,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        *,
+        mode: str = "offline",
+        dir: str | None = None,  # noqa: A002 - wandb.init's own name
+        log_artifacts: bool = False,
+        rank_zero_only: bool = True,
+        log_level: Level = LogLevel.BATCH,
+        init_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.init_params: dict[str, Any] = {
+            "project": project, "entity": entity, "group": group, "name": name,
+            "tags": list(tags) if tags else None, "mode": mode, "dir": dir, **dict(init_params or {}),
+        }
+        self.log_artifacts = bool(log_artifacts)
+        self.rank_zero_only = bool(rank_zero_only)
+        self.log_level = LogLevel.parse(log_level)
+        self.run: Any = None
+        self._enabled = True
+
+    def can_log_file_artifacts(self) -> bool:
+        return self.log_artifacts
+
+    def output_location(self) -> str | None:
+        return self.run.dir if self.run is not None else None
+
+    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
+        if not self._start(state):
+            return
+        if log_level is LogLevel.FIT:
+            self.run.config.update(data, allow_val_change=True)
+        else:
+            self.run.log(data, step=state.timestamp.batch)
+
+    def log_file_artifact(
+        self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
+    ) -> None:
+        if not self.log_artifacts or not self._start(state):
+            return
+        import wandb
+
+        name = _UNSAFE.sub(".", artifact_name)
+        if name != artifact_name:
+            LOG.warning("WandBLogger: artifact %r is stored as %r (W&B allows [a-zA-Z0-9_.-])", artifact_name, name)
+        kind = name.rpartition(".")[2] if "." in name else "file"
+        artifact = wandb.Artifact(name, type=kind)
+        artifact.add_file(str(file_path), name=Path(artifact_name).name)
+        timestamp = state.timestamp
+        self.run.log_artifact(artifact, aliases=["latest", f"ep{timestamp.epoch}-ba{timestamp.batch}"])
+
+    def init(self, state: State, logger: Logger) -> None:
+        self._start(state)
+
+    def close(self, state: State, logger: Logger) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=1 if getattr(logger, "exception", None) is not None else 0)
+            self.run = None
+            self._enabled = False
+
+    def _start(self, state: State) -> bool:
+        if self.run is not None:
+            return True
+        if not self._enabled or (self.rank_zero_only and state.rank != 0):
+            self._enabled = False
+            return False
+        import wandb
+
+        params = dict(self.init_params)
+        # wandb's process-wide settings keep the first working directory: say where, every time
+        # (a sweep's next job runs in another directory of the same process).
+        params["dir"] = os.path.abspath(params.get("dir") or ".")
+        params["name"] = params.get("name") or state.run_name
+        if not self.rank_zero_only:
+            params["group"] = params.get("group") or params["name"]
+            params["name"] = f"{params['name']} [RANK_{state.rank}]"
+        params.setdefault("settings", wandb.Settings(console="off"))  # our FileLogger captures the console
+        params.setdefault("reinit", "create_new")  # several loggers in one process: several runs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.run = wandb.init(**{key: value for key, value in params.items() if value is not None})
+        return True
