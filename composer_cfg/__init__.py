@@ -17,8 +17,11 @@ from composer_cfg.destinations import (
     FileLogger,
     InMemoryLogger,
     JSONLinesLogger,
+    MLFlowLogger,
+    ObjectStoreLogger,
     ProgressBarLogger,
     TensorboardLogger,
+    WandBLogger,
 )
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
@@ -46,11 +49,14 @@ __all__ = [
     "LogLevel",
     "Logger",
     "LoggerDestination",
+    "MLFlowLogger",
+    "ObjectStoreLogger",
     "ProgressBarLogger",
     "State",
     "TensorboardLogger",
     "Timestamp",
     "TrainingLoop",
+    "WandBLogger",
     "build_logger",
     "compose_config",
     "format_log_data_value",
