@@ -41,8 +41,15 @@ def recorder() -> Recorder:
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """Every test runs in its own directory with no rank variables from the outside."""
+    """Every test runs in its own directory with no rank variables from the outside, and the
+    back ends (W&B, MLflow) keep their state there too and never touch the network."""
     monkeypatch.chdir(tmp_path)
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / ".wandb-home"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("DO_NOT_TRACK", "true")
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "SLURM_PROCID",
                  "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_NODEID",
                  "COMPOSER_RUN_NAME", "RUN_NAME"):
@@ -60,3 +67,53 @@ def destination_options() -> list[str]:
 
     with initialize_config_module("composer_cfg.conf", version_base="1.3"):
         return sorted(GlobalHydra.instance().config_loader().get_group_options("logger/destinations"))
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 protocol server (moto) on 127.0.0.1, for the session; yields its URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.05)
+    yield url
+    server.terminate()
+    server.wait(10)
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """An empty S3 world with bucket 'bucket': yields (url, s3fs file system, storage_options)."""
+    import urllib.request
+
+    import s3fs
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_ENDPOINT_URL_S3": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    urllib.request.urlopen(urllib.request.Request(f"{s3_server}/moto-api/reset", method="POST"), timeout=5)
+    options = {"skip_instance_cache": True}
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir("bucket")
+    return s3_server, fs, options

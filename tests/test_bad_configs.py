@@ -37,7 +37,7 @@ CATALOGUE = [
     (["run_name=${oc.env:COMPOSER_CFG_TEST_UNSET}"], ["run_name"],
      "Environment variable 'COMPOSER_CFG_TEST_UNSET' not found"),
     (["logger/destinations=[file,nope]"], ["logger/destinations"],
-     "unknown option 'nope'; available: file, in_memory, jsonl, progress_bar, tensorboard"),
+     "unknown option 'nope'; available: file, in_memory, jsonl, mlflow, object_store, progress_bar, tensorboard, wandb"),
     (["+logger/destinations=fil"], ["logger/destinations"], "unknown option 'fil'; did you mean 'file'?"),
     (["logger=nope"], ["logger"], "unknown option 'nope'; available: default"),
     (["~logger/destinations=file"], ["logger/destinations"],
@@ -116,7 +116,7 @@ def test_packaged_file_is_named_for_values_it_sets():
         ]),
         (["logger/destinations=[file,jsonl_typo]"], [
             "composer-cfg: error: logger/destinations: unknown option 'jsonl_typo'; did you mean 'jsonl'? available: file, "
-            "in_memory, jsonl, progress_bar, tensorboard",
+            "in_memory, jsonl, mlflow, object_store, progress_bar, tensorboard, wandb",
         ]),
         (["-m", "demo.epochs=1,0"], [
             "composer-cfg: error: job demo.epochs=0: demo.epochs: expected a positive integer, got 0 "

@@ -139,7 +139,7 @@ def test_info_defaults_shows_each_destination_file(tmp_path):
 
 def test_help_lists_the_destination_options(tmp_path):
     out = cli("--help", cwd=tmp_path)
-    assert "logger/destinations: file, in_memory, jsonl, progress_bar, tensorboard" in out.stdout.splitlines()
+    assert "logger/destinations: file, in_memory, jsonl, mlflow, object_store, progress_bar, tensorboard, wandb" in out.stdout.splitlines()
     assert "composer-cfg 'logger.destinations.file.filename=\"logs/{run_name}-{rank}.txt\"'" in out.stdout
 
 

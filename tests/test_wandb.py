@@ -1,0 +1,66 @@
+"""WandBLogger against the real wandb library, offline; the run file is read back."""
+
+from pathlib import Path
+
+import pytest
+
+from composer_cfg import Logger, State, TrainingLoop, WandBLogger, build_logger
+from conftest import ranks
+from wandb_records import offline_run
+
+
+def train(logger: Logger, artifact: bool = False) -> None:
+    Path("ckpt.txt").write_text("weights")
+    loop = TrainingLoop(logger)
+    logger.data_fit({"lr": 0.1, "optimizer": {"name": "sgd", "momentum": 0.9}})
+    for _ in loop.epochs(2):
+        for batch in loop.batches(3):
+            logger.data_batch({"loss/train": 1.0 / (batch + 1)})
+        logger.data_epoch({"accuracy": 0.5})
+        if artifact:
+            logger.file_artifact("epoch", "{run_name}/checkpoints/ep{epoch}.txt", "ckpt.txt")
+
+
+def test_offline_run_records_history_config_and_name():
+    with Logger(State("wb_run"), WandBLogger(project="tests")) as logger:
+        train(logger)
+    run = offline_run(Path("wandb"))
+    assert run["name"] == "wb_run" and run["exit_code"] == 0
+    assert run["config"] == {"lr": 0.1, "optimizer": {"name": "sgd", "momentum": 0.9}}
+    assert run["history"] == {0: {"loss/train": 1.0}, 1: {"loss/train": 0.5}, 2: {"loss/train": 1 / 3},
+                              3: {"loss/train": 0.25, "accuracy": 0.5}, 4: {"loss/train": 0.2},
+                              5: {"loss/train": 1 / 6}, 6: {"accuracy": 0.5}}
+
+
+def test_artifacts_are_single_files_with_sanitized_names_and_aliases():
+    with Logger(State("wb_run"), WandBLogger(log_artifacts=True)) as logger:
+        train(logger, artifact=True)
+    assert offline_run(Path("wandb"))["artifacts"] == [
+        {"name": "wb_run.checkpoints.ep0.txt", "type": "txt", "aliases": ["ep0-ba3", "latest"], "files": ["ep0.txt"]},
+        {"name": "wb_run.checkpoints.ep1.txt", "type": "txt", "aliases": ["ep1-ba6", "latest"], "files": ["ep1.txt"]},
+    ]
+
+
+def test_a_run_ending_in_an_exception_finishes_with_exit_code_1():
+    with pytest.raises(RuntimeError, match="diverged"):
+        with Logger(State("wb_fail"), WandBLogger()) as logger:
+            logger.data_batch({"loss": float("inf")})
+            raise RuntimeError("diverged")
+    assert offline_run(Path("wandb"))["exit_code"] == 1
+
+
+def test_rank_zero_only_and_per_rank_runs():
+    with Logger(State("quiet", dist_info=ranks(2, rank=1)), WandBLogger()) as logger:
+        train(logger)
+    assert not Path("wandb").exists()
+    with Logger(State("every", dist_info=ranks(2, rank=1)), WandBLogger(rank_zero_only=False)) as logger:
+        logger.data_batch({"x": 1.0})
+    run = offline_run(Path("wandb"))
+    assert (run["name"], run["group"]) == ("every [RANK_1]", "every")
+
+
+def test_selected_from_the_config_runs_offline():
+    with build_logger(overrides=["run_name=cfg_run", "logger/destinations=[wandb]"]) as logger:
+        logger.data_batch({"x": 2.0})
+    run = offline_run(Path("wandb"))
+    assert run["name"] == "cfg_run" and run["history"] == {0: {"x": 2.0}}
