@@ -54,10 +54,10 @@ def current(environ: Mapping[str, str] | None = None) -> DistInfo:
     group = _process_group()
     if group is not None:
         rank, world_size = group
-        local = _from_env(env, _TORCHRUN, "torch.distributed", rank=rank, world_size=world_size)
-        if "RANK" in env and int(_int(env, "RANK")) != rank:
-            raise ValueError(f"RANK={env['RANK']} disagrees with the process group's rank {rank}")
-        return local
+        for variable, value in (("RANK", rank), ("WORLD_SIZE", world_size)):
+            if env.get(variable) and _int(env, variable) != value:
+                raise ValueError(f"{variable}={env[variable]} disagrees with the process group, where it is {value}")
+        return _from_env(env, _TORCHRUN, "torch.distributed", rank=rank, world_size=world_size)
     if "RANK" in env or "WORLD_SIZE" in env:
         return _from_env(env, _TORCHRUN, "RANK/WORLD_SIZE environment")
     if "SLURM_PROCID" in env:

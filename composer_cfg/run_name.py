@@ -13,10 +13,15 @@ ENV_VARIABLES = ("COMPOSER_RUN_NAME", "RUN_NAME")
 
 
 def resolve_run_name(configured: str | None, dist_info: DistInfo, environ: Mapping[str, str] | None = None) -> str:
-    """`configured` if set, else ``COMPOSER_RUN_NAME``/``RUN_NAME``, else a new name.
+    """The run's name, the same on every rank. In order:
 
-    A generated name looks like ``1764031234-electric-zebra``. Several ranks can not each make
-    one up (they would disagree), so without a given name a multi-rank run is an error.
+    1. `configured` (the config's ``run_name``);
+    2. ``COMPOSER_RUN_NAME``, then ``RUN_NAME``;
+    3. with an initialised ``torch.distributed`` group: rank 0 generates one and broadcasts it;
+    4. the launcher's job id: ``slurm-<SLURM_JOB_ID>``, ``torchrun-<first 8 of TORCHELASTIC_RUN_ID>``;
+    5. a single process generates one, like ``1764031234-electric-zebra``.
+
+    Several ranks with none of these could only disagree: that is a `ConfigError`.
     """
     env = os.environ if environ is None else environ
     if configured is not None:
@@ -24,12 +29,34 @@ def resolve_run_name(configured: str | None, dist_info: DistInfo, environ: Mappi
     for variable in ENV_VARIABLES:
         if env.get(variable):
             return check_run_name(env[variable], key=variable)
+    if dist_info.source == "torch.distributed" and dist_info.world_size > 1:
+        return _broadcast_from_rank_zero(generate_run_name() if dist_info.rank == 0 else None)
+    launched = launcher_run_name(env)
+    if launched is not None:
+        return launched
     if dist_info.world_size > 1:
         raise ConfigError(
             f"run_name: not set, and the {dist_info.world_size} ranks of this run can not agree on a generated "
             f"one; set run_name in the config or COMPOSER_RUN_NAME in every rank's environment"
         )
     return generate_run_name()
+
+
+def launcher_run_name(environ: Mapping[str, str]) -> str | None:
+    """A name every rank of a launched job shares, from the launcher's job id (or None)."""
+    if environ.get("SLURM_JOB_ID"):
+        return check_run_name(f"slurm-{environ['SLURM_JOB_ID']}", key="SLURM_JOB_ID")
+    if environ.get("TORCHELASTIC_RUN_ID"):
+        return check_run_name(f"torchrun-{environ['TORCHELASTIC_RUN_ID'][:8]}", key="TORCHELASTIC_RUN_ID")
+    return None
+
+
+def _broadcast_from_rank_zero(name: str | None) -> str:
+    import torch.distributed
+
+    box = [name]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return check_run_name(box[0])
 
 
 def generate_run_name() -> str:
