@@ -30,7 +30,36 @@ def main() -> None:
         if configs[0].get("dry_run"):
             _print_dry_run(configs)
             return
+        if not args.multirun:
+            sys.argv += _one_run_for_all_ranks(configs[0], args.overrides)
     _app()
+
+
+def _one_run_for_all_ranks(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """Overrides that put every rank of a multi-process run in one run directory.
+
+    Each rank runs this command and composes its own config; left alone, each would name its
+    own timestamped directory. They agree on the run name instead, and use ``outputs/<name>``
+    (unless ``hydra.run.dir`` is given); each rank gets its own job log, and only rank 0
+    saves the composed config.
+    """
+    from composer_cfg import dist
+    from composer_cfg.run_name import resolve_run_name
+
+    info = dist.current()
+    if info.world_size == 1:
+        return []
+    try:
+        run_name = resolve_run_name(cfg.get("run_name"), info)
+    except ConfigError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    extra = [f"run_name={run_name}", f"hydra.job.name=composer_cfg-rank{info.rank}"]
+    if not any(override.startswith("hydra.run.dir=") for override in overrides):
+        extra.append(f"hydra.run.dir=outputs/{run_name}")
+    if info.rank != 0:
+        extra.append("hydra.output_subdir=null")
+    return extra
 
 
 def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
