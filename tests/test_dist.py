@@ -64,3 +64,19 @@ def test_initialised_process_group_is_the_first_source(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "0 1 torch.distributed"
+
+
+def test_a_process_group_contradicting_the_environment_is_an_error(tmp_path):
+    script = (
+        "import os, torch.distributed as d\n"
+        "from composer_cfg import dist\n"
+        "d.init_process_group('gloo', init_method='file://" + str(tmp_path / "store") + "', rank=0, world_size=1)\n"
+        "os.environ.update(RANK='1', WORLD_SIZE='2')\n"
+        "try:\n"
+        "    dist.current()\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+        "d.destroy_process_group()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "RANK=1 disagrees with the process group, where it is 0"
