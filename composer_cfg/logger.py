@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import logging
+import os
+import signal
+import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,10 +48,12 @@ class Logger:
             for level in LogLevel
         }
         self._closed = False
+        self._failing: dict[int, bool] = {}  # destination id -> its repeat failures were announced
         #: The exception that ended the run, when the ``with`` block exits with one (destinations
         #: read it at close, e.g. to mark a tracked run FAILED).
         self.exception: BaseException | None = None
         _OPEN_LOGGERS.add(self)
+        _close_on_sigterm()
 
     @property
     def state(self) -> State:
@@ -65,7 +71,7 @@ class Logger:
                 log(self._state, level, data)
             except Exception as error:  # the other destinations still get the call
                 failures = (failures or []) + [(log.__self__, error)]
-        if failures:
+        if failures or self._failing:
             self._raise(failures, "log_data")
 
     def data_fit(self, data: dict[str, Any]) -> None:
@@ -147,11 +153,30 @@ class Logger:
         return done, failures
 
     def _raise(self, failures: list[tuple[LoggerDestination, Exception]] | None, what: str) -> None:
-        """Raise the first failure, with a note naming each failing destination."""
-        if not failures:
+        """Raise the first new failure, with a note naming each failing destination.
+
+        A destination that keeps failing (a full disk, a dead server) is reported once: its
+        later failures are not raised again (one warning says so) until a call to it succeeds.
+        """
+        failing = self._failing
+        if failing:
+            failed_now = {id(dest) for dest, _ in failures or ()}
+            for ended in set(failing) - failed_now:  # a success ends a streak
+                del failing[ended]
+        new = []
+        for dest, error in failures or ():
+            if id(dest) not in failing:
+                new.append((dest, error))
+                if not isinstance(error, _REPORT_EVERY_TIME):
+                    failing[id(dest)] = False
+            elif not failing[id(dest)]:
+                failing[id(dest)] = True
+                LOG.warning("destination %r failed again (%s: %s); its failures are not raised again until it "
+                            "succeeds", self.name_of(dest), type(error).__name__, error)
+        if not new:
             return
-        first = failures[0][1]
-        for dest, error in failures:
+        first = new[0][1]
+        for dest, error in new:
             note = f"raised by destination {self.name_of(dest)!r} in {what}: {type(error).__name__}: {error}"
             if hasattr(first, "add_note"):  # Python >= 3.11
                 first.add_note(note)
@@ -184,6 +209,9 @@ def _takes(destination: LoggerDestination, level: LogLevel) -> bool:
     return threshold is None or level <= threshold
 
 
+#: Errors about the call itself (bad data), not a destination's health: always raised.
+_REPORT_EVERY_TIME = (TypeError, ValueError)
+LOG = logging.getLogger("composer_cfg")
 _OPEN_LOGGERS: weakref.WeakSet[Logger] = weakref.WeakSet()
 
 
@@ -195,3 +223,31 @@ def _close_open_loggers() -> None:
             logger.close()
         except Exception:  # noqa: BLE001 - at exit there is no caller left to tell
             pass
+
+
+def _close_on_sigterm() -> None:
+    """On SIGTERM: close every open Logger, then let the signal do what it did before.
+
+    Installed once, from the main thread, when the first Logger is made. A previous Python
+    handler is called; otherwise the default action ends the process, so its exit status still
+    says SIGTERM.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if getattr(previous, "_composer_cfg", False):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        _close_open_loggers()
+        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            os.kill(os.getpid(), signum)
+
+    handler._composer_cfg = True  # type: ignore[attr-defined]
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main interpreter thread after all
+        pass
