@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from typing import Any, Callable
 
 
@@ -34,8 +34,9 @@ def format_log_data_value(data: Any) -> str:
     >>> format_log_data_value({"loss": 0.5, "nested": {"acc": [1, 0.25]}})
     '{ "loss": 0.5000, "nested": { "acc": [1, 0.2500], }, }'
 
-    Raises `TypeError` for a non-string mapping key and `ValueError` for a container that
-    contains itself, naming the key.
+    Raises `TypeError` for a non-string mapping key or a value that can not be rendered, and
+    `ValueError` for a container that contains itself or text longer than `MAX_TEXT`, naming
+    the (innermost) key.
     """
     if type(data) is dict:  # the hot case: the same keys and value types call after call
         values = tuple(data.values())
@@ -47,12 +48,22 @@ def format_log_data_value(data: Any) -> str:
                 _FLAT_TEMPLATES.clear()
             _FLAT_TEMPLATES[signature] = template
         if template:
-            return template % values
+            text = template % values
+            if len(text) <= MAX_TEXT:
+                return text
     try:
-        return _render(data, ())
-    except _Cycle as cycle:
-        raise ValueError(str(cycle)) from None
+        text = _render(data, ())
+    except _Refused as refused:
+        raise refused.public() from None
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"log data is too large to log as text ({len(text):,} characters, at most {MAX_TEXT:,}): "
+                         f"log a summary, or save it to a file and log a file artifact")
+    return text
 
+
+#: At most this many characters of text for one call, and items in one container.
+MAX_TEXT = 1_000_000
+MAX_ITEMS = 100_000
 
 # A dict of str keys and plain scalars renders through one %-template per signature.
 _PLACEHOLDERS = {float: "%.4f", int: "%d", bool: "%s", str: '"%s"', type(None): "%s"}
@@ -102,22 +113,53 @@ def _render(data: Any, parents: tuple[int, ...]) -> str:
         return "{ " + "".join(items) + "}"
     if isinstance(data, Iterable):
         inner = _enter(data, parents)
+        size = len(data) if isinstance(data, Sized) else 0
+        if size > MAX_ITEMS:
+            raise _TooLarge(f"{size:,} items, at most {MAX_ITEMS:,}")
         return "[" + ", ".join(_render(item, inner) for item in data) + "]"
-    return str(data)
+    try:
+        return str(data)
+    except Exception as error:
+        raise _Unformattable(f"{type(error).__name__}: {error}") from None
 
 
 def _render_item(key: str, value: Any, parents: tuple[int, ...]) -> str:
     try:
-        return _render(value, parents)
-    except _Cycle:
-        raise ValueError(f"log data value for key {key!r} contains itself (a cyclic container)") from None
+        text = _render(value, parents)
+    except _Refused as refused:
+        raise refused.public(key) from None
+    if len(text) > MAX_TEXT:
+        raise _TooLarge(f"{len(text):,} characters, at most {MAX_TEXT:,}").public(key)
+    return text
 
 
-class _Cycle(ValueError):
-    pass
+class _Refused(Exception):
+    """Why a value can not be rendered; `public` names the key it was under."""
+
+    def public(self, key: str | None = None) -> Exception:
+        raise NotImplementedError
+
+
+class _Cycle(_Refused):
+    def public(self, key: str | None = None) -> Exception:
+        where = f"log data value for key {key!r}" if key else "log data"
+        return ValueError(f"{where} contains itself (a cyclic container)")
+
+
+class _TooLarge(_Refused):
+    def public(self, key: str | None = None) -> Exception:
+        where = f"log data value for key {key!r}" if key else "log data"
+        return ValueError(f"{where} is too large to log as text ({self}): log a summary, or save it to a file "
+                          f"and log a file artifact")
+
+
+class _Unformattable(_Refused):
+    def public(self, key: str | None = None) -> Exception:
+        where = f"log data value for key {key!r}" if key else "log data value"
+        return TypeError(f"{where} can not be turned into text: its __str__ raised {self}")
 
 
 def _enter(container: object, parents: tuple[int, ...]) -> tuple[int, ...]:
     if id(container) in parents:
-        raise _Cycle("log data contains itself (a cyclic container)")
+        raise _Cycle()
     return parents + (id(container),)

@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from composer_cfg.formatting import MAX_TEXT
+
 LOG = logging.getLogger("composer_cfg")
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -28,11 +30,31 @@ def encode_data(data: Mapping[str, Any]) -> str:
     if not data.keys() <= _CHECKED_KEYS:
         _check_keys(data)
     try:
-        return _ENCODER.encode(data)
+        text = _ENCODER.encode(data)
     except ValueError as error:
         if "Circular reference" in str(error):
-            raise ValueError("log data contains itself (a cyclic container)") from None
-        return _ENCODER.encode(_finite(data))  # a non-finite float somewhere: walk the data once
+            raise ValueError(f"log data value for key {_culprit(data)!r} contains itself (a cyclic container)") from None
+        text = _ENCODER.encode(_finite(data))  # a non-finite float somewhere: walk the data once
+    except Exception as error:  # a value whose __str__ (our last resort) raised
+        raise TypeError(f"log data value for key {_culprit(data)!r} can not be turned into JSON: "
+                        f"{type(error).__name__}: {error}") from None
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"log data value for key {_culprit(data, MAX_TEXT)!r} is too large to log as text "
+                         f"(at most {MAX_TEXT:,} characters): log a summary, or save it to a file and log a file artifact")
+    return text
+
+
+def _culprit(data: Mapping[str, Any], max_length: int | None = None) -> str:
+    """The first key whose value alone fails to encode (or encodes longer than `max_length`)."""
+    for key, value in data.items():
+        try:
+            if max_length is not None and len(_ENCODER.encode(_finite(value))) > max_length:
+                return key
+            if max_length is None:
+                _ENCODER.encode(_finite(value))
+        except Exception:  # noqa: BLE001 - this is the one
+            return key
+    return next(iter(data), "?")
 
 
 def _check_keys(data: Mapping[str, Any]) -> None:

@@ -150,6 +150,6 @@ def test_a_cyclic_value_is_a_value_error():
     loop: list = []
     loop.append(loop)
     logger = Logger(State("run"), JSONLinesLogger())
-    with pytest.raises(ValueError, match="log data contains itself"):
+    with pytest.raises(ValueError, match="log data value for key .loop. contains itself"):
         logger.data_batch({"loop": loop})
     logger.close()

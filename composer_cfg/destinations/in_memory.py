@@ -55,7 +55,7 @@ class InMemoryLogger(LoggerDestination):
         series_of = self._series
         for key, value in data.items():
             if type(value) not in _IMMUTABLE_TYPES and not isinstance(value, _IMMUTABLE):
-                value = copy.deepcopy(value)
+                value = _copy(key, value)
             series = series_of.get(key)
             if series is None:
                 if not isinstance(key, str):
@@ -122,6 +122,14 @@ class InMemoryLogger(LoggerDestination):
         for name in DURATIONS:
             result[name] = table[name].copy()
         return result
+
+
+def _copy(key: str, value: Any) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except Exception as error:
+        raise TypeError(f"log data value for key {key!r} can not be copied to keep it: "
+                        f"{type(error).__name__}: {error}") from None
 
 
 def _to_numpy(values: Any) -> Any:
