@@ -16,6 +16,7 @@ from composer_cfg import dist
 from composer_cfg.config.provenance import source_of
 from composer_cfg.config.validate import Problem, validate
 from composer_cfg.errors import ConfigError
+from composer_cfg.secrets import redact_override
 
 PACKAGED_CONFIGS = "composer_cfg.conf"
 VERSION_BASE = "1.3"
@@ -70,14 +71,25 @@ def hydra_context(config_dir: str | Path | None) -> Iterator[None]:
 
 def compose_in_context(overrides: list[str], config_name: str) -> DictConfig:
     """Compose and validate inside an initialised Hydra (the compose API or a running app)."""
-    cfg = _compose(overrides, config_name)
-    raise_problems(cfg, overrides, config_name)
+    cfg, forced = _compose(overrides, config_name)
+    raise_problems(cfg, overrides, config_name, forced)
     return cfg
 
 
-def raise_problems(cfg: DictConfig, overrides: Sequence[str], config_name: str) -> None:
-    """Raise a `ConfigError` listing every problem of `cfg`, each with where its value came from."""
+def raise_problems(
+    cfg: DictConfig, overrides: Sequence[str], config_name: str, forced: Sequence[str] = ()
+) -> None:
+    """Raise a `ConfigError` listing every problem of `cfg`, each with where its value came from.
+
+    `forced`: overrides of keys the config did not have, composed with ``++`` to check them; one
+    the validator accepts (a new entry in a free-form mapping) still needs a ``+`` to be added.
+    """
     problems = config_problems(cfg)
+    reported = {problem.key for problem in problems}
+    for override in forced:
+        key = override.split("=", 1)[0]
+        if key not in reported:
+            problems.append(Problem(key, f"not in the config; to add it, write '+{redact_override(override)}'"))
     if problems:
         raise ConfigError.from_problems([_with_source(problem, overrides, config_name) for problem in problems])
 
@@ -112,7 +124,7 @@ def _unresolvable(node: DictConfig | ListConfig, prefix: str) -> list[Problem]:
     return problems
 
 
-def _compose(overrides: list[str], config_name: str) -> DictConfig:
+def _compose(overrides: list[str], config_name: str) -> tuple[DictConfig, list[str]]:
     """Compose, turning Hydra's composition errors into `ConfigError`s.
 
     A mistyped key on the command line (``file.log_levl=batch``) fails in Hydra's struct check
@@ -122,10 +134,10 @@ def _compose(overrides: list[str], config_name: str) -> DictConfig:
     from hydra import compose
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
-    attempt = list(overrides)
+    attempt, forced = list(overrides), []
     for _ in range(len(overrides) + 1):
         try:
-            return compose(config_name, overrides=attempt)
+            return compose(config_name, overrides=attempt), forced
         except MissingConfigException as error:
             raise ConfigError(_missing_config_message(error, config_name)) from None
         except OverrideParseException as error:
@@ -141,6 +153,7 @@ def _compose(overrides: list[str], config_name: str) -> DictConfig:
             retried = _force_add(attempt, match.group(1)) if match else None
             if retried is None:
                 raise ConfigError(str(error).replace("\n", " ")) from None
+            forced.append(next(o for o in attempt if o.split("=", 1)[0] == match.group(1)))
             attempt = retried
     raise AssertionError("unreachable: every retry adds one ++")
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from composer_cfg.secrets import redact_override
+
 
 def source_of(key: str, overrides: Sequence[str], config_name: str) -> str:
     """``command line 'k=v'`` or ``logger/destinations/file.yaml in pkg://composer_cfg.conf``, or "".
@@ -15,7 +17,7 @@ def source_of(key: str, overrides: Sequence[str], config_name: str) -> str:
     """
     override = _override_for(key, overrides)
     if override:
-        return f"command line {override!r}"
+        return f"command line {redact_override(override)!r}"
     parts = key.split(".")
     for end in range(len(parts), 0, -1):
         found = _file_for(".".join(parts[:end]), overrides, config_name)

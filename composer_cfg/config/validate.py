@@ -19,6 +19,7 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.logger import Logger
 from composer_cfg.run_name import check_run_name
+from composer_cfg.secrets import MASK, is_secret_key
 
 #: Keys Hydra's instantiate reads itself.
 HYDRA_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})
@@ -105,7 +106,11 @@ def check_params(
             problems.append(Problem(f"{path}.{key}", f"missing: {name} requires {key}"))
     for key, value in params.items():
         if key in accepted and key in hints:
+            before = len(problems)
             _catch(problems, f"{path}.{key}", lambda: check_value(f"{path}.{key}", value, hints[key], world_size))
+            if len(problems) > before and is_secret_key(key):  # never echo a secret's value
+                problem = problems[-1]
+                problems[-1] = Problem(problem.key, problem.message.replace(repr(value), repr(MASK)))
 
 
 def check_value(key: str, value: Any, annotation: Any, world_size: int) -> None:
@@ -183,10 +188,26 @@ def _target_class(problems: list[Problem], path: str, node: Mapping[str, Any], b
         if not callable(found):
             problems.append(Problem(f"{path}._target_", f"{target!r} is not callable"))
             return None
+        refused = _refused_by_hydra(target)
+        if refused:
+            problems.append(Problem(f"{path}._target_", refused))
+            return None
     elif not (inspect.isclass(found) and issubclass(found, base)):
         problems.append(Problem(f"{path}._target_", f"{target!r} is not a {base.__name__} subclass"))
         return None
     return found
+
+
+def _refused_by_hydra(target: str) -> str | None:
+    """Hydra's own verdict on a `_target_` (its blocklist, from 1.3.4), without calling it."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        instantiate({"_target_": target, "_partial_": True})
+    except InstantiationException as error:
+        return " ".join(str(error).split())
+    return None
 
 
 def locate(path: str) -> Any:
