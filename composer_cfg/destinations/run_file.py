@@ -61,19 +61,26 @@ class RunFile:
 
     def flush(self, logger: Logger | None) -> None:
         """Flush and fsync, then publish the file through `logger` (when one is known)."""
-        if self.file is None:
-            return
-        self.file.flush()  # to the OS: survives the process being killed
-        os.fsync(self.file.fileno())  # to the disk: survives the machine going down
+        if self.file is not None:
+            self.flush_file(self.file, logger)
+
+    def flush_file(self, file: IO[str], logger: Logger | None) -> None:
+        file.flush()  # to the OS: survives the process being killed
+        os.fsync(file.fileno())  # to the disk: survives the machine going down
         if logger is not None and self.path is not None and self.artifact_name is not None:
             logger.file_artifact(LogLevel.FIT, self.artifact_name, self.path, overwrite=True)
 
     def close(self, logger: Logger | None) -> None:
-        """Flush, publish and close."""
+        """Flush, publish and close (closed even when the flush fails, e.g. on a full disk)."""
         if self.file is not None:
-            self.flush(logger)
-            self.file.close()
-            self.file = None
+            file, self.file = self.file, None
+            try:
+                self.flush_file(file, logger)
+            finally:
+                try:
+                    file.close()
+                except OSError:
+                    pass  # the flush's error is the one to report
 
     def location(self) -> str | None:
         return os.path.abspath(self.path) if self.path is not None else None
