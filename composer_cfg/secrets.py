@@ -6,6 +6,8 @@ parameter (``?api_key=...``) is secret wherever it appears.
 
 >>> redact({"storage": {"aws_secret_access_key": "abc", "region": "eu"}, "uri": "http://u:pw@host/x"})
 {'storage': {'aws_secret_access_key': '***', 'region': 'eu'}, 'uri': 'http://u:***@host/x'}
+>>> redact_override("logger.destinations.mlflow.tags={api_token: abc, team: ml}")
+'logger.destinations.mlflow.tags={api_token: ***, team: ml}'
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ MASK = "***"
 SECRET_WORDS = ("key", "token", "secret", "password")
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]+:)[^@/\s'\"]+@")
 _QUERY_SECRET = re.compile(r"(?P<head>[?&][^=&\s'\"]*(?:key|token|secret|password)[^=&\s'\"]*=)[^&\s'\"]+", re.I)
+_PAIR_SECRET = re.compile(r"(?P<head>[\w.-]*(?:key|token|secret|password)[\w.-]*['\"]?\s*:\s*['\"]?)"
+                          r"(?!\*\*\*)[^,}\]\s'\"]+", re.I)
 _ASSIGNMENT = re.compile(r"^(?P<head>[+~]*(?P<key>[^=\s]+)=)(?P<value>.+)$", re.S)
 
 
@@ -28,9 +32,10 @@ def is_secret_key(key: object) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """`text` with URL passwords and secret query parameters masked."""
+    """`text` with URL passwords, secret query parameters and ``api_key: value`` pairs masked."""
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK + "@", text)
-    return _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
+    text = _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
+    return _PAIR_SECRET.sub(lambda m: m.group("head") + MASK, text)
 
 
 def redact_override(override: str) -> str:

@@ -89,7 +89,8 @@ def raise_problems(
     for override in forced:
         key = override.split("=", 1)[0]
         if key not in reported:
-            problems.append(Problem(key, f"not in the config; to add it, write '+{redact_override(override)}'"))
+            problems.append(Problem(key, f"not in the config as given; to add it, write "
+                                         f"'++{redact_override(override.lstrip('+'))}'"))
     if problems:
         raise ConfigError.from_problems([_with_source(problem, overrides, config_name) for problem in problems])
 
