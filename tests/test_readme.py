@@ -36,3 +36,14 @@ def test_error_transcript_is_what_the_command_prints(tmp_path):
         assert out.returncode == 2
         produced += out.stderr.splitlines()
     assert produced == printed
+
+
+def test_every_test_named_in_the_reliability_table_exists():
+    table = re.search(r"\| what was tried .*?\n\n", README, re.S).group(0)
+    named = re.findall(r"`(?:test_(\w+)::|…::)?(test_\w+)(?:\[\w+\])?`", table)
+    assert len(named) >= 15
+    module = None
+    for file, test in named:
+        module = f"test_{file}" if file else module
+        source = (Path(__file__).parent / f"{module}.py").read_text()
+        assert f"def {test}(" in source, f"{module}::{test}"
