@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import os
 import tempfile
 import timeit
 import tracemalloc

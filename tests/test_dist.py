@@ -1,5 +1,6 @@
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -52,31 +53,34 @@ def test_environment_is_read_when_asked(monkeypatch):
     assert dist.current().rank == 1
 
 
-def test_initialised_process_group_is_the_first_source(tmp_path):
+def in_a_process_group(tmp_path, body: str) -> str:
+    """Run `body` in a fresh process that has a one-rank gloo group; return what it printed."""
     script = (
         "import os, torch.distributed as d\n"
         "from composer_cfg import dist\n"
-        "d.init_process_group('gloo', init_method='file://" + str(tmp_path / "store") + "', rank=0, world_size=1)\n"
-        "os.environ['SLURM_PROCID'] = '0'\n"
-        "info = dist.current()\n"
-        "print(info.rank, info.world_size, info.source)\n"
+        f"d.init_process_group('gloo', init_method='file://{tmp_path / 'store'}', rank=0, world_size=1)\n"
+        f"{textwrap.dedent(body)}\n"
         "d.destroy_process_group()\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "0 1 torch.distributed"
+    return out.stdout.strip()
+
+
+def test_initialised_process_group_is_the_first_source(tmp_path):
+    printed = in_a_process_group(tmp_path, """
+        os.environ['SLURM_PROCID'] = '0'
+        info = dist.current()
+        print(info.rank, info.world_size, info.source)
+    """)
+    assert printed == "0 1 torch.distributed"
 
 
 def test_a_process_group_contradicting_the_environment_is_an_error(tmp_path):
-    script = (
-        "import os, torch.distributed as d\n"
-        "from composer_cfg import dist\n"
-        "d.init_process_group('gloo', init_method='file://" + str(tmp_path / "store") + "', rank=0, world_size=1)\n"
-        "os.environ.update(RANK='1', WORLD_SIZE='2')\n"
-        "try:\n"
-        "    dist.current()\n"
-        "except ValueError as error:\n"
-        "    print(error)\n"
-        "d.destroy_process_group()\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.strip() == "RANK=1 disagrees with the process group, where it is 0"
+    printed = in_a_process_group(tmp_path, """
+        os.environ.update(RANK='1', WORLD_SIZE='2')
+        try:
+            dist.current()
+        except ValueError as error:
+            print(error)
+    """)
+    assert printed == "RANK=1 disagrees with the process group, where it is 0"

@@ -5,12 +5,11 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, State
+from composer_cfg import ConfigError
 from composer_cfg.dist import DistInfo
 from composer_cfg.run_name import resolve_run_name
 

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from composer_cfg import Logger, LogLevel, ObjectStoreLogger, State, TrainingLoop, build_logger
+from composer_cfg import Logger, LogLevel, ObjectStoreLogger, State, build_logger
 
 
 def publish(destination, names_and_texts, state=None, overwrite=False):

@@ -1,6 +1,5 @@
 """Nothing lost, no bad input passes, no secret leaks: each row of the README's reliability table."""
 
-import json
 import logging
 import os
 import signal
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, FileLogger, InMemoryLogger, JSONLinesLogger, Logger, State, build_logger
+from composer_cfg import ConfigError, FileLogger, InMemoryLogger, Logger, State, build_logger
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.records import read_records
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.log_level import LogLevel
