@@ -30,6 +30,7 @@ def test_offline_run_records_history_config_and_name():
     assert run["history"] == {0: {"loss/train": 1.0}, 1: {"loss/train": 0.5}, 2: {"loss/train": 1 / 3},
                               3: {"loss/train": 0.25, "accuracy": 0.5}, 4: {"loss/train": 0.2},
                               5: {"loss/train": 1 / 6}, 6: {"accuracy": 0.5}}
+    assert run["summary"] == {"loss/train": 1 / 6, "accuracy": 0.5}
 
 
 def test_artifacts_are_single_files_with_sanitized_names_and_aliases():

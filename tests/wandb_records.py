@@ -38,11 +38,11 @@ def records(path: Path) -> Iterator[Any]:
 
 
 def offline_run(directory: Path) -> dict[str, Any]:
-    """history (step -> {key: value}), config, run name and group, artifacts and exit code of a run."""
+    """history (step -> {key: value}), summary, config, run name and group, artifacts and exit code."""
     import json
 
     (run_file,) = directory.glob("offline-run-*/run-*.wandb")
-    result: dict[str, Any] = {"history": {}, "config": {}, "artifacts": [], "exit_code": None}
+    result: dict[str, Any] = {"history": {}, "summary": {}, "config": {}, "artifacts": [], "exit_code": None}
     for record in records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "history":
@@ -59,6 +59,11 @@ def offline_run(directory: Path) -> dict[str, Any]:
                 "name": record.artifact.name, "type": record.artifact.type, "aliases": sorted(record.artifact.aliases),
                 "files": [entry.path for entry in record.artifact.manifest.contents],
             })
+        elif kind == "summary":
+            for item in record.summary.update:
+                key = item.key or "/".join(item.nested_key)
+                if not key.startswith("_"):
+                    result["summary"][key] = json.loads(item.value_json)
         elif kind == "exit":
             result["exit_code"] = record.exit.exit_code
     result["config"] = {k: v.get("value", v) if isinstance(v, dict) else v for k, v in result["config"].items()
