@@ -163,12 +163,12 @@ def _print_dry_run(configs: list[DictConfig]) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://composer_cfg.conf", config_name="config")
 def _app(cfg: DictConfig) -> Any:
     """Build the logger, run the demo, say where everything went."""
-    _save_masked_configs(cfg)
     from hydra.utils import instantiate
 
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.demo import plot_loss
 
+    _save_masked_configs(cfg)
     try:
         logger = instantiate_logger(cfg)
     except (ConfigError, OSError) as error:

@@ -91,8 +91,9 @@ def _finite(value: Any) -> Any:
         return {key: _finite(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
-    json_value = _json_safe(value) if not isinstance(value, (str, int, float, bool, type(None))) else value
-    return json_value if json_value is value else _finite(json_value)
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    return _finite(_json_safe(value))  # numpy, torch...: their JSON form, walked the same way
 
 
 def read_records(source: str | Path) -> Iterator[dict[str, Any]]:

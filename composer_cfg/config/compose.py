@@ -140,7 +140,7 @@ def _compose(overrides: list[str], config_name: str) -> tuple[DictConfig, list[s
         try:
             return compose(config_name, overrides=attempt), forced
         except MissingConfigException as error:
-            raise ConfigError(_missing_config_message(error, config_name)) from None
+            raise ConfigError(_missing_config_message(error)) from None
         except OverrideParseException as error:
             raise ConfigError(_parse_error_message(error, attempt)) from None
         except ConfigCompositionException as error:
@@ -166,7 +166,7 @@ def _force_add(overrides: list[str], key: str) -> list[str] | None:
     return None
 
 
-def _missing_config_message(error: Any, config_name: str) -> str:
+def _missing_config_message(error: Any) -> str:
     missing = getattr(error, "missing_cfg_file", None)
     if missing and "/" in str(missing):
         return _unknown_option_message(str(missing))

@@ -70,7 +70,6 @@ class FileLogger(LoggerDestination):
         self._queue: list[str] = []
         self._at_line_start = True
         self._logger: Logger | None = None
-        self._state: State | None = None
         self._tees = [
             (name, capture.capture(name, lambda text, tag=f"[{name}]: ": self.write(tag, text)))
             for name, wanted in (("stdout", capture_stdout), ("stderr", capture_stderr))
