@@ -25,11 +25,14 @@ from composer_cfg.destinations import (
 )
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
+from composer_cfg.exit_hooks import close_at_exit
+from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
 from composer_cfg.logger import Logger
 from composer_cfg.loop import TrainingLoop
 from composer_cfg.state import State
+from composer_cfg.status import RunStatus
 from composer_cfg.templates import format_name_with_dist, format_name_with_dist_and_time
 from composer_cfg.timestamp import Timestamp
 
@@ -44,6 +47,7 @@ __all__ = [
     "ConfigError",
     "Event",
     "FileLogger",
+    "FlushSchedule",
     "InMemoryLogger",
     "JSONLinesLogger",
     "LogLevel",
@@ -52,12 +56,14 @@ __all__ = [
     "MLFlowLogger",
     "ObjectStoreLogger",
     "ProgressBarLogger",
+    "RunStatus",
     "State",
     "TensorboardLogger",
     "Timestamp",
     "TrainingLoop",
     "WandBLogger",
     "build_logger",
+    "close_at_exit",
     "compose_config",
     "format_log_data_value",
     "format_name_with_dist",

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -29,7 +29,14 @@ def main() -> None:
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(sys.argv[1:])
-    _mask_secrets_in_hydra_logs()
+    restore_record_factory = _mask_secrets_in_hydra_logs()
+    try:
+        _run(args)
+    finally:
+        restore_record_factory()
+
+
+def _run(args: Any) -> None:
     if args.cfg and not os.environ.get(SHOW_SECRETS) and _print_masked_cfg(args):
         return
     if not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion):
@@ -45,8 +52,11 @@ def main() -> None:
     _app()
 
 
-def _mask_secrets_in_hydra_logs() -> None:
-    """Hydra logs each job's overrides (``#0 : a=1 api_key=...``): mask secrets in its records."""
+def _mask_secrets_in_hydra_logs() -> Callable[[], None]:
+    """Hydra logs each job's overrides (``#0 : a=1 api_key=...``): mask secrets in its records.
+
+    Returns what puts the previous record factory back.
+    """
     make_record = logging.getLogRecordFactory()
 
     def masked(*args: Any, **kwargs: Any) -> logging.LogRecord:
@@ -59,6 +69,7 @@ def _mask_secrets_in_hydra_logs() -> None:
         return record
 
     logging.setLogRecordFactory(masked)
+    return lambda: logging.setLogRecordFactory(make_record)
 
 
 def _print_masked_cfg(args: Any) -> bool:

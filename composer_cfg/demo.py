@@ -63,7 +63,7 @@ def run_demo(
             logger.data_batch({"loss/train": loss, "metrics/train/accuracy": hits / len(y)})
         metrics = {"loss/epoch": float(np.mean(losses)), "metrics/epoch/accuracy": correct / samples}
         logger.data_epoch({"epoch": epoch, **metrics})
-        path = Path(checkpoint_name.fill(logger.template_fields()))
+        path = Path(checkpoint_name.fill(state.template_fields()))
         _save_atomically(path, weights=weights, bias=np.array(bias), epoch=np.array(epoch))
         logger.file_artifact(LogLevel.EPOCH, checkpoint, path)
     return metrics

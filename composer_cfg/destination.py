@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from composer_cfg.events import Event
+from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
 from composer_cfg.state import State
+from composer_cfg.status import RunStatus
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -16,8 +19,23 @@ if TYPE_CHECKING:
 class LoggerDestination:
     """Receives logged data, file artifacts and training events. Every method has a default.
 
-    `log_level` is the threshold: the `Logger` sends a `data` call made at level ``l`` only when
-    ``l <= log_level`` (``None`` means every level). It is read once, when the Logger is built.
+    A destination declares its policies as attributes; the `Logger` reads them once, when it is
+    built, and applies them, so no destination re-implements them:
+
+    * `log_level`: the threshold. A ``data`` call at level ``l`` reaches the destination only
+      when ``l <= log_level`` (None: every level).
+    * `rank_zero_only`: only global rank 0 receives anything (data, artifacts, events, close);
+      on the other ranks the destination costs nothing.
+    * `thread_safe`: False (the default) makes the Logger serialise every call into the
+      destination with a lock of its own, as `logging` does for a handler. A destination that
+      locks what it needs itself says True.
+    * `flush_schedule`: when the Logger calls `flush` after an event (see `FlushSchedule`).
+    * `check_config`: rules across several constructor parameters, checked with the config.
+
+    The lifecycle: built; ``init`` (`Event.INIT`, or the first call); the run's events and
+    calls; then, when the Logger closes, `close` on every destination (a final flush: others
+    may still send file artifacts), `post_close` on those whose close succeeded (wait for
+    background work such as uploads), and `finalize` on every one, with how the run ended.
 
     A minimal destination:
 
@@ -27,17 +45,29 @@ class LoggerDestination:
     """
 
     log_level: LogLevel | None = None
+    rank_zero_only: bool = False
+    thread_safe: ClassVar[bool] = False
+    flush_schedule: FlushSchedule | None = None
 
-    #: Optional: ``check_config(params, world_size)``, a classmethod raising `ConfigError` for rules
-    #: that span several parameters; the config validator calls it before anything is built.
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
+        """Raise `ConfigError` (key first: ``"log_dir: ..."``) for rules that span several parameters.
+
+        Called by the config validator before anything is built, with the node's parameters;
+        constructors call it too, so a script and a config meet the same rules.
+        """
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        """Receive `data`. The dict is shared with other destinations: copy what you keep."""
+        """Receive `data`, already normalised (see `composer_cfg.values`) and shared with the other
+        destinations: do not modify it. Its values never change after the call; the dict may."""
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
     ) -> None:
         """Receive a file to publish as `artifact_name`. Copy it before returning if you keep it."""
+
+    def flush(self, state: State, logger: Logger) -> None:
+        """Write out what is buffered; called when `flush_schedule` says so."""
 
     def output_location(self) -> str | None:
         """Where this destination's data went (a path, a URL, "the console"...), if anywhere."""
@@ -58,10 +88,16 @@ class LoggerDestination:
         getattr(self, Event(event).value)(state, logger)
 
     def close(self, state: State, logger: Logger) -> None:
-        """Flush and release resources; called once when the run ends, normally or not."""
+        """Final flush, once, when the run ends (normally or not). Other destinations may still
+        send file artifacts until `post_close`."""
 
     def post_close(self) -> None:
-        """Called after every destination's `close`, for those whose `close` did not raise."""
+        """Wait for background work (uploads); called after every destination's `close`, for
+        those whose `close` did not raise. Must return within a bounded time."""
+
+    def finalize(self, status: RunStatus) -> None:
+        """Record how the run ended (FINISHED, FAILED, KILLED) and release what is still open;
+        called last, once, on every destination, even when its `close` raised."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -1,24 +1,26 @@
-"""`Logger`: routes logged data, file artifacts and events to destinations."""
+"""`Logger`: routes logged data, file artifacts and events to destinations, through a lifecycle."""
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import signal
 import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from composer_cfg import exit_hooks
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.events import Event
+from composer_cfg.failures import FailureStreak, raise_first
 from composer_cfg.log_level import LogLevel
 from composer_cfg.state import State
+from composer_cfg.status import RunStatus
 from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
+from composer_cfg.values import normalise
 
 Destinations = LoggerDestination | Sequence[LoggerDestination | None] | Mapping[str, LoggerDestination | None] | None
+LOG = logging.getLogger("composer_cfg")
+_OPEN, _CLOSING, _CLOSED = "open", "closing", "closed"
 
 
 class Logger:
@@ -26,8 +28,14 @@ class Logger:
 
     `destinations` may be ``None``, one destination, a sequence, or a mapping of name to
     destination (values in order; ``None`` values skipped, so a config can switch one off).
-    Which destinations take which level is decided here, once: a destination whose `log_level`
-    excludes a level costs nothing on calls at that level.
+    Each destination's declared policies (`LoggerDestination`) are applied here, once: a
+    destination whose `log_level` excludes a level, or that is `rank_zero_only` on another
+    rank, costs nothing on those calls.
+
+    Phases: built (nothing opened, nothing installed); ``run_event(Event.INIT)`` (a destination
+    failing there closes all of them and the error is raised); the run; `close` (every
+    destination's ``close``, then ``post_close``, then ``finalize`` with the run's status).
+    Calls from several threads are safe: each destination writes whole records.
 
     >>> from composer_cfg import InMemoryLogger, State
     >>> memory = InMemoryLogger(log_level="epoch")
@@ -40,39 +48,52 @@ class Logger:
 
     def __init__(self, state: State, destinations: Destinations = None) -> None:
         self._state = state
-        named = _named(destinations)
-        self.destinations: tuple[LoggerDestination, ...] = tuple(dest for _, dest in named)
-        self._names = {id(dest): name for name, dest in named}
-        self._routes: dict[LogLevel, tuple[LogLevel, tuple[Callable[..., None], ...]]] = {
-            level: (level, tuple(dest.log_data for dest in self.destinations if _takes(dest, level)))
+        members = [_Member(name, dest) for name, dest in _named(destinations)]
+        self.destinations: tuple[LoggerDestination, ...] = tuple(m.destination for m in members)
+        self._names = {id(m.destination): m.name for m in members}
+        self._members = tuple(m for m in members if not (m.destination.rank_zero_only and state.rank != 0))
+        self._routes: dict[Any, tuple[LogLevel, tuple[tuple[_Member, Callable[..., None]], ...]]] = {
+            level: (level, tuple((m, m.log_data) for m in self._members if _takes(m.destination, level)))
             for level in LogLevel
         }
-        self._closed = False
-        self._failing: dict[int, bool] = {}  # destination id -> its repeat failures were announced
-        #: The exception that ended the run, when the ``with`` block exits with one (destinations
-        #: read it at close, e.g. to mark a tracked run FAILED).
-        self.exception: BaseException | None = None
-        _OPEN_LOGGERS.add(self)
-        _close_on_sigterm()
+        self._phase = _OPEN
+        self._lock = threading.Lock()
+        self._streaks = 0  # members currently in a failure streak (checked on the hot path)
 
     @property
     def state(self) -> State:
         return self._state
 
+    @property
+    def closing(self) -> bool:
+        """True from the moment `close` starts."""
+        return self._phase != _OPEN
+
+    # -- the run -----------------------------------------------------------------------------
+
     def data(self, log_level: LogLevel | int | str, data: dict[str, Any]) -> None:
-        """Send `data` (the same dict, not a copy) to every destination that takes `log_level`."""
+        """Send `data` to every destination that takes `log_level`.
+
+        The data is checked and normalised once (`composer_cfg.values.normalise`: string keys,
+        host copies of tensors...) and the same result goes to every destination.
+        """
         try:
             level, routes = self._routes[log_level]  # type: ignore[index]
         except (KeyError, TypeError):
             level, routes = self._routes[LogLevel.parse(log_level)]
+        if not routes:
+            return
+        data = normalise(data)
+        state = self._state
         failures = None
-        for log in routes:
+        for member, log in routes:
             try:
-                log(self._state, level, data)
+                log(state, level, data)
             except Exception as error:  # the other destinations still get the call
-                failures = (failures or []) + [(log.__self__, error)]
-        if failures or self._failing:
-            self._raise(failures, "log_data")
+                failure = (member, "log_data", error)
+                failures = [failure] if failures is None else [*failures, failure]
+        if failures is not None or self._streaks:
+            raise_first(self._settle([m for m, _ in routes], failures or []))
 
     def data_fit(self, data: dict[str, Any]) -> None:
         """`data(LogLevel.FIT, data)`."""
@@ -86,101 +107,171 @@ class Logger:
         """`data(LogLevel.BATCH, data)`."""
         self.data(LogLevel.BATCH, data)
 
-    def template_fields(self) -> dict[str, Any]:
-        """The values templates are filled with now: run name, rank facts and timestamp."""
-        state = self._state
-        return {"run_name": state.run_name, **state.dist.template_fields(), **state.timestamp.template_fields()}
-
     def file_artifact(
         self, log_level: LogLevel | int | str, artifact_name: str, file_path: str | Path, *, overwrite: bool = False
     ) -> None:
         """Offer the file at `file_path` to every destination, as `artifact_name`.
 
         Both are templates (``{run_name}/checkpoints/ep{epoch}-rank{rank}.npz``) filled with
-        `template_fields`; the artifact name must stay relative and inside the artifact root.
+        ``state.template_fields()``; the artifact name must stay relative and inside the artifact
+        root. Destinations may still receive artifacts while they close (a final log flush).
         """
+        if self._phase == _CLOSED:
+            raise RuntimeError("this Logger is closed: it takes no more file artifacts")
         level = LogLevel.parse(log_level)
-        fields = self.template_fields()
+        fields = self._state.template_fields()
         name = Template(artifact_name, TIME_FIELDS, key="artifact_name").fill(fields)
         check_artifact_name(name, key="artifact_name")
         path = Path(Template(str(file_path), TIME_FIELDS, key="file_path").fill(fields))
-        _, failures = self._each(
-            lambda dest: dest.log_file_artifact(
-                state=self._state, log_level=level, artifact_name=name, file_path=path, overwrite=overwrite
-            )
+        state = self._state
+        self._call_each(
+            "log_file_artifact",
+            lambda m: m.log_file_artifact(state=state, log_level=level, artifact_name=name, file_path=path,
+                                          overwrite=overwrite),
         )
-        self._raise(failures, "log_file_artifact")
 
     def run_event(self, event: Event | str) -> None:
-        """Fire `event` on every destination, in order."""
-        event = Event(event)
-        _, failures = self._each(lambda dest: dest.run_event(event, self._state, self))
-        self._raise(failures, event.value)
+        """Fire `event` on every destination, in order, then flush those whose schedule says so.
 
-    def close(self) -> None:
-        """Close every destination, then `post_close` those that closed cleanly. Idempotent."""
-        if self._closed:
+        If a destination fails at `Event.INIT`, the Logger closes (status FAILED) before the
+        error is raised: nothing stays open or installed.
+        """
+        event = Event(event)
+        if self._phase != _OPEN:
+            raise RuntimeError(f"this Logger is closed: it fires no more events (got {event.value!r})")
+        state = self._state
+
+        def fire(member: _Member) -> None:
+            member.run_event(event, state, self)
+            if member.schedule is not None and member.schedule.due(event, state.timestamp):
+                member.flush(state, self)
+
+        if event is not Event.INIT:
+            self._call_each(event.value, fire)
             return
-        self._closed = True
-        _OPEN_LOGGERS.discard(self)
-        closed, close_failures = self._each(lambda dest: dest.close(self._state, self))
-        _, post_close_failures = self._each(lambda dest: dest.post_close(), closed)
-        self._raise(close_failures + post_close_failures, "close")
+        _, failures = self._each(fire, self._members, event.value)
+        if failures:
+            error = failures[0][2]
+            try:
+                self.close(RunStatus.FAILED)
+            except Exception as close_error:  # noqa: BLE001 - the INIT failure is the one to raise
+                error.add_note(f"closing the logger after it failed to start also failed: "
+                               f"{type(close_error).__name__}: {close_error}")
+            raise_first([(member.name, what, failure) for member, what, failure in failures])
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def close(self, status: RunStatus | str | None = None) -> None:
+        """End the run: every destination's ``close``, then ``post_close`` (those that closed
+        cleanly), then ``finalize(status)``. Idempotent; data calls after it raise.
+
+        `status`: how the run ended (default FINISHED). ``with logger:`` passes FAILED for an
+        exception and KILLED for an interrupt.
+        """
+        with self._lock:
+            if self._phase != _OPEN:
+                return
+            self._phase = _CLOSING
+        status = RunStatus.FINISHED if status is None else RunStatus.parse(status)
+        self._routes = _ClosedRoutes()
+        state = self._state
+        try:
+            closed, failures = self._each(lambda m: m.close(state, self), self._members, "close")
+            failures += self._each(lambda m: m.post_close(), closed, "post_close")[1]
+            failures += self._each(lambda m: m.finalize(status), self._members, "finalize")[1]
+            new = self._settle(self._members, failures)
+            for member in self._members:
+                member.streak.end()  # says how often a suppressed failure repeated
+        finally:
+            self._phase = _CLOSED
+            exit_hooks.forget(self)
+        raise_first(new)
 
     def __enter__(self) -> Logger:
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
-        if exc is not None:
-            self.exception = exc
-        self.close()
+        if exc is None:
+            self.close(RunStatus.FINISHED)
+            return
+        try:
+            self.close(RunStatus.of(exc))
+        except Exception as close_error:  # never let it replace the exception that ended the run
+            LOG.warning("closing the logger after %s also failed: %s: %s", type(exc).__name__,
+                        type(close_error).__name__, close_error)
+            exc.add_note(f"closing the logger afterwards also failed: {type(close_error).__name__}: {close_error}")
 
     def name_of(self, destination: LoggerDestination) -> str:
         """The destination's name in the config, or its class name."""
         return self._names.get(id(destination), type(destination).__name__)
 
+    # -- internals ---------------------------------------------------------------------------
+
+    def _call_each(self, what: str, call: Callable[[_Member], None]) -> None:
+        """Call `call` on every active destination; settle failures (see `composer_cfg.failures`)."""
+        _, failures = self._each(call, self._members, what)
+        if failures or self._streaks:
+            raise_first(self._settle(self._members, failures))
+
     def _each(
-        self, call: Callable[[LoggerDestination], None], only: Iterable[LoggerDestination] | None = None
-    ) -> tuple[list[LoggerDestination], list[tuple[LoggerDestination, Exception]]]:
-        """Call `call` on every destination, even after one fails: (those that succeeded, failures)."""
+        self, call: Callable[[_Member], None], members: Iterable[_Member], what: str
+    ) -> tuple[list[_Member], list[tuple[_Member, str, Exception]]]:
+        """Call `call` on each member, even after one fails: (those that succeeded, failures)."""
         done, failures = [], []
-        for dest in self.destinations if only is None else only:
+        for member in members:
             try:
-                call(dest)
-                done.append(dest)
+                call(member)
+                done.append(member)
             except Exception as error:
-                failures.append((dest, error))
+                failures.append((member, what, error))
         return done, failures
 
-    def _raise(self, failures: list[tuple[LoggerDestination, Exception]] | None, what: str) -> None:
-        """Raise the first new failure, with a note naming each failing destination.
-
-        A destination that keeps failing (a full disk, a dead server) is reported once: its
-        later failures are not raised again (one warning says so) until a call to it succeeds.
-        """
-        failing = self._failing
-        if failing:
-            failed_now = {id(dest) for dest, _ in failures or ()}
-            for ended in set(failing) - failed_now:  # a success ends a streak
-                del failing[ended]
+    def _settle(
+        self, called: Iterable[_Member], failures: list[tuple[_Member, str, Exception]]
+    ) -> list[tuple[str, str, Exception]]:
+        """End the streaks of the called members that succeeded; return the failures that are news
+        (as name, method, error), in order."""
+        failed = {id(member) for member, _, _ in failures}
         new = []
-        for dest, error in failures or ():
-            if id(dest) not in failing:
-                new.append((dest, error))
-                if not isinstance(error, _REPORT_EVERY_TIME):
-                    failing[id(dest)] = False
-            elif not failing[id(dest)]:
-                failing[id(dest)] = True
-                LOG.warning("destination %r failed again (%s: %s); its failures are not raised again until it "
-                            "succeeds", self.name_of(dest), type(error).__name__, error)
-        if not new:
-            return
-        first = new[0][1]
-        for dest, error in new:
-            note = f"raised by destination {self.name_of(dest)!r} in {what}: {type(error).__name__}: {error}"
-            if hasattr(first, "add_note"):  # Python >= 3.11
-                first.add_note(note)
-        raise first
+        with self._lock:
+            for member in called:
+                if id(member) not in failed and member.streak.signature is not None:
+                    member.streak.end()
+            for member, what, error in failures:
+                if member.streak.is_new(error, what):
+                    new.append((member.name, what, error))
+            self._streaks = sum(member.streak.signature is not None for member in self._members)
+        return new
+
+
+class _Member:
+    """One destination as the Logger holds it: its name, its policies read once, its bound
+    methods (behind a lock of its own unless it declares itself thread-safe), its failure streak."""
+
+    def __init__(self, name: str, destination: LoggerDestination) -> None:
+        self.name = name
+        self.destination = destination
+        self.schedule = destination.flush_schedule
+        self.streak = FailureStreak(name)
+        lock = None if destination.thread_safe else threading.RLock()
+        for method in ("log_data", "log_file_artifact", "run_event", "flush", "close", "post_close", "finalize"):
+            bound = getattr(destination, method)
+            setattr(self, method, bound if lock is None else _locked(lock, bound))
+
+
+def _locked(lock: threading.RLock, method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    return call
+
+
+class _ClosedRoutes(dict):  # type: ignore[type-arg]
+    """The routing table of a closed Logger: every level lookup says so."""
+
+    def __missing__(self, key: object) -> Any:
+        raise RuntimeError("this Logger is closed: it takes no more data")
 
 
 def _named(destinations: Destinations) -> list[tuple[str, LoggerDestination]]:
@@ -207,47 +298,3 @@ def _named(destinations: Destinations) -> list[tuple[str, LoggerDestination]]:
 def _takes(destination: LoggerDestination, level: LogLevel) -> bool:
     threshold = destination.log_level
     return threshold is None or level <= threshold
-
-
-#: Errors about the call itself (bad data), not a destination's health: always raised.
-_REPORT_EVERY_TIME = (TypeError, ValueError)
-LOG = logging.getLogger("composer_cfg")
-_OPEN_LOGGERS: weakref.WeakSet[Logger] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_open_loggers() -> None:
-    """What was logged reaches disk when the interpreter exits without `close()`."""
-    for logger in list(_OPEN_LOGGERS):
-        try:
-            logger.close()
-        except Exception:  # noqa: BLE001 - at exit there is no caller left to tell
-            pass
-
-
-def _close_on_sigterm() -> None:
-    """On SIGTERM: close every open Logger, then let the signal do what it did before.
-
-    Installed once, from the main thread, when the first Logger is made. A previous Python
-    handler is called; otherwise the default action ends the process, so its exit status still
-    says SIGTERM.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    if getattr(previous, "_composer_cfg", False):
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        _close_open_loggers()
-        signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:
-            os.kill(os.getpid(), signum)
-
-    handler._composer_cfg = True  # type: ignore[attr-defined]
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main interpreter thread after all
-        pass

@@ -10,6 +10,7 @@ checks at run time, so the two can not disagree:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Mapping, Union
 
@@ -18,11 +19,36 @@ from composer_cfg.log_level import LogLevel
 from composer_cfg.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name
 
 
+@dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
+class AtLeast:
+    """A number no smaller than `minimum` (0 or 1; with `exclusive`, larger): an int if `integer`,
+    else any finite int or float. `check` returns it or raises `ConfigError` naming the key."""
+
+    minimum: float
+    integer: bool = False
+    exclusive: bool = False
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> Any:
+        kinds = int if self.integer else (int, float)
+        number = not isinstance(value, bool) and isinstance(value, kinds)
+        if not number or not math.isfinite(value) or value < self.minimum or (self.exclusive and value == self.minimum):
+            raise ConfigError(f"{key}: expected {self.describe()}, got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        sign = "positive" if self.exclusive or self.minimum > 0 else "non-negative"
+        return f"a {sign} {'integer' if self.integer else 'number'}"
+
+
+POSITIVE_INT = AtLeast(1, integer=True)
+NON_NEGATIVE_INT = AtLeast(0, integer=True)
+POSITIVE = AtLeast(0, exclusive=True)
+NON_NEGATIVE = AtLeast(0)
+
+
 def positive_int(name: str, value: Any) -> int:
     """`value` if it is an int >= 1; else `ConfigError` naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
-    return value
+    return POSITIVE_INT.check(name, value)
 
 
 def require_rank_field(template: Template, world_size: int, *, key: str) -> None:
@@ -56,11 +82,6 @@ class TemplateParam:
         return template
 
 
-class PositiveParam:
-    def check(self, key: str, value: Any, world_size: int) -> int:
-        return positive_int(key, value)
-
-
 class LevelParam:
     def check(self, key: str, value: Any, world_size: int) -> LogLevel:
         try:
@@ -75,5 +96,8 @@ FileTemplate = Annotated[str, TemplateParam(DIST_FIELDS, per_rank_file=True)]
 ArtifactTemplate = Annotated[str, TemplateParam(DIST_FIELDS, artifact=True)]
 #: An artifact name that may also use the timestamp's fields (``{epoch}``, ``{batch}``...).
 TimedArtifactTemplate = Annotated[str, TemplateParam(TIME_FIELDS, artifact=True)]
-PositiveInt = Annotated[int, PositiveParam()]
+PositiveInt = Annotated[int, POSITIVE_INT]
+NonNegativeInt = Annotated[int, NON_NEGATIVE_INT]
+PositiveFloat = Annotated[float, POSITIVE]
+NonNegativeFloat = Annotated[float, NON_NEGATIVE]
 Level = Annotated[Union[LogLevel, int, str], LevelParam()]

@@ -26,15 +26,11 @@ NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def encode_data(data: Mapping[str, Any]) -> str:
-    """`data` as strict JSON. Keys must be strings; a container holding itself is a `ValueError`."""
-    if not data.keys() <= _CHECKED_KEYS:
-        _check_keys(data)
+    """`data` (normalised: see `composer_cfg.values`) as strict JSON."""
     try:
         text = _ENCODER.encode(data)
-    except ValueError as error:
-        if "Circular reference" in str(error):
-            raise ValueError(f"log data value for key {_culprit(data)!r} contains itself (a cyclic container)") from None
-        text = _ENCODER.encode(_finite(data))  # a non-finite float somewhere: walk the data once
+    except ValueError:  # a non-finite float somewhere (strict JSON has none): walk the data once
+        text = _ENCODER.encode(_finite(data))
     except Exception as error:  # a value whose __str__ (our last resort) raised
         raise TypeError(f"log data value for key {_culprit(data)!r} can not be turned into JSON: "
                         f"{type(error).__name__}: {error}") from None
@@ -55,18 +51,6 @@ def _culprit(data: Mapping[str, Any], max_length: int | None = None) -> str:
         except Exception:  # noqa: BLE001 - this is the one
             return key
     return next(iter(data), "?")
-
-
-def _check_keys(data: Mapping[str, Any]) -> None:
-    for key in data:
-        if not isinstance(key, str):
-            raise TypeError(f"log data keys must be strings, got {key!r} ({type(key).__name__})")
-    if len(_CHECKED_KEYS) > 10_000:
-        _CHECKED_KEYS.clear()
-    _CHECKED_KEYS.update(data)
-
-
-_CHECKED_KEYS: set[str] = set()  # keys seen to be strings: most calls repeat them
 
 
 def _json_safe(value: Any) -> Any:

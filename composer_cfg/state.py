@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from composer_cfg import dist
 from composer_cfg.timestamp import Timestamp
 
@@ -32,6 +34,14 @@ class State:
         self.dataloader_len = dataloader_len
         self.eval_dataloader_len = eval_dataloader_len
         self.dist = dist.current() if dist_info is None else dist_info
+
+    def template_fields(self) -> dict[str, Any]:
+        """What templates are filled with now: run name, rank facts and the timestamp's fields.
+
+        >>> State("demo").template_fields()["run_name"]
+        'demo'
+        """
+        return {"run_name": self.run_name, **self.dist.template_fields(), **self.timestamp.template_fields()}
 
     @property
     def rank(self) -> int:

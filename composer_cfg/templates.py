@@ -92,6 +92,11 @@ def _suggest(name: str, samples: Iterable[str]) -> str:
     return f":{hint} valid fields: {', '.join(valid)}"
 
 
+def literal(text: str) -> str:
+    """`text` as a template that fills to itself (braces doubled): for paths that are not templates."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def check_artifact_name(name: str, *, key: str | None = None) -> str:
     """Return `name` if it is a relative, non-escaping artifact name; else raise `ConfigError`."""
     where = f"{key}: " if key else ""

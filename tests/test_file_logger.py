@@ -87,7 +87,7 @@ def test_file_opens_at_init_or_first_write():
         destination.filename
     assert not Path("run").exists()
     logger.run_event("init")
-    assert destination.filename == "run/logs-rank0.txt" and Path("run/logs-rank0.txt").exists()
+    assert destination.filename == str(Path("run/logs-rank0.txt").absolute()) and Path("run/logs-rank0.txt").exists()
     logger.run_event("init")  # firing INIT again is harmless
     logger.close()
 
@@ -105,7 +105,8 @@ def test_flush_publishes_the_log_file_as_an_artifact():
         logger.data_fit({"a": 1})
         logger.run_event("fit_end")
     artifacts = [c for c in published.calls if c[0] == "artifact"]
-    assert artifacts == [("artifact", LogLevel.FIT, "run/logs-rank0.txt", Path("run/logs-rank0.txt"), True)] * 2
+    # the path is absolute: an artifact published after a change of directory is still this file
+    assert artifacts == [("artifact", LogLevel.FIT, "run/logs-rank0.txt", Path("run/logs-rank0.txt").absolute(), True)] * 2
 
 
 def test_batch_threshold_flushes_every_flush_interval_batches():
@@ -149,7 +150,7 @@ def test_existing_log_file_is_not_clobbered_by_default():
     with pytest.raises(FileExistsError) as caught:
         logger.data_fit({"a": 1})
     assert str(caught.value) == (
-        "log file 'run/logs-rank0.txt' already exists: pass overwrite=True to replace it, "
+        f"log file '{Path('run/logs-rank0.txt').absolute()}' already exists: pass overwrite=True to replace it, "
         "or use another run_name or filename"
     )
     assert lines("run/logs-rank0.txt") == ["previous run"]
@@ -192,10 +193,10 @@ def test_bad_parameters(kwargs, error, message):
     assert str(caught.value).startswith(message)
 
 
-def test_stdout_and_stderr_are_captured_then_released(capsys):
+def test_stdout_and_stderr_are_captured_from_the_first_write_until_close(capsys):
     destination = FileLogger(log_level="batch")
     logger = Logger(State("run"), destination)
-    print("before the file opens")
+    print("before the file opens")  # a constructor changes nothing process-wide: not captured
     logger.data_batch({"loss": 0.5})
     print("partial", end="")
     print(" line")
@@ -205,7 +206,6 @@ def test_stdout_and_stderr_are_captured_then_released(capsys):
     logger.close()
     print("after close")
     assert lines("run/logs-rank0.txt") == [
-        "[stdout]: before the file opens",
         '[BATCH][batch=0]: { "loss": 0.5000, }',
         "[stdout]: partial line",
         "[stderr]: oops",
@@ -229,11 +229,15 @@ def test_capture_release_keeps_a_later_wrapper_in_place():
     assert lines("a-0.txt") == ["[stdout]: both"] == lines("b-0.txt")
 
 
-def test_text_captured_before_open_is_written_at_close():
+def test_capture_starts_at_init_and_nothing_is_created_before():
     logger = Logger(State("run"), FileLogger(capture_stderr=False))
-    print("only this")
+    print("not captured")
+    assert not Path("run").exists() and sys.stdout.write.__self__ is sys.stdout  # nothing installed yet
+    logger.run_event("init")
+    print("captured")
     logger.close()
-    assert lines("run/logs-rank0.txt") == ["[stdout]: only this"]
+    assert lines("run/logs-rank0.txt") == ["[stdout]: captured"]
+    assert "write" not in vars(sys.stdout)  # the stream is as it was
 
 
 WORKER = """

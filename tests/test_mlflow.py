@@ -66,8 +66,9 @@ def test_metrics_are_sent_in_batches_not_per_value():
         for _ in loop.epochs(1):
             for batch in loop.batches(10):
                 logger.data_batch({"a": 1.0, "b": 2.0})
-    # batch_end after batches 4 and 8 (8 metrics each), then epoch_end (the last 4)
-    assert calls == [8, 8, 4]
+    # Flush points: batch_end after batches 4 and 8, then epoch_end. Requests run on a background
+    # thread, each taking every metric queued by then: at most one request per flush point.
+    assert sum(calls) == 20 and 1 <= len(calls) <= 3
     client = store()
     assert len(client.get_metric_history(the_run(client).info.run_id, "a")) == 10
 

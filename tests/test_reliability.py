@@ -17,10 +17,11 @@ from composer_cfg.records import read_records
 # A child that logs to every file-writing destination, reporting progress on stdout.
 CHILD = """
 import os, sys, time
-from composer_cfg import FileLogger, JSONLinesLogger, Logger, State
+from composer_cfg import FileLogger, JSONLinesLogger, Logger, State, close_at_exit
 ending = sys.argv[1]
 logger = Logger(State("run"), {"file": FileLogger(log_level="batch", capture_stdout=False, capture_stderr=False),
                                "jsonl": JSONLinesLogger(flush_interval=100)})
+close_at_exit(logger)  # what build_logger and the command do for their Loggers
 def loop(count):
     for i in range(count):
         logger.data_batch({"i": i})
@@ -128,9 +129,14 @@ def test_a_full_disk_is_reported_once_and_the_others_keep_logging(caplog):
         for i in range(1, 100):
             logger.data_batch({"i": i})
     assert [entry[2] for entry in memory.data["i"]] == list(range(100))
-    assert len(caplog.messages) == 1 and caplog.messages[0].startswith(
-        "destination 'full_disk' failed again (OSError: [Errno 28] No space left on device)")
-    logger.close()  # the disk is still full: the failure stays suppressed, and the file is closed
+    assert caplog.messages == [
+        "destination 'full_disk' failed again in log_data (OSError: [Errno 28] No space left on device); the same "
+        "failure is not raised again until the destination succeeds or fails differently"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        logger.close()  # the disk is still full: the failure stays suppressed, its count is reported
+    assert caplog.messages == ["destination 'full_disk': the failure OSError: [Errno 28] No space left on device "
+                               "repeated 100 more time(s) without being raised"]  # 99 calls, then close
 
 
 @pytest.mark.parametrize(

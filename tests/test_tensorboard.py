@@ -70,7 +70,7 @@ def test_flushes_publish_the_event_file():
     (event_file,) = Path("run/tensorboard").glob("events.out.tfevents.*.rank0")
     artifacts = [c for c in published.calls if c[0] == "artifact"]
     # batch_end at batches 2 and 4, epoch_end, fit_end, close
-    assert artifacts == [("artifact", LogLevel.FIT, f"run/tensorboard/{event_file.name}", event_file, True)] * 5
+    assert artifacts == [("artifact", LogLevel.FIT, f"run/tensorboard/{event_file.name}", event_file.absolute(), True)] * 5
 
 
 def test_rank_zero_only_keeps_other_ranks_quiet():

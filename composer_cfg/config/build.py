@@ -13,9 +13,11 @@ from composer_cfg.config.compose import compose_config
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
+from composer_cfg.exit_hooks import close_at_exit
 from composer_cfg.logger import Logger
 from composer_cfg.run_name import resolve_run_name
 from composer_cfg.state import State
+from composer_cfg.status import RunStatus
 
 __all__ = ["build_logger", "compose_config", "instantiate_logger"]
 
@@ -40,10 +42,10 @@ def build_logger(
 
 
 def instantiate_logger(cfg: DictConfig, state: State | None = None) -> Logger:
-    """Build the `Logger` of a validated config, then fire `Event.INIT`.
+    """Build the `Logger` of a validated config, guard it (`close_at_exit`), then fire `Event.INIT`.
 
-    If a destination fails to build, those built before it are closed (their files flushed,
-    their stream captures undone) before the error is raised.
+    If a destination fails to build or to start, every destination built is closed (status
+    FAILED: files flushed, stream captures undone, hooks removed) before the error is raised.
     """
     from hydra.utils import instantiate
 
@@ -58,9 +60,9 @@ def instantiate_logger(cfg: DictConfig, state: State | None = None) -> Logger:
         logger_node = OmegaConf.masked_copy(cfg.logger, [k for k in cfg.logger if k != "destinations"])
         logger: Logger = instantiate(logger_node, state, destinations=built, _convert_="all")
     except BaseException:
-        Logger(state, built).close()
+        Logger(state, built).close(RunStatus.FAILED)
         raise
-    logger.run_event(Event.INIT)
+    close_at_exit(logger).run_event(Event.INIT)  # closes the logger itself if a destination fails
     return logger
 
 

@@ -74,7 +74,7 @@ def check_node(problems: list[Problem], path: str, node: Any, base: type, world_
         params = {key: value for key, value in node.items() if key not in HYDRA_KEYS}
         before = len(problems)
         check_params(problems, path, target, params, world_size, partial=bool(node.get("_partial_")))
-        check_config = getattr(target, "check_config", None)
+        check_config = getattr(target, "check_config", None)  # declared by every LoggerDestination
         if check_config is not None and len(problems) == before:  # rules across several parameters
             try:
                 check_config(params, world_size)

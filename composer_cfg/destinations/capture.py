@@ -1,49 +1,118 @@
-"""Tee ``sys.stdout``/``sys.stderr`` into a callback, and undo it."""
+"""Capture what the process prints, and turn it into whole lines per thread.
+
+`start` patches the ``write`` of the stream object that ``sys.stdout``/``sys.stderr`` is now
+(as Composer did), so writers holding that object from before (a `logging.StreamHandler`
+created earlier) are captured too. One patch per stream fans out to every sink; `stop` removes a
+sink, and the last one out restores the stream. `uncaptured` gives terminal UI (progress bars) a
+view of a stream that bypasses every sink.
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Callable, TextIO
 
+Sink = Callable[[str], None]
 
-class StreamTee:
-    """Stands in for a text stream: every `write` goes to `sink` first, then to the stream.
 
-    Everything else (``flush``, ``fileno``, ``isatty``, ``encoding``...) is the stream's own.
-    """
+class _Patch:
+    """The one patch of a stream object: each write goes to every sink, then to the stream."""
 
-    def __init__(self, stream: TextIO, sink: Callable[[str], None]) -> None:
-        self._stream = stream
-        self._sink: Callable[[str], None] | None = sink
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.original: Callable[[str], int] = stream.write
+        self.sinks: tuple[Sink, ...] = ()
 
     def write(self, text: str) -> int:
-        if self._sink is not None:
-            self._sink(text)
-        return self._stream.write(text)
+        for sink in self.sinks:
+            sink(text)
+        return self.original(text)
 
-    def detach_sink(self) -> None:
-        self._sink = None
+
+_patches: dict[int, _Patch] = {}
+_lock = threading.Lock()
+
+
+def start(name: str, sink: Sink) -> tuple[TextIO, Sink] | None:
+    """Send everything written to ``sys.<name>`` to `sink` too; None if the stream can not be patched.
+
+    The sink must not raise: it runs inside the program's own ``print``.
+    """
+    stream = getattr(sys, name)
+    with _lock:
+        patch = _patches.get(id(stream))
+        if patch is None:
+            patch = _Patch(stream)
+            try:
+                stream.write = patch.write  # type: ignore[method-assign]
+            except (AttributeError, TypeError):
+                return None
+            _patches[id(stream)] = patch
+        patch.sinks = (*patch.sinks, sink)
+    return stream, sink
+
+
+def stop(handle: tuple[TextIO, Sink]) -> None:
+    """Stop sending to the handle's sink; unpatch the stream when no sink is left."""
+    stream, sink = handle
+    with _lock:
+        patch = _patches.get(id(stream))
+        if patch is None or sink not in patch.sinks:
+            return
+        patch.sinks = tuple(s for s in patch.sinks if s is not sink)
+        if not patch.sinks:
+            del _patches[id(stream)]
+            if vars(stream).get("write") == patch.write:
+                del stream.write  # type: ignore[method-assign]
+
+
+class _Uncaptured:
+    """A stream's stand-in whose writes reach the stream but no sink."""
+
+    def __init__(self, stream: TextIO, write: Callable[[str], int]) -> None:
+        self._stream = stream
+        self.write = write
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
-def unwrap(stream: Any) -> Any:
-    """The stream underneath any tees: where terminal UI (progress bars) should write."""
-    while isinstance(stream, StreamTee):
-        stream = stream._stream
-    return stream
+def uncaptured(stream: TextIO) -> TextIO:
+    """`stream` itself, or, while it is captured, a view whose writes bypass the capture."""
+    patch = _patches.get(id(stream))
+    return stream if patch is None else _Uncaptured(stream, patch.original)  # type: ignore[return-value]
 
 
-def capture(name: str, sink: Callable[[str], None]) -> StreamTee:
-    """Replace ``sys.<name>`` (``stdout`` or ``stderr``) by a tee into `sink`."""
-    tee = StreamTee(getattr(sys, name), sink)
-    setattr(sys, name, tee)
-    return tee
+class LineAssembler:
+    """Turns captured text, written in pieces by any number of threads, into whole prefixed lines.
 
+    ``print("x")`` writes ``"x"`` and ``"\\n"`` separately; a piece without a line break waits
+    for the rest of its line *from the same thread*, so two threads printing at once never share
+    a line. A line that is only a line break gets no prefix. Callers hold their own lock.
+    """
 
-def release(name: str, tee: StreamTee) -> None:
-    """Stop `tee`; put the original stream back unless something was installed on top since."""
-    tee.detach_sink()
-    if getattr(sys, name) is tee:
-        setattr(sys, name, tee._stream)
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.waiting = 0  # threads with an unfinished line
+        self._partial: dict[int, str] = {}
+
+    def feed(self, text: str) -> str:
+        """The whole lines `text` completes (prefixed, each ending in a line break), as one string."""
+        thread = threading.get_ident()
+        head = self._partial.pop(thread, "")
+        text = head + text
+        end = text.rfind("\n") + 1
+        if end < len(text):
+            self._partial[thread] = text[end:]
+        self.waiting = len(self._partial)
+        if not end:
+            return ""
+        return "".join(f"{self.prefix}{line}\n" if line else "\n" for line in text[: end - 1].split("\n"))
+
+    def finish(self, thread: int | None = None) -> str:
+        """End the unfinished line of `thread` (of every thread if None) with a line break."""
+        threads = list(self._partial) if thread is None else [thread] if thread in self._partial else []
+        lines = "".join(f"{self.prefix}{self._partial.pop(t)}\n" for t in threads)
+        self.waiting = len(self._partial)
+        return lines

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import threading
 from typing import IO, TYPE_CHECKING, Any
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations import capture
 from composer_cfg.destinations.run_file import RunFile
+from composer_cfg.events import Event
+from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 
 _PREFIXES = {level: f"[{level.name}][batch=" for level in LogLevel}
+#: Besides every `flush_interval` units of the threshold level, the log is flushed at these events.
+FLUSH_EVENTS = (Event.EPOCH_START, Event.EVAL_START, Event.FIT_END)
 
 
 class FileLogger(LoggerDestination):
@@ -25,11 +29,11 @@ class FileLogger(LoggerDestination):
 
     Args:
         filename: template of the log file's path (``{run_name}``, ``{rank}`` and the other dist
-            fields). Relative paths are relative to the working directory.
+            fields). Relative paths are relative to the working directory when the file opens.
         artifact_name: template of the name the file is published under on every flush; default:
             `filename` with ``/`` separators and no leading ``/``.
         capture_stdout, capture_stderr: also write what the process prints, as
-            ``[stdout]: ...`` / ``[stderr]: ...`` lines; undone at `close`.
+            ``[stdout]: ...`` / ``[stderr]: ...`` lines, from when the file opens until `close`.
         buffer_size: the file's buffering (1: line buffered; -1: the system default).
         log_level: threshold; calls above it are not written.
         log_interval: at the threshold level, write only every n-th epoch (EPOCH) or batch (BATCH),
@@ -37,12 +41,15 @@ class FileLogger(LoggerDestination):
             ``epoch``), the batch or epoch in progress. FIT calls are always written.
         flush_interval: with a BATCH threshold, flush every n batches (at ``batch_end``); with
             EPOCH, every n epochs (at ``epoch_end``). Also flushed at ``epoch_start``,
-            ``eval_start``, ``fit_end`` and `close`.
+            ``eval_start``, ``fit_end`` and `close`. Each flush publishes the file as an artifact.
         overwrite: replace an existing log file; when False an existing file is an error.
 
-    The file is opened at `Event.INIT` or at the first write, whichever comes first; text
-    printed before that is kept and written first.
+    The file opens at `Event.INIT` or at the first write, whichever comes first. Every call is
+    one whole line, whichever threads log and print at once; a printed line left unfinished is
+    ended when the same thread logs data, and at `close`.
     """
+
+    thread_safe = True
 
     def __init__(
         self,
@@ -65,20 +72,21 @@ class FileLogger(LoggerDestination):
         sampled = self.log_interval > 1 and self.log_level is not LogLevel.FIT
         self._sampled_level = self.log_level if sampled else None
         self.flush_interval = positive_int("flush_interval", flush_interval)
+        unit = self.log_level if self.log_level is not LogLevel.FIT else None
+        self.flush_schedule = FlushSchedule(self.flush_interval, unit, at=FLUSH_EVENTS)
         self.overwrite = bool(overwrite)
-        self._file: IO[str] | None = None  # the open RunFile's file, kept here for the hot path
-        self._queue: list[str] = []
-        self._at_line_start = True
+        self._streams = [name for name, wanted in (("stdout", capture_stdout), ("stderr", capture_stderr)) if wanted]
+        self._lines = {name: capture.LineAssembler(f"[{name}]: ") for name in self._streams}
+        self._captures: list[tuple[Any, Any]] = []
+        self._unfinished = 0  # threads with a printed line not yet ended
+        self._capture_error: Exception | None = None
+        self._lock = threading.RLock()  # re-entrant: a signal handler may close while a write is in progress
+        self._file: IO[str] | None = None
         self._logger: Logger | None = None
-        self._tees = [
-            (name, capture.capture(name, lambda text, tag=f"[{name}]: ": self.write(tag, text)))
-            for name, wanted in (("stdout", capture_stdout), ("stderr", capture_stderr))
-            if wanted
-        ]
 
     @property
     def filename(self) -> str:
-        """The log file's path; known once the run name is (at INIT or the first write)."""
+        """The log file's absolute path; known once the file is open (at INIT or the first write)."""
         return self._run_file.known("filename")
 
     @property
@@ -98,72 +106,79 @@ class FileLogger(LoggerDestination):
             if (count + 1) % self.log_interval:
                 return
         line = f"{_PREFIXES[log_level]}{timestamp.batch}]: {format_log_data_value(data)}\n"
-        if self._at_line_start and self._file is not None:
-            self._file.write(line)
-            return
-        if self._file is None:
-            self._open(state)
-        self.write("", line)
+        with self._lock:
+            file = self._file or self._open(state)
+            if self._unfinished:  # a thread printed part of a line: end this thread's first
+                file.write("".join(lines.finish(threading.get_ident()) for lines in self._lines.values()))
+                self._count_unfinished()
+            file.write(line)
 
-    def write(self, prefix: str, text: str) -> None:
-        """Write `text`, putting `prefix` at the start of every line it begins.
+    def _captured(self, name: str, text: str) -> None:
+        """What the program printed: whole lines only. Never raises into the program's ``print``;
+        a failure to write is raised at the next flush or at close instead."""
+        with self._lock:
+            file = self._file
+            if file is None or self._capture_error is not None:
+                return
+            try:
+                chunk = self._lines[name].feed(text)
+                self._count_unfinished()
+                if chunk:
+                    file.write(chunk)
+            except Exception as error:  # noqa: BLE001 - reported by flush/close, not by print
+                self._capture_error = error
 
-        A line that is only a line break gets no prefix; text continuing a line gets none either.
-        """
-        pieces = []
-        for line in text.splitlines(keepends=True):
-            if prefix and self._at_line_start and line not in ("\n", os.linesep):
-                pieces.append(prefix)
-            pieces.append(line)
-            self._at_line_start = line.endswith("\n")
-        chunk = "".join(pieces)
-        if self._file is None:
-            self._queue.append(chunk)
-        else:
-            self._file.write(chunk)
+    def _count_unfinished(self) -> None:
+        self._unfinished = sum(lines.waiting for lines in self._lines.values())
 
     # -- events ------------------------------------------------------------------------------
 
     def init(self, state: State, logger: Logger) -> None:
         self._logger = logger
-        if self._file is None:
-            self._open(state)
+        with self._lock:
+            if self._file is None:
+                self._open(state)
 
-    def epoch_start(self, state: State, logger: Logger) -> None:
-        self.flush(logger)
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        if self.log_level == LogLevel.BATCH and state.timestamp.batch % self.flush_interval == 0:
-            self.flush(logger)
-
-    def epoch_end(self, state: State, logger: Logger) -> None:
-        if self.log_level == LogLevel.BATCH or (
-            self.log_level == LogLevel.EPOCH and state.timestamp.epoch % self.flush_interval == 0
-        ):
-            self.flush(logger)
-
-    def eval_start(self, state: State, logger: Logger) -> None:
-        self.flush(logger)
-
-    def fit_end(self, state: State, logger: Logger) -> None:
-        self.flush(logger)
+    def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
+        """Flush and fsync the file, then publish it as an artifact through `logger`."""
+        with self._lock:
+            if self._file is None:
+                return
+            self._raise_capture_error()
+            self._run_file.sync()
+        self._run_file.publish(logger or self._logger)
 
     def close(self, state: State, logger: Logger) -> None:
-        for name, tee in self._tees:
-            capture.release(name, tee)
-        self._tees = []
-        if self._file is None and self._queue:
-            self._open(state)
-        self._run_file.close(logger)
-        self._file = None
+        with self._lock:
+            self._stop_capture()
+            if self._file is None:
+                return
+            try:
+                for lines in self._lines.values():
+                    self._file.write(lines.finish())
+                self._raise_capture_error()
+            finally:
+                self._file = None
+                self._run_file.close()
+        self._run_file.publish(logger)
 
     # -- internals ---------------------------------------------------------------------------
 
-    def flush(self, logger: Logger | None = None) -> None:
-        """Flush and fsync the file, then publish it as an artifact through `logger`."""
-        self._run_file.flush(logger or self._logger)
-
-    def _open(self, state: State) -> None:
+    def _open(self, state: State) -> IO[str]:
+        """Open the file and start capturing (the caller holds the lock)."""
         self._file = self._run_file.open(state)
-        queued, self._queue = self._queue, []
-        self._file.write("".join(queued))
+        for name in self._streams:
+            handle = capture.start(name, lambda text, name=name: self._captured(name, text))
+            if handle is not None:
+                self._captures.append(handle)
+        return self._file
+
+    def _raise_capture_error(self) -> None:
+        error, self._capture_error = self._capture_error, None
+        if error is not None:
+            raise OSError(f"writing printed output to the log file failed: {type(error).__name__}: {error}") from error
+
+    def _stop_capture(self) -> None:
+        for handle in self._captures:
+            capture.stop(handle)
+        self._captures = []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import sys
+import threading
 from array import array
 from typing import Any
 
@@ -14,15 +14,12 @@ from composer_cfg.params import Level
 from composer_cfg.state import State
 from composer_cfg.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
 
-_IMMUTABLE = (str, int, float, bool, type(None), bytes, complex, frozenset)
-_IMMUTABLE_TYPES = frozenset(_IMMUTABLE)
-
-
 class InMemoryLogger(LoggerDestination):
     """Keeps every logged value; for tests, notebooks and callbacks that read metrics back.
 
     Numbers are stored in typed arrays (about 8 bytes per value plus its share of the time
-    point), other values as deep copies, so later changes by the caller do not alter the record.
+    point), other values as the `Logger` normalised them (host copies of tensors and arrays,
+    copies of containers), so later changes by the caller do not alter the record.
 
     >>> from composer_cfg import Logger, State
     >>> memory = InMemoryLogger()
@@ -38,8 +35,11 @@ class InMemoryLogger(LoggerDestination):
     and `data` are built from the stored columns when read.
     """
 
+    thread_safe = True
+
     def __init__(self, log_level: Level = LogLevel.BATCH) -> None:
         self.log_level = LogLevel.parse(log_level)
+        self._lock = threading.Lock()
         self._series: dict[str, Series] = {}
         self._rows = TimeRows()  # one per distinct (timestamp, level) of a call
         self._last: tuple[Timestamp, LogLevel] | None = None
@@ -47,28 +47,25 @@ class InMemoryLogger(LoggerDestination):
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         timestamp = state.timestamp
-        last = self._last
-        if last is None or last[0] is not timestamp or last[1] is not log_level:
-            self._row = self._rows.append(timestamp, log_level)
-            self._last = (timestamp, log_level)
-        row = self._row
-        series_of = self._series
-        for key, value in data.items():
-            if type(value) not in _IMMUTABLE_TYPES and not isinstance(value, _IMMUTABLE):
-                value = _copy(key, value)
-            series = series_of.get(key)
-            if series is None:
-                if not isinstance(key, str):
-                    raise TypeError(f"log data keys must be strings, got {key!r} ({type(key).__name__})")
-                series = series_of[key] = Series(value)
-            if type(value) is series.exact_type:
-                try:
-                    series.values.append(value)
-                    series.rows.append(row)
-                except OverflowError:
+        with self._lock:
+            last = self._last
+            if last is None or last[0] is not timestamp or last[1] is not log_level:
+                self._row = self._rows.append(timestamp, log_level)
+                self._last = (timestamp, log_level)
+            row = self._row
+            series_of = self._series
+            for key, value in data.items():
+                series = series_of.get(key)
+                if series is None:
+                    series = series_of[key] = Series(value)
+                if type(value) is series.exact_type:
+                    try:
+                        series.values.append(value)
+                        series.rows.append(row)
+                    except OverflowError:
+                        series.add(row, value)
+                else:
                     series.add(row, value)
-            else:
-                series.add(row, value)
 
     def output_location(self) -> str:
         return f"in memory ({len(self._series)} keys)"
@@ -76,26 +73,29 @@ class InMemoryLogger(LoggerDestination):
     @property
     def most_recent_values(self) -> dict[str, Any]:
         """key -> the last value logged for it."""
-        return {key: series.values[-1] for key, series in self._series.items()}
+        with self._lock:
+            return {key: series.values[-1] for key, series in self._series.items()}
 
     @property
     def most_recent_timestamps(self) -> dict[str, Timestamp]:
         """key -> the `Timestamp` of the last call that logged it."""
-        return {key: self._timestamp(series.rows[-1]) for key, series in self._series.items()}
+        with self._lock:
+            return {key: self._timestamp(series.rows[-1]) for key, series in self._series.items()}
 
     @property
     def data(self) -> dict[str, list[tuple[Timestamp, LogLevel, Any]]]:
         """key -> ``[(Timestamp, LogLevel, value), ...]`` in call order (built on each access)."""
         timestamps: dict[int, Timestamp] = {}
         result = {}
-        for key, series in self._series.items():
-            entries = []
-            for row, value in zip(series.rows, series.values):
-                timestamp = timestamps.get(row)
-                if timestamp is None:
-                    timestamp = timestamps[row] = self._timestamp(row)
-                entries.append((timestamp, LogLevel(self._rows.row(row)[-1]), value))
-            result[key] = entries
+        with self._lock:
+            for key, series in self._series.items():
+                entries = []
+                for row, value in zip(series.rows, series.values):
+                    timestamp = timestamps.get(row)
+                    if timestamp is None:
+                        timestamp = timestamps[row] = self._timestamp(row)
+                    entries.append((timestamp, LogLevel(self._rows.row(row)[-1]), value))
+                result[key] = entries
         return result
 
     def _timestamp(self, row: int) -> Timestamp:
@@ -110,26 +110,20 @@ class InMemoryLogger(LoggerDestination):
         """
         import numpy as np
 
-        series = self._series.get(metric)
-        if series is None:
-            known = ", ".join(sorted(self._series)) or "nothing yet"
-            raise ValueError(f"no values were logged for {metric!r}; logged keys: {known}")
-        rows = np.frombuffer(series.rows, dtype=np.uint32)
-        result = {metric: _to_numpy(series.values)}
-        table = self._rows.as_numpy(FIELDS)[rows]
+        with self._lock:  # a buffer being read can not grow meanwhile
+            series = self._series.get(metric)
+            if series is None:
+                known = ", ".join(sorted(self._series)) or "nothing yet"
+                raise ValueError(f"no values were logged for {metric!r}; logged keys: {known}")
+            rows = np.frombuffer(series.rows, dtype=np.uint32)
+            result = {metric: _to_numpy(series.values)}
+            table = self._rows.as_numpy(FIELDS)[rows]
+            del rows
         for name in COUNTERS:
             result[name] = table[name].astype(np.int64)
         for name in DURATIONS:
             result[name] = table[name].copy()
         return result
-
-
-def _copy(key: str, value: Any) -> Any:
-    try:
-        return copy.deepcopy(value)
-    except Exception as error:
-        raise TypeError(f"log data value for key {key!r} can not be copied to keep it: "
-                        f"{type(error).__name__}: {error}") from None
 
 
 def _to_numpy(values: Any) -> Any:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.run_file import RunFile
+from composer_cfg.events import Event
+from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int
 from composer_cfg.records import encode_data
@@ -15,6 +18,9 @@ from composer_cfg.state import State
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
+
+#: The file is fsynced and published at these events (and at close).
+FLUSH_EVENTS = (Event.EPOCH_END, Event.EVAL_END, Event.FIT_END)
 
 
 class JSONLinesLogger(LoggerDestination):
@@ -26,7 +32,8 @@ class JSONLinesLogger(LoggerDestination):
         log_level: threshold (default BATCH: everything).
         flush_interval: records are written and handed to the OS in groups of this many (what a
             killed process loses at most); at ``epoch_end``, ``eval_end``, ``fit_end`` and `close`
-            the file is also fsynced and published. Only whole lines are written.
+            the file is also fsynced and published. Only whole lines are written, one per call,
+            whichever threads log at once.
         overwrite: replace an existing file; when False an existing file is an error.
 
     >>> from composer_cfg import Logger, State
@@ -36,6 +43,8 @@ class JSONLinesLogger(LoggerDestination):
     >>> [(r["level"], r["batch"], r["data"]) for r in read_records("docs.jsonl")]
     [('BATCH', 0, {'loss': 0.25})]
     """
+
+    thread_safe = True
 
     def __init__(
         self,
@@ -49,64 +58,67 @@ class JSONLinesLogger(LoggerDestination):
         self._run_file = RunFile("metrics file", filename, artifact_name, overwrite=overwrite)
         self.log_level = LogLevel.parse(log_level)
         self.flush_interval = positive_int("flush_interval", flush_interval)
+        self.flush_schedule = FlushSchedule(None, None, at=FLUSH_EVENTS)
         self._pending: list[str] = []
         self._header: tuple[str, int] | None = None  # JSON of the run name, and the rank
+        self._lock = threading.Lock()
         self._logger: Logger | None = None
-        self._state: State | None = None
 
     def output_location(self) -> str | None:
         return self._run_file.location()
 
     @property
     def filename(self) -> str:
+        """The file's absolute path; known once it is open (at INIT or the first record)."""
         return self._run_file.known("filename")
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         header = self._header
         if header is None:
             header = self._header = (json.dumps(state.run_name), state.rank)
-            self._state = state
         timestamp = state.timestamp
-        self._pending.append(
+        record = (
             f'{{"level": "{log_level.name}", "run_name": {header[0]}, "rank": {header[1]}, '
             f'"epoch": {timestamp.epoch}, "batch": {timestamp.batch}, "batch_in_epoch": {timestamp.batch_in_epoch}, '
             f'"sample": {timestamp.sample}, "time": {time.time()!r}, "data": {encode_data(data)}}}\n'
         )
-        if len(self._pending) >= self.flush_interval:
-            self._write_pending(state).flush()
+        with self._lock:
+            self._pending.append(record)
+            if len(self._pending) >= self.flush_interval:
+                self._write_pending(state).flush()
 
-    def _write_pending(self, state: State | None) -> Any:
-        """Write the pending records as whole lines; return the file (None if nothing to open)."""
-        file = self._run_file.file
-        if file is None:
-            if not self._pending or state is None:
-                return None
-            file = self._run_file.open(state)
+    def _write_pending(self, state: State) -> IO[str]:
+        """Write the pending records as whole lines (the caller holds the lock); return the file."""
+        file = self._run_file.file or self._run_file.open(state)
         if self._pending:
-            file.write("".join(self._pending))
-            self._pending.clear()
+            # Taken before writing: after a failed write (a full disk) these records are reported
+            # lost, never written twice.
+            records, self._pending = self._pending, []
+            file.write("".join(records))
         return file
 
-    def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
+    def flush(self, state: State, logger: Logger | None = None) -> None:
         """Write the pending records, then flush, fsync and publish the file."""
-        if self._write_pending(state or self._state) is not None:
-            self._run_file.flush(logger or self._logger)
+        with self._lock:
+            if self._run_file.file is None and not self._pending:
+                return
+            self._write_pending(state)
+            self._run_file.sync()
+        self._run_file.publish(logger or self._logger)
 
     def init(self, state: State, logger: Logger) -> None:
         self._logger = logger
-        self._state = state
-        if self._run_file.file is None:
-            self._run_file.open(state)
-
-    def epoch_end(self, state: State, logger: Logger) -> None:
-        self.flush(state, logger)
-
-    def eval_end(self, state: State, logger: Logger) -> None:
-        self.flush(state, logger)
-
-    def fit_end(self, state: State, logger: Logger) -> None:
-        self.flush(state, logger)
+        with self._lock:
+            if self._run_file.file is None:
+                self._run_file.open(state)
 
     def close(self, state: State, logger: Logger) -> None:
-        self.flush(state, logger)
-        self._run_file.close(logger)
+        with self._lock:
+            try:
+                if self._pending:
+                    self._write_pending(state)
+            finally:
+                was_open = self._run_file.file is not None
+                self._run_file.close()
+        if was_open:
+            self._run_file.publish(logger)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from composer_cfg.background import BackgroundWorker, wait
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import Level, PositiveInt, positive_int
+from composer_cfg.params import Level, PositiveFloat, PositiveInt, positive_int
 from composer_cfg.state import State
+from composer_cfg.status import RunStatus
 from composer_cfg.templates import DIST_FIELDS, Template
 from composer_cfg.values import scalar
 
@@ -20,7 +25,8 @@ if TYPE_CHECKING:
     from composer_cfg.logger import Logger
 
 LOG = logging.getLogger("composer_cfg")
-MAX_METRICS_PER_BATCH = 1000  # a tracking server's per-request limit
+MAX_METRICS_PER_BATCH = 1000  # a tracking server's per-request limits
+MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
 
@@ -40,9 +46,19 @@ class MLFlowLogger(LoggerDestination):
         flush_interval: metrics are sent with ``log_batch`` every n batches (at ``batch_end``),
             at epoch end and at close: one request per interval, not per value.
         rank_zero_only: only global rank 0 talks to the tracking store.
+        tags: tags of the MLflow run.
+        timeout: the longest, in seconds, the training thread waits for the tracking store in one
+            operation (starting the run, and at close: delivering what is left, ending the run).
 
-    The run ends FINISHED, or FAILED when the `Logger`'s ``with`` block ended with an exception.
+    Every request runs on a background thread: logging only enqueues, so a slow or hung server
+    never stalls training. A metric name MLflow refuses (``acc@1``, a 300-character name) is a
+    `ValueError` at the call that logs it, naming it; the call's other metrics are kept. Metrics
+    leave the queue only once the store has taken them, so a failed or interrupted request is
+    sent again (MLflow ignores exact duplicates). `finalize` ends the run FINISHED, FAILED or
+    KILLED and releases the store's database connections.
     """
+
+    thread_safe = True
 
     def __init__(
         self,
@@ -54,21 +70,32 @@ class MLFlowLogger(LoggerDestination):
         flush_interval: PositiveInt = 100,
         rank_zero_only: bool = True,
         tags: Mapping[str, str] | None = None,
+        timeout: PositiveFloat = 30.0,
     ) -> None:
         self._tracking_uri = Template(tracking_uri, DIST_FIELDS, key="tracking_uri")
         self._run_name = Template(run_name, DIST_FIELDS, key="run_name")
         self.experiment_name = experiment_name
         self.log_level = LogLevel.parse(log_level)
         self.flush_interval = positive_int("flush_interval", flush_interval)
+        self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH)
         self.rank_zero_only = bool(rank_zero_only)
         self.tags = dict(tags or {})
-        self._client: Any = None
+        self.timeout = float(timeout)
         self.run_id: str | None = None
         self.tracking_uri: str | None = None
-        self._metrics: list[Any] = []
+        self._client: Any = None
+        self._worker = BackgroundWorker("mlflow")
+        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._outbox: list[Any] = []  # metrics not yet taken by the store, oldest first
+        self._delivering = False  # a delivery is queued or running on the worker
+        self._last_request: Future[Any] | None = None
+        self._failure: Exception | None = None  # a request that failed, to report on this thread
+        self._valid_keys: set[str] = set()
         self._params: dict[str, str] = {}
+        self._artifacts: set[str] = set()
         self._skipped: set[str] = set()
-        self._enabled = True
+        self._staging: Path | None = None
 
     def can_log_file_artifacts(self) -> bool:
         return True
@@ -76,9 +103,10 @@ class MLFlowLogger(LoggerDestination):
     def output_location(self) -> str | None:
         return f"{self.tracking_uri} (run {self.run_id})" if self.run_id else None
 
+    # -- data --------------------------------------------------------------------------------
+
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        if not self._start(state):
-            return
+        self._start(state)
         if log_level is LogLevel.FIT:
             self._log_params(data)
             return
@@ -86,106 +114,222 @@ class MLFlowLogger(LoggerDestination):
 
         now = int(time.time() * 1000)
         step = state.timestamp.batch
+        metrics, refused = [], []
         for key, value in data.items():
             number = scalar(value)
-            if number is not None:
-                self._metrics.append(Metric(key, number, now, step))
-            elif key not in self._skipped:
-                self._skipped.add(key)
-                LOG.warning("MLFlowLogger: %r is not a number (%s); it is not logged as a metric",
-                            key, type(value).__name__)
+            if number is None:
+                self._skip(key, value)
+            elif key in self._valid_keys or self._accepts_metric(key, refused):
+                metrics.append(Metric(key, number, now, step))
+        with self._lock:
+            self._outbox.extend(metrics)
+        if refused:
+            raise ValueError(f"MLflow refuses the metric name(s) {', '.join(refused)}; the call's other "
+                             f"metrics were logged")
 
-    def log_file_artifact(
-        self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
-    ) -> None:
-        if not self._start(state):
-            return
-        directory, _, name = artifact_name.rpartition("/")
-        if not overwrite and any(f.path == artifact_name for f in self._client.list_artifacts(self.run_id, directory or None)):
-            raise FileExistsError(f"MLflow artifact {artifact_name!r} already exists and overwrite is False")
-        with tempfile.TemporaryDirectory(prefix="composer_cfg-mlflow-") as staging:
-            staged = Path(staging) / name  # MLflow names the artifact after the file
-            shutil.copyfile(file_path, staged)
-            self._client.log_artifact(self.run_id, str(staged), artifact_path=directory or None)
+    def _accepts_metric(self, key: str, refused: list[str]) -> bool:
+        from mlflow.utils.validation import _validate_metric  # MLflow's own rules, as its store applies them
 
-    def flush(self) -> None:
-        """Send the buffered metrics, in requests of at most 1000."""
-        if self._metrics:
-            metrics, self._metrics = self._metrics, []
-            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                self._client.log_batch(self.run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
-
-    # -- events ------------------------------------------------------------------------------
-
-    def init(self, state: State, logger: Logger) -> None:
-        self._start(state)
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        if self.run_id and state.timestamp.batch % self.flush_interval == 0:
-            self.flush()
-
-    def epoch_end(self, state: State, logger: Logger) -> None:
-        if self.run_id:
-            self.flush()
-
-    def close(self, state: State, logger: Logger) -> None:
-        if self.run_id is None:
-            return
         try:
-            self.flush()
-        finally:
-            status = "FAILED" if getattr(logger, "exception", None) is not None else "FINISHED"
-            self._client.set_terminated(self.run_id, status=status)
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _start(self, state: State) -> bool:
-        """Create the run on first use; False on ranks that do not log."""
-        if self.run_id is not None:
-            return True
-        if not self._enabled or (self.rank_zero_only and state.rank != 0):
-            self._enabled = False
+            _validate_metric(key, 0.0, 0, 0)
+        except Exception as error:  # noqa: BLE001 - MlflowException; its message says why
+            refused.append(f"{key!r} ({_first_sentence(error)})")
             return False
-        from mlflow import MlflowClient
-
-        fields = {"run_name": state.run_name, **state.dist.template_fields()}
-        self.tracking_uri = self._tracking_uri.fill(fields)
-        database = _sqlite_path(self.tracking_uri)
-        if database is not None:
-            # MLflow caches a store per URI string: a relative one would follow the first working
-            # directory it was used in (one sweep job's database would receive the next job's runs).
-            database = database.resolve()
-            database.parent.mkdir(parents=True, exist_ok=True)
-            self.tracking_uri = f"sqlite:///{database}"
-        self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        experiment = self._client.get_experiment_by_name(self.experiment_name)
-        if experiment is None:
-            location = (database.parent / "mlartifacts").as_uri() if database is not None else None
-            experiment_id = self._client.create_experiment(self.experiment_name, artifact_location=location)
-        else:
-            experiment_id = experiment.experiment_id
-        run = self._client.create_run(experiment_id, run_name=self._run_name.fill(fields), tags=self.tags)
-        self.run_id = run.info.run_id
+        self._valid_keys.add(key)
         return True
+
+    def _skip(self, key: str, value: Any) -> None:
+        if key not in self._skipped:
+            self._skipped.add(key)
+            LOG.warning("MLFlowLogger: %r is not a number (%s); it is not logged as a metric", key, type(value).__name__)
 
     def _log_params(self, data: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
+        from mlflow.utils.validation import _validate_param_name
 
-        params = []
+        params, refused = [], []
         for key, value in _flatten(data).items():
             text = str(value)
             if len(key) > MAX_PARAM_KEY or len(text) > MAX_PARAM_VALUE:
                 LOG.warning("MLFlowLogger: parameter %r truncated to MLflow's limits (key 250, value 6000 chars)", key)
                 key, text = key[:MAX_PARAM_KEY], text[:MAX_PARAM_VALUE]
-            if key in self._params:
-                if self._params[key] != text:
-                    LOG.warning("MLFlowLogger: parameter %r was already logged as %r; MLflow parameters can not "
-                                "change, so %r is not logged", key, self._params[key], text)
+            try:
+                _validate_param_name(key)
+            except Exception as error:  # noqa: BLE001 - MlflowException
+                refused.append(f"{key!r} ({_first_sentence(error)})")
                 continue
-            self._params[key] = text
-            params.append(Param(key, text))
-        for start in range(0, len(params), 100):  # a tracking server's per-request parameter limit
-            self._client.log_batch(self.run_id, params=params[start : start + 100])
+            with self._lock:
+                known = self._params.get(key)
+                if known is None:
+                    self._params[key] = text
+            if known is None:
+                params.append(Param(key, text))
+            elif known != text:
+                LOG.warning("MLFlowLogger: parameter %r was already logged as %r; MLflow parameters can not "
+                            "change, so %r is not logged", key, known, text)
+        for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            self._request(self._client.log_batch, self.run_id, [], params[start : start + MAX_PARAMS_PER_BATCH])
+        if refused:
+            raise ValueError(f"MLflow refuses the parameter name(s) {', '.join(refused)}; the others were logged")
+
+    def log_file_artifact(
+        self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
+    ) -> None:
+        self._start(state)
+        with self._lock:
+            if not overwrite and artifact_name in self._artifacts:
+                raise FileExistsError(f"MLflow artifact {artifact_name!r} was already logged and overwrite is False")
+            self._artifacts.add(artifact_name)
+            if self._staging is None:
+                self._staging = Path(tempfile.mkdtemp(prefix="composer_cfg-mlflow-"))
+            staged_dir = Path(tempfile.mkdtemp(dir=self._staging))
+        directory, _, name = artifact_name.rpartition("/")
+        staged = staged_dir / name  # MLflow names the artifact after the file
+        shutil.copyfile(file_path, staged)  # the caller may change or delete the file once we return
+        self._request(self._upload, staged, directory or None, artifact_name, overwrite)
+
+    def _upload(self, staged: Path, directory: str | None, artifact_name: str, overwrite: bool) -> None:
+        try:
+            if not overwrite and any(f.path == artifact_name for f in self._client.list_artifacts(self.run_id, directory)):
+                raise FileExistsError(f"MLflow artifact {artifact_name!r} already exists and overwrite is False")
+            self._client.log_artifact(self.run_id, str(staged), artifact_path=directory)
+        finally:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
+        """Queue the buffered metrics for sending; raise a request that failed since the last flush."""
+        self._report_failure()
+        self._queue_delivery()
+
+    def _queue_delivery(self) -> None:
+        if self.run_id is None:
+            return
+        with self._lock:
+            if self._delivering or not self._outbox:
+                return
+            self._delivering = True
+        self._request(self._deliver)
+
+    def _deliver(self) -> None:
+        """On the worker: send the outbox in order, in requests of at most 1000 metrics. A metric
+        leaves the outbox only once the store has it; on failure the rest waits for the next flush."""
+        try:
+            while True:
+                with self._lock:
+                    chunk = self._outbox[:MAX_METRICS_PER_BATCH]
+                    if not chunk:
+                        self._delivering = False
+                        return
+                self._client.log_batch(self.run_id, metrics=chunk)
+                with self._lock:
+                    del self._outbox[: len(chunk)]
+        except BaseException:
+            with self._lock:
+                self._delivering = False
+            raise
+
+    def _request(self, call: Any, *args: Any) -> None:
+        """Queue a request on the worker; a failure is reported at the next flush or at close."""
+        future = self._worker.submit(call, *args)
+        future.add_done_callback(self._remember_failure)
+        self._last_request = future
+
+    def _remember_failure(self, future: Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:
+            with self._lock:
+                self._failure = self._failure or error  # type: ignore[assignment]
+
+    def _report_failure(self) -> None:
+        with self._lock:
+            error, self._failure = self._failure, None
+        if error is not None:
+            raise error
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def init(self, state: State, logger: Logger) -> None:
+        self._start(state)
+
+    def close(self, state: State, logger: Logger) -> None:
+        """Send what is left and wait (at most `timeout` seconds) for every request to finish."""
+        if self.run_id is None:
+            return
+        self._queue_delivery()  # again after a failed request: the metrics it carried are still queued
+        if self._last_request is not None:
+            try:
+                wait("sending the last requests to MLflow", self._last_request, self.timeout)
+            except TimeoutError as error:
+                with self._lock:
+                    left = len(self._outbox)
+                raise TimeoutError(f"{error}; {left} metric value(s) were not delivered to {self.tracking_uri}") from None
+            except Exception:  # noqa: BLE001 - remembered by its callback, reported just below
+                pass
+        self._report_failure()
+        with self._lock:
+            left = len(self._outbox)
+        if left:
+            raise RuntimeError(f"{left} metric value(s) were not delivered to {self.tracking_uri}")
+
+    def finalize(self, status: RunStatus) -> None:
+        """End the MLflow run with `status`; release the store's connections and the worker."""
+        try:
+            if self.run_id is not None:
+                self._worker.call("ending the MLflow run", self._client.set_terminated, self.run_id, status.value,
+                                  timeout=self.timeout)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Close the database connections MLflow keeps per store (an in-process sweep would run out
+        of file descriptors otherwise), stop the worker, remove staged files."""
+        client, self._client = self._client, None
+        if client is not None:
+            self._worker.submit(_dispose_store, client)
+        self._worker.stop()
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def _start(self, state: State) -> None:
+        """Create the run on first use, waiting at most `timeout` seconds for the store."""
+        if self.run_id is not None:
+            return
+        with self._start_lock:
+            if self.run_id is not None:
+                return
+            fields = state.template_fields()
+            uri = _absolute_sqlite_uri(self._tracking_uri.fill(fields))
+            self.tracking_uri = uri
+            self.run_id = self._worker.call(f"starting an MLflow run at {uri}", self._create_run, uri,
+                                            self._run_name.fill(fields), timeout=self.timeout)
+
+    def _create_run(self, uri: str, run_name: str) -> str:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=uri)
+        experiment = self._client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            database = _sqlite_path(uri)
+            location = (database.parent / "mlartifacts").as_uri() if database is not None else None
+            experiment_id = self._client.create_experiment(self.experiment_name, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
+        return self._client.create_run(experiment_id, run_name=run_name, tags=self.tags).info.run_id
+
+
+def _dispose_store(client: Any) -> None:
+    """Close the pooled connections of the client's SQL store (MLflow caches one per URI)."""
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _first_sentence(error: Exception) -> str:
+    return str(getattr(error, "message", error)).split(". ")[0].rstrip(".")
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -202,3 +346,14 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+def _absolute_sqlite_uri(uri: str) -> str:
+    """A SQLite URI with an absolute path (its directory created). MLflow caches a store per URI
+    string: a relative one would follow the first working directory it was used in."""
+    database = _sqlite_path(uri)
+    if database is None:
+        return uri
+    database = database.resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{database}"

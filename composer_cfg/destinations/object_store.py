@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import threading
-import time
-import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Mapping
 
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.transient import is_transient
+from composer_cfg.destinations.uploads import UploadQueue
+from composer_cfg.errors import ConfigError
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import PositiveInt, TemplateParam, positive_int
+from composer_cfg.params import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    TemplateParam,
+    positive_int,
+)
 from composer_cfg.state import State
 from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name
 
@@ -27,9 +37,7 @@ LOG = logging.getLogger("composer_cfg")
 OBJECT_FIELDS = {**DIST_FIELDS, "artifact_name": "run/file.txt"}
 ObjectTemplate = Annotated[str, TemplateParam(OBJECT_FIELDS, artifact=True)]
 ArtifactFilter = Callable[[State, LogLevel, str], bool]
-_TRANSIENT_ERRNOS = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EPIPE, errno.EAGAIN}
-_TRANSIENT_NAMES = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError")
-_TRANSIENT_WORDS = ("SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "Throttl", "503", "500")
+_LOCAL_PROTOCOLS = ("file", "local")
 
 
 class ObjectStoreLogger(LoggerDestination):
@@ -39,21 +47,31 @@ class ObjectStoreLogger(LoggerDestination):
         url: the root, any fsspec URL: ``file:///data/runs``, a relative path, ``memory://x``,
             ``s3://bucket/prefix``, ``gs://...``. Credentials come from the environment or from
             the file system's own configuration (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL_S3``...).
+            A local root may not be the working directory or contain it: uploads would replace
+            the files other destinations are writing (a live log) with snapshots.
         object_name: template of the object's name: ``{artifact_name}`` plus the dist fields.
         storage_options: keyword arguments of the fsspec file system (not credentials: those
             belong in the environment, where no config print or saved config shows them).
         should_log_artifact: a ``(state, log_level, artifact_name) -> bool`` filter, or its
             import path (``my_module.my_filter``); default: every artifact.
         num_concurrent_uploads: upload threads.
-        max_retries, retry_backoff: a transient error (connection reset, time-out, throttling)
-            is retried up to `max_retries` times, waiting ``retry_backoff * 2**attempt`` seconds.
+        max_retries, retry_backoff: a transient error (connection refused, reset or timed out,
+            throttling, HTTP 5xx: see `composer_cfg.destinations.transient`) is retried up to
+            `max_retries` times, waiting about ``retry_backoff * 2**attempt`` seconds plus a random
+            jitter of up to `retry_backoff`.
+        close_timeout: at close, how long to wait for pending uploads; those still running after
+            it are reported as not delivered.
 
     The file is copied to a staging directory before `log_file_artifact` returns (the caller
     may delete it). An upload is atomic: a reader sees the whole object or none (local files:
     a temporary name, then a rename; object stores: one PUT). ``overwrite=False`` never replaces
-    an existing object (an exclusive create, so racing writers can not both win). A failed
-    upload is raised at the next event and at `close`, which first waits for pending uploads.
+    an existing object (an exclusive create, so racing writers can not both win). Per object name
+    only one upload runs at a time and only the newest waiting version is kept (`UploadQueue`).
+    A failed upload is raised at the next ``batch_end``, ``epoch_end`` or ``fit_end`` and after
+    pending uploads finish, in `post_close`.
     """
+
+    thread_safe = True
 
     def __init__(
         self,
@@ -63,26 +81,38 @@ class ObjectStoreLogger(LoggerDestination):
         storage_options: dict[str, Any] | None = None,
         should_log_artifact: str | ArtifactFilter | None = None,
         num_concurrent_uploads: PositiveInt = 4,
-        max_retries: int = 4,
-        retry_backoff: float = 1.0,
+        max_retries: NonNegativeInt = 4,
+        retry_backoff: NonNegativeFloat = 1.0,
+        close_timeout: PositiveFloat = 120.0,
     ) -> None:
         from fsspec.core import url_to_fs
 
+        self.check_config({"url": url}, 1)
         self.url = url
         self._object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
         self._fs, self._root = url_to_fs(url, **(storage_options or {}))
-        self._local = "file" in _protocols(self._fs)
+        self._local = bool(set(_protocols(self._fs)) & set(_LOCAL_PROTOCOLS))
         self._filter = _load_filter(should_log_artifact)
-        self._workers = positive_int("num_concurrent_uploads", num_concurrent_uploads)
-        self.max_retries = int(max_retries)
-        self.retry_backoff = float(retry_backoff)
-        self._executor: ThreadPoolExecutor | None = None
+        self.max_retries = NON_NEGATIVE_INT.check("max_retries", max_retries)
+        self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
+        self.close_timeout = float(POSITIVE.check("close_timeout", close_timeout))
+        self._uploads = UploadQueue(self._upload, positive_int("num_concurrent_uploads", num_concurrent_uploads))
         self._staging: Path | None = None
-        self._pending: list[Future[None]] = []
-        self._failures: list[Exception] = []
-        self._reported = 0
         self._lock = threading.Lock()
+        self._reported = 0
         self._fields: dict[str, Any] | None = None
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
+        """A local root must not be the working directory or one of its parents."""
+        url = params.get("url")
+        root = _local_root(url) if isinstance(url, str) else None
+        if root is not None and (root == Path.cwd().resolve() or root in Path.cwd().resolve().parents):
+            raise ConfigError(
+                f"url: {url!r} is the working directory or contains it, so uploads would replace the files "
+                f"being written there (a live log file) with snapshots; give the store a directory of its own, "
+                f"e.g. 'artifacts'"
+            )
 
     def can_log_file_artifacts(self) -> bool:
         return True
@@ -93,12 +123,16 @@ class ObjectStoreLogger(LoggerDestination):
     def object_path(self, artifact_name: str, state: State | None = None) -> str:
         """Where `artifact_name` is stored, within the file system (``bucket/prefix/name``)."""
         if state is not None:
-            self._fields = {"run_name": state.run_name, **state.dist.template_fields()}
+            self._fields = state.template_fields()
         if self._fields is None:
             raise RuntimeError("object names are known only after Event.INIT or the first artifact")
         name = self._object_name.fill({**self._fields, "artifact_name": artifact_name}).lstrip("/")
         check_artifact_name(name, key="object_name")
         return f"{self._root.rstrip('/')}/{name}"
+
+    def get_uri_for_artifact(self, artifact_name: str) -> str:
+        """The URL of `artifact_name` in the store, e.g. ``s3://bucket/prefix/run/logs.txt``."""
+        return self._fs.unstrip_protocol(self.object_path(artifact_name))
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
@@ -106,11 +140,12 @@ class ObjectStoreLogger(LoggerDestination):
         if self._filter is not None and not self._filter(state, log_level, artifact_name):
             return
         target = self.object_path(artifact_name, state)
-        staged = self._staging_dir() / f"{uuid.uuid4().hex}-{Path(artifact_name).name}"
-        shutil.copyfile(file_path, staged)
-        future = self._pool().submit(self._upload, staged, target, overwrite)
-        with self._lock:
-            self._pending = [f for f in self._pending if not f.done()] + [future]
+        staged = self._stage(file_path, artifact_name)
+        try:
+            self._uploads.submit(target, staged, overwrite)
+        except Exception:
+            staged.unlink(missing_ok=True)
+            raise
 
     def get_file_artifact(
         self, artifact_name: str, destination: str | Path, overwrite: bool = False, progress_bar: bool = True
@@ -120,21 +155,23 @@ class ObjectStoreLogger(LoggerDestination):
         if destination.exists() and not overwrite:
             raise FileExistsError(f"{destination} exists: pass overwrite=True to replace it")
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.partial")
-        self._fs.get_file(self.object_path(artifact_name), str(partial))
-        os.replace(partial, destination)
+        partial = _unique_beside(destination)
+        try:
+            with self._fs.open(self.object_path(artifact_name), "rb") as source:
+                _write_exclusively(source, partial)
+            os.replace(partial, destination)
+        finally:
+            partial.unlink(missing_ok=True)
 
-    def wait(self) -> None:
-        """Block until every upload so far has finished (successfully or not)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for future in pending:
-            future.exception()
+    def wait(self, timeout: float | None = None) -> list[str]:
+        """Wait until every upload so far has finished (at most `timeout` seconds); return the object
+        names still pending."""
+        return self._uploads.drain(timeout)
 
     # -- events: failures surface here --------------------------------------------------------
 
     def init(self, state: State, logger: Logger) -> None:
-        self._fields = {"run_name": state.run_name, **state.dist.template_fields()}
+        self._fields = state.template_fields()
 
     def batch_end(self, state: State, logger: Logger) -> None:
         self._raise_failures()
@@ -145,58 +182,66 @@ class ObjectStoreLogger(LoggerDestination):
     def fit_end(self, state: State, logger: Logger) -> None:
         self._raise_failures()
 
-    def close(self, state: State, logger: Logger) -> None:
-        self.wait()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        self._raise_failures()
+    def post_close(self) -> None:
+        """Wait (at most `close_timeout` seconds) for the uploads, including the final ones other
+        destinations published while closing; then report what failed or did not finish."""
+        try:
+            undelivered = self._uploads.drain(self.close_timeout)
+            self._uploads.stop()
+            if undelivered:
+                raise TimeoutError(f"{len(undelivered)} upload(s) to {self.url} did not finish within "
+                                   f"{self.close_timeout:g} s: {', '.join(undelivered)}")
+            self._raise_failures()
+        finally:
+            if self._staging is not None:
+                shutil.rmtree(self._staging, ignore_errors=True)
+                self._staging = None
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="composer_cfg-upload")
-        return self._executor
-
-    def _staging_dir(self) -> Path:
-        if self._staging is None:
-            self._staging = Path(tempfile.mkdtemp(prefix="composer_cfg-staging-"))
-        return self._staging
+    def _stage(self, file_path: Path, artifact_name: str) -> Path:
+        """A private copy of the file (the caller may change or delete it once we return)."""
+        with self._lock:
+            if self._staging is None:
+                self._staging = Path(tempfile.mkdtemp(prefix="composer_cfg-staging-"))
+            staging = self._staging
+        handle, staged = tempfile.mkstemp(dir=staging, suffix=f"-{Path(artifact_name).name}")
+        os.close(handle)
+        shutil.copyfile(file_path, staged)
+        return Path(staged)
 
     def _upload(self, staged: Path, target: str, overwrite: bool) -> None:
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
         try:
-            for attempt in range(self.max_retries + 1):
-                try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(self.max_retries + 1),
+                wait=wait_exponential(multiplier=self.retry_backoff) + wait_random(0, self.retry_backoff),
+                retry=retry_if_exception(is_transient),
+                before_sleep=lambda retry: self._say_retrying(target, retry),
+                reraise=True,
+            ):
+                with attempt:
                     self._publish(staged, target, overwrite)
-                    return
-                except FileExistsError:
-                    raise FileExistsError(f"{target} already exists and overwrite is False") from None
-                except Exception as error:  # noqa: BLE001 - classified below
-                    if attempt == self.max_retries or not _is_transient(error):
-                        raise
-                    delay = self.retry_backoff * 2**attempt
-                    LOG.warning("upload of %s failed (%s: %s); retry %d of %d in %.2g s", target,
-                                type(error).__name__, error, attempt + 1, self.max_retries, delay)
-                    time.sleep(delay)
-        except Exception as error:
-            with self._lock:
-                self._failures.append(error)
-            raise
+        except FileExistsError:
+            raise FileExistsError(f"{target} already exists and overwrite is False") from None
         finally:
             staged.unlink(missing_ok=True)
+
+    def _say_retrying(self, target: str, retry: Any) -> None:
+        error = retry.outcome.exception()
+        LOG.warning("upload of %s failed (%s: %s); retry %d of %d in %.2g s", target, type(error).__name__, error,
+                    retry.attempt_number, self.max_retries, retry.next_action.sleep)
 
     def _publish(self, staged: Path, target: str, overwrite: bool) -> None:
         """Make `target` hold the staged file, all at once, replacing it only if `overwrite`."""
         if self._local:
             final = Path(target)
             final.parent.mkdir(parents=True, exist_ok=True)
-            partial = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
-            shutil.copyfile(staged, partial)
+            partial = _unique_beside(final)
             try:
+                with open(staged, "rb") as source:
+                    _write_exclusively(source, partial)
                 if overwrite:
                     os.replace(partial, final)
                 else:
@@ -208,11 +253,23 @@ class ObjectStoreLogger(LoggerDestination):
 
     def _raise_failures(self) -> None:
         with self._lock:
-            new = self._failures[self._reported :]
-            self._reported = len(self._failures)
+            failures = self._uploads.failures
+            new, self._reported = failures[self._reported :], len(failures)
         if new:
             more = f" (and {len(new) - 1} more failed uploads)" if len(new) > 1 else ""
             raise RuntimeError(f"artifact upload failed: {type(new[0]).__name__}: {new[0]}{more}") from new[0]
+
+
+def _unique_beside(path: Path) -> Path:
+    """An unpredictable name next to `path`, for writing it before a rename."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.partial")
+
+
+def _write_exclusively(source: Any, path: Path) -> None:
+    """Copy the open binary `source` into a new file at `path`, created exclusively (an existing
+    file or symbolic link there is an error, never followed), with the usual permissions."""
+    with open(path, "xb") as target:
+        shutil.copyfileobj(source, target)
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
@@ -220,14 +277,14 @@ def _protocols(fs: Any) -> tuple[str, ...]:
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
-def _is_transient(error: Exception) -> bool:
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    if isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS:
-        return True
-    if type(error).__name__ in _TRANSIENT_NAMES:
-        return True
-    return any(word in str(error) for word in _TRANSIENT_WORDS)
+def _local_root(url: str) -> Path | None:
+    """The directory of a local URL (``file://...`` or a plain path), resolved; None for others."""
+    from fsspec.core import split_protocol
+
+    protocol, path = split_protocol(url)
+    if protocol not in (None, *_LOCAL_PROTOCOLS):
+        return None
+    return Path(path or ".").expanduser().resolve()
 
 
 def _load_filter(spec: str | ArtifactFilter | None) -> ArtifactFilter | None:

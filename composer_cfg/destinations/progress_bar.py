@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Callable, TextIO, Union
 
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations.capture import unwrap
+from composer_cfg.destinations.capture import uncaptured
 from composer_cfg.errors import ConfigError
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
@@ -54,6 +55,8 @@ class ProgressBarLogger(LoggerDestination):
     The train bar's total is ``state.dataloader_len``; it shows the latest ``loss/train``.
     """
 
+    thread_safe = True
+
     def __init__(
         self,
         progress_bar: bool = True,
@@ -67,29 +70,31 @@ class ProgressBarLogger(LoggerDestination):
         self._stream_spec: str | TextIO = stream_name(stream) if isinstance(stream, str) else stream
         self._bars: dict[str, _Bar] = {}
         self._active: _Bar | None = None
+        self._lock = threading.RLock()
 
     @property
     def stream(self) -> TextIO:
         """Where bars and lines go (resolved when used, beneath any capture)."""
         spec = self._stream_spec
-        return unwrap(getattr(sys, spec) if isinstance(spec, str) else spec)
+        return uncaptured(getattr(sys, spec) if isinstance(spec, str) else spec)
 
     def output_location(self) -> str:
         spec = self._stream_spec
         return f"the console ({spec if isinstance(spec, str) else 'a stream'})"
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        bar = self._active
-        if bar is not None:
-            key = SHOWN_KEYS[bar.split]
-            if key in data:
-                bar.postfix = f"{key}={format_log_data_value(data[key])}"
-        if self._console(state, log_level):
-            line = f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_data_value(data)}"
+        with self._lock:
+            bar = self._active
             if bar is not None:
-                bar.write(line)
-            else:
-                print(line, file=self.stream, flush=True)
+                key = SHOWN_KEYS[bar.split]
+                if key in data:
+                    bar.postfix = f"{key}={format_log_data_value(data[key])}"
+            if self._console(state, log_level):
+                line = f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_data_value(data)}"
+                if bar is not None:
+                    bar.write(line)
+                else:
+                    print(line, file=self.stream, flush=True)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -120,20 +125,23 @@ class ProgressBarLogger(LoggerDestination):
     def _open(self, split: str, state: State, total: int | None, position: int) -> None:
         if not self.progress_bar or state.local_rank != 0:
             return
-        self._close(split)
-        description = f"Epoch {state.timestamp.epoch:>5} {split:<5}"
-        self._bars[split] = self._active = _Bar(split, description, total, position, self.stream)
+        with self._lock:
+            self._close(split)
+            description = f"Epoch {state.timestamp.epoch:>5} {split:<5}"
+            self._bars[split] = self._active = _Bar(split, description, total, position, self.stream)
 
     def _advance(self, split: str) -> None:
-        bar = self._bars.get(split)
-        if bar is not None:
-            bar.update()
+        with self._lock:
+            bar = self._bars.get(split)
+            if bar is not None:
+                bar.update()
 
     def _close(self, split: str) -> None:
-        bar = self._bars.pop(split, None)
-        if bar is not None:
-            bar.close()
-            self._active = self._bars.get("train")
+        with self._lock:
+            bar = self._bars.pop(split, None)
+            if bar is not None:
+                bar.close()
+                self._active = self._bars.get("train")
 
 
 class _Bar:

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name
+from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name, literal
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -26,8 +26,9 @@ def default_artifact_name(filename: str) -> str:
 class RunFile:
     """One file per rank (``filename`` template), opened when first needed.
 
-    `overwrite=False` refuses to replace an existing file. `flush` flushes, fsyncs, then
-    offers the file to every destination as `artifact_name` (default: the filename).
+    `overwrite=False` refuses to replace an existing file. The path is made absolute when the
+    file opens, so a later change of working directory does not move it. Not thread-safe: the
+    destination that owns it holds its own lock around `open`, writes and `sync`.
     """
 
     def __init__(self, kind: str, filename: str, artifact_name: str | None, *, overwrite: bool, buffering: int = -1):
@@ -45,10 +46,9 @@ class RunFile:
     def open(self, state: State) -> IO[str]:
         """Create the file for this run and rank (and its directory)."""
         require_rank_field(self._filename, state.dist.world_size, key="filename")
-        fields = {"run_name": state.run_name, **state.dist.template_fields()}
-        self.path = self._filename.fill(fields)
+        fields = state.template_fields()
+        path = Path(self._filename.fill(fields)).absolute()
         self.artifact_name = self._artifact_name.fill(fields)
-        path = Path(self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.file = open(path, "w" if self.overwrite else "x", buffering=self.buffering, encoding="utf-8")
@@ -57,33 +57,35 @@ class RunFile:
                 f"{self.kind} {str(path)!r} already exists: pass overwrite=True to replace it, "
                 f"or use another run_name or filename"
             ) from None
+        self.path = str(path)
         return self.file
 
-    def flush(self, logger: Logger | None) -> None:
-        """Flush and fsync, then publish the file through `logger` (when one is known)."""
+    def sync(self) -> None:
+        """Flush to the OS (survives the process being killed), then fsync (survives the machine)."""
         if self.file is not None:
-            self.flush_file(self.file, logger)
+            self.file.flush()
+            os.fsync(self.file.fileno())
 
-    def flush_file(self, file: IO[str], logger: Logger | None) -> None:
-        file.flush()  # to the OS: survives the process being killed
-        os.fsync(file.fileno())  # to the disk: survives the machine going down
+    def publish(self, logger: Logger | None) -> None:
+        """Offer the file to every destination of `logger` as `artifact_name` (once it exists)."""
         if logger is not None and self.path is not None and self.artifact_name is not None:
-            logger.file_artifact(LogLevel.FIT, self.artifact_name, self.path, overwrite=True)
+            logger.file_artifact(LogLevel.FIT, self.artifact_name, literal(self.path), overwrite=True)
 
-    def close(self, logger: Logger | None) -> None:
-        """Flush, publish and close (closed even when the flush fails, e.g. on a full disk)."""
-        if self.file is not None:
+    def close(self) -> None:
+        """Sync and close; the file is closed even when the sync fails (a full disk)."""
+        if self.file is None:
+            return
+        try:
+            self.sync()
+        finally:
             file, self.file = self.file, None
             try:
-                self.flush_file(file, logger)
-            finally:
-                try:
-                    file.close()
-                except OSError:
-                    pass  # the flush's error is the one to report
+                file.close()
+            except OSError:
+                pass  # the sync's error is the one to report
 
     def location(self) -> str | None:
-        return os.path.abspath(self.path) if self.path is not None else None
+        return self.path
 
     def known(self, what: str) -> str:
         value = self.path if what == "filename" else self.artifact_name

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from composer_cfg import dist
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.run_file import default_artifact_name
+from composer_cfg.events import Event
+from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import Level, PositiveInt, positive_int, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template
+from composer_cfg.templates import DIST_FIELDS, Template, literal
 from composer_cfg.values import scalar
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
 
 LOG = logging.getLogger("composer_cfg")
+#: Besides every `flush_interval` batches (and every epoch end), event files are flushed here.
+FLUSH_EVENTS = (Event.EVAL_END, Event.FIT_END)
 
 
 class TensorboardLogger(LoggerDestination):
@@ -36,6 +42,8 @@ class TensorboardLogger(LoggerDestination):
     with one warning per key. The writer is tensorboardX, imported when first needed.
     """
 
+    thread_safe = True
+
     def __init__(
         self,
         log_dir: str = "{run_name}/tensorboard",
@@ -48,11 +56,14 @@ class TensorboardLogger(LoggerDestination):
         self.check_config({"log_dir": log_dir, "rank_zero_only": rank_zero_only}, dist.current().world_size)
         self.log_level = LogLevel.parse(log_level)
         self.flush_interval = positive_int("flush_interval", flush_interval)
+        self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH, at=FLUSH_EVENTS)
         self.rank_zero_only = bool(rank_zero_only)
         self._writer: Any = None
         self._directory: Path | None = None
+        self._artifact_dir = ""
         self._skipped: set[str] = set()
         self._logger: Logger | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
@@ -65,9 +76,10 @@ class TensorboardLogger(LoggerDestination):
         return str(self._directory.resolve()) if self._directory is not None else None
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        writer = self._writer or self._open(state)
-        if writer is None:
-            return
+        with self._lock:
+            self._write(self._writer or self._open(state), state, log_level, data)
+
+    def _write(self, writer: Any, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         step = state.timestamp.batch
         if log_level is LogLevel.FIT:
             rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in data.items())
@@ -83,46 +95,40 @@ class TensorboardLogger(LoggerDestination):
                             key, type(value).__name__)
 
     def _open(self, state: State) -> Any:
-        if self.rank_zero_only and state.rank != 0:
-            return None
+        """Create the writer (the caller holds the lock)."""
         from tensorboardX import SummaryWriter
 
-        fields = {"run_name": state.run_name, **state.dist.template_fields()}
-        self._directory = Path(self._log_dir.fill(fields))
+        filled = self._log_dir.fill(state.template_fields())
+        self._artifact_dir = default_artifact_name(filled)
+        self._directory = Path(filled).absolute()
         self._writer = SummaryWriter(logdir=str(self._directory), flush_secs=3600, filename_suffix=f".rank{state.rank}")
         return self._writer
 
-    def flush(self, logger: Logger | None = None) -> None:
+    def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
         """Write buffered events to disk and publish the event files."""
-        if self._writer is None or self._directory is None:
+        with self._lock:
+            if self._writer is None or self._directory is None:
+                return
+            self._writer.flush()
+        self._publish(logger or self._logger)
+
+    def _publish(self, logger: Logger | None) -> None:
+        if logger is None or self._directory is None:
             return
-        self._writer.flush()
-        logger = logger or self._logger
-        if logger is not None:
-            artifact_dir = self._directory.as_posix().lstrip("/")
-            for event_file in sorted(self._directory.glob("events.out.tfevents.*")):
-                logger.file_artifact(LogLevel.FIT, f"{artifact_dir}/{event_file.name}", event_file, overwrite=True)
+        for event_file in sorted(self._directory.glob("events.out.tfevents.*")):
+            logger.file_artifact(LogLevel.FIT, f"{self._artifact_dir}/{event_file.name}", literal(str(event_file)),
+                                 overwrite=True)
 
     def init(self, state: State, logger: Logger) -> None:
         self._logger = logger
-        if self._writer is None:
-            self._open(state)
-
-    def batch_end(self, state: State, logger: Logger) -> None:
-        if state.timestamp.batch % self.flush_interval == 0:
-            self.flush(logger)
-
-    def epoch_end(self, state: State, logger: Logger) -> None:
-        self.flush(logger)
-
-    def eval_end(self, state: State, logger: Logger) -> None:
-        self.flush(logger)
-
-    def fit_end(self, state: State, logger: Logger) -> None:
-        self.flush(logger)
+        with self._lock:
+            if self._writer is None:
+                self._open(state)
 
     def close(self, state: State, logger: Logger) -> None:
-        if self._writer is not None:
-            self.flush(logger)
-            self._writer.close()
-            self._writer = None
+        with self._lock:
+            writer, self._writer = self._writer, None
+            if writer is None:
+                return
+            writer.close()  # flushes
+        self._publish(logger)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from composer_cfg.background import BackgroundWorker
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import Level
+from composer_cfg.params import Level, PositiveFloat
 from composer_cfg.state import State
+from composer_cfg.status import RunStatus
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -34,10 +37,12 @@ class WandBLogger(LoggerDestination):
         log_artifacts: also store file artifacts as single-file W&B artifacts, aliased
             ``latest`` and ``ep<epoch>-ba<batch>``; names are reduced to ``[a-zA-Z0-9_.-]``.
         init_params: any other ``wandb.init`` keyword arguments (they win).
+        timeout: the longest, in seconds, the training thread waits for W&B to finish the run.
 
-    The run is finished with exit code 1 when the `Logger`'s ``with`` block ended with an
-    exception, else 0.
+    The run is finished with exit code 0 when the run FINISHED, else 1 (FAILED, KILLED).
     """
+
+    thread_safe = True
 
     def __init__(
         self,
@@ -53,6 +58,7 @@ class WandBLogger(LoggerDestination):
         rank_zero_only: bool = True,
         log_level: Level = LogLevel.BATCH,
         init_params: Mapping[str, Any] | None = None,
+        timeout: PositiveFloat = 60.0,
     ) -> None:
         self.init_params: dict[str, Any] = {
             "project": project, "entity": entity, "group": group, "name": name,
@@ -61,27 +67,29 @@ class WandBLogger(LoggerDestination):
         self.log_artifacts = bool(log_artifacts)
         self.rank_zero_only = bool(rank_zero_only)
         self.log_level = LogLevel.parse(log_level)
+        self.timeout = float(timeout)
         self.run: Any = None
-        self._enabled = True
+        self._location: str | None = None  # the run's directory, once it has one
+        self._lock = threading.RLock()
 
     def can_log_file_artifacts(self) -> bool:
         return self.log_artifacts
 
     def output_location(self) -> str | None:
-        return self.run.dir if self.run is not None else None
+        return self._location
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        if not self._start(state):
-            return
-        if log_level is LogLevel.FIT:
-            self.run.config.update(data, allow_val_change=True)
-        else:
-            self.run.log(data, step=state.timestamp.batch)
+        with self._lock:
+            run = self.run or self._start(state)
+            if log_level is LogLevel.FIT:
+                run.config.update(data, allow_val_change=True)
+            else:
+                run.log(data, step=state.timestamp.batch)
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
     ) -> None:
-        if not self.log_artifacts or not self._start(state):
+        if not self.log_artifacts:
             return
         import wandb
 
@@ -92,23 +100,28 @@ class WandBLogger(LoggerDestination):
         artifact = wandb.Artifact(name, type=kind)
         artifact.add_file(str(file_path), name=Path(artifact_name).name)
         timestamp = state.timestamp
-        self.run.log_artifact(artifact, aliases=["latest", f"ep{timestamp.epoch}-ba{timestamp.batch}"])
+        with self._lock:
+            run = self.run or self._start(state)
+            run.log_artifact(artifact, aliases=["latest", f"ep{timestamp.epoch}-ba{timestamp.batch}"])
 
     def init(self, state: State, logger: Logger) -> None:
-        self._start(state)
+        with self._lock:
+            if self.run is None:
+                self._start(state)
 
-    def close(self, state: State, logger: Logger) -> None:
-        if self.run is not None:
-            self.run.finish(exit_code=1 if getattr(logger, "exception", None) is not None else 0)
-            self.run = None
-            self._enabled = False
+    def finalize(self, status: RunStatus) -> None:
+        """Finish the W&B run, exit code 0 for FINISHED, else 1 (waiting at most `timeout` s)."""
+        with self._lock:
+            run, self.run = self.run, None
+        if run is not None:
+            worker = BackgroundWorker("wandb")
+            try:
+                worker.call("finishing the W&B run", run.finish, status.exit_code, timeout=self.timeout)
+            finally:
+                worker.stop()
 
-    def _start(self, state: State) -> bool:
-        if self.run is not None:
-            return True
-        if not self._enabled or (self.rank_zero_only and state.rank != 0):
-            self._enabled = False
-            return False
+    def _start(self, state: State) -> Any:
+        """Start the W&B run (the caller holds the lock)."""
         import wandb
 
         params = dict(self.init_params)
@@ -124,4 +137,5 @@ class WandBLogger(LoggerDestination):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             self.run = wandb.init(**{key: value for key, value in params.items() if value is not None})
-        return True
+        self._location = self.run.dir
+        return self.run

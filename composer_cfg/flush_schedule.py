@@ -1,0 +1,44 @@
+"""`FlushSchedule`: when a destination writes out what it buffers, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from composer_cfg.events import Event
+from composer_cfg.log_level import LogLevel
+from composer_cfg.timestamp import Timestamp
+
+
+class FlushSchedule:
+    """Flush every `every` batches (``unit=BATCH``) or epochs (``unit=EPOCH``), and at `events`.
+
+    A destination declares one as its ``flush_schedule``; the `Logger` calls the destination's
+    ``flush(state, logger)`` after an event when `due` says so. Counting is by the timestamp after
+    the unit ends: with ``every=100`` a BATCH schedule flushes at the ``batch_end`` where
+    ``batch % 100 == 0``. A BATCH schedule also flushes at every ``epoch_end``.
+
+    >>> schedule = FlushSchedule(2, LogLevel.EPOCH, at=[Event.FIT_END])
+    >>> [schedule.due(Event.EPOCH_END, Timestamp(epoch=e)) for e in (1, 2)], schedule.due(Event.FIT_END, Timestamp())
+    ([False, True], True)
+    """
+
+    __slots__ = ("every", "unit", "at")
+
+    def __init__(self, every: int | None, unit: LogLevel | None, at: Iterable[Event] = ()) -> None:
+        self.every = every
+        self.unit = unit if every is not None else None
+        self.at = frozenset(at)
+
+    def due(self, event: Event, timestamp: Timestamp) -> bool:
+        """Whether a flush is due right after `event`, at `timestamp`."""
+        if event in self.at:
+            return True
+        if self.unit is LogLevel.BATCH:
+            return event is Event.BATCH_END and timestamp.batch % self.every == 0 or event is Event.EPOCH_END
+        if self.unit is LogLevel.EPOCH:
+            return event is Event.EPOCH_END and timestamp.epoch % self.every == 0
+        return False
+
+    def __repr__(self) -> str:
+        unit = self.unit.name if self.unit is not None else None
+        return f"FlushSchedule(every={self.every}, unit={unit}, at={sorted(e.value for e in self.at)})"
