@@ -2,9 +2,10 @@
 
 A destination that keeps failing the same way (a full disk, a dead server) would otherwise raise
 on every call of a training loop. Its first failure is raised; the same failure again gets one
-warning and is then counted silently, until a call *to that destination* succeeds or it fails
-differently (a different error is always raised). At close, the count is reported. Errors about
-the call itself (`TypeError`, `ValueError`: bad data, a bad key) are raised every time.
+warning and is then counted silently, until the destination succeeds at the kind of call that
+failed (a filtered level or a no-op hook proves nothing) or fails differently (a different error
+is always raised). At close, the count is reported. Errors about the call itself (`TypeError`,
+`ValueError`: bad data, a bad key) are raised every time.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ ALWAYS_RAISED = (TypeError, ValueError)
 class FailureStreak:
     """The failure one destination keeps repeating, if any."""
 
-    __slots__ = ("name", "signature", "repeats")
+    __slots__ = ("name", "signature", "what", "repeats")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.signature: tuple[type, str] | None = None
+        self.what = ""  # the kind of call that started the streak ("log_data", "epoch_end"...)
         self.repeats = 0
 
     def is_new(self, error: Exception, what: str) -> bool:
@@ -33,7 +35,7 @@ class FailureStreak:
         signature = (type(error), str(error))
         if signature != self.signature:
             self.end()
-            self.signature = signature
+            self.signature, self.what = signature, what
             return True
         self.repeats += 1
         if self.repeats == 1:
@@ -41,8 +43,13 @@ class FailureStreak:
                         "the destination succeeds or fails differently", self.name, what, type(error).__name__, error)
         return False
 
+    def succeeded(self, what: str) -> None:
+        """A call of kind `what` to the destination succeeded: that ends a streak it started."""
+        if what == self.what:
+            self.end()
+
     def end(self) -> None:
-        """A call to the destination succeeded (or failed differently): say what was suppressed."""
+        """The streak is over: say how often its failure was suppressed."""
         if self.repeats:
             LOG.warning("destination %r: the failure %s: %s repeated %d more time(s) without being raised",
                         self.name, self.signature[0].__name__, self.signature[1], self.repeats)  # type: ignore[index]

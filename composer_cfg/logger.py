@@ -93,7 +93,7 @@ class Logger:
                 failure = (member, "log_data", error)
                 failures = [failure] if failures is None else [*failures, failure]
         if failures is not None or self._streaks:
-            raise_first(self._settle([m for m, _ in routes], failures or []))
+            raise_first(self._settle([m for m, _ in routes], failures or [], "log_data"))
 
     def data_fit(self, data: dict[str, Any]) -> None:
         """`data(LogLevel.FIT, data)`."""
@@ -179,7 +179,7 @@ class Logger:
             closed, failures = self._each(lambda m: m.close(state, self), self._members, "close")
             failures += self._each(lambda m: m.post_close(), closed, "post_close")[1]
             failures += self._each(lambda m: m.finalize(status), self._members, "finalize")[1]
-            new = self._settle(self._members, failures)
+            new = self._settle((), failures, "close")
             for member in self._members:
                 member.streak.end()  # says how often a suppressed failure repeated
         finally:
@@ -211,7 +211,7 @@ class Logger:
         """Call `call` on every active destination; settle failures (see `composer_cfg.failures`)."""
         _, failures = self._each(call, self._members, what)
         if failures or self._streaks:
-            raise_first(self._settle(self._members, failures))
+            raise_first(self._settle(self._members, failures, what))
 
     def _each(
         self, call: Callable[[_Member], None], members: Iterable[_Member], what: str
@@ -227,16 +227,16 @@ class Logger:
         return done, failures
 
     def _settle(
-        self, called: Iterable[_Member], failures: list[tuple[_Member, str, Exception]]
+        self, called: Iterable[_Member], failures: list[tuple[_Member, str, Exception]], what: str
     ) -> list[tuple[str, str, Exception]]:
-        """End the streaks of the called members that succeeded; return the failures that are news
-        (as name, method, error), in order."""
+        """Tell the streaks of the members called with `what` that did not fail; return the failures
+        that are news (as name, method, error), in order."""
         failed = {id(member) for member, _, _ in failures}
         new = []
         with self._lock:
             for member in called:
                 if id(member) not in failed and member.streak.signature is not None:
-                    member.streak.end()
+                    member.streak.succeeded(what)
             for member, what, error in failures:
                 if member.streak.is_new(error, what):
                     new.append((member.name, what, error))

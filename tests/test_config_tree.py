@@ -69,3 +69,32 @@ def test_every_shipped_target_is_under_composer_cfg():
         for line in text.splitlines():
             if "_target_:" in line:
                 assert line.split("_target_:")[1].strip().startswith("composer_cfg."), (path, line)
+
+
+def test_the_registry_names_every_option_file():
+    from composer_cfg.destinations.registry import BUILT_IN
+
+    assert sorted(BUILT_IN) == OPTIONS
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_each_yaml_lists_every_parameter_with_the_constructor_default(option):
+    """One source of truth: the YAML a user reads says exactly what the class does by default."""
+    import inspect
+
+    from composer_cfg import LogLevel
+    from composer_cfg.destinations.registry import BUILT_IN
+
+    cls = BUILT_IN[option]
+    (node,) = yaml.safe_load((CONF / "logger" / "destinations" / f"{option}.yaml").read_text()).values()
+    assert node.pop("_target_") == f"composer_cfg.{cls.__name__}"
+    parameters = inspect.signature(cls).parameters
+    assert sorted(node) == sorted(parameters), "every parameter, and nothing else"
+    for key, value in node.items():
+        default = parameters[key].default
+        if default is inspect.Parameter.empty:  # required by the class: the YAML supplies a value
+            assert value is not None, key
+        elif isinstance(default, LogLevel):
+            assert LogLevel.parse(value) is default, key
+        else:
+            assert value == ({} if default is None and isinstance(value, dict) else default), key

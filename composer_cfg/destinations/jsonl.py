@@ -75,6 +75,7 @@ class JSONLinesLogger(LoggerDestination):
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         header = self._header
         if header is None:
+            self._run_file.resolve(state)
             header = self._header = (json.dumps(state.run_name), state.rank)
         timestamp = state.timestamp
         record = (

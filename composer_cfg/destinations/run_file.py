@@ -42,22 +42,30 @@ class RunFile:
         self.file: IO[str] | None = None
         self.path: str | None = None
         self.artifact_name: str | None = None
+        self._opened = False
+
+    def resolve(self, state: State) -> str:
+        """Fix the file's absolute path and artifact name (once: a later change of working
+        directory, as at interpreter exit, does not move the file)."""
+        if self.path is None:
+            require_rank_field(self._filename, state.dist.world_size, key="filename")
+            fields = state.template_fields()
+            self.artifact_name = self._artifact_name.fill(fields)
+            self.path = str(Path(self._filename.fill(fields)).absolute())
+        return self.path
 
     def open(self, state: State) -> IO[str]:
         """Create the file for this run and rank (and its directory)."""
-        require_rank_field(self._filename, state.dist.world_size, key="filename")
-        fields = state.template_fields()
-        path = Path(self._filename.fill(fields)).absolute()
-        self.artifact_name = self._artifact_name.fill(fields)
+        path = Path(self.resolve(state))
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.file = open(path, "w" if self.overwrite else "x", buffering=self.buffering, encoding="utf-8")
+            self._opened = True
         except FileExistsError:
             raise FileExistsError(
                 f"{self.kind} {str(path)!r} already exists: pass overwrite=True to replace it, "
                 f"or use another run_name or filename"
             ) from None
-        self.path = str(path)
         return self.file
 
     def sync(self) -> None:
@@ -68,8 +76,8 @@ class RunFile:
 
     def publish(self, logger: Logger | None) -> None:
         """Offer the file to every destination of `logger` as `artifact_name` (once it exists)."""
-        if logger is not None and self.path is not None and self.artifact_name is not None:
-            logger.file_artifact(LogLevel.FIT, self.artifact_name, literal(self.path), overwrite=True)
+        if logger is not None and self._opened:
+            logger.file_artifact(LogLevel.FIT, self.artifact_name, literal(self.path), overwrite=True)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Sync and close; the file is closed even when the sync fails (a full disk)."""
@@ -85,10 +93,11 @@ class RunFile:
                 pass  # the sync's error is the one to report
 
     def location(self) -> str | None:
-        return self.path
+        """The file's path, once it exists."""
+        return self.path if self._opened else None
 
     def known(self, what: str) -> str:
-        value = self.path if what == "filename" else self.artifact_name
+        value = self.location() if what == "filename" else self.artifact_name
         if value is None:
             raise RuntimeError(f"{what} is known only after Event.INIT or the first write")
         return value
