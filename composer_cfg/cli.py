@@ -146,7 +146,7 @@ def _check_jobs(jobs: Sequence[list[str]], config_name: str, config_dir: str | N
         for overrides in jobs:
             job = f"job {redact_words(' '.join(overrides))}: " if len(jobs) > 1 else ""
             try:
-                cfg = compose_in_context(overrides, config_name)
+                cfg = compose_in_context(overrides, config_name, for_command=True)
             except ConfigError as error:
                 errors.extend(f"{job}{problem}" for problem in error.problems)
                 continue

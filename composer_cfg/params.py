@@ -10,8 +10,12 @@ checks at run time, so the two can not disagree:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Mapping, Union
 
 from composer_cfg.errors import ConfigError
@@ -82,6 +86,48 @@ class TemplateParam:
         return template
 
 
+_JOB_DIRECTORY: contextvars.ContextVar[Path | None] = contextvars.ContextVar("job_directory", default=None)
+
+
+@contextlib.contextmanager
+def job_directory(path: Path | None) -> Iterator[None]:
+    """Validate for a job that will run in `path` (the command checks a config before Hydra
+    creates and enters the run directory); None: the current working directory."""
+    token = _JOB_DIRECTORY.set(path)
+    try:
+        yield
+    finally:
+        _JOB_DIRECTORY.reset(token)
+
+
+class StoreRoot:
+    """The root URL of a store that writes uploaded files. A local root may not be the working
+    directory or one of its parents: every relative file a destination writes (a live log) is
+    there, and an upload of the same name would replace it with a snapshot. (The validator also
+    refuses a root holding any file another destination of the config writes.)"""
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> Any:
+        root = local_root(value)
+        here = (_JOB_DIRECTORY.get() or Path.cwd()).resolve()
+        if root is not None and (root == here or root in here.parents):
+            raise ConfigError(
+                f"{key}: {value!r} is the working directory or contains it, so uploads would replace the files "
+                f"being written there (a live log file) with snapshots; give the store a directory of its own, "
+                f"e.g. 'artifacts'"
+            )
+        return value
+
+
+def local_root(url: str) -> Path | None:
+    """The directory of a local URL (``file://...`` or a plain path), resolved; None for others."""
+    from fsspec.core import split_protocol
+
+    protocol, path = split_protocol(url)
+    if protocol not in (None, "file", "local"):
+        return None
+    return Path(path or ".").expanduser().resolve()
+
+
 class LevelParam:
     def check(self, key: str, value: Any, world_size: int) -> LogLevel:
         try:
@@ -96,6 +142,8 @@ FileTemplate = Annotated[str, TemplateParam(DIST_FIELDS, per_rank_file=True)]
 ArtifactTemplate = Annotated[str, TemplateParam(DIST_FIELDS, artifact=True)]
 #: An artifact name that may also use the timestamp's fields (``{epoch}``, ``{batch}``...).
 TimedArtifactTemplate = Annotated[str, TemplateParam(TIME_FIELDS, artifact=True)]
+#: The root URL of a store (see `StoreRoot`).
+StoreURL = Annotated[str, StoreRoot()]
 PositiveInt = Annotated[int, POSITIVE_INT]
 NonNegativeInt = Annotated[int, NON_NEGATIVE_INT]
 PositiveFloat = Annotated[float, POSITIVE]

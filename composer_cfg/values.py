@@ -27,25 +27,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+_STR = frozenset({str})
 #: Values kept by reference: they can not change after the call.
-_IMMUTABLE = PLAIN_SCALARS | {bytes, complex, frozenset}
+_IMMUTABLE = PLAIN_SCALARS | {bytes, complex}
 MAX_DEPTH = 32
 MAX_ITEMS = 100_000
-_KNOWN_KEYS: set[str] = set()  # top-level keys already seen to be strings: most calls repeat them
-_MAX_KNOWN_KEYS = 10_000
 
 
 def normalise(data: Any) -> dict[str, Any]:
     """The data a `Logger` hands to its destinations: see the module's docstring."""
-    if type(data) is dict and _KNOWN_KEYS.issuperset(data) and PLAIN_SCALARS.issuperset(map(type, data.values())):
+    if type(data) is dict and _STR.issuperset(map(type, data)) and PLAIN_SCALARS.issuperset(map(type, data.values())):
         return data
     if not isinstance(data, Mapping):
         raise TypeError(f"log data must be a mapping of names to values, got {type(data).__name__}: {_short(data)}")
-    result = _mapping(data, "", ())
-    if len(_KNOWN_KEYS) > _MAX_KNOWN_KEYS:
-        _KNOWN_KEYS.clear()
-    _KNOWN_KEYS.update(result)
-    return result
+    return _mapping(data, "", ())
 
 
 def _mapping(data: Mapping[Any, Any], path: str, parents: tuple[int, ...]) -> dict[str, Any]:
@@ -80,7 +75,7 @@ def _value(value: Any, path: str, parents: tuple[int, ...]) -> Any:
     if host is not None:
         return host
     if isinstance(value, (set, frozenset)):
-        return kind(_bounded(value, path))
+        return (frozenset if isinstance(value, frozenset) else set)(_items(value, path, parents))
     if isinstance(value, bytearray):
         return bytearray(value)
     if isinstance(value, Iterator):

@@ -1,18 +1,33 @@
 """ObjectStoreLogger against a local directory, memory, and a real S3 protocol server (moto)."""
 
+import errno
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from composer_cfg import Logger, LogLevel, ObjectStoreLogger, State, build_logger
+from composer_cfg import (
+    ConfigError,
+    FileLogger,
+    JSONLinesLogger,
+    Logger,
+    LogLevel,
+    ObjectStoreLogger,
+    State,
+    TensorboardLogger,
+    build_logger,
+)
 
 
 def publish(destination, names_and_texts, state=None, overwrite=False):
@@ -219,3 +234,666 @@ def test_selected_from_the_config_with_the_demo_checkpoints(tmp_path):
 
         run_demo(logger, epochs=2, batches_per_epoch=2)
     assert sorted(p.name for p in (tmp_path / "bucket/cfg/checkpoints").iterdir()) == ["ep0-rank0.npz", "ep1-rank0.npz"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The object-store items of issue 10 (and the race of issue 12), against real file systems.
+# ---------------------------------------------------------------------------------------------
+
+
+class ScriptedFileSystem(MemoryFileSystem):
+    """memory://, under the protocol "scripted", whose uploads a test can steer and watch.
+
+    Every `put_file` records the bytes it uploads (`uploads`, per object name, failed attempts
+    included) and how many uploads of each name, and in all, run at once. `before_put(name, data)`,
+    if set, runs at the start of each upload (to hold it, slow it or line it up with others);
+    then the next of `errors`, if any, is raised instead of uploading.
+    """
+
+    protocol = "scripted"
+    lock = threading.Lock()
+    uploads: dict = defaultdict(list)
+    active: Counter = Counter()
+    most_active: Counter = Counter()
+    most_in_flight = 0
+    errors: list = []
+    before_put = None
+
+    @classmethod
+    def reset(cls):
+        cls.uploads, cls.active, cls.most_active, cls.most_in_flight = defaultdict(list), Counter(), Counter(), 0
+        cls.errors, cls.before_put = [], None
+        MemoryFileSystem.store.clear()
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.replace("scripted://", "memory://", 1))
+
+    def put_file(self, lpath, rpath, *args, **kwargs):
+        cls = ScriptedFileSystem
+        data = Path(lpath).read_bytes()
+        with cls.lock:
+            cls.uploads[rpath].append(data)
+            cls.active[rpath] += 1
+            cls.most_active[rpath] = max(cls.most_active[rpath], cls.active[rpath])
+            cls.most_in_flight = max(cls.most_in_flight, sum(cls.active.values()))
+            error = cls.errors.pop(0) if cls.errors else None
+        try:
+            if cls.before_put is not None:
+                cls.before_put(rpath, data)
+            if error is not None:
+                raise error
+            return super().put_file(lpath, rpath, *args, **kwargs)
+        finally:
+            with cls.lock:
+                cls.active[rpath] -= 1
+
+
+@pytest.fixture
+def scripted():
+    fsspec.register_implementation("scripted", ScriptedFileSystem, clobber=True)
+    ScriptedFileSystem.reset()
+    yield ScriptedFileSystem
+    ScriptedFileSystem.reset()
+
+
+def stored(name):
+    """The bytes of object `name` in the memory store behind scripted://bucket."""
+    return fsspec.filesystem("memory").cat(f"/bucket/{name}")
+
+
+@pytest.fixture
+def staging_root(tmp_path, monkeypatch):
+    """The directory staging directories are made in (the temporary directory, redirected)."""
+    root = tmp_path.parent / f"{tmp_path.name}-tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def offer(logger, name, text, overwrite):
+    """Publish `text` as artifact `name` through `logger`, from a file deleted right after."""
+    source = Path(f"source-{threading.get_ident()}.txt")
+    source.write_text(text)
+    try:
+        logger.file_artifact(LogLevel.FIT, name, source, overwrite=overwrite)
+    finally:
+        source.unlink()
+
+
+def opened(destination, state=None):
+    logger = Logger(state or State("run"), {"object_store": destination})
+    logger.run_event("init")
+    return logger
+
+
+def hold_upload_of(data):
+    """A `before_put` that holds the upload of `data` until released: (hook, started, release)."""
+    started, release = threading.Event(), threading.Event()
+
+    def before_put(name, uploading):
+        if uploading == data:
+            started.set()
+            assert release.wait(10), "the held upload was never released"
+
+    return before_put, started, release
+
+
+# 1. Newest version wins (Composer's test_race_with_overwrite), 20 times each way.
+
+@pytest.mark.parametrize("repeat", range(20))
+@pytest.mark.parametrize("first_upload", ["slow", "slow then a transient error"])
+def test_the_newest_version_wins_while_an_older_one_uploads(scripted, staging_root, first_upload, repeat):
+    before_put, started, release = hold_upload_of(b"v0")
+    scripted.before_put = before_put
+    if first_upload != "slow":
+        scripted.errors = [ConnectionResetError("connection reset by peer")]
+    destination = ObjectStoreLogger("scripted://bucket", retry_backoff=0)
+    logger = opened(destination)
+    offer(logger, "ckpt.txt", "v0", overwrite=True)
+    assert started.wait(10)
+    for version in range(1, 10):
+        offer(logger, "ckpt.txt", f"v{version}", overwrite=True)
+    # v0 is uploading, v9 waits; v1..v8 were dropped, their staged copies deleted, at once
+    assert len(list(staging_root.glob("composer_cfg-staging-*/*"))) == 2
+    release.set()
+    logger.close()
+    assert stored("ckpt.txt") == b"v9"
+    attempts_of_v0 = [b"v0"] if first_upload == "slow" else [b"v0", b"v0"]
+    assert scripted.uploads["/bucket/ckpt.txt"] == [*attempts_of_v0, b"v9"]
+    assert list(staging_root.iterdir()) == []  # no staged copy (nor the staging directory) left
+
+
+def test_a_file_logger_snapshot_retried_after_a_transient_error_never_lands_after_a_newer_one(
+    scripted, staging_root
+):
+    """Issue 12: the first (empty) snapshot of a republished log fails once; newer ones follow."""
+    before_put, started, release = hold_upload_of(b"")
+    scripted.before_put = before_put
+    scripted.errors = [ConnectionResetError("connection reset by peer")]
+    store = ObjectStoreLogger("scripted://bucket", retry_backoff=0)
+    file = FileLogger(capture_stdout=False, capture_stderr=False, log_level="batch", flush_interval=1)
+    with Logger(State("run"), {"object_store": store, "file": file}) as logger:
+        logger.run_event("init")
+        logger.run_event("epoch_start")  # a flush: publishes the empty log
+        assert started.wait(10)
+        for batch in range(5):
+            logger.data_batch({"loss": 1 / (batch + 1)})
+            logger.run_event("batch_end")  # a flush each: republishes the log
+        release.set()
+    final = Path(file.filename).read_bytes()
+    assert final.count(b"\n") == 5 and stored("run/logs-rank0.txt") == final
+    uploaded = scripted.uploads["/bucket/run/logs-rank0.txt"]
+    assert uploaded[:2] == [b"", b""] and uploaded[-1] == final  # the retry, then newer versions
+    assert all(newer.startswith(older) for older, newer in zip(uploaded, uploaded[1:]))  # never older after newer
+    assert list(staging_root.iterdir()) == []
+
+
+# 2. Per name, at most one upload in flight; different names upload at the same time.
+
+def test_one_upload_in_flight_per_name_and_different_names_in_parallel(scripted):
+    names = [f"n{i}.txt" for i in range(4)]
+    lined_up = threading.Barrier(4, timeout=10)  # broken (an upload fails) unless all 4 run at once
+    first_seen: set = set()
+    seen_lock = threading.Lock()
+
+    def before_put(name, data):
+        with seen_lock:
+            first = name not in first_seen
+            first_seen.add(name)
+        if first and name != "/bucket/shared.txt":
+            lined_up.wait()
+        time.sleep(0.002)
+
+    scripted.before_put = before_put
+    destination = ObjectStoreLogger("scripted://bucket", num_concurrent_uploads=4, retry_backoff=0)
+    logger = opened(destination)
+    for name in names:
+        offer(logger, name, f"{name} v0", overwrite=True)
+    assert destination.wait(10) == []
+    assert scripted.most_in_flight == 4
+
+    def publish_versions(name):
+        for version in range(1, 31):
+            offer(logger, name, f"{name} v{version}", overwrite=True)
+            offer(logger, "shared.txt", f"{name} v{version}", overwrite=True)
+
+    threads = [threading.Thread(target=publish_versions, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    logger.close()
+    assert set(scripted.most_active.values()) == {1}  # never two uploads of one name at once
+    for name in names:
+        assert stored(name) == f"{name} v30".encode()
+        versions = [int(data.decode().rsplit("v", 1)[1]) for data in scripted.uploads[f"/bucket/{name}"]]
+        assert versions == sorted(set(versions)) and versions[0] == 0 and versions[-1] == 30
+    assert stored("shared.txt") in {f"{name} v30".encode() for name in names}  # some thread's last word
+
+
+# 3. overwrite=False: refused at the call for a name in the queue; refused in the background for a
+#    name already uploaded.
+
+def test_overwrite_false_for_a_name_being_uploaded_is_refused_at_the_call(scripted, staging_root):
+    before_put, started, release = hold_upload_of(b"first")
+    scripted.before_put = before_put
+    destination = ObjectStoreLogger("scripted://bucket")
+    logger = opened(destination)
+    offer(logger, "a.txt", "first", overwrite=False)
+    assert started.wait(10)
+    with pytest.raises(FileExistsError, match=r"^/bucket/a.txt is already being uploaded and overwrite is False\n"):
+        offer(logger, "a.txt", "second", overwrite=False)
+    assert len(list(staging_root.glob("composer_cfg-staging-*/*"))) == 1  # the refused copy is gone
+    release.set()
+    logger.close()
+    assert stored("a.txt") == b"first" and scripted.uploads["/bucket/a.txt"] == [b"first"]
+
+
+def test_overwrite_false_for_a_name_waiting_is_refused_at_the_call_and_the_waiting_version_kept(scripted):
+    before_put, started, release = hold_upload_of(b"blocker")
+    scripted.before_put = before_put
+    destination = ObjectStoreLogger("scripted://bucket", num_concurrent_uploads=1)
+    logger = opened(destination)
+    offer(logger, "other.txt", "blocker", overwrite=True)
+    assert started.wait(10)
+    offer(logger, "b.txt", "queued", overwrite=False)  # waits behind other.txt (one upload thread)
+    with pytest.raises(FileExistsError, match=r"^/bucket/b.txt is already being uploaded and overwrite is False\n"):
+        offer(logger, "b.txt", "refused", overwrite=False)
+    assert destination.wait(0.05) == ["/bucket/b.txt", "/bucket/other.txt"]
+    release.set()
+    logger.close()
+    assert stored("b.txt") == b"queued" and scripted.uploads["/bucket/b.txt"] == [b"queued"]
+
+
+def store_for(where, request):
+    """(url, storage_options, read(object name) -> bytes) of a fresh store of kind `where`."""
+    if where == "local":
+        return "artifacts", None, lambda name: (Path("artifacts") / name).read_bytes()
+    if where == "memory":
+        request.getfixturevalue("scripted")
+        return "scripted://bucket", None, stored
+    _, fs, options = request.getfixturevalue("s3")
+
+    def read(name):
+        fs.invalidate_cache()
+        return fs.cat(f"bucket/runs/{name}")
+
+    return "s3://bucket/runs", options, read
+
+
+@pytest.mark.parametrize("where", ["local", "memory", "s3"])
+def test_overwrite_false_for_a_name_already_uploaded_is_refused_in_the_background(where, request):
+    url, options, read = store_for(where, request)
+    destination = ObjectStoreLogger(url, storage_options=options)
+    logger = opened(destination)
+    offer(logger, "a.txt", "first", overwrite=False)
+    assert destination.wait(30) == []
+    offer(logger, "a.txt", "second", overwrite=False)  # accepted at the call: nothing in the queue
+    assert destination.wait(30) == []
+    with pytest.raises(RuntimeError, match=r"^artifact upload failed: FileExistsError: .*a.txt already exists and "
+                                           r"overwrite is False\n") as raised:
+        logger.run_event("batch_end")
+    assert isinstance(raised.value.__cause__, FileExistsError)
+    logger.close()  # already reported
+    assert read("a.txt") == b"first"
+
+
+# 4. Retry and pool settings are validated, in a script and in a config, naming the key.
+
+BAD_SETTINGS = [
+    ("max_retries", -1, "expected a non-negative integer, got -1"),
+    ("retry_backoff", -0.5, "expected a non-negative number, got -0.5"),
+    ("close_timeout", 0, "expected a positive number, got 0"),
+    ("num_concurrent_uploads", 0, "expected a positive integer, got 0"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_SETTINGS)
+def test_bad_retry_and_pool_settings_are_config_errors_at_construction(tmp_path, key, value, message):
+    with pytest.raises(ConfigError) as raised:
+        ObjectStoreLogger("artifacts", **{key: value})
+    assert str(raised.value) == f"{key}: {message}"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD_SETTINGS)
+def test_bad_retry_and_pool_settings_are_config_errors_in_a_config(tmp_path, key, value, message):
+    override = f"++logger.destinations.object_store.{key}={value}"
+    with pytest.raises(ConfigError) as raised:
+        build_logger(overrides=["run_name=bad", "+logger/destinations=object_store", override])
+    assert str(raised.value).startswith(f"logger.destinations.object_store.{key}: {message} (from command line ")
+    assert os.listdir(tmp_path) == []  # nothing built: not even the file logger's log
+
+
+def test_max_retries_zero_means_one_attempt_and_no_retry(flaky, caplog):
+    flaky.failures = 5
+    logger = opened(ObjectStoreLogger("flaky://bucket", max_retries=0, retry_backoff=0))
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        offer(logger, "ckpt.txt", "data", overwrite=True)
+        with pytest.raises(RuntimeError, match=r"^artifact upload failed: ConnectionResetError: connection reset"):
+            logger.close()
+    assert flaky.failures == 4  # exactly one attempt
+    assert not [message for message in caplog.messages if "retry" in message]
+    assert not fsspec.filesystem("flaky").exists("/bucket/ckpt.txt")
+
+
+# 5. A local store may not be the working directory or contain it.
+
+@pytest.mark.parametrize("url", [".", "./", "sub/..", "{cwd}", "file://{cwd}", "..", "{parent}", "/"])
+def test_a_store_at_or_above_the_working_directory_is_refused_before_anything_is_made(tmp_path, url):
+    url = url.format(cwd=tmp_path, parent=tmp_path.parent)
+    with pytest.raises(ConfigError, match=r"^url: .* is the working directory or contains it"):
+        ObjectStoreLogger(url)
+    with pytest.raises(ConfigError) as raised:
+        build_logger(overrides=["run_name=bad", "+logger/destinations=object_store",
+                                f"logger.destinations.object_store.url={url}"])
+    assert str(raised.value).startswith("logger.destinations.object_store.url: ")
+    assert "is the working directory or contains it" in str(raised.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("url", ["artifacts", "./artifacts", "file://{cwd}/artifacts"])
+def test_a_store_below_the_working_directory_is_fine(tmp_path, url):
+    url = url.format(cwd=tmp_path)
+    with build_logger(overrides=["run_name=ok", "logger/destinations=[object_store]",
+                                 f"logger.destinations.object_store.url={url}"]) as logger:
+        offer(logger, "run/ckpt.txt", "data", overwrite=False)
+    assert (tmp_path / "artifacts/run/ckpt.txt").read_text() == "data"
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "composer_cfg", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+
+
+def test_the_command_refuses_the_working_directory_as_store_and_creates_nothing(tmp_path):
+    out = run_cli("+logger/destinations=object_store", "logger.destinations.object_store.url=.", cwd=tmp_path)
+    assert out.returncode == 2
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("composer-cfg: error: logger.destinations.object_store.url: '.' is the working directory")
+    assert os.listdir(tmp_path) == []  # no outputs/ directory
+
+
+def test_the_command_refuses_a_store_containing_the_run_directory_before_creating_it(tmp_path):
+    """Under the command the job runs in outputs/<date>/<time>, so a store at <cwd>/outputs contains
+    the job's working directory: a bad config, and a bad config creates nothing (DESIGN section 3)."""
+    out = run_cli("+logger/destinations=object_store", f"logger.destinations.object_store.url={tmp_path}/outputs",
+                  cwd=tmp_path)
+    assert out.returncode == 2
+    assert "logger.destinations.object_store" in out.stderr and "url" in out.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_store_whose_object_is_a_live_log_file_is_a_config_error(tmp_path):
+    """Issue 10: "a store root that contains or equals a live destination file is a config error".
+    Here the store root holds the FileLogger's file under the very name it is published as."""
+    with pytest.raises(ConfigError, match=r"logger\.destinations\.object_store\.url"):
+        build_logger(overrides=["run_name=live", "logger/destinations=[file,object_store]",
+                                "logger.destinations.file.filename=logs/run.txt",
+                                "logger.destinations.file.artifact_name=run.txt",
+                                "logger.destinations.object_store.url=logs"])
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_live_log_file_inside_the_store_keeps_every_line(tmp_path):
+    """The same set-up built in a script: refused (ConfigError), or else no line is lost."""
+    try:
+        file = FileLogger("logs/run.txt", artifact_name="run.txt", capture_stdout=False, capture_stderr=False,
+                          log_level="batch", flush_interval=1)
+        store = ObjectStoreLogger("logs")
+        logger = Logger(State("live"), {"file": file, "store": store})
+        logger.run_event("init")
+    except ConfigError:
+        return
+    with logger:
+        for batch in range(5):
+            logger.data_batch({"batch": batch})
+            logger.run_event("batch_end")
+            store.wait(10)
+    assert (tmp_path / "logs/run.txt").read_text().count("\n") == 5
+
+
+# 6. Close ordering: a store listed before the destinations that publish at close still gets,
+#    and waits for, their final flush.
+
+def file_logger_run(logger):
+    logger.run_event("epoch_start")  # a flush
+    for batch in range(3):
+        logger.data_batch({"loss": 1 / (batch + 1)})
+    logger.data_fit({"final": "only in the last flush"})
+
+
+def tensorboard_run(logger):
+    logger.data_batch({"loss": 1.0})
+    logger.run_event("batch_end")
+    logger.run_event("epoch_end")  # a flush
+    for batch in range(3):
+        logger.data_batch({"loss": 1 / (batch + 2)})
+
+
+def jsonl_run(logger):
+    logger.data_batch({"loss": 1.0})
+    logger.run_event("epoch_end")  # a flush
+    for batch in range(3):
+        logger.data_batch({"loss": 1 / (batch + 2)})
+
+
+def final_files(kind):
+    """{artifact name: local path} of what the destination wrote."""
+    if kind == "file":
+        return {"run/logs-rank0.txt": Path("run/logs-rank0.txt")}
+    if kind == "jsonl":
+        return {"run/metrics-rank0.jsonl": Path("run/metrics-rank0.jsonl")}
+    return {f"run/tensorboard/{path.name}": path for path in Path("run/tensorboard").glob("events.out.tfevents.*")}
+
+
+@pytest.mark.parametrize("where", ["local", "memory", "s3"])
+@pytest.mark.parametrize("kind", ["file", "tensorboard", "jsonl"])
+def test_a_store_listed_first_waits_for_the_final_flush_of_the_others(kind, where, request, staging_root):
+    url, options, read = store_for(where, request)
+    if where == "memory":
+        ScriptedFileSystem.before_put = lambda name, data: time.sleep(0.05)  # the last upload is still running
+    destination, run = {
+        "file": (lambda: FileLogger(capture_stdout=False, capture_stderr=False, flush_interval=1000), file_logger_run),
+        "tensorboard": (lambda: TensorboardLogger(flush_interval=1000), tensorboard_run),
+        "jsonl": (lambda: JSONLinesLogger(flush_interval=1000), jsonl_run),
+    }[kind]
+    store = ObjectStoreLogger(url, storage_options=options)
+    with Logger(State("run"), {"object_store": store, kind: destination()}) as logger:
+        logger.run_event("init")
+        run(logger)
+    files = final_files(kind)
+    assert len(files) == 1
+    for name, path in files.items():
+        local = path.read_bytes()
+        assert read(name) == local
+    if kind == "file":
+        assert b"only in the last flush" in local
+    if kind == "jsonl":
+        assert local.count(b"\n") == 4
+    assert list(staging_root.iterdir()) == []
+
+
+# 7. Transient or permanent: by type and code, never by the words of the message.
+
+def client_error(code, status=None):
+    from botocore.exceptions import ClientError
+
+    response = {"Error": {"Code": code, "Message": f"{code} said the server"}}
+    if status is not None:
+        response["ResponseMetadata"] = {"HTTPStatusCode": status}
+    return ClientError(response, "PutObject")
+
+
+def from_s3fs(code, status):
+    """The error s3fs raises for a ClientError: an OSError (or subclass) raised from it."""
+    from s3fs.errors import translate_boto_error
+
+    return translate_boto_error(client_error(code, status))
+
+
+def raised_from_none_while_handling(error, context):
+    try:
+        try:
+            raise context
+        except Exception:
+            raise error from None
+    except Exception as chained:
+        return chained
+
+
+TRANSIENT = {
+    "ClientError SlowDown": lambda: client_error("SlowDown", 503),
+    "ClientError SlowDown, no status": lambda: client_error("SlowDown"),
+    "ClientError HTTP 503, unknown code": lambda: client_error("SomethingNew", 503),
+    "ClientError InternalError 500": lambda: client_error("InternalError", 500),
+    "s3fs OSError from SlowDown": lambda: from_s3fs("SlowDown", 503),
+    "ConnectionResetError": lambda: ConnectionResetError("connection reset by peer"),
+    "TimeoutError": lambda: TimeoutError("timed out"),
+    "OSError ECONNREFUSED": lambda: OSError(errno.ECONNREFUSED, "refused"),
+}
+PERMANENT = {
+    "ClientError AccessDenied": lambda: client_error("AccessDenied", 403),
+    "s3fs PermissionError from AccessDenied": lambda: from_s3fs("AccessDenied", 403),
+    "s3fs FileNotFoundError from NoSuchBucket": lambda: from_s3fs("NoSuchBucket", 404),
+    "PermissionError saying 503 Throttled": lambda: PermissionError("503 Throttled"),
+    "OSError saying SlowDown 503": lambda: OSError("SlowDown: 503 Service Unavailable, Throttling"),
+    "RuntimeError saying Throttling": lambda: RuntimeError("Throttling: rate exceeded (503)"),
+    "FileNotFoundError": lambda: FileNotFoundError(errno.ENOENT, "no such file"),
+    "PermissionError raised from None while handling a reset": lambda: raised_from_none_while_handling(
+        PermissionError("access denied"), ConnectionResetError("reset")),
+}
+
+
+@pytest.mark.parametrize("kind", list(TRANSIENT))
+def test_transient_errors_by_type_and_code_are_retried(scripted, caplog, kind):
+    pytest.importorskip("botocore")
+    error = TRANSIENT[kind]()
+    scripted.errors = [error]
+    logger = opened(ObjectStoreLogger("scripted://bucket", max_retries=2, retry_backoff=0))
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        offer(logger, "a.txt", "data", overwrite=True)
+        logger.close()
+    assert stored("a.txt") == b"data" and len(scripted.uploads["/bucket/a.txt"]) == 2
+    assert [m.split("; ")[-1].split(" in ")[0] for m in caplog.messages] == ["retry 1 of 2"]
+
+
+@pytest.mark.parametrize("kind", list(PERMANENT))
+def test_permanent_errors_are_not_retried_whatever_their_message_says(scripted, caplog, kind):
+    pytest.importorskip("botocore")
+    error = PERMANENT[kind]()
+    scripted.errors = [error]
+    logger = opened(ObjectStoreLogger("scripted://bucket", max_retries=2, retry_backoff=0))
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        offer(logger, "a.txt", "data", overwrite=True)
+        with pytest.raises(RuntimeError, match=rf"^artifact upload failed: {type(error).__name__}: ") as raised:
+            logger.close()
+    assert raised.value.__cause__ is error
+    assert scripted.uploads["/bucket/a.txt"] == [b"data"]  # one attempt
+    assert caplog.messages == []
+    assert not fsspec.filesystem("memory").exists("/bucket/a.txt")
+
+
+def test_a_missing_bucket_on_s3_is_not_retried(s3, caplog):
+    _, _, options = s3
+    logger = opened(ObjectStoreLogger("s3://no-such-bucket/runs", storage_options=options, retry_backoff=0.01))
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        offer(logger, "a.txt", "data", overwrite=True)
+        with pytest.raises(RuntimeError, match=r"^artifact upload failed: FileNotFoundError"):
+            logger.close()
+    assert caplog.messages == []
+
+
+def test_retries_wait_with_jitter_within_the_documented_bounds(scripted, caplog):
+    backoff, waits = 0.02, defaultdict(list)
+    for _ in range(3):
+        scripted.errors = [ConnectionResetError("reset") for _ in range(3)]
+        caplog.clear()
+        logger = opened(ObjectStoreLogger("scripted://bucket", max_retries=3, retry_backoff=backoff))
+        with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+            offer(logger, "a.txt", "data", overwrite=True)
+            logger.close()
+        assert stored("a.txt") == b"data"
+        logged = [re.search(r"; retry (\d) of 3 in ([0-9.e-]+) s$", m) for m in caplog.messages]
+        assert [int(m.group(1)) for m in logged] == [1, 2, 3]
+        for match in logged:
+            waits[int(match.group(1))].append(float(match.group(2)))
+    for attempt, seconds in waits.items():
+        low = backoff * 2 ** (attempt - 1)
+        assert all(low - 1e-9 <= wait <= low + backoff + 1e-9 for wait in seconds), (attempt, seconds)
+    jitters = [round(wait - backoff * 2 ** (attempt - 1), 4) for attempt, seconds in waits.items() for wait in seconds]
+    assert len(set(jitters)) > 1, jitters  # 9 waits: not one fixed schedule
+
+
+# 8. After close: no silent restart; the full URL of an artifact.
+
+def test_after_close_an_artifact_is_refused_and_nothing_restarts(scripted):
+    destination = ObjectStoreLogger("scripted://bucket")
+    logger = opened(destination)
+    offer(logger, "a.txt", "before", overwrite=True)
+    logger.close()
+    Path("late.txt").write_text("late")
+    with pytest.raises(RuntimeError, match="closed"):
+        destination.log_file_artifact(logger.state, LogLevel.FIT, "late.txt", Path("late.txt"), overwrite=True)
+    with pytest.raises(RuntimeError, match="^this Logger is closed"):
+        logger.file_artifact(LogLevel.FIT, "late.txt", "late.txt", overwrite=True)
+    assert destination.wait(1) == []
+    assert stored("a.txt") == b"before" and not fsspec.filesystem("memory").exists("/bucket/late.txt")
+    assert scripted.uploads["/bucket/late.txt"] == []
+
+
+def test_an_artifact_refused_after_close_leaves_no_staging_directory(scripted, staging_root):
+    destination = ObjectStoreLogger("scripted://bucket")
+    logger = opened(destination)
+    offer(logger, "a.txt", "before", overwrite=True)
+    logger.close()
+    assert list(staging_root.iterdir()) == []
+    Path("late.txt").write_text("late")
+    with pytest.raises(RuntimeError, match="closed"):
+        destination.log_file_artifact(logger.state, LogLevel.FIT, "late.txt", Path("late.txt"), overwrite=True)
+    assert list(staging_root.iterdir()) == []
+
+
+def test_uri_for_an_artifact_on_s3_is_the_full_url(s3):
+    _, fs, options = s3
+    destination = ObjectStoreLogger("s3://bucket/prefix", object_name="{run_name}/{artifact_name}",
+                                    storage_options=options)
+    with pytest.raises(RuntimeError, match="known only after Event.INIT"):
+        destination.get_uri_for_artifact("ckpt.txt")
+    logger = opened(destination, State("myrun"))
+    offer(logger, "ckpt/ep0.txt", "zero", overwrite=False)
+    logger.close()
+    uri = destination.get_uri_for_artifact("ckpt/ep0.txt")
+    assert uri == "s3://bucket/prefix/myrun/ckpt/ep0.txt"
+    with fsspec.open(uri, "rb", **options) as f:
+        assert f.read() == b"zero"
+
+
+def test_uri_for_an_artifact_on_a_local_directory_is_a_file_url(tmp_path):
+    destination = ObjectStoreLogger("artifacts")
+    logger = opened(destination)
+    offer(logger, "ckpt/ep0.txt", "zero", overwrite=False)
+    logger.close()
+    uri = destination.get_uri_for_artifact("ckpt/ep0.txt")
+    assert uri == f"file://{tmp_path}/artifacts/ckpt/ep0.txt" == (tmp_path / "artifacts/ckpt/ep0.txt").as_uri()
+    with fsspec.open(uri, "rb") as f:
+        assert f.read() == b"zero"
+
+
+# 9. Downloads and local publishes never follow a symbolic link planted at a predictable name.
+
+@pytest.fixture
+def victim(tmp_path):
+    path = tmp_path.parent / f"{tmp_path.name}-victim.txt"
+    path.write_text("precious")
+    yield path
+    path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_download_never_follows_a_planted_link(where, request, tmp_path, victim):
+    url, options, _ = store_for(where, request)
+    destination = ObjectStoreLogger(url, storage_options=options)
+    logger = opened(destination)
+    offer(logger, "a.txt", "downloaded", overwrite=False)
+    logger.close()
+    down = tmp_path / "down"
+    down.mkdir()
+    nowhere = tmp_path.parent / f"{tmp_path.name}-created-by-attacker"
+    (down / ".a.txt.partial").symlink_to(victim)            # the old scheme's temporary name
+    (down / ".b.txt.partial").symlink_to(nowhere)           # a dangling link: nothing may be created
+    destination.get_file_artifact("a.txt", down / "a.txt")
+    destination.get_file_artifact("a.txt", down / "b.txt")
+    (down / "c.txt").symlink_to(victim)                     # the destination itself is a link
+    with pytest.raises(FileExistsError):
+        destination.get_file_artifact("a.txt", down / "c.txt")
+    destination.get_file_artifact("a.txt", down / "c.txt", overwrite=True)
+    assert victim.read_text() == "precious" and not nowhere.exists()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        assert not (down / name).is_symlink() and (down / name).read_text() == "downloaded"
+
+
+@pytest.mark.parametrize("overwrite", [True, False])
+def test_a_local_publish_never_follows_a_planted_link(tmp_path, victim, overwrite):
+    store = tmp_path / "artifacts"
+    (store / "run").mkdir(parents=True)
+    nowhere = tmp_path.parent / f"{tmp_path.name}-created-by-attacker"
+    (store / "run/.a.txt.partial").symlink_to(victim)
+    (store / "run/.b.txt.partial").symlink_to(nowhere)
+    (store / "run/c.txt").symlink_to(victim)  # the final name itself
+    destination = ObjectStoreLogger("artifacts")
+    logger = opened(destination)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        offer(logger, f"run/{name}", f"published {name}", overwrite=overwrite)
+    assert destination.wait(10) == []
+    if overwrite:
+        logger.close()
+        assert not (store / "run/c.txt").is_symlink() and (store / "run/c.txt").read_text() == "published c.txt"
+    else:  # an existing entry, link or not, is never replaced
+        with pytest.raises(RuntimeError, match=r"FileExistsError: .*run/c.txt already exists and overwrite is False"):
+            logger.close()
+        assert (store / "run/c.txt").is_symlink()
+    assert victim.read_text() == "precious" and not nowhere.exists()
+    for name in ("a.txt", "b.txt"):
+        assert not (store / "run" / name).is_symlink() and (store / "run" / name).read_text() == f"published {name}"

@@ -9,13 +9,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from composer_cfg import dist
 from composer_cfg.config.provenance import source_of
 from composer_cfg.config.validate import Problem, validate
 from composer_cfg.errors import ConfigError
+from composer_cfg.params import job_directory
 from composer_cfg.secrets import redact_override
 
 PACKAGED_CONFIGS = "composer_cfg.conf"
@@ -69,11 +70,32 @@ def hydra_context(config_dir: str | Path | None) -> Iterator[None]:
             Singleton._instances[GlobalHydra] = previous
 
 
-def compose_in_context(overrides: list[str], config_name: str) -> DictConfig:
-    """Compose and validate inside an initialised Hydra (the compose API or a running app)."""
-    cfg, forced = _compose(overrides, config_name)
-    raise_problems(cfg, overrides, config_name, forced)
+def compose_in_context(overrides: list[str], config_name: str, *, for_command: bool = False) -> DictConfig:
+    """Compose and validate inside an initialised Hydra (the compose API or a running app).
+
+    `for_command`: validate for a job the command will run in Hydra's run directory (relative
+    paths are checked from there); the returned config has no ``hydra`` node either way.
+    """
+    cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
+    with job_directory(_job_directory(cfg) if for_command else None):
+        raise_problems(cfg, overrides, config_name, forced)
+    if for_command:
+        with open_dict(cfg):
+            del cfg["hydra"]
     return cfg
+
+
+def _job_directory(cfg: DictConfig) -> Path | None:
+    """Where the command's job will run: the run directory (a sweep's directory under ``-m``)
+    when Hydra changes into it, else here. None if it can not be resolved yet."""
+    hydra_cfg = cfg.get("hydra")
+    try:
+        if hydra_cfg is None or not hydra_cfg.job.chdir:
+            return None
+        multirun = hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN")
+        return Path(str(hydra_cfg.sweep.dir if multirun else hydra_cfg.run.dir)).absolute()
+    except OmegaConfBaseException:
+        return None
 
 
 def raise_problems(
@@ -100,8 +122,8 @@ def config_problems(cfg: DictConfig) -> list[Problem]:
     problems = _unresolvable(cfg, "")
     if problems:
         return problems
-    container: Any = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("hydra", None)
+    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # Hydra's node: not ours
+    container: Any = OmegaConf.to_container(job, resolve=True)
     return validate(container, world_size=dist.current().world_size)
 
 
@@ -125,7 +147,7 @@ def _unresolvable(node: DictConfig | ListConfig, prefix: str) -> list[Problem]:
     return problems
 
 
-def _compose(overrides: list[str], config_name: str) -> tuple[DictConfig, list[str]]:
+def _compose(overrides: list[str], config_name: str, return_hydra_config: bool = False) -> tuple[DictConfig, list[str]]:
     """Compose, turning Hydra's composition errors into `ConfigError`s.
 
     A mistyped key on the command line (``file.log_levl=batch``) fails in Hydra's struct check
@@ -138,7 +160,7 @@ def _compose(overrides: list[str], config_name: str) -> tuple[DictConfig, list[s
     attempt, forced = list(overrides), []
     for _ in range(len(overrides) + 1):
         try:
-            return compose(config_name, overrides=attempt), forced
+            return compose(config_name, overrides=attempt, return_hydra_config=return_hydra_config), forced
         except MissingConfigException as error:
             raise ConfigError(_missing_config_message(error)) from None
         except OverrideParseException as error:

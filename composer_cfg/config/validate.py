@@ -13,13 +13,16 @@ import inspect
 import types
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.logger import Logger
+from composer_cfg.params import StoreRoot, TemplateParam, local_root
 from composer_cfg.run_name import check_run_name
 from composer_cfg.secrets import MASK, is_secret_key
+from composer_cfg.templates import DIST_FIELDS, Template
 
 #: Keys Hydra's instantiate reads itself.
 HYDRA_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})
@@ -36,7 +39,7 @@ def validate(config: Mapping[str, Any], world_size: int) -> list[Problem]:
     problems: list[Problem] = []
     for key, node in config.items():
         if key == "logger":
-            _check_logger(problems, node, world_size)
+            _check_logger(problems, node, world_size, config.get("run_name"))
         elif key == "run_name" and node is not None:
             _catch(problems, "run_name", lambda: check_run_name(node))
         elif isinstance(node, Mapping) and "_target_" in node:
@@ -46,7 +49,7 @@ def validate(config: Mapping[str, Any], world_size: int) -> list[Problem]:
     return problems
 
 
-def _check_logger(problems: list[Problem], logger: Any, world_size: int) -> None:
+def _check_logger(problems: list[Problem], logger: Any, world_size: int, run_name: str | None) -> None:
     if not isinstance(logger, Mapping):
         problems.append(Problem("logger", f"expected a logger node with _target_: composer_cfg.Logger, got {logger!r}"))
         return
@@ -62,6 +65,27 @@ def _check_logger(problems: list[Problem], logger: Any, world_size: int) -> None
     for name, node in destinations.items():
         if node is not None:
             check_node(problems, f"logger.destinations.{name}", node, LoggerDestination, world_size)
+    if not problems:
+        problems.extend(_stores_holding_live_files(destinations, run_name))
+
+
+def _stores_holding_live_files(destinations: Mapping[str, Any], run_name: str | None) -> list[Problem]:
+    """A local store root (a `StoreRoot` parameter) must not hold a file another destination
+    writes (a per-rank file template): an upload of the same name would replace the live file."""
+    fields = {**DIST_FIELDS, "run_name": run_name or "run"}
+    roots, files = [], []
+    for name, node in destinations.items():
+        if not isinstance(node, Mapping):
+            continue
+        for key, meaning in declared_meanings(locate(node["_target_"])).items():
+            value, path = node.get(key), f"logger.destinations.{name}.{key}"
+            if isinstance(meaning, StoreRoot) and isinstance(value, str) and local_root(value) is not None:
+                roots.append((path, value, local_root(value)))
+            elif isinstance(meaning, TemplateParam) and meaning.per_rank_file and isinstance(value, str):
+                files.append((path, Path(Template(value, meaning.fields).fill(fields)).resolve()))
+    return [Problem(root_key, f"{url!r} holds the file {file_key} writes ({file}): an upload of the same name "
+                              f"would replace the live file with a snapshot; give the store a directory of its own")
+            for root_key, url, root in roots for file_key, file in files if root in file.parents]
 
 
 def check_node(problems: list[Problem], path: str, node: Any, base: type, world_size: int) -> None:
@@ -128,6 +152,12 @@ def check_value(key: str, value: Any, annotation: Any, world_size: int) -> None:
                 check.check(key, value, world_size)
             return
     raise ConfigError(f"{key}: expected {_describe(base)}, got {value!r} ({type(value).__name__})")
+
+
+def declared_meanings(target: Any) -> dict[str, Any]:
+    """Parameter name -> the meaning its annotation declares (`TemplateParam`, `StoreRoot`...)."""
+    hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target, include_extras=True)
+    return {name: checks[0] for name, hint in hints.items() for checks in [_unwrap(hint)[1]] if checks}
 
 
 def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:

@@ -22,6 +22,8 @@ class _Patch:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.original: Callable[[str], int] = stream.write
+        # Another library may have patched the object's write before us: put that one back later.
+        self.replaced_attribute = "write" in getattr(stream, "__dict__", {})
         self.sinks: tuple[Sink, ...] = ()
 
     def write(self, text: str) -> int:
@@ -64,7 +66,10 @@ def stop(handle: tuple[TextIO, Sink]) -> None:
         if not patch.sinks:
             del _patches[id(stream)]
             if vars(stream).get("write") == patch.write:
-                del stream.write  # type: ignore[method-assign]
+                if patch.replaced_attribute:
+                    stream.write = patch.original  # type: ignore[method-assign]
+                else:
+                    del stream.write  # type: ignore[method-assign]
 
 
 class _Uncaptured:

@@ -82,6 +82,7 @@ class FileLogger(LoggerDestination):
         self._capture_error: Exception | None = None
         self._lock = threading.RLock()  # re-entrant: a signal handler may close while a write is in progress
         self._file: IO[str] | None = None
+        self._closed = False
         self._logger: Logger | None = None
 
     @property
@@ -150,6 +151,7 @@ class FileLogger(LoggerDestination):
 
     def close(self, state: State, logger: Logger) -> None:
         with self._lock:
+            self._closed = True
             self._stop_capture()
             if self._file is None:
                 return
@@ -166,6 +168,8 @@ class FileLogger(LoggerDestination):
 
     def _open(self, state: State) -> IO[str]:
         """Open the file and start capturing (the caller holds the lock)."""
+        if self._closed:  # a call still in flight when the Logger closed: never reopen (or truncate)
+            raise RuntimeError(f"FileLogger for {self._run_file.location()} is closed: it writes no more")
         self._file = self._run_file.open(state)
         for name in self._streams:
             handle = capture.start(name, lambda text, name=name: self._captured(name, text))

@@ -62,6 +62,7 @@ class JSONLinesLogger(LoggerDestination):
         self._pending: list[str] = []
         self._header: tuple[str, int] | None = None  # JSON of the run name, and the rank
         self._lock = threading.Lock()
+        self._closed = False
         self._logger: Logger | None = None
 
     def output_location(self) -> str | None:
@@ -84,6 +85,8 @@ class JSONLinesLogger(LoggerDestination):
             f'"sample": {timestamp.sample}, "time": {time.time()!r}, "data": {encode_data(data)}}}\n'
         )
         with self._lock:
+            if self._closed:  # a call still in flight when the Logger closed
+                raise RuntimeError(f"JSONLinesLogger for {self._run_file.path} is closed: it writes no more")
             self._pending.append(record)
             if len(self._pending) >= self.flush_interval:
                 self._write_pending(state).flush()
@@ -115,6 +118,7 @@ class JSONLinesLogger(LoggerDestination):
 
     def close(self, state: State, logger: Logger) -> None:
         with self._lock:
+            self._closed = True
             try:
                 if self._pending:
                     self._write_pending(state)

@@ -96,6 +96,8 @@ class MLFlowLogger(LoggerDestination):
         self._artifacts: set[str] = set()
         self._skipped: set[str] = set()
         self._staging: Path | None = None
+        self._closing = False  # close started: no more data (artifacts still, until finalize)
+        self._finished = False
 
     def can_log_file_artifacts(self) -> bool:
         return True
@@ -106,6 +108,8 @@ class MLFlowLogger(LoggerDestination):
     # -- data --------------------------------------------------------------------------------
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
+        if self._closing:  # a call still in flight when the Logger closed: nothing would send it
+            raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: it takes no more data")
         self._start(state)
         if log_level is LogLevel.FIT:
             self._log_params(data)
@@ -254,7 +258,9 @@ class MLFlowLogger(LoggerDestination):
         self._start(state)
 
     def close(self, state: State, logger: Logger) -> None:
-        """Send what is left and wait (at most `timeout` seconds) for every request to finish."""
+        """Send what is left and wait (at most `timeout` seconds) for every request to finish.
+        Other destinations may still publish files (their final flush) until `finalize`."""
+        self._closing = True
         if self.run_id is None:
             return
         self._queue_delivery()  # again after a failed request: the metrics it carried are still queued
@@ -275,10 +281,12 @@ class MLFlowLogger(LoggerDestination):
 
     def finalize(self, status: RunStatus) -> None:
         """End the MLflow run with `status`; release the store's connections and the worker."""
+        self._finished = True
         try:
             if self.run_id is not None:
                 self._worker.call("ending the MLflow run", self._client.set_terminated, self.run_id, status.value,
                                   timeout=self.timeout)
+                self._report_failure()  # of an artifact other destinations published while closing
         finally:
             self._release()
 
@@ -295,6 +303,8 @@ class MLFlowLogger(LoggerDestination):
 
     def _start(self, state: State) -> None:
         """Create the run on first use, waiting at most `timeout` seconds for the store."""
+        if self._finished:  # the run has ended: never start a second one
+            raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: its run has ended")
         if self.run_id is not None:
             return
         with self._start_lock:

@@ -9,12 +9,11 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.transient import is_transient
 from composer_cfg.destinations.uploads import UploadQueue
-from composer_cfg.errors import ConfigError
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import (
     NON_NEGATIVE,
@@ -24,6 +23,8 @@ from composer_cfg.params import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    StoreRoot,
+    StoreURL,
     TemplateParam,
     positive_int,
 )
@@ -37,7 +38,6 @@ LOG = logging.getLogger("composer_cfg")
 OBJECT_FIELDS = {**DIST_FIELDS, "artifact_name": "run/file.txt"}
 ObjectTemplate = Annotated[str, TemplateParam(OBJECT_FIELDS, artifact=True)]
 ArtifactFilter = Callable[[State, LogLevel, str], bool]
-_LOCAL_PROTOCOLS = ("file", "local")
 
 
 class ObjectStoreLogger(LoggerDestination):
@@ -75,7 +75,7 @@ class ObjectStoreLogger(LoggerDestination):
 
     def __init__(
         self,
-        url: str,
+        url: StoreURL,
         object_name: ObjectTemplate = "{artifact_name}",
         *,
         storage_options: dict[str, Any] | None = None,
@@ -87,11 +87,10 @@ class ObjectStoreLogger(LoggerDestination):
     ) -> None:
         from fsspec.core import url_to_fs
 
-        self.check_config({"url": url}, 1)
-        self.url = url
+        self.url = StoreRoot().check("url", url)
         self._object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
         self._fs, self._root = url_to_fs(url, **(storage_options or {}))
-        self._local = bool(set(_protocols(self._fs)) & set(_LOCAL_PROTOCOLS))
+        self._local = bool(set(_protocols(self._fs)) & {"file", "local"})
         self._filter = _load_filter(should_log_artifact)
         self.max_retries = NON_NEGATIVE_INT.check("max_retries", max_retries)
         self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
@@ -101,18 +100,7 @@ class ObjectStoreLogger(LoggerDestination):
         self._lock = threading.Lock()
         self._reported = 0
         self._fields: dict[str, Any] | None = None
-
-    @classmethod
-    def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
-        """A local root must not be the working directory or one of its parents."""
-        url = params.get("url")
-        root = _local_root(url) if isinstance(url, str) else None
-        if root is not None and (root == Path.cwd().resolve() or root in Path.cwd().resolve().parents):
-            raise ConfigError(
-                f"url: {url!r} is the working directory or contains it, so uploads would replace the files "
-                f"being written there (a live log file) with snapshots; give the store a directory of its own, "
-                f"e.g. 'artifacts'"
-            )
+        self._in_place: set[str] = set()  # objects that are the very files published as them
 
     def can_log_file_artifacts(self) -> bool:
         return True
@@ -140,6 +128,14 @@ class ObjectStoreLogger(LoggerDestination):
         if self._filter is not None and not self._filter(state, log_level, artifact_name):
             return
         target = self.object_path(artifact_name, state)
+        if self._local and Path(target).resolve() == Path(file_path).resolve():
+            if target not in self._in_place:  # the object is the live file itself: a copy could only lose lines
+                self._in_place.add(target)
+                LOG.warning("ObjectStoreLogger: %s is already the object for artifact %r (the store holds the live "
+                            "file itself); it is not copied over itself", target, artifact_name)
+            return
+        if self._uploads.stopped:
+            raise RuntimeError(f"ObjectStoreLogger for {self.url} is closed: it takes no more artifacts")
         staged = self._stage(file_path, artifact_name)
         try:
             self._uploads.submit(target, staged, overwrite)
@@ -275,16 +271,6 @@ def _write_exclusively(source: Any, path: Path) -> None:
 def _protocols(fs: Any) -> tuple[str, ...]:
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
-
-
-def _local_root(url: str) -> Path | None:
-    """The directory of a local URL (``file://...`` or a plain path), resolved; None for others."""
-    from fsspec.core import split_protocol
-
-    protocol, path = split_protocol(url)
-    if protocol not in (None, *_LOCAL_PROTOCOLS):
-        return None
-    return Path(path or ".").expanduser().resolve()
 
 
 def _load_filter(spec: str | ArtifactFilter | None) -> ArtifactFilter | None:

@@ -64,6 +64,7 @@ class TensorboardLogger(LoggerDestination):
         self._skipped: set[str] = set()
         self._logger: Logger | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
@@ -98,6 +99,8 @@ class TensorboardLogger(LoggerDestination):
         """Create the writer (the caller holds the lock)."""
         from tensorboardX import SummaryWriter
 
+        if self._closed:  # a call still in flight when the Logger closed: no second event file
+            raise RuntimeError(f"TensorboardLogger for {self._directory} is closed: it writes no more")
         filled = self._log_dir.fill(state.template_fields())
         self._artifact_dir = default_artifact_name(filled)
         self._directory = Path(filled).absolute()
@@ -127,6 +130,7 @@ class TensorboardLogger(LoggerDestination):
 
     def close(self, state: State, logger: Logger) -> None:
         with self._lock:
+            self._closed = True
             writer, self._writer = self._writer, None
             if writer is None:
                 return

@@ -35,7 +35,8 @@ def is_transient(error: BaseException) -> bool:
         seen.add(id(current))
         if _transient(current):
             return True
-        current = current.__cause__ or current.__context__
+        # `raise ... from None` cuts the chain: what was being handled is not this error's cause
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return False
 
 

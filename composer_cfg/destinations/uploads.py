@@ -51,6 +51,11 @@ class UploadQueue:
         if superseded is not None:
             superseded[0].unlink(missing_ok=True)
 
+    @property
+    def stopped(self) -> bool:
+        """True once `stop` was called."""
+        return self._stopping
+
     def pending(self) -> list[str]:
         """Object names waiting or uploading."""
         with self._cond:

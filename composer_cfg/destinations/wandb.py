@@ -70,6 +70,7 @@ class WandBLogger(LoggerDestination):
         self.timeout = float(timeout)
         self.run: Any = None
         self._location: str | None = None  # the run's directory, once it has one
+        self._finished = False
         self._lock = threading.RLock()
 
     def can_log_file_artifacts(self) -> bool:
@@ -112,7 +113,7 @@ class WandBLogger(LoggerDestination):
     def finalize(self, status: RunStatus) -> None:
         """Finish the W&B run, exit code 0 for FINISHED, else 1 (waiting at most `timeout` s)."""
         with self._lock:
-            run, self.run = self.run, None
+            run, self.run, self._finished = self.run, None, True
         if run is not None:
             worker = BackgroundWorker("wandb")
             try:
@@ -124,6 +125,8 @@ class WandBLogger(LoggerDestination):
         """Start the W&B run (the caller holds the lock)."""
         import wandb
 
+        if self._finished:  # a call still in flight when the Logger closed: no second run
+            raise RuntimeError("WandBLogger is closed: its run is finished")
         params = dict(self.init_params)
         # wandb's process-wide settings keep the first working directory: say where, every time
         # (a sweep's next job runs in another directory of the same process).
