@@ -32,7 +32,7 @@ from composer_cfg.log_level import LogLevel
 from composer_cfg.logger import Logger
 from composer_cfg.loop import TrainingLoop
 from composer_cfg.state import State
-from composer_cfg.status import RunStatus
+from composer_cfg.status import Killed, RunStatus
 from composer_cfg.templates import format_name_with_dist, format_name_with_dist_and_time
 from composer_cfg.timestamp import Timestamp
 
@@ -50,6 +50,7 @@ __all__ = [
     "FlushSchedule",
     "InMemoryLogger",
     "JSONLinesLogger",
+    "Killed",
     "LogLevel",
     "Logger",
     "LoggerDestination",

@@ -2,13 +2,18 @@
 
 `close_at_exit(logger)` is what `build_logger`, `instantiate_logger` and the ``composer-cfg``
 command call; a script that builds its own `Logger` calls it too (or uses ``with logger:``).
-The first call installs an `atexit` hook and, from the main thread, a SIGTERM handler; when the
-last guarded Logger closes, both are removed and the previous SIGTERM handler is put back.
+The first call installs an `atexit` hook and, from the main thread, a SIGTERM handler (unless
+the program ignores SIGTERM or handles it with a handler of its own, which are left alone); when
+the last guarded Logger closes, both are removed and the previous SIGTERM handler is put back.
 
-On SIGTERM every guarded Logger is closed with status KILLED, then the previous handler runs
-(the default one ends the process, whose exit status still says SIGTERM). Closing is bounded:
-if it takes longer than `SIGTERM_GRACE` seconds, or a second SIGTERM arrives, the process ends
-anyway. A SIGTERM that lands while a Logger is already closing lets that close finish first.
+On SIGTERM the handler raises `Killed` in the main thread: the stack unwinds, releasing any lock
+a destination held when the signal landed, and ``with logger:`` (or, at the top, the atexit
+hook) closes every guarded Logger with status KILLED; then the previous handler runs (the
+default one ends the process, whose exit status still says SIGTERM). If no Logger has started
+closing a second later (the main thread is stuck in a call, or swallowed the exception), a
+watchdog thread closes them. Closing is bounded: after `SIGTERM_GRACE` seconds, or at a second
+SIGTERM, the process ends anyway. A SIGTERM that lands while a Logger is already closing lets
+that close finish first.
 
 >>> from composer_cfg import Logger, State
 >>> logger = close_at_exit(Logger(State("docs")))
@@ -22,9 +27,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
-from composer_cfg.status import RunStatus
+from composer_cfg.status import Killed, RunStatus
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -35,7 +41,6 @@ SIGTERM_GRACE = 20.0
 
 _lock = threading.RLock()
 _guarded: dict[int, Logger] = {}
-_previous_handler: Any = None
 _handler_installed = False
 _terminating = False
 _terminated = False
@@ -82,19 +87,20 @@ def _close_all(status: RunStatus) -> None:
 
 
 def _close_all_at_exit() -> None:
-    """At interpreter exit: an exception that ended the program marks the runs FAILED."""
-    _close_all(RunStatus.of(getattr(sys, "last_value", None)))
+    """At interpreter exit: an exception that ended the program marks the runs FAILED, a SIGTERM
+    KILLED."""
+    _close_all(RunStatus.KILLED if _terminating else RunStatus.of(getattr(sys, "last_value", None)))
 
 
 def _install_sigterm_handler() -> None:
-    global _previous_handler, _handler_installed
+    global _handler_installed
     if _handler_installed or threading.current_thread() is not threading.main_thread():
         return
     previous = signal.getsignal(signal.SIGTERM)
-    if previous == signal.SIG_IGN:  # the program chose to survive SIGTERM: leave it so
+    if previous != signal.SIG_DFL:  # ignored, or handled by the program itself: its choice stands
         return
     signal.signal(signal.SIGTERM, _on_sigterm)
-    _previous_handler, _handler_installed = previous, True
+    _handler_installed = True
 
 
 def _restore_sigterm_handler() -> None:
@@ -102,7 +108,7 @@ def _restore_sigterm_handler() -> None:
     if not _handler_installed or threading.current_thread() is not threading.main_thread():
         return  # a handler left installed with nothing to guard just passes the signal on
     if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-        signal.signal(signal.SIGTERM, _previous_handler if _previous_handler is not None else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _handler_installed = False
 
 
@@ -111,28 +117,33 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     _terminating = True
     # From here a second SIGTERM, or the watchdog after the grace period, ends the process at once.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    watchdog = threading.Timer(SIGTERM_GRACE, os.kill, (os.getpid(), signal.SIGTERM))
-    watchdog.daemon = True
-    watchdog.start()
+    threading.Thread(target=_watch, name="composer_cfg-sigterm", daemon=True).start()
     loggers = guarded()
     if not loggers:
         _terminate()
     elif not any(logger.closing for logger in loggers):
-        _close_all(RunStatus.KILLED)  # the last one to close calls _terminate
+        # Closing right here could wait for a lock the interrupted frame holds: unwind it first.
+        raise Killed()
     # else: this signal interrupted a close, which finishes first; its `forget` carries on
 
 
+def _watch() -> None:
+    """Close from this thread if the main thread has not started within a second; end the
+    process after the grace period whatever happens."""
+    deadline = time.monotonic() + SIGTERM_GRACE
+    time.sleep(min(1.0, SIGTERM_GRACE / 2))
+    if not any(logger.closing for logger in guarded()):
+        _close_all(RunStatus.KILLED)  # the last one to close calls _terminate
+    time.sleep(max(0.0, deadline - time.monotonic()))
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _terminate() -> None:
-    """After closing on SIGTERM: let the handler that was there before act on the signal."""
-    global _terminating, _terminated, _handler_installed
+    """After closing on SIGTERM: the default action, so the process dies of SIGTERM and its exit
+    status says so."""
+    global _terminated, _handler_installed
     with _lock:
         if _terminated:
             return
         _terminated, _handler_installed = True, False
-    if callable(_previous_handler):
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _previous_handler)
-        _previous_handler(signal.SIGTERM, None)
-        _terminating = _terminated = False  # the program's own handler chose to carry on
-    else:  # the default action: the process dies of SIGTERM, as its exit status will say
-        os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -5,6 +5,15 @@ from __future__ import annotations
 from enum import Enum
 
 
+class Killed(SystemExit):
+    """Raised in the main thread by composer_cfg's SIGTERM handler: the stack unwinds (releasing
+    every lock it holds), ``with logger:`` blocks close their Loggers with status KILLED, and the
+    process then dies of SIGTERM. Reaching the top, it ends the program quietly, like `SystemExit`."""
+
+    def __init__(self) -> None:
+        super().__init__(128 + 15)
+
+
 class RunStatus(str, Enum):
     """The outcome a `Logger` passes to each destination's `finalize` (MLflow's names).
 
@@ -24,7 +33,7 @@ class RunStatus(str, Enum):
         """
         if exception is None:
             return cls.FINISHED
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, (KeyboardInterrupt, Killed)):
             return cls.KILLED
         if isinstance(exception, SystemExit) and exception.code in (0, None):
             return cls.FINISHED

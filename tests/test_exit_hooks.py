@@ -56,12 +56,14 @@ def test_build_logger_installs_the_hooks_and_the_last_close_removes_them(at_exit
     assert process_wide() == before and at_exit == [] and exit_hooks.guarded() == []
 
 
-def test_a_program_that_ignores_sigterm_keeps_ignoring_it():
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+@pytest.mark.parametrize("own", [signal.SIG_IGN, lambda signum, frame: None], ids=["ignored", "own handler"])
+def test_a_program_that_ignores_or_handles_sigterm_itself_keeps_its_choice(own):
+    previous = signal.signal(signal.SIGTERM, own)
     try:
         logger = close_at_exit(Logger(State("r")))
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is own
         logger.close()
+        assert signal.getsignal(signal.SIGTERM) is own
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -92,17 +94,25 @@ def test_at_exit_an_unhandled_exception_marks_the_run_failed(tmp_path):
     assert (tmp_path / "run/logs-rank0.txt").read_text().startswith('[BATCH][batch=0]: { "loss": 1.0000, }\n')
 
 
-def test_on_sigterm_the_programs_own_handler_runs_after_the_loggers_closed(tmp_path):
+def test_on_sigterm_the_with_block_closes_with_killed_even_inside_a_destination(tmp_path):
+    """The signal lands while a destination holds its lock: the handler does not wait for that
+    lock (it would never be released); the stack unwinds, and the with block closes."""
     out = run(RECORDS_STATUS + """
-    def own_handler(signum, frame):
-        print("own handler saw", open("status.txt").read())
-        sys.exit(0)
+    from composer_cfg import JSONLinesLogger
 
-    signal.signal(signal.SIGTERM, own_handler)
-    logger = close_at_exit(Logger(State("run"), RecordsStatus()))
-    os.kill(os.getpid(), signal.SIGTERM)
+    class SignalInside(JSONLinesLogger):
+        def log_data(self, state, log_level, data):
+            with self._lock:
+                os.kill(os.getpid(), signal.SIGTERM)  # lands while this destination's lock is held
+                self._pending.append("never finished\\n")
+
+    with close_at_exit(Logger(State("run"), [JSONLinesLogger(), SignalInside("other.jsonl"), RecordsStatus()])) as logger:
+        logger.data_batch({"loss": 1.0})
+    print("not reached")
     """, tmp_path)
-    assert out.returncode == 0 and out.stdout == "own handler saw KILLED\n"
+    assert out.returncode == -signal.SIGTERM and out.stdout == ""
+    assert (tmp_path / "status.txt").read_text() == "KILLED"
+    assert (tmp_path / "run/metrics-rank0.jsonl").read_text().count("\n") == 1
 
 
 def test_a_sigterm_during_close_lets_the_close_finish_then_ends_the_process(tmp_path):

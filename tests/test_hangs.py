@@ -1,0 +1,216 @@
+"""Back ends that hang: every wait is bounded, `close()` says what was not delivered, SIGTERM still
+ends the process. Against real back ends: a loopback listener that accepts connections and never
+answers, a real `mlflow server` stopped with SIGSTOP, an S3 endpoint that never answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from composer_cfg import Logger, MLFlowLogger, ObjectStoreLogger, State, build_logger, exit_hooks
+from servers import Lines, MlflowServer, SilentListener, child_env, mlflow, mlflow_server, silent_listener  # noqa: F401
+
+MARGIN = 10.0  # seconds: generous, only the bound matters
+
+
+@pytest.fixture
+def hung_client_env(monkeypatch):
+    """MLflow's own HTTP client waits long and never retries: the bound under test is the logger's,
+    and a request left hanging in the background ends as soon as the back end drops it."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+
+def open_files_under(directory: Path) -> list[str]:
+    """The files under `directory` this process holds open."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(directory.resolve())):
+            found.append(target)
+    return found
+
+
+def next_batch(logger: Logger, data: dict) -> None:
+    """Log `data` for the batch in progress, end the batch (a flush point for flush_interval=1)."""
+    logger.data_batch(data)
+    logger.state.timestamp = logger.state.timestamp.to_next_batch()
+    logger.run_event("batch_end")
+
+
+# -- starting: build_logger against a tracking server that never answers ---------------------------
+
+
+def test_build_logger_against_a_silent_tracking_server_times_out_and_leaves_nothing_open(
+        silent_listener, hung_client_env, tmp_path):
+    handler_before = signal.getsignal(signal.SIGTERM)
+    # Streams as they are now (normally unpatched; a W&B run earlier in this process leaves its own
+    # patch of `write` on them, which must survive too).
+    writes_before = vars(sys.stdout).get("write"), vars(sys.stderr).get("write")
+    overrides = ["run_name=hang", "+logger/destinations=mlflow",
+                 f"logger.destinations.mlflow.tracking_uri={silent_listener.url}",
+                 "logger.destinations.mlflow.timeout=2"]
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as raised:
+        build_logger(overrides=overrides)
+    elapsed = time.monotonic() - start
+
+    assert str(raised.value) == (f"starting an MLflow run at {silent_listener.url} did not finish within 2 s "
+                                 f"(the back end did not answer)")
+    assert elapsed < 2 + MARGIN
+    assert silent_listener.accepted >= 1  # the request really reached the hung server
+    # Nothing stays open or installed: the FileLogger (which opened its file and captured the
+    # streams at INIT, before MLflow's start hung) was closed and its capture undone.
+    assert (vars(sys.stdout).get("write"), vars(sys.stderr).get("write")) == writes_before
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+    assert exit_hooks.guarded() == []  # the atexit hook went with the last guarded Logger
+    assert (tmp_path / "hang" / "logs-rank0.txt").exists()
+    assert open_files_under(tmp_path) == []
+
+
+# -- closing: a real server that stops answering mid-run -------------------------------------------
+
+
+def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_counts_what_was_not_delivered(
+        mlflow: MlflowServer, hung_client_env):
+    experiment = f"stopped-{uuid.uuid4().hex}"
+    destination = MLFlowLogger(tracking_uri=mlflow.url, experiment_name=experiment, flush_interval=1, timeout=1)
+    logger = Logger(State("stopped"), {"mlflow": destination})
+    logger.run_event("init")
+    client = MlflowClient(tracking_uri=mlflow.url)
+    for step in range(3):
+        next_batch(logger, {"loss": 1.0 / (step + 1), "acc": step / 10})
+    # Steps 0-2 were delivered and acknowledged before the server stops: requests run in order,
+    # so once a parameter logged after them is in the store, their delivery has returned.
+    logger.data_fit({"marker": "before the stop"})
+    deadline = time.monotonic() + 20
+    while "marker" not in client.get_run(destination.run_id).data.params and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(client.get_metric_history(destination.run_id, "loss")) == 3
+
+    with mlflow.stopped():
+        for step in range(3, 6):
+            start = time.monotonic()
+            next_batch(logger, {"loss": 1.0 / (step + 1), "acc": step / 10})
+            assert time.monotonic() - start < MARGIN  # logging only enqueues: training never waits
+        start = time.monotonic()
+        with pytest.raises(TimeoutError) as raised:
+            logger.close()
+        elapsed = time.monotonic() - start
+
+    # close waits `timeout` for the last requests, then `timeout` for ending the run: bounded.
+    assert elapsed < 2 * 1 + MARGIN
+    assert str(raised.value) == (f"sending the last requests to MLflow did not finish within 1 s (the back end "
+                                 f"did not answer); 6 metric value(s) were not delivered to {mlflow.url}")
+    assert raised.value.__notes__[-1] == ("raised by destination 'mlflow' in finalize: TimeoutError: ending the MLflow "
+                                          "run did not finish within 1 s (the back end did not answer)")
+    # The server works again once continued (the requests left in the background may land now).
+    assert mlflow.healthy()
+    assert client.get_run(destination.run_id).info.run_name == "stopped"
+
+
+# -- SIGTERM ends a process whose back end hangs ---------------------------------------------------
+
+SIGTERM_CHILD = """
+import sys, time
+from composer_cfg import build_logger, exit_hooks
+exit_hooks.SIGTERM_GRACE = 2
+logger = build_logger(overrides=["run_name=hung", "logger/destinations=[mlflow]",
+                                 "logger.destinations.mlflow.tracking_uri=" + sys.argv[1],
+                                 "logger.destinations.mlflow.timeout=60",
+                                 "logger.destinations.mlflow.flush_interval=1"])
+print("started", flush=True)
+step = 0
+while True:
+    logger.data_batch({"step": float(step)})
+    logger.state.timestamp = logger.state.timestamp.to_next_batch()
+    logger.run_event("batch_end")
+    print(step, flush=True)
+    step += 1
+    time.sleep(0.01)
+"""
+
+
+def wait_until(condition, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("hang", ["silent-server-at-start", "server-stopped-mid-run"])
+def test_sigterm_ends_the_process_even_when_the_back_end_hangs(request, tmp_path, hang, hung_client_env):
+    if hang == "silent-server-at-start":
+        back_end = request.getfixturevalue("silent_listener")
+    else:
+        back_end = request.getfixturevalue("mlflow")
+    with subprocess.Popen([sys.executable, "-c", SIGTERM_CHILD, back_end.url], cwd=tmp_path, env=child_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        try:
+            lines = Lines(child.stdout)
+            if isinstance(back_end, SilentListener):
+                wait_until(lambda: back_end.accepted >= 1)  # build_logger waits for the run to start
+                start = time.monotonic()
+                child.send_signal(signal.SIGTERM)
+                status = child.wait(15)
+            else:
+                assert lines.next() == "started"
+                lines.skip(3)
+                with back_end.stopped():
+                    lines.skip(3)  # a delivery is now stuck on the stopped server
+                    start = time.monotonic()
+                    child.send_signal(signal.SIGTERM)
+                    status = child.wait(15)
+            elapsed = time.monotonic() - start
+        finally:
+            if child.poll() is None:
+                child.kill()
+            stderr = child.stderr.read()
+    assert status == -signal.SIGTERM, stderr
+    assert elapsed < 15
+
+
+# -- an S3 endpoint that never answers -------------------------------------------------------------
+
+
+def test_object_store_close_is_bounded_against_a_silent_s3_endpoint_and_names_what_was_not_uploaded(
+        silent_listener, monkeypatch, tmp_path):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_ENDPOINT_URL_S3": silent_listener.url}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    store = ObjectStoreLogger("s3://bucket/runs", max_retries=0, close_timeout=2,
+                              storage_options={"skip_instance_cache": True,
+                                               "client_kwargs": {"endpoint_url": silent_listener.url}})
+    staging_root = tmp_path / "tmp"  # where the logger stages its copies (tempfile's directory)
+    staging_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging_root))
+    Path("a.txt").write_text("checkpoint a")
+    Path("b.txt").write_text("checkpoint b")
+    logger = Logger(State("silent"), {"store": store})
+    logger.run_event("init")
+    logger.file_artifact("epoch", "{run_name}/a.txt", "a.txt")
+    logger.file_artifact("epoch", "{run_name}/b.txt", "b.txt")
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as raised:
+        logger.close()
+    elapsed = time.monotonic() - start
+
+    assert elapsed < 2 + MARGIN
+    assert str(raised.value) == ("2 upload(s) to s3://bucket/runs did not finish within 2 s: "
+                                 "bucket/runs/silent/a.txt, bucket/runs/silent/b.txt")
+    assert silent_listener.accepted >= 1
+    assert list(staging_root.iterdir()) == []  # the staged copies are gone even so
