@@ -8,14 +8,18 @@ Ratios compare runs of this one process, so they hold across machines better tha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import tempfile
+import threading
+import time
 import timeit
 import tracemalloc
 from pathlib import Path
 
 from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LogLevel, State
+from composer_cfg.values import normalise
 
 BATCH = LogLevel.BATCH
 DATA = {"loss/train": 0.1234567, "accuracy": 0.875, "lr": 0.001, "trainer/global_step": 12}
@@ -51,10 +55,10 @@ def stdlib_logging(path: Path, number: int, repeat: int) -> float:
         handler.close()
 
 
-def file_logger(directory: Path, number: int, repeat: int, buffer_size: int) -> float:
+def file_logger(directory: Path, number: int, repeat: int, buffer_size: int, locked: bool = True) -> float:
     state = State("bench")
     destination = FileLogger(
-        str(directory / f"file-{buffer_size}.txt"),
+        str(directory / f"file-{buffer_size}-{locked}.txt"),
         log_level="batch",
         capture_stdout=False,
         capture_stderr=False,
@@ -63,6 +67,8 @@ def file_logger(directory: Path, number: int, repeat: int, buffer_size: int) -> 
     )
     with Logger(state, destination) as logger:
         logger.data_batch(DATA)  # open the file outside the timing
+        if not locked:
+            destination._lock = contextlib.nullcontext()  # what thread safety costs: its lock, nothing else
         return best_us("logger.data(BATCH, DATA)", number, repeat, logger=logger)
 
 
@@ -80,11 +86,41 @@ def in_memory_new_timestamps(number: int, repeat: int) -> float:
     )
 
 
-def jsonl_logger(directory: Path, number: int, repeat: int) -> float:
+def jsonl_logger(directory: Path, number: int, repeat: int, locked: bool = True) -> float:
     state = State("bench")
-    destination = JSONLinesLogger(str(directory / "metrics.jsonl"), overwrite=True)
+    destination = JSONLinesLogger(str(directory / f"metrics-{locked}.jsonl"), overwrite=True)
+    if not locked:
+        destination._lock = contextlib.nullcontext()
     with Logger(state, destination) as logger:
         return best_us("logger.data(BATCH, DATA)", number, repeat, logger=logger)
+
+
+def in_memory(number: int, repeat: int, locked: bool = True) -> float:
+    destination = InMemoryLogger()
+    if not locked:
+        destination._lock = contextlib.nullcontext()
+    return best_us("memory.data(BATCH, DATA)", number, repeat, memory=Logger(State("bench"), destination))
+
+
+def threads_file_logger(directory: Path, calls: int, threads: int) -> float:
+    """Microseconds per call when `threads` threads share one Logger -> FileLogger (wall time)."""
+    destination = FileLogger(str(directory / f"threads-{threads}.txt"), log_level="batch", capture_stdout=False,
+                             capture_stderr=False, buffer_size=-1, overwrite=True)
+    with Logger(State("bench"), destination) as logger:
+        logger.data_batch(DATA)
+        per_thread = calls // threads
+
+        def work() -> None:
+            for _ in range(per_thread):
+                logger.data(BATCH, DATA)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return (time.perf_counter() - started) / (per_thread * threads) * 1e6
 
 
 def bytes_per_scalar(calls: int) -> float:
@@ -118,15 +154,20 @@ def main() -> None:
             "Logger.data, 3 destinations filtering BATCH": best_us(
                 "filtered.data(BATCH, DATA)", number, repeat, filtered=filtered
             ),
+            "values.normalise (the flat, plain dict of every call)": best_us("normalise(DATA)", number, repeat),
             "Logger.data -> InMemoryLogger, same timestamp": best_us(
                 "memory.data(BATCH, DATA)", number, repeat, memory=memory
             ),
+            "  same, InMemoryLogger's lock removed": in_memory(number, repeat, locked=False),
             "Logger.data -> InMemoryLogger, new timestamp": in_memory_new_timestamps(number, repeat),
             "raw write loop (default buffering)": raw_write_loop(directory / "raw.txt", number, repeat, -1),
             "Logger.data -> FileLogger (buffer_size=-1)": file_logger(directory, number, repeat, -1),
+            "  same, FileLogger's lock removed": file_logger(directory, number, repeat, -1, locked=False),
+            "  same, 4 threads sharing the Logger (wall time per call)": threads_file_logger(directory, number, 4),
             "raw write loop (line buffered)": raw_write_loop(directory / "raw1.txt", number, repeat, 1),
             "Logger.data -> FileLogger (buffer_size=1, the default)": file_logger(directory, number, repeat, 1),
             "Logger.data -> JSONLinesLogger (flush_interval=100, the default)": jsonl_logger(directory, number, repeat),
+            "  same, JSONLinesLogger's lock removed": jsonl_logger(directory, number, repeat, locked=False),
             "stdlib logging.FileHandler": stdlib_logging(directory / "std.txt", number, repeat),
         }
     width = max(map(len, rows))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 import threading
@@ -258,7 +257,7 @@ class ObjectStoreLogger(LoggerDestination):
 
 def _unique_beside(path: Path) -> Path:
     """An unpredictable name next to `path`, for writing it before a rename."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.partial")
+    return path.with_name(f".{path.name}.{os.urandom(8).hex()}.partial")
 
 
 def _write_exclusively(source: Any, path: Path) -> None:
