@@ -15,11 +15,30 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 _STOP = object()
+_deadline: float | None = None  # time.monotonic() by which every wait must end (set on SIGTERM)
+#: Seconds that waiting for deliveries (post_close) leaves, under a deadline, for `finalize`:
+#: recording how the run ended matters more than one more upload.
+FINALIZE_RESERVE = 3.0
+
+
+def set_deadline(deadline: float | None) -> None:
+    """From now on no wait for a back end goes past `deadline` (a `time.monotonic()` value)."""
+    global _deadline
+    _deadline = deadline
+
+
+def budget(timeout: float | None, reserve: float = 0.0) -> float | None:
+    """`timeout`, cut to end `reserve` seconds before the deadline when one is set (never < 0)."""
+    if _deadline is None:
+        return timeout
+    left = max(0.0, _deadline - reserve - time.monotonic())
+    return left if timeout is None else min(timeout, left)
 
 
 class BackgroundWorker:
@@ -72,11 +91,13 @@ class BackgroundWorker:
                 future.set_result(result)
 
 
-def wait(what: str, future: Future[Any], timeout: float) -> Any:
-    """`future`'s result, waiting at most `timeout` seconds; `TimeoutError` naming `what` after that."""
+def wait(what: str, future: Future[Any], timeout: float, reserve: float = 0.0) -> Any:
+    """`future`'s result, waiting at most `timeout` seconds (less when a SIGTERM set a deadline:
+    see `budget`, with `reserve`); `TimeoutError` naming `what` after that."""
+    allowed = budget(timeout, reserve)
     try:
-        return future.result(timeout)
+        return future.result(allowed)
     except FutureTimeout:
         if future.done():  # the call itself raised a TimeoutError (the same class on Python >= 3.11)
             raise
-        raise TimeoutError(f"{what} did not finish within {timeout:g} s (the back end did not answer)") from None
+        raise TimeoutError(f"{what} did not finish within {allowed:.3g} s (the back end did not answer)") from None

@@ -30,6 +30,8 @@ class LoggerDestination:
       destination with a lock of its own, as `logging` does for a handler. A destination that
       locks what it needs itself says True.
     * `flush_schedule`: when the Logger calls `flush` after an event (see `FlushSchedule`).
+    * `remote`: its back end may be slow or unreachable (a server, an object store): it is closed
+      after the local destinations, so a hung server never keeps a local file from its last flush.
     * `check_config`: rules across several constructor parameters, checked with the config.
 
     The lifecycle: built; ``init`` (`Event.INIT`, or the first call); the run's events and
@@ -47,6 +49,7 @@ class LoggerDestination:
     log_level: LogLevel | None = None
     rank_zero_only: bool = False
     thread_safe: ClassVar[bool] = False
+    remote: ClassVar[bool] = False
     flush_schedule: FlushSchedule | None = None
 
     @classmethod

@@ -1,11 +1,12 @@
-"""How a `Logger` reports a destination that raises: once per streak, and never by hiding another.
+"""How a `Logger` reports a destination that raises: each distinct failure once, counted after.
 
 A destination that keeps failing the same way (a full disk, a dead server) would otherwise raise
-on every call of a training loop. Its first failure is raised; the same failure again gets one
-warning and is then counted silently, until the destination succeeds at the kind of call that
-failed (a filtered level or a no-op hook proves nothing) or fails differently (a different error
-is always raised). At close, the count is reported. Errors about the call itself (`TypeError`,
-`ValueError`: bad data, a bad key) are raised every time.
+on every call of a training loop. Each *distinct* failure of a destination (same type, same
+message) is raised the first time; when it happens again one warning says so, and from then on
+it is only counted. A different error is always raised. At close, how often each failure
+repeated is reported. Whether a call in between "succeeded" proves nothing (a buffered write or
+a no-op hook touches no disk), so it does not reset anything. Errors about the call itself
+(`TypeError`, `ValueError`: bad data, a bad key) are raised every time.
 """
 
 from __future__ import annotations
@@ -17,44 +18,33 @@ LOG = logging.getLogger("composer_cfg")
 ALWAYS_RAISED = (TypeError, ValueError)
 
 
-class FailureStreak:
-    """The failure one destination keeps repeating, if any."""
+class FailureLedger:
+    """The failures one destination has raised so far, and how often each repeated."""
 
-    __slots__ = ("name", "signature", "what", "repeats")
+    __slots__ = ("name", "repeats")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.signature: tuple[type, str] | None = None
-        self.what = ""  # the kind of call that started the streak ("log_data", "epoch_end"...)
-        self.repeats = 0
+        self.repeats: dict[tuple[type, str], int] = {}
 
     def is_new(self, error: Exception, what: str) -> bool:
-        """Record `error`; True if it must be raised, False if it repeats the current streak."""
+        """Record `error`; True if it must be raised, False if this failure was raised before."""
         if isinstance(error, ALWAYS_RAISED):
             return True
         signature = (type(error), str(error))
-        if signature != self.signature:
-            self.end()
-            self.signature, self.what = signature, what
-            return True
-        self.repeats += 1
-        if self.repeats == 1:
-            LOG.warning("destination %r failed again in %s (%s: %s); the same failure is not raised again until "
-                        "the destination succeeds or fails differently", self.name, what, type(error).__name__, error)
-        return False
+        count = self.repeats.get(signature)
+        self.repeats[signature] = 0 if count is None else count + 1
+        if count == 0:
+            LOG.warning("destination %r failed again in %s (%s: %s); this failure is not raised again, only "
+                        "counted (the count is reported at close)", self.name, what, type(error).__name__, error)
+        return count is None
 
-    def succeeded(self, what: str) -> None:
-        """A call of kind `what` to the destination succeeded: that ends a streak it started."""
-        if what == self.what:
-            self.end()
-
-    def end(self) -> None:
-        """The streak is over: say how often its failure was suppressed."""
-        if self.repeats:
-            LOG.warning("destination %r: the failure %s: %s repeated %d more time(s) without being raised",
-                        self.name, self.signature[0].__name__, self.signature[1], self.repeats)  # type: ignore[index]
-        self.signature = None
-        self.repeats = 0
+    def report(self) -> None:
+        """Say how often each failure repeated without being raised."""
+        for (kind, text), count in self.repeats.items():
+            if count:
+                LOG.warning("destination %r: the failure %s: %s repeated %d more time(s) without being raised",
+                            self.name, kind.__name__, text, count)
 
 
 def raise_first(failures: list[tuple[str, str, Exception]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 from composer_cfg import exit_hooks
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.events import Event
-from composer_cfg.failures import FailureStreak, raise_first
+from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
@@ -56,9 +56,12 @@ class Logger:
             level: (level, tuple((m, m.log_data) for m in self._members if _takes(m.destination, level)))
             for level in LogLevel
         }
+        # Destinations whose back end may be slow or unreachable close after the local ones.
+        self._close_order = tuple(sorted(self._members, key=lambda m: m.destination.remote))
         self._phase = _OPEN
+        self._closer: int | None = None  # the thread running close
+        self._closed = threading.Event()
         self._lock = threading.Lock()
-        self._streaks = 0  # members currently in a failure streak (checked on the hot path)
 
     @property
     def state(self) -> State:
@@ -92,8 +95,8 @@ class Logger:
             except Exception as error:  # the other destinations still get the call
                 failure = (member, "log_data", error)
                 failures = [failure] if failures is None else [*failures, failure]
-        if failures is not None or self._streaks:
-            raise_first(self._settle([m for m, _ in routes], failures or [], "log_data"))
+        if failures is not None:
+            raise_first(self._new(failures))
 
     def data_fit(self, data: dict[str, Any]) -> None:
         """`data(LogLevel.FIT, data)`."""
@@ -163,28 +166,41 @@ class Logger:
 
     def close(self, status: RunStatus | str | None = None) -> None:
         """End the run: every destination's ``close``, then ``post_close`` (those that closed
-        cleanly), then ``finalize(status)``. Idempotent; data calls after it raise.
+        cleanly), then ``finalize(status)``; local destinations before those declared `remote`.
+        Idempotent: a second call returns once the first has finished. Data calls after it raise.
 
         `status`: how the run ended (default FINISHED). ``with logger:`` passes FAILED for an
         exception and KILLED for an interrupt.
         """
         with self._lock:
-            if self._phase != _OPEN:
-                return
-            self._phase = _CLOSING
+            closer = self._closer
+            if closer is None:
+                self._phase, self._closer = _CLOSING, threading.get_ident()
+        if closer is not None:
+            if closer != threading.get_ident():
+                self._closed.wait()  # another thread is closing: done when it is
+            return
         status = RunStatus.FINISHED if status is None else RunStatus.parse(status)
         self._routes = _ClosedRoutes()
-        state = self._state
+        state, members = self._state, self._close_order
         try:
-            closed, failures = self._each(lambda m: m.close(state, self), self._members, "close")
-            failures += self._each(lambda m: m.post_close(), closed, "post_close")[1]
-            failures += self._each(lambda m: m.finalize(status), self._members, "finalize")[1]
-            new = self._settle((), failures, "close")
-            for member in self._members:
-                member.streak.end()  # says how often a suppressed failure repeated
+            with exit_hooks.closing():
+                try:
+                    closed, failures = self._each(lambda m: m.close(state, self), members, "close")
+                    failures += self._each(lambda m: m.post_close(), closed, "post_close")[1]
+                    failures += self._each(lambda m: m.finalize(status), members, "finalize")[1]
+                    new = self._new(failures)
+                    for member in members:
+                        member.ledger.report()
+                    if exit_hooks.terminating():  # the process ends next: say now what went wrong
+                        for name, what, error in new:
+                            LOG.error("closing destination %r after SIGTERM: %s failed: %s: %s", name, what,
+                                      type(error).__name__, error)
+                finally:
+                    self._phase = _CLOSED
+                    self._closed.set()
         finally:
-            self._phase = _CLOSED
-            exit_hooks.forget(self)
+            exit_hooks.forget(self)  # after a SIGTERM, the last guarded Logger to close ends the process
         raise_first(new)
 
     def __enter__(self) -> Logger:
@@ -208,10 +224,10 @@ class Logger:
     # -- internals ---------------------------------------------------------------------------
 
     def _call_each(self, what: str, call: Callable[[_Member], None]) -> None:
-        """Call `call` on every active destination; settle failures (see `composer_cfg.failures`)."""
+        """Call `call` on every active destination; raise the failures that are news."""
         _, failures = self._each(call, self._members, what)
-        if failures or self._streaks:
-            raise_first(self._settle(self._members, failures, what))
+        if failures:
+            raise_first(self._new(failures))
 
     def _each(
         self, call: Callable[[_Member], None], members: Iterable[_Member], what: str
@@ -226,33 +242,21 @@ class Logger:
                 failures.append((member, what, error))
         return done, failures
 
-    def _settle(
-        self, called: Iterable[_Member], failures: list[tuple[_Member, str, Exception]], what: str
-    ) -> list[tuple[str, str, Exception]]:
-        """Tell the streaks of the members called with `what` that did not fail; return the failures
-        that are news (as name, method, error), in order."""
-        failed = {id(member) for member, _, _ in failures}
-        new = []
+    def _new(self, failures: list[tuple[_Member, str, Exception]]) -> list[tuple[str, str, Exception]]:
+        """The failures that are news (see `composer_cfg.failures`), as (name, method, error)."""
         with self._lock:
-            for member in called:
-                if id(member) not in failed and member.streak.signature is not None:
-                    member.streak.succeeded(what)
-            for member, what, error in failures:
-                if member.streak.is_new(error, what):
-                    new.append((member.name, what, error))
-            self._streaks = sum(member.streak.signature is not None for member in self._members)
-        return new
+            return [(member.name, what, error) for member, what, error in failures if member.ledger.is_new(error, what)]
 
 
 class _Member:
     """One destination as the Logger holds it: its name, its policies read once, its bound
-    methods (behind a lock of its own unless it declares itself thread-safe), its failure streak."""
+    methods (behind a lock of its own unless it declares itself thread-safe), its failures."""
 
     def __init__(self, name: str, destination: LoggerDestination) -> None:
         self.name = name
         self.destination = destination
         self.schedule = destination.flush_schedule
-        self.streak = FailureStreak(name)
+        self.ledger = FailureLedger(name)
         lock = None if destination.thread_safe else threading.RLock()
         for method in ("log_data", "log_file_artifact", "run_event", "flush", "close", "post_close", "finalize"):
             bound = getattr(destination, method)

@@ -128,6 +128,16 @@ def local_root(url: str) -> Path | None:
     return Path(path or ".").expanduser().resolve()
 
 
+class BufferSizeParam:
+    """A text file's buffering: -1 (the system default), 1 (line buffered) or a size in bytes > 1."""
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):
+            raise ConfigError(f"{key}: expected -1 (the system default), 1 (line buffered) or a size in bytes, "
+                              f"got {value!r}")
+        return value
+
+
 class LevelParam:
     def check(self, key: str, value: Any, world_size: int) -> LogLevel:
         try:
@@ -145,6 +155,7 @@ TimedArtifactTemplate = Annotated[str, TemplateParam(TIME_FIELDS, artifact=True)
 #: The root URL of a store (see `StoreRoot`).
 StoreURL = Annotated[str, StoreRoot()]
 PositiveInt = Annotated[int, POSITIVE_INT]
+BufferSize = Annotated[int, BufferSizeParam()]
 NonNegativeInt = Annotated[int, NON_NEGATIVE_INT]
 PositiveFloat = Annotated[float, POSITIVE]
 NonNegativeFloat = Annotated[float, NON_NEGATIVE]

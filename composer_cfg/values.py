@@ -36,7 +36,8 @@ MAX_ITEMS = 100_000
 
 def normalise(data: Any) -> dict[str, Any]:
     """The data a `Logger` hands to its destinations: see the module's docstring."""
-    if type(data) is dict and _STR.issuperset(map(type, data)) and PLAIN_SCALARS.issuperset(map(type, data.values())):
+    if (type(data) is dict and len(data) <= MAX_ITEMS and _STR.issuperset(map(type, data))
+            and PLAIN_SCALARS.issuperset(map(type, data.values()))):
         return data
     if not isinstance(data, Mapping):
         raise TypeError(f"log data must be a mapping of names to values, got {type(data).__name__}: {_short(data)}")
@@ -46,7 +47,7 @@ def normalise(data: Any) -> dict[str, Any]:
 def _mapping(data: Mapping[Any, Any], path: str, parents: tuple[int, ...]) -> dict[str, Any]:
     parents = _enter(data, path, parents)
     result = {}
-    for key, value in data.items():
+    for key, value in _bounded(data, path).items():
         if type(key) is not str:
             if not isinstance(key, str):
                 where = f" in the value of {path!r}" if path else ""
@@ -112,8 +113,9 @@ def _host_copy(value: Any) -> Any:
 def _bounded(container: Any, path: str) -> Any:
     size = len(container) if hasattr(container, "__len__") else 0
     if size > MAX_ITEMS:
-        raise ValueError(f"log data value for key {path!r} is too large to log ({size:,} items, at most "
-                         f"{MAX_ITEMS:,}): log a summary, or save it to a file and log a file artifact")
+        where = f"log data value for key {path!r}" if path else "log data"
+        raise ValueError(f"{where} is too large to log ({size:,} items, at most {MAX_ITEMS:,}): log a summary, "
+                         f"or save it to a file and log a file artifact")
     return container
 
 
@@ -132,9 +134,13 @@ def _short(value: Any) -> str:
 
 
 def scalar(value: Any) -> float | None:
-    """`value` as a float if it is one number (int, float, numpy scalar, one-element tensor)."""
+    """`value` as a float if it is one number a float can hold (int, float, numpy scalar,
+    one-element tensor); None otherwise (an int too large for a float included)."""
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         return float(value.item()) if value.numel() == 1 else None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, FileLogger, Logger, LogLevel, State, TrainingLoop
+from composer_cfg import ConfigError, FileLogger, Logger, LogLevel, State, TrainingLoop, build_logger
 from conftest import Recorder, ranks
 
 
@@ -270,3 +270,23 @@ def test_four_processes_write_four_separate_files(tmp_path):
         text = lines(tmp_path / "shared_run" / f"logs-rank{rank}.txt")
         expected = [f'[BATCH][batch={b}]: {{ "rank": {rank}, "batch": {b}, }}' for b in range(100)]
         assert text == expected + [f"[stdout]: done on rank {rank}"]
+
+
+def test_a_progress_bar_drawn_with_carriage_returns_is_one_line_of_what_it_shows_last():
+    """What a terminal shows, at the cost of one line however many updates (not quadratic)."""
+    with Logger(State("run"), FileLogger(capture_stderr=False)) as logger:
+        logger.run_event("init")
+        for percent in range(0, 100_001):
+            sys.stdout.write(f"\rdownloading {percent / 1000:.1f}%")
+        sys.stdout.write("\n")
+        print("done\r\nnext")
+    assert lines("run/logs-rank0.txt") == ["[stdout]: downloading 100.0%", "[stdout]: done", "[stdout]: next"]
+
+
+def test_an_unbuffered_text_file_is_a_config_error_before_anything_is_created():
+    with pytest.raises(ConfigError) as caught:
+        build_logger(overrides=["run_name=run", "logger.destinations.file.buffer_size=0"])
+    assert caught.value.problems == [
+        "logger.destinations.file.buffer_size: expected -1 (the system default), 1 (line buffered) or a size in "
+        "bytes, got 0 (from command line 'logger.destinations.file.buffer_size=0')"]
+    assert not Path("run").exists()

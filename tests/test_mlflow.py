@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from composer_cfg import Logger, MLFlowLogger, State, TrainingLoop, build_logger
+from composer_cfg import Logger, LogLevel, MLFlowLogger, State, TrainingLoop, build_logger
 from conftest import Recorder, ranks
 from servers import Lines, child_env, mlflow, mlflow_server  # noqa: F401 - fixtures
 
@@ -60,7 +60,7 @@ def test_metrics_params_artifacts_and_status_read_back(caplog):
     assert Path(local).read_text() == "w"
     assert caplog.messages == [
         "MLFlowLogger: parameter 'notes' truncated to MLflow's limits (key 250, value 6000 chars)",
-        "MLFlowLogger: 'phase' is not a number (str); it is not logged as a metric",
+        "MLFlowLogger: 'phase' is not a number MLflow can store (str); it is not logged as a metric",
     ]
 
 
@@ -317,8 +317,8 @@ for step in range(5):
     logger.state.timestamp = logger.state.timestamp.to_next_batch()
 
 def land_sigterm(frame, event, arg):
-    # The signal arrives as MLFlowLogger.log_data appends the call's metrics to its queue.
-    if event == "c_call" and arg.__name__ == "extend" and frame.f_code.co_name == "log_data" \\
+    # The signal arrives as MLFlowLogger appends the call's metrics to its queue, under its lock.
+    if event == "c_call" and arg.__name__ == "extend" and frame.f_code.co_name == "_enqueue" \\
             and frame.f_code.co_filename.endswith("mlflow.py"):
         sys.setprofile(None)
         print("SIGTERM sent from inside log_data", flush=True)
@@ -383,3 +383,48 @@ def test_forty_loggers_with_their_own_sqlite_stores_fit_in_64_file_descriptors(t
         assert run.info.run_name == f"job{job}"
         assert run.info.status == "FINISHED" and run.data.metrics == {"x": float(job)}
         client._tracking_client.store.engine.dispose()
+
+
+def test_parameters_logged_while_the_server_is_down_reach_it_once_it_is_back(mlflow, monkeypatch):
+    """Parameters wait in the queue like metrics: a failed request is sent again, and logging the
+    same value again does not put a key twice in one request (the server would refuse it)."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    destination = MLFlowLogger(tracking_uri=mlflow.url, experiment_name=f"params-{uuid.uuid4().hex}", timeout=10)
+    logger = Logger(State("params"), {"mlflow": destination})
+    logger.run_event("init")
+    mlflow.terminate()
+    for _ in range(2):
+        logger.data_fit({"lr": 0.1, "batch_size": 32})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the failed request is reported at a flush point
+        try:
+            logger.run_event("epoch_end")
+            time.sleep(0.05)
+        except MlflowException:
+            break
+    mlflow.start()
+    logger.data_batch({"loss": 0.5})
+    logger.close()
+    run = MlflowClient(tracking_uri=mlflow.url).get_run(destination.run_id)
+    assert run.data.params == {"lr": "0.1", "batch_size": "32"} and run.data.metrics == {"loss": 0.5}
+
+
+def test_an_int_too_large_for_a_float_is_skipped_and_the_other_metrics_kept(caplog):
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        with Logger(State("ml_run"), MLFlowLogger()) as logger:
+            logger.data_batch({"a": 1.0, "tokens_seen": 10**400, "c": 2.0})
+    assert the_run(store()).data.metrics == {"a": 1.0, "c": 2.0}
+    assert "MLFlowLogger: 'tokens_seen' is not a number MLflow can store (int); it is not logged as a metric" \
+        in caplog.messages
+
+
+def test_data_arriving_once_close_has_started_is_refused_not_silently_dropped():
+    destination = MLFlowLogger()
+    logger = Logger(State("ml_run"), destination)
+    logger.data_batch({"a": 1.0})
+    destination.close(logger.state, logger)  # what a close in another thread does first
+    with pytest.raises(RuntimeError, match="is closed: it takes no more data"):
+        destination.log_data(logger.state, LogLevel.BATCH, {"a": 2.0})
+    logger.close()
+    assert history(store(), the_run(store()).info.run_id, "a") == [(0, 1.0)]

@@ -226,6 +226,34 @@ def test_a_killed_process_leaves_no_partial_object(s3, tmp_path, where):
             fs.rm("bucket/k/big.bin", recursive=False) if fs.exists("bucket/k/big.bin") else None
 
 
+ENDS_WITHOUT_CLOSE = """
+import sys
+from pathlib import Path
+from composer_cfg import build_logger
+logger = build_logger(overrides=["run_name=exits", "logger/destinations=[file,object_store]",
+                                 "logger.destinations.file.log_level=batch",
+                                 "logger.destinations.object_store.url=s3://bucket/runs"])
+for step in range(3):
+    logger.data_batch({"step": step})
+Path("ckpt.bin").write_bytes(b"x" * 5_000_000)
+logger.file_artifact("epoch", "{run_name}/ckpt.bin", "ckpt.bin")
+if sys.argv[1] == "raise":
+    raise RuntimeError("diverged")
+"""
+
+
+@pytest.mark.parametrize("ending", ["return", "raise"])
+def test_the_last_uploads_of_a_run_that_ends_without_close_reach_s3(s3, tmp_path, ending):
+    """The exit hook runs before concurrent.futures stops its executors, which s3fs needs."""
+    _, fs, _ = s3
+    out = subprocess.run([sys.executable, "-c", ENDS_WITHOUT_CLOSE, ending], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == (0 if ending == "return" else 1), out.stderr
+    fs.invalidate_cache()
+    assert fs.cat("bucket/runs/exits/logs-rank0.txt") == (tmp_path / "exits/logs-rank0.txt").read_bytes()
+    assert fs.size("bucket/runs/exits/ckpt.bin") == 5_000_000
+
+
 def test_selected_from_the_config_with_the_demo_checkpoints(tmp_path):
     overrides = ["run_name=cfg", "logger/destinations=[object_store]",
                  f"logger.destinations.object_store.url={tmp_path / 'bucket'}"]

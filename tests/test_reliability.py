@@ -130,8 +130,8 @@ def test_a_full_disk_is_reported_once_and_the_others_keep_logging(caplog):
             logger.data_batch({"i": i})
     assert [entry[2] for entry in memory.data["i"]] == list(range(100))
     assert caplog.messages == [
-        "destination 'full_disk' failed again in log_data (OSError: [Errno 28] No space left on device); the same "
-        "failure is not raised again until the destination succeeds or fails differently"]
+        "destination 'full_disk' failed again in log_data (OSError: [Errno 28] No space left on device); this "
+        "failure is not raised again, only counted (the count is reported at close)"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="composer_cfg"):
         logger.close()  # the disk is still full: the failure stays suppressed, its count is reported

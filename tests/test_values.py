@@ -447,3 +447,13 @@ def test_a_flat_dict_holding_a_float_subclass_is_not_passed_through():
             logger.data_batch(data)
     received = [call[2] for call in recorder.calls if call[0] == "data"]
     assert all(r is not data and type(r["loss"]) is float and r == {"loss": 0.5} for r in received)
+
+
+def test_a_mapping_of_more_than_100000_items_is_refused_like_a_list_by_every_destination():
+    memory = InMemoryLogger()
+    logger = Logger(State("run"), {"memory": memory, "jsonl": JSONLinesLogger()})
+    for data in ({f"k{i}": i for i in range(100_001)}, {"x": {f"k{i}": i for i in range(100_001)}}):
+        with pytest.raises(ValueError, match=r"is too large to log \(100,001 items, at most 100,000\)"):
+            logger.data_batch(data)
+    logger.close()
+    assert memory.most_recent_values == {} and not Path("run").exists()

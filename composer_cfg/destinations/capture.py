@@ -37,11 +37,14 @@ _lock = threading.Lock()
 
 
 def start(name: str, sink: Sink) -> tuple[TextIO, Sink] | None:
-    """Send everything written to ``sys.<name>`` to `sink` too; None if the stream can not be patched.
+    """Send everything written to ``sys.<name>`` to `sink` too; None if there is no such stream
+    (``pythonw``, a closed descriptor) or it can not be patched.
 
     The sink must not raise: it runs inside the program's own ``print``.
     """
-    stream = getattr(sys, name)
+    stream = getattr(sys, name, None)
+    if stream is None or not callable(getattr(stream, "write", None)):
+        return None
     with _lock:
         patch = _patches.get(id(stream))
         if patch is None:
@@ -94,30 +97,61 @@ class LineAssembler:
 
     ``print("x")`` writes ``"x"`` and ``"\\n"`` separately; a piece without a line break waits
     for the rest of its line *from the same thread*, so two threads printing at once never share
-    a line. A line that is only a line break gets no prefix. Callers hold their own lock.
+    a line. A line that is only a line break gets no prefix. A carriage return rewinds the line,
+    as on a terminal: of a progress bar drawn with ``\\r`` only what it shows last is kept (and
+    its updates cost no more than one line). A line growing past `MAX_LINE` characters without a
+    break is written out in parts. Callers hold their own lock.
     """
+
+    MAX_LINE = 65536
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.waiting = 0  # threads with an unfinished line
-        self._partial: dict[int, str] = {}
+        self._partial: dict[int, list[str]] = {}  # thread -> pieces of its unfinished line
+        self._sizes: dict[int, int] = {}
 
     def feed(self, text: str) -> str:
         """The whole lines `text` completes (prefixed, each ending in a line break), as one string."""
         thread = threading.get_ident()
-        head = self._partial.pop(thread, "")
-        text = head + text
-        end = text.rfind("\n") + 1
-        if end < len(text):
-            self._partial[thread] = text[end:]
+        if "\r\n" in text:
+            text = text.replace("\r\n", "\n")
+        end = text.rfind("\n")
+        if end < 0:
+            return self._wait(thread, text)
+        lines = (self._take(thread) + text[:end]).split("\n")
+        if end + 1 < len(text):
+            self._wait(thread, text[end + 1 :])
         self.waiting = len(self._partial)
-        if not end:
-            return ""
-        return "".join(f"{self.prefix}{line}\n" if line else "\n" for line in text[: end - 1].split("\n"))
+        return "".join(self._line(line) for line in lines)
 
     def finish(self, thread: int | None = None) -> str:
         """End the unfinished line of `thread` (of every thread if None) with a line break."""
         threads = list(self._partial) if thread is None else [thread] if thread in self._partial else []
-        lines = "".join(f"{self.prefix}{self._partial.pop(t)}\n" for t in threads)
+        lines = "".join(self._line(self._take(t)) for t in threads)
         self.waiting = len(self._partial)
         return lines
+
+    def _wait(self, thread: int, piece: str) -> str:
+        """Keep `piece` for `thread`'s line; return the line if it grew too long to keep."""
+        if "\r" in piece:  # the line rewinds: what came before is drawn over
+            self._partial[thread], self._sizes[thread] = [], 0
+            piece = _shown(piece)
+        self._partial.setdefault(thread, []).append(piece)
+        self._sizes[thread] = self._sizes.get(thread, 0) + len(piece)
+        self.waiting = len(self._partial)
+        return self.finish(thread) if self._sizes[thread] > self.MAX_LINE else ""
+
+    def _take(self, thread: int) -> str:
+        self._sizes.pop(thread, None)
+        return "".join(self._partial.pop(thread, ()))
+
+    def _line(self, line: str) -> str:
+        if "\r" in line:
+            line = _shown(line)
+        return f"{self.prefix}{line}\n" if line else "\n"
+
+
+def _shown(text: str) -> str:
+    """What a terminal shows last of text with carriage returns: its last non-empty segment."""
+    return next((segment for segment in reversed(text.split("\r")) if segment), "")

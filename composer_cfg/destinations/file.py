@@ -12,7 +12,15 @@ from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int
+from composer_cfg.params import (
+    ArtifactTemplate,
+    BufferSize,
+    BufferSizeParam,
+    FileTemplate,
+    Level,
+    PositiveInt,
+    positive_int,
+)
 from composer_cfg.state import State
 
 if TYPE_CHECKING:
@@ -58,14 +66,14 @@ class FileLogger(LoggerDestination):
         *,
         capture_stdout: bool = True,
         capture_stderr: bool = True,
-        buffer_size: int = 1,
+        buffer_size: BufferSize = 1,
         log_level: Level = LogLevel.EPOCH,
         log_interval: PositiveInt = 1,
         flush_interval: PositiveInt = 100,
         overwrite: bool = False,
     ) -> None:
+        self.buffer_size = BufferSizeParam().check("buffer_size", buffer_size)
         self._run_file = RunFile("log file", filename, artifact_name, overwrite=overwrite, buffering=buffer_size)
-        self.buffer_size = buffer_size
         self.log_level = LogLevel.parse(log_level)
         self.log_interval = positive_int("log_interval", log_interval)
         # The one level whose calls log_interval thins out (FIT calls are always written).

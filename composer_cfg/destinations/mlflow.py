@@ -11,11 +11,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from composer_cfg.background import BackgroundWorker, wait
+from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, wait
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import Level, PositiveFloat, PositiveInt, positive_int
+from composer_cfg.params import POSITIVE, Level, PositiveFloat, PositiveInt, positive_int
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import DIST_FIELDS, Template
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from composer_cfg.logger import Logger
 
 LOG = logging.getLogger("composer_cfg")
-MAX_METRICS_PER_BATCH = 1000  # a tracking server's per-request limits
+MAX_ENTITIES_PER_BATCH = 1000  # a tracking server's per-request limits
 MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
@@ -43,22 +43,25 @@ class MLFlowLogger(LoggerDestination):
         log_level: threshold. EPOCH and BATCH numbers become metrics; FIT data becomes
             parameters (nested dicts flattened with ``/``; keys over 250 and values over 6000
             characters truncated, with a warning).
-        flush_interval: metrics are sent with ``log_batch`` every n batches (at ``batch_end``),
-            at epoch end and at close: one request per interval, not per value.
+        flush_interval: queued metrics are sent with ``log_batch`` every n batches (at
+            ``batch_end``), at epoch end and at close: one request per interval, not per value.
         rank_zero_only: only global rank 0 talks to the tracking store.
         tags: tags of the MLflow run.
-        timeout: the longest, in seconds, the training thread waits for the tracking store in one
-            operation (starting the run, and at close: delivering what is left, ending the run).
+        timeout: the longest, in seconds, the training thread waits for the tracking store: when
+            the run starts at `Event.INIT`, and in all at close (delivering what is left, then
+            ending the run).
 
-    Every request runs on a background thread: logging only enqueues, so a slow or hung server
-    never stalls training. A metric name MLflow refuses (``acc@1``, a 300-character name) is a
-    `ValueError` at the call that logs it, naming it; the call's other metrics are kept. Metrics
-    leave the queue only once the store has taken them, so a failed or interrupted request is
-    sent again (MLflow ignores exact duplicates). `finalize` ends the run FINISHED, FAILED or
-    KILLED and releases the store's database connections.
+    Every request runs in order on a background thread: logging only enqueues, so a slow or hung
+    server never stalls training (a run started by a first data call, without INIT, does not even
+    wait for the run to be created). A metric name MLflow refuses (``acc@1``, a 300-character
+    name) is a `ValueError` at the call that logs it, naming it; the call's other metrics are
+    kept. Metrics and parameters leave the queue only once the store has taken them, so a failed
+    or interrupted request is sent again at the next flush (MLflow ignores exact duplicates).
+    `finalize` ends the run FINISHED, FAILED or KILLED and releases the store's connections.
     """
 
     thread_safe = True
+    remote = True
 
     def __init__(
         self,
@@ -80,24 +83,27 @@ class MLFlowLogger(LoggerDestination):
         self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH)
         self.rank_zero_only = bool(rank_zero_only)
         self.tags = dict(tags or {})
-        self.timeout = float(timeout)
+        self.timeout = float(POSITIVE.check("timeout", timeout))
         self.run_id: str | None = None
         self.tracking_uri: str | None = None
         self._client: Any = None
         self._worker = BackgroundWorker("mlflow")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queues and the flags below
         self._start_lock = threading.Lock()
-        self._outbox: list[Any] = []  # metrics not yet taken by the store, oldest first
+        self._started: Future[Any] | None = None  # creating the run, on the worker
+        self._params: list[Any] = []  # parameters not yet taken by the store, oldest first
+        self._metrics: list[Any] = []  # metrics likewise
         self._delivering = False  # a delivery is queued or running on the worker
         self._last_request: Future[Any] | None = None
         self._failure: Exception | None = None  # a request that failed, to report on this thread
+        self._closing = False  # close started: no more data (artifacts still, until finalize)
+        self._close_started = 0.0
+        self._finished = False
         self._valid_keys: set[str] = set()
-        self._params: dict[str, str] = {}
+        self._param_values: dict[str, str] = {}
         self._artifacts: set[str] = set()
         self._skipped: set[str] = set()
         self._staging: Path | None = None
-        self._closing = False  # close started: no more data (artifacts still, until finalize)
-        self._finished = False
 
     def can_log_file_artifacts(self) -> bool:
         return True
@@ -108,9 +114,7 @@ class MLFlowLogger(LoggerDestination):
     # -- data --------------------------------------------------------------------------------
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        if self._closing:  # a call still in flight when the Logger closed: nothing would send it
-            raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: it takes no more data")
-        self._start(state)
+        self._start(state, block=False)
         if log_level is LogLevel.FIT:
             self._log_params(data)
             return
@@ -125,11 +129,16 @@ class MLFlowLogger(LoggerDestination):
                 self._skip(key, value)
             elif key in self._valid_keys or self._accepts_metric(key, refused):
                 metrics.append(Metric(key, number, now, step))
-        with self._lock:
-            self._outbox.extend(metrics)
+        self._enqueue(self._metrics, metrics)
         if refused:
             raise ValueError(f"MLflow refuses the metric name(s) {', '.join(refused)}; the call's other "
                              f"metrics were logged")
+
+    def _enqueue(self, queue: list[Any], items: list[Any]) -> None:
+        with self._lock:
+            if self._closing:  # a call still in flight when the Logger closed: nothing would send it
+                raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: it takes no more data")
+            queue.extend(items)
 
     def _accepts_metric(self, key: str, refused: list[str]) -> bool:
         from mlflow.utils.validation import _validate_metric  # MLflow's own rules, as its store applies them
@@ -145,7 +154,8 @@ class MLFlowLogger(LoggerDestination):
     def _skip(self, key: str, value: Any) -> None:
         if key not in self._skipped:
             self._skipped.add(key)
-            LOG.warning("MLFlowLogger: %r is not a number (%s); it is not logged as a metric", key, type(value).__name__)
+            LOG.warning("MLFlowLogger: %r is not a number MLflow can store (%s); it is not logged as a metric",
+                        key, type(value).__name__)
 
     def _log_params(self, data: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -163,23 +173,22 @@ class MLFlowLogger(LoggerDestination):
                 refused.append(f"{key!r} ({_first_sentence(error)})")
                 continue
             with self._lock:
-                known = self._params.get(key)
-                if known is None:
-                    self._params[key] = text
-            if known is None:
+                known = self._param_values.setdefault(key, text)
+            if known is text:
                 params.append(Param(key, text))
             elif known != text:
                 LOG.warning("MLFlowLogger: parameter %r was already logged as %r; MLflow parameters can not "
                             "change, so %r is not logged", key, known, text)
-        for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
-            self._request(self._client.log_batch, self.run_id, [], params[start : start + MAX_PARAMS_PER_BATCH])
+            # else: the same value again: already queued or delivered (a batch may not repeat a key)
+        self._enqueue(self._params, params)
+        self._queue_delivery()  # parameters are few and logged once: send them now
         if refused:
             raise ValueError(f"MLflow refuses the parameter name(s) {', '.join(refused)}; the others were logged")
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
     ) -> None:
-        self._start(state)
+        self._start(state, block=False)
         with self._lock:
             if not overwrite and artifact_name in self._artifacts:
                 raise FileExistsError(f"MLflow artifact {artifact_name!r} was already logged and overwrite is False")
@@ -194,9 +203,10 @@ class MLFlowLogger(LoggerDestination):
 
     def _upload(self, staged: Path, directory: str | None, artifact_name: str, overwrite: bool) -> None:
         try:
-            if not overwrite and any(f.path == artifact_name for f in self._client.list_artifacts(self.run_id, directory)):
+            run_id = self._run_id_or_fail()
+            if not overwrite and any(f.path == artifact_name for f in self._client.list_artifacts(run_id, directory)):
                 raise FileExistsError(f"MLflow artifact {artifact_name!r} already exists and overwrite is False")
-            self._client.log_artifact(self.run_id, str(staged), artifact_path=directory)
+            self._client.log_artifact(run_id, str(staged), artifact_path=directory)
         finally:
             shutil.rmtree(staged.parent, ignore_errors=True)
 
@@ -208,31 +218,38 @@ class MLFlowLogger(LoggerDestination):
         self._queue_delivery()
 
     def _queue_delivery(self) -> None:
-        if self.run_id is None:
-            return
         with self._lock:
-            if self._delivering or not self._outbox:
+            if self._started is None or self._delivering or not (self._metrics or self._params):
                 return
             self._delivering = True
         self._request(self._deliver)
 
     def _deliver(self) -> None:
-        """On the worker: send the outbox in order, in requests of at most 1000 metrics. A metric
-        leaves the outbox only once the store has it; on failure the rest waits for the next flush."""
+        """On the worker: send the queues in order, parameters first, in requests within MLflow's
+        limits. Items leave a queue only once the store has them; after a failure the rest waits
+        for the next flush."""
         try:
+            run_id = self._run_id_or_fail()
             while True:
                 with self._lock:
-                    chunk = self._outbox[:MAX_METRICS_PER_BATCH]
-                    if not chunk:
+                    params = self._params[:MAX_PARAMS_PER_BATCH]
+                    metrics = self._metrics[: MAX_ENTITIES_PER_BATCH - len(params)]
+                    if not params and not metrics:
                         self._delivering = False
                         return
-                self._client.log_batch(self.run_id, metrics=chunk)
+                self._client.log_batch(run_id, metrics=metrics, params=params)
                 with self._lock:
-                    del self._outbox[: len(chunk)]
+                    del self._params[: len(params)]
+                    del self._metrics[: len(metrics)]
         except BaseException:
             with self._lock:
                 self._delivering = False
             raise
+
+    def _run_id_or_fail(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError(f"there is no MLflow run at {self.tracking_uri}: starting it failed")
+        return self.run_id
 
     def _request(self, call: Any, *args: Any) -> None:
         """Queue a request on the worker; a failure is reported at the next flush or at close."""
@@ -255,40 +272,52 @@ class MLFlowLogger(LoggerDestination):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def init(self, state: State, logger: Logger) -> None:
-        self._start(state)
+        self._start(state, block=True)
 
     def close(self, state: State, logger: Logger) -> None:
-        """Send what is left and wait (at most `timeout` seconds) for every request to finish.
+        """Take no more data; queue what is left (sent again if an earlier request failed).
         Other destinations may still publish files (their final flush) until `finalize`."""
-        self._closing = True
-        if self.run_id is None:
+        with self._start_lock, self._lock:
+            self._closing = True
+            self._close_started = time.monotonic()
+        self._queue_delivery()
+
+    def post_close(self) -> None:
+        """Wait for every queued request (at most `timeout` seconds in all with `finalize`)."""
+        if self._last_request is None:
             return
-        self._queue_delivery()  # again after a failed request: the metrics it carried are still queued
-        if self._last_request is not None:
-            try:
-                wait("sending the last requests to MLflow", self._last_request, self.timeout)
-            except TimeoutError as error:
-                with self._lock:
-                    left = len(self._outbox)
-                raise TimeoutError(f"{error}; {left} metric value(s) were not delivered to {self.tracking_uri}") from None
-            except Exception:  # noqa: BLE001 - remembered by its callback, reported just below
-                pass
+        try:
+            # keep some of the time for finalize: recording how the run ended matters most
+            reserve = min(FINALIZE_RESERVE, self.timeout / 4)
+            wait("sending the last requests to MLflow", self._last_request, self._time_left(reserve), FINALIZE_RESERVE)
+        except TimeoutError as error:
+            with self._lock:
+                left = len(self._metrics) + len(self._params)
+            raise TimeoutError(f"{error}; {left} metric and parameter value(s) were not delivered to "
+                               f"{self.tracking_uri}") from None
+        except Exception:  # noqa: BLE001 - remembered by its callback, reported just below
+            pass
         self._report_failure()
         with self._lock:
-            left = len(self._outbox)
+            left = len(self._metrics) + len(self._params)
         if left:
-            raise RuntimeError(f"{left} metric value(s) were not delivered to {self.tracking_uri}")
+            raise RuntimeError(f"{left} metric and parameter value(s) were not delivered to {self.tracking_uri}")
 
     def finalize(self, status: RunStatus) -> None:
         """End the MLflow run with `status`; release the store's connections and the worker."""
         self._finished = True
         try:
-            if self.run_id is not None:
+            if self._started is not None:
+                wait("starting the MLflow run", self._started, self._time_left())
                 self._worker.call("ending the MLflow run", self._client.set_terminated, self.run_id, status.value,
-                                  timeout=self.timeout)
+                                  timeout=self._time_left())
                 self._report_failure()  # of an artifact other destinations published while closing
         finally:
             self._release()
+
+    def _time_left(self, reserve: float = 0.0) -> float:
+        """What is left of `timeout` since close started, keeping `reserve` seconds for finalize."""
+        return max(0.0, self.timeout - reserve - (time.monotonic() - self._close_started))
 
     def _release(self) -> None:
         """Close the database connections MLflow keeps per store (an in-process sweep would run out
@@ -301,22 +330,25 @@ class MLFlowLogger(LoggerDestination):
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
 
-    def _start(self, state: State) -> None:
-        """Create the run on first use, waiting at most `timeout` seconds for the store."""
-        if self._finished:  # the run has ended: never start a second one
-            raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: its run has ended")
-        if self.run_id is not None:
-            return
-        with self._start_lock:
-            if self.run_id is not None:
-                return
-            fields = state.template_fields()
-            uri = _absolute_sqlite_uri(self._tracking_uri.fill(fields))
-            self.tracking_uri = uri
-            self.run_id = self._worker.call(f"starting an MLflow run at {uri}", self._create_run, uri,
-                                            self._run_name.fill(fields), timeout=self.timeout)
+    def _start(self, state: State, block: bool) -> None:
+        """Queue the run's creation on first use; with `block` (at INIT), wait for it, at most
+        `timeout` seconds. Only ever one run: a creation that timed out is not queued again."""
+        started = self._started
+        if started is None:
+            with self._start_lock:
+                if self._finished:  # the run has ended: never start a second one
+                    raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: its run has ended")
+                if self._started is None:
+                    fields = state.template_fields()
+                    uri = _absolute_sqlite_uri(self._tracking_uri.fill(fields))
+                    self.tracking_uri = uri
+                    self._started = self._worker.submit(self._create_run, uri, self._run_name.fill(fields))
+                    self._started.add_done_callback(self._remember_failure)
+                started = self._started
+        if block:
+            wait(f"starting an MLflow run at {self.tracking_uri}", started, self.timeout)
 
-    def _create_run(self, uri: str, run_name: str) -> str:
+    def _create_run(self, uri: str, run_name: str) -> None:
         from mlflow import MlflowClient
 
         self._client = MlflowClient(tracking_uri=uri)
@@ -327,7 +359,7 @@ class MLFlowLogger(LoggerDestination):
             experiment_id = self._client.create_experiment(self.experiment_name, artifact_location=location)
         else:
             experiment_id = experiment.experiment_id
-        return self._client.create_run(experiment_id, run_name=run_name, tags=self.tags).info.run_id
+        self.run_id = self._client.create_run(experiment_id, run_name=run_name, tags=self.tags).info.run_id
 
 
 def _dispose_store(client: Any) -> None:

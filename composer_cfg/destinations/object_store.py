@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable
 
+from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, budget
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.transient import is_transient
 from composer_cfg.destinations.uploads import UploadQueue
@@ -71,6 +72,7 @@ class ObjectStoreLogger(LoggerDestination):
     """
 
     thread_safe = True
+    remote = True
 
     def __init__(
         self,
@@ -84,12 +86,16 @@ class ObjectStoreLogger(LoggerDestination):
         retry_backoff: NonNegativeFloat = 1.0,
         close_timeout: PositiveFloat = 120.0,
     ) -> None:
-        from fsspec.core import url_to_fs
+        from fsspec.core import split_protocol
+        from fsspec.registry import get_filesystem_class
 
         self.url = StoreRoot().check("url", url)
         self._object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
-        self._fs, self._root = url_to_fs(url, **(storage_options or {}))
-        self._local = bool(set(_protocols(self._fs)) & {"file", "local"})
+        protocol = split_protocol(url)[0] or "file"
+        get_filesystem_class(protocol)  # an unknown protocol or a missing package fails here, not mid-run
+        self._local = protocol in ("file", "local")
+        self._storage_options = dict(storage_options or {})
+        self._filesystem: tuple[Any, str] | None = None  # made on first use: it may start I/O threads
         self._filter = _load_filter(should_log_artifact)
         self.max_retries = NON_NEGATIVE_INT.check("max_retries", max_retries)
         self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
@@ -115,11 +121,11 @@ class ObjectStoreLogger(LoggerDestination):
             raise RuntimeError("object names are known only after Event.INIT or the first artifact")
         name = self._object_name.fill({**self._fields, "artifact_name": artifact_name}).lstrip("/")
         check_artifact_name(name, key="object_name")
-        return f"{self._root.rstrip('/')}/{name}"
+        return f"{self._fs_and_root()[1].rstrip('/')}/{name}"
 
     def get_uri_for_artifact(self, artifact_name: str) -> str:
         """The URL of `artifact_name` in the store, e.g. ``s3://bucket/prefix/run/logs.txt``."""
-        return self._fs.unstrip_protocol(self.object_path(artifact_name))
+        return self._fs_and_root()[0].unstrip_protocol(self.object_path(artifact_name))
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
@@ -143,20 +149,28 @@ class ObjectStoreLogger(LoggerDestination):
             raise
 
     def get_file_artifact(
-        self, artifact_name: str, destination: str | Path, overwrite: bool = False, progress_bar: bool = True
+        self, artifact_name: str, destination: str | Path, overwrite: bool = False, progress_bar: bool = True,
+        *, timeout: float | None = None,
     ) -> None:
-        """Download `artifact_name` to `destination` (an existing file is an error unless `overwrite`)."""
+        """Download `artifact_name` to `destination` (an existing file is an error unless `overwrite`),
+        waiting at most `timeout` seconds (default `close_timeout`); the file appears whole or not at all."""
         destination = Path(destination)
         if destination.exists() and not overwrite:
             raise FileExistsError(f"{destination} exists: pass overwrite=True to replace it")
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = _unique_beside(destination)
+        worker = BackgroundWorker("download")
         try:
-            with self._fs.open(self.object_path(artifact_name), "rb") as source:
-                _write_exclusively(source, partial)
+            worker.call(f"downloading {artifact_name!r} from {self.url}", self._download, artifact_name, partial,
+                        timeout=self.close_timeout if timeout is None else timeout)
             os.replace(partial, destination)
         finally:
+            worker.stop()
             partial.unlink(missing_ok=True)
+
+    def _download(self, artifact_name: str, partial: Path) -> None:
+        with self._fs_and_root()[0].open(self.object_path(artifact_name), "rb") as source:
+            _write_exclusively(source, partial)
 
     def wait(self, timeout: float | None = None) -> list[str]:
         """Wait until every upload so far has finished (at most `timeout` seconds); return the object
@@ -180,12 +194,13 @@ class ObjectStoreLogger(LoggerDestination):
     def post_close(self) -> None:
         """Wait (at most `close_timeout` seconds) for the uploads, including the final ones other
         destinations published while closing; then report what failed or did not finish."""
+        allowed = budget(self.close_timeout, FINALIZE_RESERVE)  # less when a SIGTERM is ending the process
         try:
-            undelivered = self._uploads.drain(self.close_timeout)
+            undelivered = self._uploads.drain(allowed)
             self._uploads.stop()
             if undelivered:
                 raise TimeoutError(f"{len(undelivered)} upload(s) to {self.url} did not finish within "
-                                   f"{self.close_timeout:g} s: {', '.join(undelivered)}")
+                                   f"{allowed:.3g} s: {', '.join(undelivered)}")
             self._raise_failures()
         finally:
             if self._staging is not None:
@@ -193,6 +208,16 @@ class ObjectStoreLogger(LoggerDestination):
                 self._staging = None
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _fs_and_root(self) -> tuple[Any, str]:
+        """The file system and the root path within it (made on first use)."""
+        if self._filesystem is None:
+            from fsspec.core import url_to_fs
+
+            with self._lock:
+                if self._filesystem is None:
+                    self._filesystem = url_to_fs(self.url, **self._storage_options)
+        return self._filesystem
 
     def _stage(self, file_path: Path, artifact_name: str) -> Path:
         """A private copy of the file (the caller may change or delete it once we return)."""
@@ -244,7 +269,7 @@ class ObjectStoreLogger(LoggerDestination):
             finally:
                 partial.unlink(missing_ok=True)
         else:
-            self._fs.put_file(str(staged), target, mode="overwrite" if overwrite else "create")
+            self._fs_and_root()[0].put_file(str(staged), target, mode="overwrite" if overwrite else "create")
 
     def _raise_failures(self) -> None:
         with self._lock:
@@ -265,11 +290,6 @@ def _write_exclusively(source: Any, path: Path) -> None:
     file or symbolic link there is an error, never followed), with the usual permissions."""
     with open(path, "xb") as target:
         shutil.copyfileobj(source, target)
-
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _load_filter(spec: str | ArtifactFilter | None) -> ArtifactFilter | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from composer_cfg.background import BackgroundWorker
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import Level, PositiveFloat
+from composer_cfg.params import POSITIVE, Level, PositiveFloat
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 
@@ -43,6 +43,7 @@ class WandBLogger(LoggerDestination):
     """
 
     thread_safe = True
+    remote = True
 
     def __init__(
         self,
@@ -67,7 +68,7 @@ class WandBLogger(LoggerDestination):
         self.log_artifacts = bool(log_artifacts)
         self.rank_zero_only = bool(rank_zero_only)
         self.log_level = LogLevel.parse(log_level)
-        self.timeout = float(timeout)
+        self.timeout = float(POSITIVE.check("timeout", timeout))
         self.run: Any = None
         self._location: str | None = None  # the run's directory, once it has one
         self._finished = False
