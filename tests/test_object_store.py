@@ -756,7 +756,6 @@ PERMANENT = {
 
 @pytest.mark.parametrize("kind", list(TRANSIENT))
 def test_transient_errors_by_type_and_code_are_retried(scripted, caplog, kind):
-    pytest.importorskip("botocore")
     error = TRANSIENT[kind]()
     scripted.errors = [error]
     logger = opened(ObjectStoreLogger("scripted://bucket", max_retries=2, retry_backoff=0))
@@ -769,7 +768,6 @@ def test_transient_errors_by_type_and_code_are_retried(scripted, caplog, kind):
 
 @pytest.mark.parametrize("kind", list(PERMANENT))
 def test_permanent_errors_are_not_retried_whatever_their_message_says(scripted, caplog, kind):
-    pytest.importorskip("botocore")
     error = PERMANENT[kind]()
     scripted.errors = [error]
     logger = opened(ObjectStoreLogger("scripted://bucket", max_retries=2, retry_backoff=0))
