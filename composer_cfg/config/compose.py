@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from composer_cfg import dist
 from composer_cfg.config.provenance import source_of
+from composer_cfg.config.search_path import packaged_configs_last
 from composer_cfg.config.validate import Problem, validate
 from composer_cfg.errors import ConfigError
 from composer_cfg.params import job_directory
@@ -21,9 +21,8 @@ from composer_cfg.secrets import redact_override
 
 PACKAGED_CONFIGS = "composer_cfg.conf"
 VERSION_BASE = "1.3"
-_UNKNOWN_OVERRIDE = re.compile(r"Could not override '([^']+)'")
-_UNLOADABLE = re.compile(r"Could not load '([^']+)'")
-_UNDELETABLE = re.compile(r"Could not delete '([^'=]+)(?:=([^']*))?'")
+#: Hydra launchers composer_cfg's ``launchers`` extra installs.
+LAUNCHERS = ("joblib", "submitit_local", "submitit_slurm")
 
 
 def compose_config(
@@ -44,30 +43,37 @@ def compose_config(
 
 @contextlib.contextmanager
 def hydra_context(config_dir: str | Path | None) -> Iterator[None]:
-    """Initialise Hydra for `config_dir` (or the packaged configs); restore the previous state after.
+    """Initialise Hydra for `config_dir` (or the packaged configs), with the packaged configs as
+    the fallback behind it; restore the previous state after.
 
-    Works inside a running ``@hydra.main`` app, whose global state comes back untouched.
+    Works inside a running ``@hydra.main`` app, whose Hydra is set aside and put back as it was.
     """
     from hydra import initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.singleton import Singleton
 
-    # Set the running app's GlobalHydra aside (the same object comes back, not a copy).
-    previous = Singleton._instances.pop(GlobalHydra, None)
+    running = GlobalHydra.instance()
+    app_hydra = running.hydra if running.is_initialized() else None
+    running.clear()
     try:
-        if config_dir is None:
-            with initialize_config_module(PACKAGED_CONFIGS, version_base=VERSION_BASE):
-                yield
-        else:
-            directory = Path(config_dir).expanduser().resolve()
-            if not directory.is_dir():
-                raise ConfigError(f"config_dir: {str(directory)!r} is not a directory")
-            with initialize_config_dir(str(directory), version_base=VERSION_BASE):
-                yield
+        with packaged_configs_last():
+            if config_dir is None:
+                with initialize_config_module(PACKAGED_CONFIGS, version_base=VERSION_BASE):
+                    yield
+            else:
+                with initialize_config_dir(str(user_config_dir(config_dir)), version_base=VERSION_BASE):
+                    yield
     finally:
-        Singleton._instances.pop(GlobalHydra, None)
-        if previous is not None:
-            Singleton._instances[GlobalHydra] = previous
+        GlobalHydra.instance().clear()
+        if app_hydra is not None:
+            GlobalHydra.instance().initialize(app_hydra)
+
+
+def user_config_dir(config_dir: str | Path) -> Path:
+    """`config_dir` as an absolute directory; a `ConfigError` if there is none."""
+    directory = Path(config_dir).expanduser().resolve()
+    if not directory.is_dir():
+        raise ConfigError(f"config_dir: {str(directory)!r} is not a directory")
+    return directory
 
 
 def compose_in_context(overrides: list[str], config_name: str, *, for_command: bool = False) -> DictConfig:
@@ -148,7 +154,7 @@ def _unresolvable(node: DictConfig | ListConfig, prefix: str) -> list[Problem]:
 
 
 def _compose(overrides: list[str], config_name: str, return_hydra_config: bool = False) -> tuple[DictConfig, list[str]]:
-    """Compose, turning Hydra's composition errors into `ConfigError`s.
+    """Compose, turning Hydra's composition errors into `ConfigError`s (by their type and fields).
 
     A mistyped key on the command line (``file.log_levl=batch``) fails in Hydra's struct check
     before our validator sees it; it is retried as ``++`` so the validator reports it like a
@@ -164,70 +170,66 @@ def _compose(overrides: list[str], config_name: str, return_hydra_config: bool =
         except MissingConfigException as error:
             raise ConfigError(_missing_config_message(error)) from None
         except OverrideParseException as error:
-            raise ConfigError(_parse_error_message(error, attempt)) from None
+            raise ConfigError(_parse_error_message(error)) from None
         except ConfigCompositionException as error:
-            unloadable = _UNLOADABLE.search(str(error))
-            if unloadable:
-                raise ConfigError(_unknown_option_message(unloadable.group(1))) from None
-            undeletable = _UNDELETABLE.search(str(error))
-            if undeletable and "/" in undeletable.group(1):
-                raise ConfigError(_undeletable_message(*undeletable.groups())) from None
-            match = _UNKNOWN_OVERRIDE.search(str(error))
-            retried = _force_add(attempt, match.group(1)) if match else None
-            if retried is None:
-                raise ConfigError(str(error).replace("\n", " ")) from None
-            forced.append(next(o for o in attempt if o.split("=", 1)[0] == match.group(1)))
-            attempt = retried
+            unknown_key = getattr(error.__cause__, "full_key", None)  # OmegaConf: not in the struct
+            index = _override_setting(attempt, unknown_key) if unknown_key else None
+            if index is None:
+                raise ConfigError(_composition_message(error, attempt)) from None
+            forced.append(attempt[index])
+            attempt = [*attempt[:index], "++" + attempt[index].lstrip("+"), *attempt[index + 1 :]]
     raise AssertionError("unreachable: every retry adds one ++")
 
 
-def _force_add(overrides: list[str], key: str) -> list[str] | None:
+def _override_setting(overrides: list[str], key: str) -> int | None:
+    """The index of the (not yet forced) override that sets `key` or a node holding it."""
     for index, override in enumerate(overrides):
-        if override.split("=", 1)[0] == key:
-            return overrides[:index] + ["++" + override] + overrides[index + 1 :]
+        target = override.split("=", 1)[0].lstrip("+")
+        if not override.startswith("++") and (key == target or key.startswith(target + ".")):
+            return index
     return None
 
 
 def _missing_config_message(error: Any) -> str:
-    missing = getattr(error, "missing_cfg_file", None)
-    if missing and "/" in str(missing):
-        return _unknown_option_message(str(missing))
+    missing = str(getattr(error, "missing_cfg_file", "") or "")
+    if "/" in missing:
+        return _unknown_option_message(missing, getattr(error, "options", None))
     return str(error).split("\n")[0]
 
 
-def _unknown_option_message(config_path: str) -> str:
+def _unknown_option_message(config_path: str, options: Sequence[str] | None = None) -> str:
     """``group: unknown option 'x'; did you mean 'y'? available: ...`` for a missing group option."""
     from hydra.core.global_hydra import GlobalHydra
 
     group, _, option = config_path.rpartition("/")
-    options = sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    options = sorted(options or GlobalHydra.instance().config_loader().get_group_options(group))
     close = difflib.get_close_matches(option, options, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ";"
-    return f"{group}: unknown option {option!r}{hint} available: {', '.join(options)}"
+    message = f"{group}: unknown option {option!r}{hint} available: {', '.join(options)}"
+    if group == "hydra/launcher" and option in LAUNCHERS:
+        message += f"; the {option} launcher is not installed: pip install 'composer_cfg[launchers]'"
+    return message
 
 
-def _undeletable_message(group: str, option: str | None) -> str:
-    """Hydra 1.3 can not remove one option of a multi-select (hydra#2843): say what works."""
-    package = group.replace("/", ".")
-    name = option or "NAME"
-    return (f"{group}: Hydra 1.3 cannot remove one option of a multi-select (~{group}={name}, hydra#2843); "
-            f"use ~{package}.{name} or {package}.{name}=null, or list the ones you want: '{group}=[...]'")
-
-
-def _parse_error_message(error: Exception, overrides: list[str]) -> str:
-    """Name the override Hydra could not parse; for an unquoted ``{field}``, show the quoting."""
+def _composition_message(error: Exception, overrides: list[str]) -> str:
+    """Hydra's own words, on one line; for a multi-select option it can not remove, what works."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser = OverridesParser.create()
-    bad = overrides[0] if overrides else ""
-    for override in overrides:
-        try:
-            parser.parse_override(override)
-        except Exception:  # noqa: BLE001 - this is the one that fails
-            bad = override
-            break
+    for override in OverridesParser.create().parse_overrides(overrides):
+        group = override.key_or_group
+        if override.is_delete() and "/" in group:  # hydra#2843, fixed only in Hydra 1.4
+            package = group.replace("/", ".")
+            name = override.value() if isinstance(override.value(), str) and override.value() else "NAME"
+            return (f"{group}: Hydra 1.3 cannot remove one option of a multi-select (~{group}={name}, hydra#2843); "
+                    f"use ~{package}.{name} or {package}.{name}=null, or list the ones you want: '{group}=[...]'")
+    return " ".join(str(error).split("\n"))
+
+
+def _parse_error_message(error: Any) -> str:
+    """Name the override Hydra could not parse; for an unquoted ``{field}``, show the quoting."""
+    bad = str(getattr(error, "override", ""))
     key, _, value = bad.lstrip("+~").partition("=")
-    reason = str(error).splitlines()[0]
+    reason = str(getattr(error, "message", error)).splitlines()[0]
     hint = ""
     if "{" in value and not value.startswith(("'", '"')):
         hint = (f"; a {{field}} template must be quoted for Hydra too: '{key}=\"{value}\"' "
