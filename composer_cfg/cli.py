@@ -1,7 +1,10 @@
 """The ``composer-cfg`` command: validate the config, then run the demo with the logger it declares.
 
 A bad config creates nothing, not even Hydra's run directory: the command composes and checks
-every job's config first (each job of a ``-m`` sweep), prints one line per error and exits 2.
+every job's config first (each job of a ``-m`` sweep), prints one line per error and exits 2;
+Hydra then runs with `CheckWhatRuns`, which checks the config it actually composed. A user's
+config directory (``-cd DIR``) is Hydra's primary config path, the packaged configs behind it,
+for the check and for the run alike.
 """
 
 from __future__ import annotations
@@ -10,46 +13,100 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Callable
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from composer_cfg.config.compose import compose_in_context, hydra_context
+from composer_cfg.config.callback import PROG, print_errors
+from composer_cfg.config.command_line import CommandLine, jobs, read
+from composer_cfg.config.compose import (
+    compose_in_context,
+    hydra_context,
+    own_primary,
+    user_config_dir,
+    without_null_groups,
+)
+from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_last
 from composer_cfg.errors import ConfigError
 from composer_cfg.secrets import redact, redact_words
 
-PROG = "composer-cfg"
 SHOW_SECRETS = "COMPOSER_CFG_SHOW_SECRETS"
 
 
 def main() -> None:
     """Entry point of ``composer-cfg`` and ``python -m composer_cfg``."""
-    from hydra._internal.utils import get_args_parser
-
-    args = get_args_parser().parse_args(sys.argv[1:])
+    command = read(sys.argv[1:])
+    if command.version:
+        print(f"{PROG} {_version()} (Hydra {hydra.__version__})")
+        return
+    # A destination module next to the user, as ``python -m`` would find it (before Hydra changes directory).
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     restore_record_factory = _mask_secrets_in_hydra_logs()
     try:
-        _run(args)
+        with packaged_configs_last():
+            _run(command)
+    except BrokenPipeError:  # `composer-cfg dry_run=true | head -1`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     finally:
         restore_record_factory()
 
 
-def _run(args: Any) -> None:
-    if args.cfg and not os.environ.get(SHOW_SECRETS) and _print_masked_cfg(args):
+def _run(command: CommandLine) -> None:
+    if command.config_dir is not None:
+        try:
+            user_config_dir(command.config_dir)
+        except ConfigError as error:
+            print_errors(error)
+            sys.exit(2)
+    if command.cfg and not os.environ.get(SHOW_SECRETS) and _print_masked_cfg(command):
         return
-    if not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion):
-        config_name = args.config_name or "config"
-        configs = _check_jobs(_job_overrides(args.overrides, args.multirun), config_name, args.config_dir)
+    extra: list[str] = []
+    if not command.introspection:
+        overrides, configs = _check_jobs(command)
         if configs[0].get("dry_run"):
             _print_dry_run(configs)
             return
-        if not args.multirun:
-            sys.argv += _one_run_for_all_ranks(configs[0], args.overrides)
-        if not any(override.startswith("hydra.output_subdir=") for override in args.overrides):
-            sys.argv.append("hydra.output_subdir=null")  # the job saves .hydra/ itself, secrets masked
+        if not command.multirun:
+            extra += _one_run_for_all_ranks(configs[0], overrides)
+        if not any(override.startswith("hydra.output_subdir=") for override in overrides):
+            extra.append("hydra.output_subdir=null")  # the job saves .hydra/ itself, secrets masked
+        primary = str(own_primary(command.config_dir, command.config_name)).lower()
+        extra += ["+hydra.callbacks.composer_cfg._target_=composer_cfg.config.callback.CheckWhatRuns",
+                  f"+hydra.callbacks.composer_cfg.own_primary={primary}"]
+        command.argv = [arg for arg in command.argv if arg not in command.overrides] + overrides
+    sys.argv = [sys.argv[0], *command.hydra_argv(extra)]
     _app()
+
+
+def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
+    """Compose and validate each job's config (the command's overrides, as Hydra will be given
+    them, and each job's); on errors print one line each and exit 2."""
+    configs, errors = [], []
+    primary = own_primary(command.config_dir, command.config_name)
+    with hydra_context(command.config_dir):
+        overrides = without_null_groups(command.overrides)
+        expanded = _jobs_or_as_given(overrides) if command.multirun else [overrides]
+        for job_overrides in expanded:
+            job = f"job {redact_words(' '.join(job_overrides))}: " if len(expanded) > 1 else ""
+            try:
+                configs.append(compose_in_context(job_overrides, command.config_name, own_primary=primary,
+                                                  for_command=True))
+            except ConfigError as error:
+                errors.extend(f"{job}{problem}" for problem in error.problems)
+    if errors:
+        print_errors(ConfigError.from_problems(list(dict.fromkeys(errors))))
+        sys.exit(2)
+    return overrides, configs
+
+
+def _jobs_or_as_given(overrides: list[str]) -> list[list[str]]:
+    try:
+        return jobs(overrides)
+    except Exception:  # noqa: BLE001 - composing the overrides as given reports the parse error
+        return [overrides]
 
 
 def _mask_secrets_in_hydra_logs() -> Callable[[], None]:
@@ -72,33 +129,32 @@ def _mask_secrets_in_hydra_logs() -> Callable[[], None]:
     return lambda: logging.setLogRecordFactory(make_record)
 
 
-def _print_masked_cfg(args: Any) -> bool:
+def _print_masked_cfg(command: CommandLine) -> bool:
     """``--cfg`` as Hydra prints it, with secrets masked; False (Hydra prints) if none to mask."""
     from hydra import compose
-    from omegaconf import OmegaConf
 
     try:
-        with hydra_context(args.config_dir):
-            cfg = compose(args.config_name or "config", overrides=args.overrides,
-                          return_hydra_config=args.cfg in ("hydra", "all"))
-        if args.cfg == "hydra":
+        with hydra_context(command.config_dir):
+            cfg = compose(command.config_name, overrides=without_null_groups(command.overrides),
+                          return_hydra_config=command.cfg in ("hydra", "all"))
+        if command.cfg == "hydra":
             cfg = OmegaConf.create({"hydra": cfg.hydra})
-        plain = OmegaConf.to_container(cfg, resolve=args.resolve)
+        plain = OmegaConf.to_container(cfg, resolve=command.resolve)
     except Exception:  # noqa: BLE001 - Hydra reports its own errors
         return False
     masked = redact(plain)
     if masked == plain:
         return False
-    selected = OmegaConf.select(OmegaConf.create(masked), args.package) if args.package else masked
-    if args.package and args.package != "_global_":
-        print(f"# @package {args.package}")
+    selected = OmegaConf.select(OmegaConf.create(masked), command.package) if command.package else masked
+    if command.package and command.package != "_global_":
+        print(f"# @package {command.package}")
     print(OmegaConf.to_yaml(selected) if OmegaConf.is_config(selected) or isinstance(selected, dict) else selected,
           end="")
     print(f"# secret values are masked; set {SHOW_SECRETS}=1 to print them", file=sys.stderr)
     return True
 
 
-def _one_run_for_all_ranks(cfg: DictConfig, overrides: list[str]) -> list[str]:
+def _one_run_for_all_ranks(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
     """Overrides that put every rank of a multi-process run in one run directory.
 
     Each rank runs this command and composes its own config; left alone, each would name its
@@ -115,7 +171,7 @@ def _one_run_for_all_ranks(cfg: DictConfig, overrides: list[str]) -> list[str]:
     try:
         run_name = resolve_run_name(cfg.get("run_name"), info)
     except ConfigError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        print_errors(error)
         sys.exit(2)
     extra = [f"run_name={run_name}", f"hydra.job.name=composer_cfg-rank{info.rank}"]
     if not any(override.startswith("hydra.run.dir=") for override in overrides):
@@ -125,109 +181,52 @@ def _one_run_for_all_ranks(cfg: DictConfig, overrides: list[str]) -> list[str]:
     return extra
 
 
-def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """One override list per job: the sweep's expansion under ``-m``, else the overrides as given."""
-    if not multirun:
-        return [overrides]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # noqa: BLE001 - composing the overrides as given reports the parse error
-        return [overrides]
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-
-
-def _check_jobs(jobs: Sequence[list[str]], config_name: str, config_dir: str | None) -> list[DictConfig]:
-    """Compose and validate each job's config; on errors print one line each and exit 2."""
-    configs, errors = [], []
-    with hydra_context(config_dir):
-        for overrides in jobs:
-            job = f"job {redact_words(' '.join(overrides))}: " if len(jobs) > 1 else ""
-            try:
-                cfg = compose_in_context(overrides, config_name, for_command=True)
-            except ConfigError as error:
-                errors.extend(f"{job}{problem}" for problem in error.problems)
-                continue
-            if not isinstance(cfg.get("dry_run", False), bool):
-                errors.append(f"{job}dry_run: expected a boolean (true/false), got {cfg.dry_run!r}")
-            configs.append(cfg)
-    if errors:
-        for line in dict.fromkeys(errors):
-            print(f"{PROG}: error: {line}", file=sys.stderr)
-        sys.exit(2)
-    return configs
-
-
 def _print_dry_run(configs: list[DictConfig]) -> None:
     for index, cfg in enumerate(configs):
         label = f"job {index}: " if len(configs) > 1 else ""
         print(f"{label}config OK, nothing built or written. run_name: {cfg.run_name or '(generated when the run starts)'}")
-        for name, node in cfg.logger.destinations.items():
+        logger = cfg.get("logger")
+        for name, node in ({} if logger is None else logger.destinations).items():
             if node is not None:
                 plain = redact(OmegaConf.to_container(node))
                 settings = ", ".join(f"{k}={v!r}" for k, v in plain.items() if k != "_target_")
                 print(f"  {name}: {node._target_}({settings})")
 
 
-@hydra.main(version_base="1.3", config_path="pkg://composer_cfg.conf", config_name="config")
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("composer_cfg")
+
+
+@hydra.main(version_base="1.3", config_path=PACKAGED_CONFIGS, config_name="config")
 def _app(cfg: DictConfig) -> Any:
     """Build the logger, run the demo, say where everything went."""
     from hydra.utils import instantiate
 
+    from composer_cfg import dist
     from composer_cfg.config.build import instantiate_logger
+    from composer_cfg.config.saved_configs import save_masked_configs
     from composer_cfg.demo import plot_loss
 
-    _save_masked_configs(cfg)
     try:
-        logger = instantiate_logger(cfg)
-    except (ConfigError, OSError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        sys.exit(2 if isinstance(error, ConfigError) else 1)
+        logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"))
+    except ConfigError as error:
+        print_errors(error)
+        sys.exit(2)
+    except OSError as error:  # a back end that can not be reached, a file that can not be made
+        print(f"{PROG}: error: {type(error).__name__}: {error}", file=sys.stderr)
+        sys.exit(1)
+    state = logger.state
+    if dist.current().rank == 0:  # after the logger started: a refused run changes nothing
+        save_masked_configs(cfg, state.run_name)
     with logger:
         metrics = instantiate(cfg.demo)(logger) if cfg.get("demo") is not None else {}
-    state = logger.state
     print(f"run {state.run_name} (rank {state.rank} of {state.world_size}) finished: "
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
-    for destination in logger.destinations:
-        print(f"  {logger.name_of(destination)}: {destination.output_location() or 'nothing written'}")
+    for name, destination in logger.destinations.items():
+        print(f"  {name}: {destination.output_location() or 'nothing written'}")
     plot = plot_loss(logger)
     if plot is not None:
         print(f"  plot: {plot.resolve()}")
     return metrics
-
-
-def _save_masked_configs(cfg: DictConfig) -> None:
-    """What Hydra would save in ``.hydra/`` (config, hydra, overrides), with secrets masked.
-
-    Only rank 0 saves. In a sweep, ``multirun.yaml`` (which Hydra's sweeper writes itself) is
-    rewritten masked too.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from composer_cfg import dist
-
-    hydra_cfg = HydraConfig.get()
-    if dist.current().rank != 0:
-        return
-    output = Path(hydra_cfg.runtime.output_dir) / ".hydra"
-    output.mkdir(parents=True, exist_ok=True)
-    job = OmegaConf.to_container(cfg, resolve=False)
-    hydra_node = {"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)}
-    for name, content in (("config.yaml", job), ("hydra.yaml", hydra_node),
-                          ("overrides.yaml", list(hydra_cfg.overrides.task))):
-        _write_atomically(output / name, OmegaConf.to_yaml(OmegaConf.create(redact(content))))
-    sweep = Path(hydra_cfg.runtime.cwd) / str(hydra_cfg.sweep.dir) / "multirun.yaml"  # jobs run elsewhere (chdir)
-    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN" and sweep.exists():
-        saved = OmegaConf.to_container(OmegaConf.load(sweep), resolve=False)
-        masked = redact(saved)
-        if masked != saved:
-            _write_atomically(sweep, OmegaConf.to_yaml(OmegaConf.create(masked)))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)

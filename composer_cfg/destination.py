@@ -33,6 +33,8 @@ class LoggerDestination:
     * `remote`: its back end may be slow or unreachable (a server, an object store): it is closed
       after the local destinations, so a hung server never keeps a local file from its last flush.
     * `check_config`: rules across several constructor parameters, checked with the config.
+    * `requires`: the modules its back end imports, each with the pip extra that installs it;
+      the config validator names the missing ones and the ``pip install`` that adds them.
 
     The lifecycle: built; ``init`` (`Event.INIT`, or the first call); the run's events and
     calls; then, when the Logger closes, `close` on every destination (a final flush: others
@@ -50,6 +52,7 @@ class LoggerDestination:
     rank_zero_only: bool = False
     thread_safe: ClassVar[bool] = False
     remote: ClassVar[bool] = False
+    requires: ClassVar[Mapping[str, str]] = {}
     flush_schedule: FlushSchedule | None = None
 
     @classmethod

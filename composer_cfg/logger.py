@@ -49,7 +49,7 @@ class Logger:
     def __init__(self, state: State, destinations: Destinations = None) -> None:
         self._state = state
         members = [_Member(name, dest) for name, dest in _named(destinations)]
-        self.destinations: tuple[LoggerDestination, ...] = tuple(m.destination for m in members)
+        self.destinations = Destinations((m.name, m.destination) for m in members)
         self._names = {id(m.destination): m.name for m in members}
         self._members = tuple(m for m in members if not (m.destination.rank_zero_only and state.rank != 0))
         self._routes: dict[Any, tuple[LogLevel, tuple[tuple[_Member, Callable[..., None]], ...]]] = {
@@ -246,6 +246,41 @@ class Logger:
         """The failures that are news (see `composer_cfg.failures`), as (name, method, error)."""
         with self._lock:
             return [(member.name, what, error) for member, what, error in failures if member.ledger.is_new(error, what)]
+
+
+class Destinations(tuple):  # type: ignore[type-arg]
+    """A Logger's destinations: a tuple, in order, that also finds each by the name it was given
+    (a mapping's key, else its class name).
+
+    >>> from composer_cfg import InMemoryLogger, State
+    >>> memory = InMemoryLogger()
+    >>> destinations = Logger(State("docs"), {"memory": memory}).destinations
+    >>> destinations == (memory,), destinations["memory"] is memory, destinations.names
+    (True, True, ('memory',))
+    """
+
+    names: tuple[str, ...]
+
+    def __new__(cls, named: Iterable[tuple[str, LoggerDestination]]) -> Destinations:
+        pairs = list(named)
+        self = super().__new__(cls, [destination for _, destination in pairs])
+        self.names = tuple(name for name, _ in pairs)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self.names.index(key))
+            except ValueError:
+                raise KeyError(f"no destination named {key!r}; the destinations are {', '.join(self.names)}") from None
+        return tuple.__getitem__(self, key)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self.names else default
+
+    def items(self) -> list[tuple[str, LoggerDestination]]:
+        """(name, destination) pairs, in order."""
+        return list(zip(self.names, self))
 
 
 class _Member:

@@ -100,6 +100,11 @@ def job_directory(path: Path | None) -> Iterator[None]:
         _JOB_DIRECTORY.reset(token)
 
 
+def working_directory() -> Path:
+    """Where relative paths of the config will resolve: the job's directory, or here."""
+    return (_JOB_DIRECTORY.get() or Path.cwd()).resolve()
+
+
 class StoreRoot:
     """The root URL of a store that writes uploaded files. A local root may not be the working
     directory or one of its parents: every relative file a destination writes (a live log) is
@@ -107,8 +112,11 @@ class StoreRoot:
     refuses a root holding any file another destination of the config writes.)"""
 
     def check(self, key: str, value: Any, world_size: int = 1) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key}: expected a URL or a directory, got {value!r}")
+        _check_protocol(key, value)
         root = local_root(value)
-        here = (_JOB_DIRECTORY.get() or Path.cwd()).resolve()
+        here = working_directory()
         if root is not None and (root == here or root in here.parents):
             raise ConfigError(
                 f"{key}: {value!r} is the working directory or contains it, so uploads would replace the files "
@@ -118,6 +126,31 @@ class StoreRoot:
         return value
 
 
+#: The extra that installs the file system of a protocol.
+PROTOCOL_EXTRAS = {"s3": "s3", "s3a": "s3"}
+
+
+def _check_protocol(key: str, url: str) -> None:
+    """The URL's protocol is one fsspec knows, and its package is installed (without importing it)."""
+    import importlib.util
+
+    from fsspec.core import split_protocol
+    from fsspec.registry import known_implementations, registry
+
+    protocol = split_protocol(url)[0]
+    if protocol is None or protocol in registry:
+        return
+    known = known_implementations.get(protocol)
+    if known is None:
+        raise ConfigError(f"{key}: unknown protocol {protocol!r} in {url!r}; fsspec knows "
+                          f"{', '.join(sorted(known_implementations))}")
+    module = known["class"].split(".")[0]
+    if importlib.util.find_spec(module) is None:
+        extra = PROTOCOL_EXTRAS.get(protocol)
+        hint = f"pip install 'composer_cfg[{extra}]'" if extra else known.get("err", f"pip install {module}")
+        raise ConfigError(f"{key}: {protocol}:// needs {module}, which is not installed: {hint}")
+
+
 def local_root(url: str) -> Path | None:
     """The directory of a local URL (``file://...`` or a plain path), resolved; None for others."""
     from fsspec.core import split_protocol
@@ -125,7 +158,7 @@ def local_root(url: str) -> Path | None:
     protocol, path = split_protocol(url)
     if protocol not in (None, "file", "local"):
         return None
-    return Path(path or ".").expanduser().resolve()
+    return (working_directory() / Path(path or ".").expanduser()).resolve()
 
 
 class BufferSizeParam:

@@ -39,7 +39,8 @@ CATALOGUE = [
     (["logger/destinations=[file,nope]"], ["logger/destinations"],
      "unknown option 'nope'; available: file, in_memory, jsonl, mlflow, object_store, progress_bar, tensorboard, wandb"),
     (["+logger/destinations=fil"], ["logger/destinations"], "unknown option 'fil'; did you mean 'file'?"),
-    (["logger=nope"], ["logger"], "unknown option 'nope'; available: default"),
+    (["logger=nope"], ["logger"], "unknown option 'nope'; did you mean 'none'? available: all_local, default, none, "
+                                  "trackers"),
     (["~logger/destinations=file"], ["logger/destinations"],
      "Hydra 1.3 cannot remove one option of a multi-select (~logger/destinations=file, hydra#2843); "
      "use ~logger.destinations.file or logger.destinations.file=null"),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from composer_cfg import dist
-from composer_cfg.config.compose import compose_config
+from composer_cfg.config.compose import compose_config, node_path, raise_logger_problems
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
@@ -20,6 +21,7 @@ from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 
 __all__ = ["build_logger", "compose_config", "instantiate_logger"]
+LOG = logging.getLogger("composer_cfg")
 
 
 def build_logger(
@@ -38,30 +40,48 @@ def build_logger(
     >>> logger.data_batch({"loss": 0.25})
     >>> logger.close()
     """
-    return instantiate_logger(compose_config(overrides, config_name, config_dir), state)
+    cfg = compose_config(overrides, config_name, config_dir)
+    return instantiate_logger(cfg.get("logger"), state, run_name=cfg.get("run_name"))
 
 
-def instantiate_logger(cfg: DictConfig, state: State | None = None) -> Logger:
-    """Build the `Logger` of a validated config, guard it (`close_at_exit`), then fire `Event.INIT`.
+def instantiate_logger(
+    logger_cfg: DictConfig | Mapping[str, Any] | None, state: State | None = None, *, run_name: str | None = None
+) -> Logger:
+    """Validate an already-composed ``logger`` node, build its `Logger`, guard it, fire `Event.INIT`.
+
+    The way a Hydra app of your own builds composer_cfg's logger (``instantiate_logger(cfg.logger)``)
+    or a script that made its config some other way: the same checks and errors as the command,
+    no second composition. The run's name: `state`'s, else `run_name`, else ``COMPOSER_RUN_NAME``
+    or ``RUN_NAME``, else one generated and agreed by every rank. ``None`` (``logger=null``,
+    ``logger=none``) means no logging: a Logger with no destinations.
 
     If a destination fails to build or to start, every destination built is closed (status
     FAILED: files flushed, stream captures undone, hooks removed) before the error is raised.
     """
     from hydra.utils import instantiate
 
+    node = None if logger_cfg is None else logger_cfg if isinstance(logger_cfg, DictConfig) else OmegaConf.create(dict(logger_cfg))
+    if node is not None:
+        raise_logger_problems(node, run_name)
     if state is None:
         dist_info = dist.current()
-        state = State(resolve_run_name(cfg.get("run_name"), dist_info), dist_info=dist_info)
+        state = State(resolve_run_name(run_name, dist_info), dist_info=dist_info)
     built: dict[str, LoggerDestination] = {}
-    try:
-        for name, node in cfg.logger.destinations.items():
-            if node is not None:
-                built[name] = _instantiate(instantiate, f"logger.destinations.{name}", node)
-        logger_node = OmegaConf.masked_copy(cfg.logger, [k for k in cfg.logger if k != "destinations"])
-        logger: Logger = instantiate(logger_node, state, destinations=built, _convert_="all")
-    except BaseException:
-        Logger(state, built).close(RunStatus.FAILED)
-        raise
+    if node is None:
+        logger = Logger(state)
+    else:
+        if not any(destination is not None for destination in node.destinations.values()):
+            LOG.warning("%s.destinations: no destination is selected, so nothing will be logged; choose some with "
+                        "'logger/destinations=[file,jsonl]', or say logger=none", node_path(node))
+        try:
+            for name, destination in node.destinations.items():
+                if destination is not None:
+                    built[name] = _instantiate(instantiate, f"{node_path(node)}.destinations.{name}", destination)
+            logger_node = OmegaConf.masked_copy(node, [key for key in node if key != "destinations"])
+            logger = instantiate(logger_node, state, destinations=built, _convert_="all")
+        except BaseException:
+            Logger(state, built).close(RunStatus.FAILED)
+            raise
     close_at_exit(logger).run_event(Event.INIT)  # closes the logger itself if a destination fails
     return logger
 

@@ -38,7 +38,12 @@ def compose_config(
     'batch'
     """
     with hydra_context(config_dir):
-        return compose_in_context(list(overrides), config_name)
+        return compose_in_context(list(overrides), config_name, own_primary=own_primary(config_dir, config_name))
+
+
+def own_primary(config_dir: str | Path | None, config_name: str) -> bool:
+    """Whether the primary config is composer_cfg's (the user's directory has none of that name)."""
+    return config_dir is None or not (Path(config_dir).expanduser() / f"{config_name}.yaml").is_file()
 
 
 @contextlib.contextmanager
@@ -76,22 +81,38 @@ def user_config_dir(config_dir: str | Path) -> Path:
     return directory
 
 
-def compose_in_context(overrides: list[str], config_name: str, *, for_command: bool = False) -> DictConfig:
+def compose_in_context(
+    overrides: list[str], config_name: str, *, own_primary: bool = True, for_command: bool = False
+) -> DictConfig:
     """Compose and validate inside an initialised Hydra (the compose API or a running app).
 
     `for_command`: validate for a job the command will run in Hydra's run directory (relative
     paths are checked from there); the returned config has no ``hydra`` node either way.
     """
+    overrides = without_null_groups(overrides)
     cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
-    with job_directory(_job_directory(cfg) if for_command else None):
-        raise_problems(cfg, overrides, config_name, forced)
+    with job_directory(job_directory_of(cfg) if for_command else None):
+        problems = config_problems(cfg, own_primary)
+    reported = {problem.key for problem in problems}
+    for override in forced:  # composed with ++ to check them; one the validator accepts still needs a +
+        key = override.split("=", 1)[0].lstrip("+")
+        if key not in reported:
+            problems.append(Problem(key, f"not in the config as given; to add it, write "
+                                         f"'++{redact_override(override.lstrip('+'))}'"))
+    if problems:
+        raise report(problems, overrides, config_name)
     if for_command:
         with open_dict(cfg):
             del cfg["hydra"]
     return cfg
 
 
-def _job_directory(cfg: DictConfig) -> Path | None:
+def report(problems: Sequence[Problem], overrides: Sequence[str], config_name: str | None) -> ConfigError:
+    """One `ConfigError` for `problems`, each line saying where its value came from."""
+    return ConfigError.from_problems([_with_source(problem, list(overrides), config_name) for problem in problems])
+
+
+def job_directory_of(cfg: DictConfig) -> Path | None:
     """Where the command's job will run: the run directory (a sweep's directory under ``-m``)
     when Hydra changes into it, else here. None if it can not be resolved yet."""
     hydra_cfg = cfg.get("hydra")
@@ -104,33 +125,60 @@ def _job_directory(cfg: DictConfig) -> Path | None:
         return None
 
 
-def raise_problems(
-    cfg: DictConfig, overrides: Sequence[str], config_name: str, forced: Sequence[str] = ()
-) -> None:
-    """Raise a `ConfigError` listing every problem of `cfg`, each with where its value came from.
+def without_null_groups(overrides: Sequence[str]) -> list[str]:
+    """``group=null`` (lightning-hydra-template's way to say "none") as Hydra 1.3 can take it:
+    ``~group``, which removes the group's entry (``logger=null``: no logging)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    `forced`: overrides of keys the config did not have, composed with ``++`` to check them; one
-    the validator accepts (a new entry in a free-form mapping) still needs a ``+`` to be added.
-    """
-    problems = config_problems(cfg)
-    reported = {problem.key for problem in problems}
-    for override in forced:
-        key = override.split("=", 1)[0]
-        if key not in reported:
-            problems.append(Problem(key, f"not in the config as given; to add it, write "
-                                         f"'++{redact_override(override.lstrip('+'))}'"))
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # noqa: BLE001 - composing reports the parse error
+        return list(overrides)
+    groups = set(GlobalHydra.instance().config_loader().list_groups(""))
+    return [f"~{o.key_or_group}" if o.value() is None and not o.is_delete() and not o.is_add()
+            and ("/" in o.key_or_group or o.key_or_group in groups) else o.input_line for o in parsed]
+
+
+def raise_logger_problems(node: DictConfig, run_name: str | None) -> None:
+    """Raise a `ConfigError` for every problem of a composed ``logger`` node, with the key paths
+    it has in its own config, and, inside a running Hydra app, the file or override it came from."""
+    prefix = node_path(node)
+    problems = _unresolvable(node, prefix)  # resolved where the node lives: its interpolations may reach out
+    if not problems:
+        container = {"logger": OmegaConf.to_container(node, resolve=True), "run_name": run_name}
+        problems = [Problem(prefix + problem.key.removeprefix("logger"), problem.message)
+                    for problem in validate(container, dist.current().world_size, own_primary=False)]
     if problems:
-        raise ConfigError.from_problems([_with_source(problem, overrides, config_name) for problem in problems])
+        raise report(problems, *_running_app())
 
 
-def config_problems(cfg: DictConfig) -> list[Problem]:
+def node_path(node: DictConfig) -> str:
+    """The node's key path in the config it belongs to (``logger`` when it stands alone)."""
+    try:
+        return node._get_full_key(None) or "logger"
+    except Exception:  # noqa: BLE001 - only for messages
+        return "logger"
+
+
+def _running_app() -> tuple[list[str], str | None]:
+    """The overrides and primary config name of the Hydra app running, if any (for provenance)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return [], None
+    hydra_cfg = HydraConfig.get()
+    return list(hydra_cfg.overrides.task), hydra_cfg.job.config_name
+
+
+def config_problems(cfg: DictConfig, own_primary: bool = True) -> list[Problem]:
     """Missing values, interpolation errors and everything `validate` checks."""
     problems = _unresolvable(cfg, "")
     if problems:
         return problems
     job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # Hydra's node: not ours
     container: Any = OmegaConf.to_container(job, resolve=True)
-    return validate(container, world_size=dist.current().world_size)
+    return validate(container, world_size=dist.current().world_size, own_primary=own_primary)
 
 
 def _unresolvable(node: DictConfig | ListConfig, prefix: str) -> list[Problem]:
@@ -237,6 +285,6 @@ def _parse_error_message(error: Any) -> str:
     return f"{key}: cannot parse command-line override {bad!r}: {reason}{hint}"
 
 
-def _with_source(problem: Problem, overrides: list[str], config_name: str) -> str:
+def _with_source(problem: Problem, overrides: list[str], config_name: str | None) -> str:
     source = source_of(problem.key, overrides, config_name)
     return f"{problem.key}: {problem.message}" + (f" (from {source})" if source else "")

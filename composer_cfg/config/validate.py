@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import inspect
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
+from composer_cfg import dist
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.logger import Logger
-from composer_cfg.params import StoreRoot, TemplateParam, local_root
+from composer_cfg.params import StoreRoot, TemplateParam, local_root, working_directory
 from composer_cfg.run_name import check_run_name
 from composer_cfg.secrets import MASK, is_secret_key
-from composer_cfg.templates import DIST_FIELDS, Template
+from composer_cfg.templates import Template
 
 #: Keys Hydra's instantiate reads itself.
 HYDRA_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})
@@ -34,18 +35,31 @@ class Problem:
     message: str
 
 
-def validate(config: Mapping[str, Any], world_size: int) -> list[Problem]:
-    """The problems of a resolved config (plain containers), in the config's key order."""
+#: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
+TOP_LEVEL_KEYS = ("logger", "run_name", "dry_run", "demo")
+
+
+def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = True) -> list[Problem]:
+    """The problems of a resolved config (plain containers), in the config's key order.
+
+    `own_primary`: the primary config is composer_cfg's, so a top-level key it does not have is a
+    typo (``+run_nmae=x``) or a block from another tool (``loggers:``).
+    """
     problems: list[Problem] = []
     for key, node in config.items():
         if key == "logger":
-            _check_logger(problems, node, world_size, config.get("run_name"))
+            if node is not None:  # null (logger=null, logger=none): no logging
+                _check_logger(problems, node, world_size, config.get("run_name"))
         elif key == "run_name" and node is not None:
             _catch(problems, "run_name", lambda: check_run_name(node))
+        elif key == "dry_run" and not isinstance(node, bool):
+            problems.append(Problem("dry_run", f"expected a boolean (true/false), got {node!r}"))
         elif isinstance(node, Mapping) and "_target_" in node:
             check_node(problems, key, node, object, world_size)
-    if "logger" not in config:
-        problems.append(Problem("logger", "missing: the config needs a logger node (defaults: - logger: default)"))
+        elif own_primary and key not in TOP_LEVEL_KEYS and key != "hydra":
+            hint = _suggest(key, dict.fromkeys(TOP_LEVEL_KEYS))
+            problems.append(Problem(str(key), f"unknown top-level key{hint}; destinations go under "
+                                              f"logger.destinations (see the README's migration table)"))
     return problems
 
 
@@ -66,13 +80,18 @@ def _check_logger(problems: list[Problem], logger: Any, world_size: int, run_nam
         if node is not None:
             check_node(problems, f"logger.destinations.{name}", node, LoggerDestination, world_size)
     if not problems:
-        problems.extend(_stores_holding_live_files(destinations, run_name))
+        problems.extend(_across_destinations(destinations, run_name))
 
 
-def _stores_holding_live_files(destinations: Mapping[str, Any], run_name: str | None) -> list[Problem]:
-    """A local store root (a `StoreRoot` parameter) must not hold a file another destination
-    writes (a per-rank file template): an upload of the same name would replace the live file."""
-    fields = {**DIST_FIELDS, "run_name": run_name or "run"}
+def _across_destinations(destinations: Mapping[str, Any], run_name: str | None) -> list[Problem]:
+    """Rules between destinations and the disk, from their declared parameter meanings:
+
+    * a local store root (a `StoreRoot` parameter) must not hold a file another destination
+      writes (a per-rank file template): an upload of the same name would replace the live file;
+    * with a known run name, a file a destination would create, without ``overwrite``, must not
+      exist yet: the run would be refused after Hydra made its run directory.
+    """
+    fields = {**dist.current().template_fields(), "run_name": run_name or "run"}
     roots, files = [], []
     for name, node in destinations.items():
         if not isinstance(node, Mapping):
@@ -82,10 +101,16 @@ def _stores_holding_live_files(destinations: Mapping[str, Any], run_name: str | 
             if isinstance(meaning, StoreRoot) and isinstance(value, str) and local_root(value) is not None:
                 roots.append((path, value, local_root(value)))
             elif isinstance(meaning, TemplateParam) and meaning.per_rank_file and isinstance(value, str):
-                files.append((path, Path(Template(value, meaning.fields).fill(fields)).resolve()))
-    return [Problem(root_key, f"{url!r} holds the file {file_key} writes ({file}): an upload of the same name "
-                              f"would replace the live file with a snapshot; give the store a directory of its own")
-            for root_key, url, root in roots for file_key, file in files if root in file.parents]
+                file = working_directory() / Template(value, meaning.fields).fill(fields)
+                files.append((path, file.resolve(), bool(node.get("overwrite", False))))
+    problems = [Problem(root_key, f"{url!r} holds the file {file_key} writes ({file}): an upload of the same name "
+                                  f"would replace the live file with a snapshot; give the store a directory of its own")
+                for root_key, url, root in roots for file_key, file, _ in files if root in file.parents]
+    if run_name is not None:
+        problems += [Problem(key, f"{str(file)!r} already exists (a run named {run_name!r} wrote it): choose another "
+                                  f"run_name, or set overwrite=true to replace it")
+                     for key, file, overwrite in files if not overwrite and file.exists()]
+    return problems
 
 
 def check_node(problems: list[Problem], path: str, node: Any, base: type, world_size: int) -> None:
@@ -97,6 +122,10 @@ def check_node(problems: list[Problem], path: str, node: Any, base: type, world_
     if target is not None:
         params = {key: value for key, value in node.items() if key not in HYDRA_KEYS}
         before = len(problems)
+        missing = _missing_modules(target)
+        if missing:
+            problems.append(Problem(path, missing))
+            return
         check_params(problems, path, target, params, world_size, partial=bool(node.get("_partial_")))
         check_config = getattr(target, "check_config", None)  # declared by every LoggerDestination
         if check_config is not None and len(problems) == before:  # rules across several parameters
@@ -152,6 +181,17 @@ def check_value(key: str, value: Any, annotation: Any, world_size: int) -> None:
                 check.check(key, value, world_size)
             return
     raise ConfigError(f"{key}: expected {_describe(base)}, got {value!r} ({type(value).__name__})")
+
+
+def _missing_modules(target: Any) -> str:
+    """What a destination's back end needs and is not installed, with the pip command; or ""."""
+    missing = {module: extra for module, extra in getattr(target, "requires", {}).items()
+               if importlib.util.find_spec(module) is None}
+    if not missing:
+        return ""
+    extras = ",".join(dict.fromkeys(missing.values()))
+    return (f"{target.__name__} needs {', '.join(missing)}, which is not installed: "
+            f"pip install 'composer_cfg[{extras}]'")
 
 
 def declared_meanings(target: Any) -> dict[str, Any]:

@@ -62,6 +62,7 @@ class MLFlowLogger(LoggerDestination):
 
     thread_safe = True
     remote = True
+    requires = {"mlflow": "mlflow", "sqlalchemy": "mlflow", "alembic": "mlflow"}
 
     def __init__(
         self,

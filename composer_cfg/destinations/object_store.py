@@ -26,6 +26,7 @@ from composer_cfg.params import (
     StoreRoot,
     StoreURL,
     TemplateParam,
+    local_root,
     positive_int,
 )
 from composer_cfg.state import State
@@ -86,14 +87,9 @@ class ObjectStoreLogger(LoggerDestination):
         retry_backoff: NonNegativeFloat = 1.0,
         close_timeout: PositiveFloat = 120.0,
     ) -> None:
-        from fsspec.core import split_protocol
-        from fsspec.registry import get_filesystem_class
-
-        self.url = StoreRoot().check("url", url)
+        self.url = StoreRoot().check("url", url)  # a known protocol whose package is installed
         self._object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
-        protocol = split_protocol(url)[0] or "file"
-        get_filesystem_class(protocol)  # an unknown protocol or a missing package fails here, not mid-run
-        self._local = protocol in ("file", "local")
+        self._local = local_root(url) is not None
         self._storage_options = dict(storage_options or {})
         self._filesystem: tuple[Any, str] | None = None  # made on first use: it may start I/O threads
         self._filter = _load_filter(should_log_artifact)

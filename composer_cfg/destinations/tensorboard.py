@@ -43,6 +43,7 @@ class TensorboardLogger(LoggerDestination):
     """
 
     thread_safe = True
+    requires = {"tensorboardX": "tensorboard"}
 
     def __init__(
         self,

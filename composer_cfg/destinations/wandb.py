@@ -44,6 +44,7 @@ class WandBLogger(LoggerDestination):
 
     thread_safe = True
     remote = True
+    requires = {"wandb": "wandb"}
 
     def __init__(
         self,

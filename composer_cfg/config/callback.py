@@ -1,0 +1,56 @@
+"""`CheckWhatRuns`: the Hydra callback through which the command validates the config Hydra runs.
+
+The command composes and checks every job before Hydra starts (so a sweep's last job can not fail
+after its first ran); this callback then checks the very config Hydra composed, at
+``on_run_start`` (before the run directory exists) and at each sweep job's ``on_job_start``: what
+runs is what was checked, whatever search path or override Hydra saw.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from composer_cfg.config.compose import config_problems, job_directory_of, report
+from composer_cfg.errors import ConfigError
+from composer_cfg.params import job_directory
+
+PROG = "composer-cfg"
+
+
+class CheckWhatRuns(Callback):
+    """Validates the job's composed config; on problems prints one line each and exits 2."""
+
+    def __init__(self, own_primary: bool = True) -> None:
+        self.own_primary = own_primary
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, job_directory_of(config))
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":  # a run was checked at its start
+            self._check(config, Path(hydra_cfg.runtime.output_dir))
+
+    def _check(self, config: DictConfig, directory: Path | None) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = config.get("hydra") or HydraConfig.get()
+        with job_directory(directory):
+            problems = config_problems(config, self.own_primary)
+        if problems:
+            error = report(problems, list(hydra_cfg.overrides.task), hydra_cfg.job.config_name)
+            print_errors(error)
+            sys.exit(2)
+
+
+def print_errors(error: ConfigError, job: str = "") -> None:
+    """``composer-cfg: error: ...``, one line per problem, on stderr."""
+    for line in error.problems:
+        print(f"{PROG}: error: {job}{line}", file=sys.stderr)

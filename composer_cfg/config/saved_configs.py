@@ -1,0 +1,47 @@
+"""What Hydra saves in a run's ``.hydra/`` directory, saved by the command instead, secrets masked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from composer_cfg.secrets import redact
+
+
+def save_masked_configs(cfg: DictConfig, run_name: str) -> None:
+    """``config.yaml`` (with the run's actual name, generated or not), ``hydra.yaml`` and
+    ``overrides.yaml``, with secrets masked, written atomically. In a sweep, ``multirun.yaml``
+    (which Hydra's sweeper writes itself) is rewritten masked too."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    output = Path(hydra_cfg.runtime.output_dir) / ".hydra"
+    output.mkdir(parents=True, exist_ok=True)
+    job = OmegaConf.to_container(cfg, resolve=False)
+    job["run_name"] = run_name  # type: ignore[index]
+    hydra_node = {"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)}
+    for name, content in (("config.yaml", job), ("hydra.yaml", hydra_node),
+                          ("overrides.yaml", list(hydra_cfg.overrides.task))):
+        write_atomically(output / name, OmegaConf.to_yaml(OmegaConf.create(redact(content))))
+    sweep = Path(hydra_cfg.runtime.cwd) / str(hydra_cfg.sweep.dir) / "multirun.yaml"  # jobs run elsewhere (chdir)
+    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN" and sweep.exists():
+        saved = OmegaConf.to_container(OmegaConf.load(sweep), resolve=False)
+        masked = redact(saved)
+        if masked != saved:
+            write_atomically(sweep, OmegaConf.to_yaml(OmegaConf.create(masked)))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to an unpredictably named new file beside `path`, then rename it over `path`."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
