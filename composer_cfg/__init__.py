@@ -4,8 +4,8 @@
 >>> logger = Logger(State("my_run"), {"memory": InMemoryLogger()})
 >>> logger.data_batch({"loss/train": 0.25})
 
-`build_logger` and `compose_config` (the Hydra layer) are imported on first use, so
-``import composer_cfg`` stays light.
+`build_logger`, `compose_config` and `instantiate_logger` (the Hydra layer) are imported on first
+use, so ``import composer_cfg`` stays light.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_logger": "composer_cfg.config.build",
     "compose_config": "composer_cfg.config.build",
+    "instantiate_logger": "composer_cfg.config.build",
 }
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "format_log_data_value",
     "format_name_with_dist",
     "format_name_with_dist_and_time",
+    "instantiate_logger",
 ]
 
 

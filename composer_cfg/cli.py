@@ -84,20 +84,24 @@ def _run(command: CommandLine) -> None:
 def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
     """Compose and validate each job's config (the command's overrides, as Hydra will be given
     them, and each job's); on errors print one line each and exit 2."""
-    configs, errors = [], []
+    configs, failed = [], {}
     primary = own_primary(command.config_dir, command.config_name)
     with hydra_context(command.config_dir):
         overrides = without_null_groups(command.overrides)
         expanded = _jobs_or_as_given(overrides) if command.multirun else [overrides]
         for job_overrides in expanded:
-            job = f"job {redact_words(' '.join(job_overrides))}: " if len(expanded) > 1 else ""
             try:
                 configs.append(compose_in_context(job_overrides, command.config_name, own_primary=primary,
                                                   for_command=True))
             except ConfigError as error:
-                errors.extend(f"{job}{problem}" for problem in error.problems)
-    if errors:
-        print_errors(ConfigError.from_problems(list(dict.fromkeys(errors))))
+                failed[redact_words(" ".join(job_overrides))] = error.problems
+    if failed:
+        # A problem every job has is said once; one of some jobs only, for each of them.
+        shared = [line for line in next(iter(failed.values())) if len(failed) == len(expanded)
+                  and all(line in problems for problems in failed.values())]
+        lines = shared + [f"job {job}: {line}" for job, problems in failed.items() for line in problems
+                          if line not in shared]
+        print_errors(ConfigError.from_problems(lines))
         sys.exit(2)
     return overrides, configs
 
@@ -207,7 +211,7 @@ def _app(cfg: DictConfig) -> Any:
     from composer_cfg import dist
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.saved_configs import save_masked_configs
-    from composer_cfg.demo import plot_loss
+    from composer_cfg.demo import plot_metrics
 
     try:
         logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"))
@@ -226,7 +230,7 @@ def _app(cfg: DictConfig) -> Any:
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     for name, destination in logger.destinations.items():
         print(f"  {name}: {destination.output_location() or 'nothing written'}")
-    plot = plot_loss(logger)
+    plot = plot_metrics(logger)
     if plot is not None:
         print(f"  plot: {plot.resolve()}")
     return metrics

@@ -69,31 +69,32 @@ def run_demo(
     return metrics
 
 
-def plot_loss(logger: Logger, metric: str = "loss/train") -> Path | None:
-    """Plot `metric` against batch into ``{run_name}/loss-rank{rank}.png``, from the run's
-    InMemoryLogger or JSONLinesLogger; None when matplotlib is missing or neither logged it."""
+def plot_metrics(logger: Logger) -> Path | None:
+    """Plot every metric logged over time (two points or more) against batch into
+    ``{run_name}/metrics-rank{rank}.png``, from the run's InMemoryLogger or JSONLinesLogger; None when
+    matplotlib is missing or neither logged anything."""
     try:
         import matplotlib  # noqa: F401 - only asking whether it is there
     except ImportError:
         return None
     from composer_cfg.destinations import InMemoryLogger, JSONLinesLogger
-    from composer_cfg.plot import plot_series, series_from_records
+    from composer_cfg.plot import plot_series, series_from_memory, series_from_records
     from composer_cfg.records import read_records
 
     state = logger.state
     series = {}
     for destination in logger.destinations:
-        if isinstance(destination, InMemoryLogger) and metric in destination.most_recent_values:
-            values = destination.get_timeseries(metric)
-            series = {metric: {state.rank: (values["batch"].tolist(), values[metric].tolist())}}
+        if isinstance(destination, InMemoryLogger):
+            series = series_from_memory(destination, state.rank)
             break
         if isinstance(destination, JSONLinesLogger) and destination.output_location():
             series = series_from_records(read_records(destination.filename))
             break
-    if metric not in series:
+    over_time = [metric for metric, ranks in series.items() if max(len(b) for b, _ in ranks.values()) > 1]
+    if not over_time:
         return None
-    output = Path(f"{state.run_name}/loss-rank{state.rank}.png")
-    return plot_series(series, [metric], output, title=state.run_name)
+    output = Path(f"{state.run_name}/metrics-rank{state.rank}.png")
+    return plot_series(series, over_time, output, title=state.run_name)
 
 
 def _save_atomically(path: Path, **arrays: object) -> None:

@@ -53,7 +53,7 @@ class Logger:
         self._names = {id(m.destination): m.name for m in members}
         self._members = tuple(m for m in members if not (m.destination.rank_zero_only and state.rank != 0))
         self._routes: dict[Any, tuple[LogLevel, tuple[tuple[_Member, Callable[..., None]], ...]]] = {
-            level: (level, tuple((m, m.log_data) for m in self._members if _takes(m.destination, level)))
+            level: (level, tuple((m, m.log_data) for m in self._members if m.threshold is None or level <= m.threshold))
             for level in LogLevel
         }
         # Destinations whose back end may be slow or unreachable close after the local ones.
@@ -290,6 +290,11 @@ class _Member:
     def __init__(self, name: str, destination: LoggerDestination) -> None:
         self.name = name
         self.destination = destination
+        threshold = destination.log_level  # a level, its name or its value (a destination may write "epoch")
+        try:
+            self.threshold = None if threshold is None else LogLevel.parse(threshold)
+        except ValueError as error:
+            raise ValueError(f"destination {name!r}: log_level: {error}") from None
         self.schedule = destination.flush_schedule
         self.ledger = FailureLedger(name)
         lock = None if destination.thread_safe else threading.RLock()
@@ -334,6 +339,3 @@ def _named(destinations: Destinations) -> list[tuple[str, LoggerDestination]]:
     return named
 
 
-def _takes(destination: LoggerDestination, level: LogLevel) -> bool:
-    threshold = destination.log_level
-    return threshold is None or level <= threshold

@@ -21,6 +21,7 @@ from composer_cfg.records import read_records
 Series = dict[str, dict[int, tuple[list[int], list[float]]]]
 PANEL_SIZE = (8.0, 2.5)  # inches; at DPI this is 800 x 250 pixels per panel
 DPI = 100
+MARKED_POINTS = 50  # a series with this many points or fewer gets a marker per point
 
 
 def series_from_records(records: Iterable[dict[str, Any]]) -> Series:
@@ -37,6 +38,19 @@ def series_from_records(records: Iterable[dict[str, Any]]) -> Series:
 
 def plot_series(series: Series, metrics: Sequence[str], output: str | Path, title: str = "") -> Path:
     """Write a PNG with one panel per metric (values against batch, one line per rank)."""
+    import matplotlib.pyplot as plt
+
+    figure = draw(series, metrics, title)
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def draw(series: Series, metrics: Sequence[str], title: str = "") -> Any:
+    """The figure `plot_series` saves: a panel per metric, markers where points are few (a value
+    logged once, a hyperparameter or a final score, is one visible dot), the title above them all."""
     import logging
 
     import matplotlib
@@ -45,11 +59,12 @@ def plot_series(series: Series, metrics: Sequence[str], output: str | Path, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(len(metrics), 1, squeeze=False, sharex=True,
+    figure, axes = plt.subplots(len(metrics), 1, squeeze=False, sharex=True, layout="constrained",
                                 figsize=(PANEL_SIZE[0], PANEL_SIZE[1] * len(metrics)), dpi=DPI)
     for axis, metric in zip(axes[:, 0], metrics):
         for rank, (batches, values) in sorted(series[metric].items()):
-            axis.plot(batches, values, label=f"rank {rank}", linewidth=1.2)
+            axis.plot(batches, values, label=f"rank {rank}", linewidth=1.2,
+                      marker="o" if len(values) <= MARKED_POINTS else None, markersize=4)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         if len(series[metric]) > 1:
@@ -57,12 +72,17 @@ def plot_series(series: Series, metrics: Sequence[str], output: str | Path, titl
     axes[-1, 0].set_xlabel("batch")
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return figure
+
+
+def series_from_memory(memory: Any, rank: int) -> Series:
+    """Every numeric metric an `InMemoryLogger` holds, against batch, as `rank`'s line."""
+    series: Series = {}
+    for key, value in memory.most_recent_values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = memory.get_timeseries(key)
+            series[key] = {rank: (values["batch"].tolist(), [float(v) for v in values[key].tolist()])}
+    return series
 
 
 def choose_metrics(series: Series, wanted: Sequence[str] | None) -> list[str]:

@@ -46,7 +46,7 @@ def test_demo_with_the_default_config(tmp_path):
         f"  file: {run / 'demo' / 'logs-rank0.txt'}",
         "  in_memory: in memory (10 keys)",
         "  progress_bar: the console (stderr)",
-        f"  plot: {run / 'demo' / 'loss-rank0.png'}",
+        f"  plot: {run / 'demo' / 'metrics-rank0.png'}",
     ]
     bars = out.stderr.splitlines()
     assert [bar.split(":")[0] for bar in bars] == ["Epoch     0 train", "Epoch     1 train", "Epoch     2 train"]
@@ -186,3 +186,75 @@ def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
     plot = subprocess.run([sys.executable, "-m", "composer_cfg.plot", "run", "--metrics", "loss/train"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert plot.returncode == 0 and (tmp_path / "run" / "metrics.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("override", ["logger=null", "logger=none", "~logger"])
+def test_no_logging_runs_the_demo_with_no_destination(tmp_path, override):
+    out = cli("run_name=quiet", "hydra.run.dir=run", override, cwd=tmp_path)
+    assert out.stdout.splitlines()[0].startswith("run quiet (rank 0 of 1) finished: loss/epoch=")
+    assert destination_names(out) == []
+    assert not list((tmp_path / "run" / "quiet").glob("*-rank0.*"))  # only the demo's own checkpoints
+
+
+def test_a_refused_second_run_into_the_same_directory_changes_nothing(tmp_path):
+    cli("run_name=twice", "hydra.run.dir=run", cwd=tmp_path)
+    saved = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (tmp_path / "run").rglob("*")
+             if path.is_file()}
+    out = cli("run_name=twice", "hydra.run.dir=run", cwd=tmp_path, check=False)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        f"composer-cfg: error: logger.destinations.file.filename: '{tmp_path / 'run/twice/logs-rank0.txt'}' already "
+        f"exists (a run named 'twice' wrote it): choose another run_name, or set overwrite=true to replace it "
+        f"(from logger/destinations/file.yaml in pkg://composer_cfg.conf)"]
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (tmp_path / "run").rglob("*")
+            if path.is_file()} == saved
+
+
+def test_the_users_primary_config_and_option_files_are_the_ones_checked_and_run(tmp_path):
+    """With -cd, the user's config.yaml and a user file shadowing a packaged option are what the
+    dry run shows and what runs (they used to be checked, then not used)."""
+    conf = tmp_path / "my_conf"
+    (conf / "logger" / "destinations").mkdir(parents=True)
+    packaged = (Path(__file__).parents[1] / "conf" / "config.yaml").read_text()
+    (conf / "config.yaml").write_text(packaged.replace("  epochs: 3\n", "  epochs: 1\n"))
+    (conf / "logger" / "destinations" / "file.yaml").write_text(
+        "file:\n  _target_: composer_cfg.FileLogger\n  log_level: batch\n")
+    dry = cli("-cd", str(conf), "dry_run=true", "run_name=mine", cwd=tmp_path)
+    assert "  file: composer_cfg.FileLogger(log_level='batch')" in dry.stdout.splitlines()
+    cli("-cd", str(conf), "run_name=mine", "hydra.run.dir=run", cwd=tmp_path)
+    lines = log_lines(tmp_path / "run" / "mine" / "logs-rank0.txt")
+    assert [line.split("]")[0] for line in lines].count("[BATCH") == 16  # one epoch, every batch
+
+
+def test_a_destination_module_next_to_the_user_imports_under_the_console_script(tmp_path):
+    conf = tmp_path / "my_conf" / "logger" / "destinations"
+    conf.mkdir(parents=True)
+    (conf / "mine.yaml").write_text("mine:\n  _target_: my_module.Mine\n")
+    (tmp_path / "my_module.py").write_text(
+        "from composer_cfg import LoggerDestination\nclass Mine(LoggerDestination):\n    pass\n")
+    out = subprocess.run([str(COMMAND), "-cd", "my_conf", "run_name=m", "hydra.run.dir=run",
+                          "logger/destinations=[mine]"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert destination_names(out) == ["mine"]
+
+
+def test_version_names_composer_cfg_and_hydra(tmp_path):
+    import hydra
+
+    import composer_cfg
+
+    assert cli("--version", cwd=tmp_path).stdout == f"composer-cfg {composer_cfg.__version__} (Hydra {hydra.__version__})\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    out = subprocess.run(f"'{COMMAND}' dry_run=true run_name=p | head -1", shell=True, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout == "config OK, nothing built or written. run_name: p\n" and out.stderr == ""
+
+
+def test_the_saved_config_records_the_generated_run_name(tmp_path):
+    out = cli("hydra.run.dir=run", "logger/destinations=[in_memory]", cwd=tmp_path)
+    run_name = out.stdout.split()[1]
+    saved = yaml.safe_load((tmp_path / "run" / ".hydra" / "config.yaml").read_text())
+    assert saved["run_name"] == run_name and run_name.count("-") == 2

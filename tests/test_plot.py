@@ -63,3 +63,28 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "composer-cfg-plot"
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("usage: composer-cfg-plot")
+
+
+def test_a_value_logged_once_is_a_visible_point_and_the_title_clears_the_panels():
+    from composer_cfg.plot import draw
+
+    series = {"hparams/lr": {0: ([0], [0.1])}, "loss/train": {0: (list(range(100)), [1.0 / (b + 1) for b in range(100)])}}
+    figure = draw(series, ["hparams/lr", "loss/train"], title="run")
+    figure.canvas.draw()
+    once, curve = (axis.lines[0] for axis in figure.axes)
+    assert once.get_marker() == "o" and curve.get_marker() == "None"
+    (title,) = (text.get_window_extent() for text in figure.texts)  # the suptitle
+    assert title.y0 >= figure.axes[0].get_window_extent().y1  # above the first panel, not over it
+
+
+def test_the_demo_plots_every_metric_logged_over_time(tmp_path):
+    from composer_cfg import InMemoryLogger
+    from composer_cfg.demo import plot_metrics, run_demo
+
+    with Logger(State("demo"), InMemoryLogger()) as logger:
+        run_demo(logger, epochs=2, batches_per_epoch=4)
+    path = plot_metrics(logger)
+    assert path == Path("demo/metrics-rank0.png")
+    # loss/train, metrics/train/accuracy (per batch), epoch, loss/epoch, metrics/epoch/accuracy (per epoch);
+    # not the hyperparameters, logged once
+    assert png_size(path) == (800, 250 * 5)

@@ -1,5 +1,6 @@
 """The README's examples run as shown."""
 
+import os
 import re
 import subprocess
 import sys
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+# Scripts to run as they are; a block starting "# file: NAME" is a file of an example project.
+PYTHON_BLOCKS = [block for block in re.findall(r"```python\n(.*?)```", README, re.S) if not block.startswith("# file:")]
 
 
 @pytest.mark.parametrize("code", PYTHON_BLOCKS, ids=[f"block{i}" for i in range(len(PYTHON_BLOCKS))])
@@ -47,3 +49,57 @@ def test_every_test_named_in_the_reliability_table_exists():
         module = f"test_{file}" if file else module
         source = (Path(__file__).parent / f"{module}.py").read_text()
         assert f"def {test}(" in source, f"{module}::{test}"
+
+
+def test_the_hydra_app_example_runs_as_shown(tmp_path):
+    section = README.split("## Add composer_cfg to your Hydra app")[1].split("\n## ")[0]
+    config = re.search(r"```yaml\n# conf/config.yaml\n(.*?)```", section, re.S).group(1)
+    script = re.search(r"```python\n# file: train.py\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text(config)
+    (tmp_path / "train.py").write_text(script)
+    commands = re.findall(r"^python (train.py.*?)(?:\s+#.*)?$", re.search(r"```sh\n(.*?)```", section, re.S).group(1), re.M)
+    assert len(commands) == 4
+    for number, command in enumerate(commands):
+        args = [arg.strip("'") for arg in command.split()]
+        out = subprocess.run([sys.executable, *args, "run_name=run" + str(number), f"hydra.run.dir=hydra{number}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, (command, out.stderr)
+    assert (tmp_path / "run0/logs-rank0.txt").read_text().splitlines() == [
+        '[EPOCH][batch=10]: { "epoch": 0, }', '[EPOCH][batch=20]: { "epoch": 1, }']
+    assert len((tmp_path / "run1/logs-rank0.txt").read_text().splitlines()) == 20 + 2  # batch level, all_local
+    assert (tmp_path / "run2/mlflow.db").exists() and not (tmp_path / "run3").exists()
+
+
+def test_the_mlflow_ui_command_serves_the_run(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    command = re.search(r"^(MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui .*)$", README, re.M).group(1)
+    database = tmp_path / "runs/tracked/tracked/mlflow.db"
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=f"sqlite:///{database}").create_experiment("made")  # a store to browse
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    variable, mlflow, *args = command.replace("$PWD", str(tmp_path)).split()
+    server = subprocess.Popen([str(Path(sys.executable).parent / mlflow), *args, "--port", str(port)], cwd=tmp_path,
+                              env={**os.environ, variable.split("=")[0]: "false"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                experiments = urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=made", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow ui did not answer"
+                time.sleep(0.2)
+        assert b'"name": "made"' in experiments.read().replace(b'"name":"made"', b'"name": "made"')
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(30)

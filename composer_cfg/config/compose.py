@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from composer_cfg.config.validate import Problem, validate
 from composer_cfg.errors import ConfigError
 from composer_cfg.params import job_directory
 from composer_cfg.secrets import redact_override
+from composer_cfg.templates import TIME_FIELDS
 
 PACKAGED_CONFIGS = "composer_cfg.conf"
 VERSION_BASE = "1.3"
@@ -173,12 +175,41 @@ def _running_app() -> tuple[list[str], str | None]:
 
 def config_problems(cfg: DictConfig, own_primary: bool = True) -> list[Problem]:
     """Missing values, interpolation errors and everything `validate` checks."""
-    problems = _unresolvable(cfg, "")
+    problems = _unresolvable(cfg, "") or _fields_written_as_interpolations(cfg)
     if problems:
         return problems
     job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # Hydra's node: not ours
     container: Any = OmegaConf.to_container(job, resolve=True)
     return validate(container, world_size=dist.current().world_size, own_primary=own_primary)
+
+
+def _fields_written_as_interpolations(cfg: DictConfig) -> list[Problem]:
+    """``${run_name}`` where ``{run_name}`` was meant: resolved when the config is composed, it
+    names files after the config's own (null) run name, not the run's."""
+    problems = []
+    for path, text in _strings(OmegaConf.to_container(cfg, resolve=False), ""):
+        for name in _INTERPOLATION.findall(text):
+            if name in TIME_FIELDS and OmegaConf.select(cfg, name, default=None) is None:
+                problems.append(Problem(path, f"{text!r} uses ${{{name}}}, an interpolation resolved when the config "
+                                              f"is composed (to null here); the run-time template field is written "
+                                              f"{{{name}}}: {_INTERPOLATION_OF[name].sub('{' + name + '}', text)!r}"))
+    return problems
+
+
+def _strings(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key != "hydra" or path:
+                yield from _strings(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _strings(value, f"{path}.{index}")
+
+
+_INTERPOLATION = re.compile(r"\$\{(\w+)\}")
+_INTERPOLATION_OF = {name: re.compile(r"\$\{" + name + r"\}") for name in TIME_FIELDS}
 
 
 def _unresolvable(node: DictConfig | ListConfig, prefix: str) -> list[Problem]:
@@ -194,7 +225,10 @@ def _unresolvable(node: DictConfig | ListConfig, prefix: str) -> list[Problem]:
             value = node[key]
         except OmegaConfBaseException as error:
             reason = str(error.msg).splitlines()[0]
-            problems.append(Problem(path, f"cannot resolve {node._get_node(key)._value()!r}: {reason}"))
+            written = node._get_node(key)._value()
+            fields = [name for name in _INTERPOLATION.findall(str(written)) if name in TIME_FIELDS]
+            hint = f"; the run-time template field is written {{{fields[0]}}} (one brace, no $)" if fields else ""
+            problems.append(Problem(path, f"cannot resolve {written!r}: {reason}{hint}"))
             continue
         if isinstance(value, (DictConfig, ListConfig)):
             problems.extend(_unresolvable(value, path))

@@ -1,0 +1,189 @@
+"""composer_cfg inside a user's own Hydra app: invisible until the app opts in, then one line to use.
+
+Real apps in a temporary directory, run as subprocesses: one shaped like
+lightning-hydra-template (its own ``logger`` group of Lightning loggers), one minimal.
+"""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def run(root: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, script, *args], cwd=root, capture_output=True, text=True, timeout=120)
+
+
+# lightning-hydra-template's shape: configs/train.yaml with '- logger: null', configs/logger/*.yaml.
+LHT = {
+    "configs/train.yaml": """
+        defaults:
+          - logger: null
+          - _self_
+        task_name: train
+        """,
+    "configs/logger/csv.yaml": """
+        csv:
+          _target_: lightning.pytorch.loggers.csv_logs.CSVLogger
+          save_dir: logs
+        """,
+    "configs/logger/tensorboard.yaml": """
+        tensorboard:
+          _target_: lightning.pytorch.loggers.tensorboard.TensorBoardLogger
+          save_dir: logs
+        """,
+    "configs/logger/many_loggers.yaml": """
+        defaults:
+          - csv
+          - tensorboard
+        """,
+    "train.py": """
+        import hydra
+        from hydra.core.global_hydra import GlobalHydra
+        from omegaconf import OmegaConf
+
+        @hydra.main(version_base="1.3", config_path="configs", config_name="train")
+        def main(cfg):
+            loader = GlobalHydra.instance().config_loader()
+            print("logger options:", sorted(loader.get_group_options("logger")))
+            print("config:", OmegaConf.to_container(cfg))
+
+        main()
+        """,
+}
+
+
+def test_an_app_with_its_own_logger_group_is_unchanged_by_composer_cfg_being_installed(tmp_path):
+    write(tmp_path, LHT)
+    out = run(tmp_path, "train.py", "logger=many_loggers", "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "logger options: ['csv', 'many_loggers', 'tensorboard']",
+        "config: {'logger': {'csv': {'_target_': 'lightning.pytorch.loggers.csv_logs.CSVLogger', 'save_dir': 'logs'}, "
+        "'tensorboard': {'_target_': 'lightning.pytorch.loggers.tensorboard.TensorBoardLogger', 'save_dir': 'logs'}}, "
+        "'task_name': 'train'}",
+    ]
+    refused = run(tmp_path, "train.py", "logger=default", "hydra.run.dir=run")
+    assert refused.returncode == 1 and "Could not find 'logger/default'" in refused.stderr
+
+
+def test_once_the_app_opts_in_composer_cfgs_presets_join_its_group(tmp_path):
+    write(tmp_path, LHT)
+    train = tmp_path / "configs/train.yaml"
+    train.write_text(train.read_text() + "hydra:\n  searchpath:\n    - pkg://composer_cfg.conf\n")
+    out = run(tmp_path, "train.py", "logger=default", "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr
+    config = out.stdout.splitlines()[1]
+    assert config.startswith("config: {'logger': {'destinations': {'file': {'_target_': 'composer_cfg.FileLogger'")
+    assert "'in_memory': {" in config and "'progress_bar': {" in config
+    assert config.endswith("'_target_': 'composer_cfg.Logger'}, 'task_name': 'train'}")
+    own = run(tmp_path, "train.py", "logger=many_loggers", "hydra.run.dir=run")  # its own options still win
+    assert own.returncode == 0 and "'csv': {'_target_': 'lightning.pytorch.loggers.csv_logs.CSVLogger'" in own.stdout
+
+
+MINIMAL = {
+    "conf/config.yaml": """
+        defaults:
+          - logger: default
+          - _self_
+        hydra:
+          searchpath:
+            - pkg://composer_cfg.conf
+        run_name: minimal
+        epochs: 2
+        """,
+    "train.py": """
+        import hydra
+        from composer_cfg import TrainingLoop, instantiate_logger
+
+        @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+        def main(cfg):
+            logger = instantiate_logger(cfg.get("logger"), run_name=cfg.run_name)
+            print("destinations:", ", ".join(logger.destinations.names))
+            loop = TrainingLoop(logger)
+            with logger:
+                for epoch in loop.epochs(cfg.epochs):
+                    for batch in loop.batches(4):
+                        logger.data_batch({"loss": 1.0 / (batch + 1)})
+                    logger.data_epoch({"epoch": epoch})
+
+        main()
+        """,
+}
+
+
+def test_a_minimal_app_gets_the_default_logger_from_one_defaults_line(tmp_path):
+    write(tmp_path, MINIMAL)
+    out = run(tmp_path, "train.py", "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["destinations: file, in_memory, progress_bar"]
+    # version_base 1.3 leaves the working directory alone: files land where the app was started;
+    # what the app prints once the logger started is in its log too
+    assert (tmp_path / "minimal/logs-rank0.txt").read_text().splitlines() == [
+        "[stdout]: destinations: file, in_memory, progress_bar",
+        '[EPOCH][batch=4]: { "epoch": 0, }', '[EPOCH][batch=8]: { "epoch": 1, }']
+
+
+@pytest.mark.parametrize(("override", "names"), [
+    ("logger=all_local", "file, in_memory, progress_bar, jsonl, tensorboard"),
+    ("logger/destinations=[jsonl]", "jsonl"),
+    ("+logger/destinations=jsonl", "file, in_memory, progress_bar, jsonl"),
+    ("logger=none", ""),
+    ("~logger", ""),
+])
+def test_presets_and_selections_from_the_apps_command_line(tmp_path, override, names):
+    write(tmp_path, MINIMAL)
+    out = run(tmp_path, "train.py", override, "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"destinations: {names}"]
+    assert (tmp_path / "minimal").exists() is ("file" in names or "jsonl" in names)
+
+
+def test_an_empty_selection_warns_that_nothing_will_be_logged(tmp_path):
+    write(tmp_path, MINIMAL)
+    out = run(tmp_path, "train.py", "logger/destinations=[]", "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr
+    assert ("logger.destinations: no destination is selected, so nothing will be logged; choose some with "
+            "'logger/destinations=[file,jsonl]', or say logger=none") in out.stdout + out.stderr  # Hydra's log handler
+
+
+def test_a_typo_in_the_apps_yaml_is_one_line_naming_the_apps_file(tmp_path):
+    write(tmp_path, MINIMAL)
+    config = tmp_path / "conf/config.yaml"
+    config.write_text(config.read_text() + "logger:\n  destinations:\n    file:\n      log_levl: batch\n")
+    out = run(tmp_path, "train.py", "hydra.run.dir=run")
+    assert out.returncode == 1
+    assert (f"composer_cfg.errors.ConfigError: logger.destinations.file.log_levl: unknown key for FileLogger; did "
+            f"you mean 'log_level'? allowed: filename, artifact_name, capture_stdout, capture_stderr, buffer_size, "
+            f"log_level, log_interval, flush_interval, overwrite (from config.yaml in file://{tmp_path / 'conf'})"
+            ) in out.stderr.splitlines()
+    assert not (tmp_path / "minimal").exists()
+
+
+def test_a_destination_of_the_apps_own_next_to_its_script(tmp_path):
+    write(tmp_path, {**MINIMAL,
+                     "conf/logger/destinations/printer.yaml": """
+                         printer:
+                           _target_: my_destinations.Printer
+                         """,
+                     "my_destinations.py": """
+                         from composer_cfg import LoggerDestination
+
+                         class Printer(LoggerDestination):
+                             log_level = "epoch"
+
+                             def log_data(self, state, log_level, data):
+                                 print("printer:", data)
+                         """})
+    out = run(tmp_path, "train.py", "logger/destinations=[printer]", "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["destinations: printer", "printer: {'epoch': 0}", "printer: {'epoch': 1}"]
