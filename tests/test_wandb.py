@@ -1,5 +1,7 @@
 """WandBLogger against the real wandb library, offline; the run file is read back."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,12 @@ def test_selected_from_the_config_runs_offline():
         logger.data_batch({"x": 2.0})
     run = offline_run(Path("wandb"))
     assert run["name"] == "cfg_run" and run["history"] == {0: {"x": 2.0}}
+
+
+def test_the_run_file_is_whole_when_the_process_has_exited(tmp_path):
+    script = ("from composer_cfg import Logger, State, WandBLogger\n"
+              "with Logger(State('exiting'), WandBLogger()) as logger:\n"
+              "    logger.data_batch({'x': 3.0})\n")
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, timeout=120)
+    run = offline_run(tmp_path / "wandb")
+    assert (run["name"], run["history"], run["exit_code"]) == ("exiting", {0: {"x": 3.0}}, 0)

@@ -38,8 +38,16 @@ def records(path: Path) -> Iterator[Any]:
 
 
 def offline_run(directory: Path) -> dict[str, Any]:
-    """history (step -> {key: value}), summary, config, run name and group, artifacts and exit code."""
+    """history (step -> {key: value}), summary, config, run name and group, artifacts and exit code.
+
+    wandb's service process writes the run file and finishes it after ``run.finish`` returns;
+    ``wandb.teardown()`` waits for that, as the process's exit does.
+    """
     import json
+
+    import wandb
+
+    wandb.teardown()
 
     (run_file,) = directory.glob("offline-run-*/run-*.wandb")
     result: dict[str, Any] = {"history": {}, "summary": {}, "config": {}, "artifacts": [], "exit_code": None}
