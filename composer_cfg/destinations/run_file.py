@@ -52,8 +52,9 @@ class RunFile:
         if self.path is None:
             require_rank_field(self._filename, state.dist.world_size, key="filename")
             fields = state.template_fields()
+            path = str(Path(self._filename.fill(fields)).absolute())
             self.artifact_name = self._artifact_name.fill(fields)
-            self.path = str(Path(self._filename.fill(fields)).absolute())
+            self.path = path
         return self.path
 
     def open(self, state: State) -> IO[str]:
