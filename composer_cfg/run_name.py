@@ -8,6 +8,7 @@ from typing import Mapping
 
 from composer_cfg.dist import DistInfo
 from composer_cfg.errors import ConfigError
+from composer_cfg.templates import check_name_length
 
 ENV_VARIABLES = ("COMPOSER_RUN_NAME", "RUN_NAME")
 
@@ -67,9 +68,12 @@ def generate_run_name() -> str:
 
 
 def check_run_name(name: object, key: str = "run_name") -> str:
-    """`name` if it can name directories and artifacts safely; else `ConfigError`."""
+    """`name` if it can name a directory and artifacts safely, whatever its source (config,
+    environment, launcher, `State`): at most 255 bytes, no path separator, not ``.`` or ``..``,
+    no control character; else `ConfigError` naming `key`."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{key}: expected a non-empty string, got {name!r}")
+    check_name_length(name, key=key)
     if "/" in name or "\\" in name or name in (".", ".."):
         raise ConfigError(f"{key}: {name!r} must not contain '/' or '\\\\' or be '.' or '..': it names a directory")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
