@@ -6,9 +6,9 @@ and a checkpoint per epoch is written (atomically) and published with `Logger.fi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from composer_cfg.files import replacing
 from composer_cfg.log_level import LogLevel
 from composer_cfg.logger import Logger
 from composer_cfg.loop import TrainingLoop
@@ -98,11 +98,10 @@ def plot_metrics(logger: Logger) -> Path | None:
 
 
 def _save_atomically(path: Path, **arrays: object) -> None:
-    """Write an ``.npz`` under a temporary name, then rename: a reader never sees half a file."""
+    """Write an ``.npz`` under an unpredictable temporary name, then rename: a reader never sees
+    half a file, and a link planted at either name is never written through."""
     import numpy as np
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as file:
+    with replacing(path) as file:
         np.savez(file, **arrays)  # type: ignore[arg-type]
-    os.replace(partial, path)

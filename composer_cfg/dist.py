@@ -4,6 +4,8 @@ Order: an initialised ``torch.distributed`` group; torchrun's ``RANK``/``WORLD_S
 ``LOCAL_WORLD_SIZE``/``NODE_RANK``; SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``/
 ``SLURM_NODEID`` (local world size from ``SLURM_NTASKS_PER_NODE``); else a single process.
 torch is never imported here: if a process group is initialised, the program imported it already.
+A variable that is not a whole number, or a rank outside its world size, is a `ConfigError` naming
+the variable, its value and what is allowed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import sys
 from dataclasses import dataclass
 from typing import Mapping
+
+from composer_cfg.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,9 @@ class DistInfo:
     source: str = "single process"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"rank {self.rank} is outside world size {self.world_size} ({self.source})")
-        if not 0 <= self.local_rank < self.local_world_size:
-            raise ValueError(
-                f"local rank {self.local_rank} is outside local world size "
-                f"{self.local_world_size} ({self.source})"
-            )
+        _require_within(f"rank {self.rank}", self.rank, f"world size {self.world_size}", self.world_size)
+        _require_within(f"local rank {self.local_rank}", self.local_rank,
+                        f"local world size {self.local_world_size}", self.local_world_size)
 
     def template_fields(self) -> dict[str, int]:
         return {
@@ -55,8 +55,8 @@ def current(environ: Mapping[str, str] | None = None) -> DistInfo:
     if group is not None:
         rank, world_size = group
         for variable, value in (("RANK", rank), ("WORLD_SIZE", world_size)):
-            if env.get(variable) and _int(env, variable) != value:
-                raise ValueError(f"{variable}={env[variable]} disagrees with the process group, where it is {value}")
+            if env.get(variable) and _int(env, variable, 0) != value:
+                raise ConfigError(f"{variable}={env[variable]} disagrees with the process group, where it is {value}")
         return _from_env(env, _TORCHRUN, "torch.distributed", rank=rank, world_size=world_size)
     if "RANK" in env or "WORLD_SIZE" in env:
         return _from_env(env, _TORCHRUN, "RANK/WORLD_SIZE environment")
@@ -75,20 +75,34 @@ def _process_group() -> tuple[int, int] | None:
 def _from_env(env: Mapping[str, str], names: tuple[str, ...], source: str, **known: int) -> DistInfo:
     rank_var, world_var, local_var, local_world_var, node_var = names
     rank = known.get("rank", _int(env, rank_var, 0))
-    world_size = known.get("world_size", _int(env, world_var, 1))
+    world_size = known.get("world_size", _int(env, world_var, 1, minimum=1))
     local_rank = _int(env, local_var, rank)
-    local_world_size = _int(env, local_world_var, world_size)
+    local_world_size = _int(env, local_world_var, world_size, minimum=1)
     node_rank = _int(env, node_var, 0)
+    _require_within(_shown(env, rank_var, rank), rank, _shown(env, world_var, world_size), world_size)
+    _require_within(_shown(env, local_var, local_rank), local_rank,
+                    _shown(env, local_world_var, local_world_size), local_world_size)
     return DistInfo(rank, local_rank, world_size, local_world_size, node_rank, source)
 
 
-def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     text = env.get(name)
     if text is None or text == "":
-        if default is None:
-            raise ValueError(f"{name} is not set")
         return default
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not an integer") from None
+        value = minimum - 1
+    if value < minimum:
+        raise ConfigError(f"{name}={text!r}: expected a whole number, {minimum} or more")
+    return value
+
+
+def _shown(env: Mapping[str, str], name: str, value: int) -> str:
+    return f"{name}={env[name]}" if env.get(name) else f"{name} (unset: {value})"
+
+
+def _require_within(rank: str, value: int, world: str, size: int) -> None:
+    """`ConfigError` unless ``0 <= value < size``; `rank` and `world` say where each came from."""
+    if not 0 <= value < size:
+        raise ConfigError(f"{rank} is outside {world}: a rank must be 0 to {size - 1}")

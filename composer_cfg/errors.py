@@ -7,11 +7,13 @@ class ConfigError(ValueError):
     """A configuration value is wrong.
 
     The message names the key path, the bad value, what is allowed and, when known, the file the
-    value came from. `problems` holds one line per problem when several were found at once.
+    value came from. `problems` holds one line per problem when several were found at once; `key`,
+    when given, is the key (or environment variable) the message starts with.
     """
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+    def __init__(self, message: str, problems: list[str] | None = None, *, key: str | None = None) -> None:
         super().__init__(message)
+        self.key = key
         self.problems = problems if problems is not None else [" ".join(message.split("\n"))]
 
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from composer_cfg.files import replacing
 from composer_cfg.records import read_records
 
 #: metric -> rank -> (batches, values)
@@ -37,13 +38,15 @@ def series_from_records(records: Iterable[dict[str, Any]]) -> Series:
 
 
 def plot_series(series: Series, metrics: Sequence[str], output: str | Path, title: str = "") -> Path:
-    """Write a PNG with one panel per metric (values against batch, one line per rank)."""
+    """Write a PNG (or the format `output`'s suffix names) with one panel per metric (values
+    against batch, one line per rank), atomically: see `composer_cfg.files.replacing`."""
     import matplotlib.pyplot as plt
 
     figure = draw(series, metrics, title)
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    with replacing(path) as file:
+        figure.savefig(file, format=path.suffix[1:] or None)
     plt.close(figure)
     return path
 

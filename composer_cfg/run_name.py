@@ -8,6 +8,8 @@ from typing import Mapping
 
 from composer_cfg.dist import DistInfo
 from composer_cfg.errors import ConfigError
+from composer_cfg.formatting import has_control_character
+from composer_cfg.templates import check_name_length
 
 ENV_VARIABLES = ("COMPOSER_RUN_NAME", "RUN_NAME")
 
@@ -24,11 +26,9 @@ def resolve_run_name(configured: str | None, dist_info: DistInfo, environ: Mappi
     Several ranks with none of these could only disagree: that is a `ConfigError`.
     """
     env = os.environ if environ is None else environ
-    if configured is not None:
-        return check_run_name(configured)
-    for variable in ENV_VARIABLES:
-        if env.get(variable):
-            return check_run_name(env[variable], key=variable)
+    given = given_run_name(configured, env)
+    if given is not None:
+        return given
     if dist_info.source == "torch.distributed" and dist_info.world_size > 1:
         return _broadcast_from_rank_zero(generate_run_name() if dist_info.rank == 0 else None)
     launched = launcher_run_name(env)
@@ -40,6 +40,17 @@ def resolve_run_name(configured: str | None, dist_info: DistInfo, environ: Mappi
             f"one; set run_name in the config or COMPOSER_RUN_NAME in every rank's environment"
         )
     return generate_run_name()
+
+
+def given_run_name(configured: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The name the config gives, else ``COMPOSER_RUN_NAME``, else ``RUN_NAME`` (checked), or None."""
+    env = os.environ if environ is None else environ
+    if configured is not None:
+        return check_run_name(configured)
+    for variable in ENV_VARIABLES:
+        if env.get(variable):
+            return check_run_name(env[variable], key=variable)
+    return None
 
 
 def launcher_run_name(environ: Mapping[str, str]) -> str | None:
@@ -67,11 +78,15 @@ def generate_run_name() -> str:
 
 
 def check_run_name(name: object, key: str = "run_name") -> str:
-    """`name` if it can name directories and artifacts safely; else `ConfigError`."""
+    """`name` if it can name a directory and artifacts safely, whatever its source (config,
+    environment, launcher, `State`): at most 255 bytes, no path separator, not ``.`` or ``..``,
+    no control character; else `ConfigError` naming `key`."""
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(f"{key}: expected a non-empty string, got {name!r}")
+        raise ConfigError(f"{key}: expected a non-empty string, got {name!r}", key=key)
+    check_name_length(name, key=key)
     if "/" in name or "\\" in name or name in (".", ".."):
-        raise ConfigError(f"{key}: {name!r} must not contain '/' or '\\\\' or be '.' or '..': it names a directory")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise ConfigError(f"{key}: {name!r} contains a control character")
+        raise ConfigError(f"{key}: {name!r} must not contain '/' or '\\\\' or be '.' or '..': it names a directory",
+                          key=key)
+    if has_control_character(name):
+        raise ConfigError(f"{key}: {name!r} contains a control character", key=key)
     return name

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from composer_cfg import dist
+from composer_cfg.run_name import check_run_name
 from composer_cfg.timestamp import Timestamp
 
 
 class State:
     """The run's name, its position in time and the rank facts of this process.
 
-    Attributes are plain and mutable; a loop advances time by replacing the timestamp:
+    The run name names directories, so it is checked like one from any other source
+    (`composer_cfg.run_name.check_run_name`): `ConfigError` for ``"../x"``, here and when it is
+    assigned. Attributes are mutable; a loop advances time by replacing the timestamp:
 
     >>> state = State("demo")
     >>> state.timestamp = state.timestamp.to_next_batch()
@@ -27,13 +30,19 @@ class State:
         dist_info: dist.DistInfo | None = None,
         eval_dataloader_len: int | None = None,
     ) -> None:
-        if not isinstance(run_name, str) or not run_name:
-            raise ValueError(f"run_name must be a non-empty string, got {run_name!r}")
         self.run_name = run_name
         self.timestamp = Timestamp() if timestamp is None else timestamp
         self.dataloader_len = dataloader_len
         self.eval_dataloader_len = eval_dataloader_len
         self.dist = dist.current() if dist_info is None else dist_info
+
+    @property
+    def run_name(self) -> str:
+        return self._run_name
+
+    @run_name.setter
+    def run_name(self, name: str) -> None:
+        self._run_name = check_run_name(name)
 
     def template_fields(self) -> dict[str, Any]:
         """What templates are filled with now: run name, rank facts and the timestamp's fields.

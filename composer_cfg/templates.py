@@ -2,8 +2,9 @@
 
 One formatter fills every template in the project. A template is checked once, when it is
 built: unknown fields (with the closest valid one suggested), positional ``{}``, attribute or
-index access (``{rank.__class__}``, ``{x[0]}``) and bad format specs raise `ConfigError`.
-Format specs are allowed:
+index access (``{rank.__class__}``, ``{x[0]}``), bad format specs, widths and precisions above
+`NAME_MAX` and templates longer than `PATH_MAX` raise `ConfigError`; so does a filled name too
+long for a file system. Format specs are allowed:
 
 >>> Template("{run_name}/ep{epoch:03d}-rank{rank}.npz", TIME_FIELDS).fill(
 ...     dict(run_name="r", epoch=7, rank=1))
@@ -13,12 +14,15 @@ Format specs are allowed:
 from __future__ import annotations
 
 import difflib
+import os
+import re
 import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from composer_cfg import dist
 from composer_cfg.errors import ConfigError
+from composer_cfg.formatting import has_control_character
 from composer_cfg.timestamp import COUNTERS, DURATIONS, Timestamp
 
 #: Fields every template may use, with a sample value of the type they are filled with.
@@ -33,20 +37,30 @@ DIST_FIELDS: dict[str, Any] = {
 #: The dist fields plus the fields of a known timestamp.
 TIME_FIELDS: dict[str, Any] = {**DIST_FIELDS, **dict.fromkeys(COUNTERS, 0), **dict.fromkeys(DURATIONS, 0.0)}
 
+#: The longest file name and path, in bytes (Linux's NAME_MAX and PATH_MAX): the bounds of a
+#: filled name, of a format width or precision, and of a template.
+NAME_MAX = 255
+PATH_MAX = 4096
+PREVIEW = 50  # characters of a long value an error message shows
+
 _PARSER = string.Formatter()
 
 
 class Template:
     """A validated format string; `fields` is the set of field names it uses."""
 
-    __slots__ = ("text", "fields")
+    __slots__ = ("text", "fields", "key")
 
     def __init__(self, text: str, allowed: Mapping[str, Any] | Iterable[str], *, key: str | None = None) -> None:
         samples = allowed if isinstance(allowed, Mapping) else dict.fromkeys(allowed, "x")
         where = f"{key}: " if key else ""
         if not isinstance(text, str):
             raise ConfigError(f"{where}template must be a string, got {text!r}")
+        if len(text) > PATH_MAX:
+            raise ConfigError(f"{where}template {preview(text)} is {len(text):,} characters long, "
+                              f"more than a path may have ({PATH_MAX:,} bytes)")
         self.text = text
+        self.key = key
         self.fields = frozenset(_check_fields(text, samples, where))
         try:
             text.format_map({name: samples[name] for name in self.fields})
@@ -54,8 +68,9 @@ class Template:
             raise ConfigError(f"{where}bad format spec in template {text!r}: {err}") from None
 
     def fill(self, values: Mapping[str, Any]) -> str:
-        """The template with its fields replaced by `values` (which may hold more fields)."""
-        return self.text.format_map(values)
+        """The template with its fields replaced by `values` (which may hold more fields);
+        `ConfigError` if the name is too long for a file system (see `check_name_length`)."""
+        return check_name_length(self.text.format_map(values), key=self.key, template=self.text)
 
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
@@ -81,8 +96,41 @@ def _check_fields(text: str, samples: Mapping[str, Any], where: str) -> set[str]
             raise ConfigError(f"{where}unknown field {{{name}}} in template {text!r}{_suggest(name, samples)}")
         if spec and "{" in spec:
             raise ConfigError(f"{where}nested field in the format spec of {{{name}}} in template {text!r}")
+        for number in re.findall(r"\d+", spec or ""):  # a width, a precision (or a digit as fill)
+            digits = number.lstrip("0")
+            if len(digits) > len(str(NAME_MAX)) or int(digits or 0) > NAME_MAX:
+                shown = number if len(number) <= PREVIEW else f"{number[:PREVIEW]}…"
+                raise ConfigError(f"{where}format width or precision {shown} in template {preview(text)} "
+                                  f"is above {NAME_MAX}, the longest a file name may be")
         names.add(name)
     return names
+
+
+def check_name_length(name: str, *, key: str | None = None, template: str | None = None) -> str:
+    """`name` if it fits a file system: at most `PATH_MAX` bytes (UTF-8), each ``/``-separated
+    part at most `NAME_MAX`; else `ConfigError` naming `key` and the `template` it was filled from."""
+    size = _size(name)
+    if size <= NAME_MAX:
+        return name
+    if size > PATH_MAX:
+        too_long = f"{preview(name)} is {size:,} bytes long, more than a path may have ({PATH_MAX:,} bytes)"
+    else:
+        part = next((part for part in name.replace(os.sep, "/").split("/") if _size(part) > NAME_MAX), None)
+        if part is None:
+            return name
+        too_long = f"{preview(part)} is {_size(part):,} bytes long, more than a file name may have ({NAME_MAX} bytes)"
+    where = f"{key}: " if key else ""
+    source = f", in the name filled from template {preview(template)}" if template is not None else ""
+    raise ConfigError(f"{where}{too_long}{source}", key=key)
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def preview(text: str, limit: int = PREVIEW) -> str:
+    """`text` quoted, cut after `limit` characters: an error message stays one readable line."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}…"
 
 
 def _suggest(name: str, samples: Iterable[str]) -> str:
@@ -106,7 +154,7 @@ def check_artifact_name(name: str, *, key: str | None = None) -> str:
         raise ConfigError(f"{where}artifact name {name!r} is absolute; artifact names are relative, like 'run/logs.txt'")
     if ".." in name.replace("\\", "/").split("/"):
         raise ConfigError(f"{where}artifact name {name!r} climbs out of the artifact root with '..'")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    if has_control_character(name):
         raise ConfigError(f"{where}artifact name {name!r} contains a control character")
     return name
 

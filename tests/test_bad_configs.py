@@ -141,3 +141,22 @@ def test_cli_prints_one_line_per_error_exits_2_and_creates_nothing(tmp_path, arg
     assert out.stderr.splitlines() == stderr
     assert out.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "stderr"),
+    [
+        ([], {"COMPOSER_RUN_NAME": "a/b"},
+         "composer-cfg: error: COMPOSER_RUN_NAME: 'a/b' must not contain '/' or '\\\\' or be '.' or '..': "
+         "it names a directory"),
+        ([f"run_name={'r' * 300}"], {},
+         f"composer-cfg: error: run_name: {'r' * 50!r}… is 300 bytes long, more than a file name may have "
+         f"(255 bytes) (from command line {'run_name=' + 'r' * 191!r}…)"),
+    ],
+    ids=["bad-environment-name", "name-too-long"],
+)
+def test_a_bad_run_name_from_any_source_is_one_line_before_anything_exists(tmp_path, args, env, stderr):
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", *args], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "HYDRA_FULL_ERROR": "0", **env})
+    assert (out.returncode, out.stderr.splitlines(), out.stdout) == (2, [stderr], "")
+    assert list(tmp_path.iterdir()) == []

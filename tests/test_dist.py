@@ -1,10 +1,11 @@
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from composer_cfg import dist
+from composer_cfg import ConfigError, dist
 from composer_cfg.dist import DistInfo
 
 
@@ -34,16 +35,42 @@ def test_torchrun_variables_win_over_slurm():
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"RANK": "4", "WORLD_SIZE": "4"}, "rank 4 is outside world size 4 (RANK/WORLD_SIZE environment)"),
-        ({"RANK": "x", "WORLD_SIZE": "4"}, "RANK='x' is not an integer"),
+        ({"RANK": "4", "WORLD_SIZE": "4"}, "RANK=4 is outside WORLD_SIZE=4: a rank must be 0 to 3"),
+        ({"RANK": "5", "WORLD_SIZE": "2"}, "RANK=5 is outside WORLD_SIZE=2: a rank must be 0 to 1"),
+        ({"RANK": "1"}, "RANK=1 is outside WORLD_SIZE (unset: 1): a rank must be 0 to 0"),
+        ({"RANK": "abc", "WORLD_SIZE": "4"}, "RANK='abc': expected a whole number, 0 or more"),
+        ({"RANK": "-1", "WORLD_SIZE": "4"}, "RANK='-1': expected a whole number, 0 or more"),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0': expected a whole number, 1 or more"),
         ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"},
-         "local rank 2 is outside local world size 2 (RANK/WORLD_SIZE environment)"),
+         "LOCAL_RANK=2 is outside LOCAL_WORLD_SIZE=2: a rank must be 0 to 1"),
+        ({"SLURM_PROCID": "3", "SLURM_NTASKS": "2"}, "SLURM_PROCID=3 is outside SLURM_NTASKS=2: a rank must be 0 to 1"),
+        ({"SLURM_PROCID": "0", "SLURM_NODEID": "x"}, "SLURM_NODEID='x': expected a whole number, 0 or more"),
     ],
 )
-def test_contradictions_are_errors(env, message):
-    with pytest.raises(ValueError) as caught:
+def test_bad_rank_variables_are_config_errors_naming_the_variable_and_what_is_allowed(env, message):
+    with pytest.raises(ConfigError) as caught:
         dist.current(env)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("env", [{"RANK": "5", "WORLD_SIZE": "2"}, {"RANK": "abc"}], ids=["outside", "not-a-number"])
+def test_the_command_reports_bad_rank_variables_in_one_line_and_creates_nothing(tmp_path, env):
+    out = subprocess.run([sys.executable, "-m", "composer_cfg"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **env})
+    assert out.returncode == 2
+    assert out.stderr == f"composer-cfg: error: {str(_error(env))}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _error(env) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        dist.current(env)
+    return caught.value
+
+
+def test_a_dist_info_built_by_hand_is_checked_too():
+    with pytest.raises(ValueError, match="^rank 2 is outside world size 2: a rank must be 0 to 1$"):
+        DistInfo(rank=2, world_size=2)
 
 
 def test_environment_is_read_when_asked(monkeypatch):

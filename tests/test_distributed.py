@@ -154,3 +154,31 @@ def test_stress_eight_processes_ten_thousand_calls_each(tmp_path):
                          for i in range(10_000)]
         records = (tmp_path / "stress" / f"metrics-rank{rank}.jsonl").read_text().splitlines()
         assert [json.loads(line)["data"]["i"] for line in records] == list(range(10_000))
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"configured": "r" * 300},
+         f"run_name: {'r' * 50!r}… is 300 bytes long, more than a file name may have (255 bytes)"),
+        ({"env": {"COMPOSER_RUN_NAME": "é" * 128}},
+         f"COMPOSER_RUN_NAME: {'é' * 50!r}… is 256 bytes long, more than a file name may have (255 bytes)"),
+        ({"env": {"RUN_NAME": ".."}},
+         "RUN_NAME: '..' must not contain '/' or '\\\\' or be '.' or '..': it names a directory"),
+        ({"env": {"SLURM_JOB_ID": "7/../x"}},
+         "SLURM_JOB_ID: 'slurm-7/../x' must not contain '/' or '\\\\' or be '.' or '..': it names a directory"),
+        ({"configured": "a\x1b[2Jb"}, "run_name: 'a\\x1b[2Jb' contains a control character"),
+        ({"configured": "a\x9bb"}, "run_name: 'a\\x9bb' contains a control character"),  # C1: a terminal's CSI
+        ({"env": {"COMPOSER_RUN_NAME": "a\u2028b"}}, "COMPOSER_RUN_NAME: 'a\\u2028b' contains a control character"),
+    ],
+    ids=["config-too-long", "env-too-long-in-bytes", "dot-dot", "job-id", "control-character", "c1-control",
+         "line-separator"],
+)
+def test_a_run_name_from_any_source_is_checked_the_same_way(source, message):
+    with pytest.raises(ConfigError) as caught:
+        resolve_run_name(source.get("configured"), DistInfo(), source.get("env", {}))
+    assert str(caught.value) == message
+
+
+def test_a_run_name_of_255_bytes_is_fine():
+    assert resolve_run_name("r" * 255, DistInfo(), {}) == "r" * 255

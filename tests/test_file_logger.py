@@ -290,3 +290,24 @@ def test_an_unbuffered_text_file_is_a_config_error_before_anything_is_created():
         "logger.destinations.file.buffer_size: expected -1 (the system default), 1 (line buffered) or a size in "
         "bytes, got 0 (from command line 'logger.destinations.file.buffer_size=0')"]
     assert not Path("run").exists()
+
+
+FORGERIES = {
+    'loss", "forged': 0.5,
+    "key\n[BATCH][batch=9]: { \"forged\": 1.0000, }": "value\r\n[stdout]: forged\x1b[2K",
+    "path": "C:\\runs\\",
+}
+
+
+def test_a_key_or_value_can_not_forge_a_line_or_a_key():
+    with Logger(State("run"), quiet(log_level="batch")) as logger:
+        logger.data_batch(FORGERIES)
+        logger.data_batch({"loss": 0.25})
+    text = Path("run/logs-rank0.txt").read_text()
+    assert text.splitlines() == [
+        '[BATCH][batch=0]: { "loss\\", \\"forged": 0.5000, '
+        '"key\\n[BATCH][batch=9]: { \\"forged\\": 1.0000, }": "value\\r\\n[stdout]: forged\\u001b[2K", '
+        '"path": "C:\\\\runs\\\\", }',
+        '[BATCH][batch=0]: { "loss": 0.2500, }',
+    ]
+    assert text.count("\n") == 2

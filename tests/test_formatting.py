@@ -1,6 +1,9 @@
 """format_log_data_value: the reference outputs, byte for byte (spec section 4)."""
 
+import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from composer_cfg import format_log_data_value
-from composer_cfg.formatting import _render
+from composer_cfg.formatting import _as_is, escape_text, format_log_text, _render
 
 
 @pytest.mark.parametrize(
@@ -114,11 +117,46 @@ flat_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st
 
 @given(st.dictionaries(st.text(), flat_values, max_size=6))
 def test_fast_path_equals_the_general_walk(data):
-    expected = _render(data, ())
-    assert format_log_data_value(data) == expected
-    assert format_log_data_value(data) == expected  # the cached template gives the same text
+    for format_value, escape in ((format_log_data_value, _as_is), (format_log_text, escape_text)):
+        expected = _render(data, (), escape)
+        assert format_value(data) == expected
+        assert format_value(data) == expected  # the cached template gives the same text
 
 
 def test_float_rendering_matches_python_fixed_point():
     for value in (0.0, 1 / 3, -2.5, 1e20, math.pi):
         assert format_log_data_value(value) == f"{value:.4f}"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ({"a\nb": "c\r\nd"}, '{ "a\\nb": "c\\r\\nd", }'),
+        ({'k", "forged': 'v", "x'}, '{ "k\\", \\"forged": "v\\", \\"x", }'),
+        ({"path": "C:\\temp\\"}, '{ "path": "C:\\\\temp\\\\", }'),
+        ({"esc": "\x1b[31mred\t\x00\x7f\x85\u2028\u2029"},
+         '{ "esc": "\\u001b[31mred\\t\\u0000\\u007f\\u0085\\u2028\\u2029", }'),
+        ({"nested": {"k\n": ["x\ny", Path("a\nb")]}}, '{ "nested": { "k\\n": ["x\\ny", a\\nb], }, }'),
+        ({"loss": 0.5, "日本": "ümlaut ✓"}, '{ "loss": 0.5000, "日本": "ümlaut ✓", }'),
+    ],
+)
+def test_text_lines_escape_keys_and_strings_as_json_does(value, text):
+    assert format_log_text(value) == text
+    assert format_log_text(value) == text  # the cached template gives the same text
+    assert "\n" not in text and len(text.splitlines()) == 1
+
+
+@given(st.dictionaries(st.text(), st.one_of(st.text(), st.floats(), st.lists(st.text(), max_size=2)), max_size=4))
+def test_every_key_and_string_of_a_text_line_reads_back_as_json(data):
+    text = format_log_text(data)
+    assert len(text.splitlines()) == 1
+    strings = [json.loads(token) for token in re.findall(r'"(?:[^"\\]|\\.)*"', text)]
+    expected = [piece for key, value in data.items()
+                for piece in (key, *([value] if isinstance(value, str) else value if isinstance(value, list) else []))]
+    assert strings == expected
+
+
+@given(st.dictionaries(st.text(st.characters(blacklist_categories=("Cc", "Zl", "Zp"), blacklist_characters='"\\')),
+                       flat_values.filter(lambda v: not isinstance(v, str) or escape_text(v) == v), max_size=6))
+def test_text_lines_are_the_reference_formatting_for_ordinary_data(data):
+    assert format_log_text(data) == format_log_data_value(data)

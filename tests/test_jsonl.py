@@ -154,3 +154,12 @@ def test_a_cyclic_value_is_a_value_error():
     with pytest.raises(ValueError, match=r"log data value for key 'loop\[0\]' contains itself"):
         logger.data_batch({"loop": loop})
     logger.close()
+
+
+def test_control_characters_quotes_and_backslashes_stay_inside_one_record():
+    data = {'k", "forged': "v\n{\"level\": \"FIT\"}", "esc\x1b": "\u2028\\\x00", "ok": 1}
+    with Logger(State("run"), JSONLinesLogger()) as logger:
+        logger.data_batch(data)
+        logger.data_batch({"ok": 2})
+    assert len(Path("run/metrics-rank0.jsonl").read_text().splitlines()) == 2
+    assert [r["data"] for r in records()] == [data, {"ok": 2}]

@@ -113,3 +113,17 @@ def test_bar_output_is_not_captured_into_the_log_file(capsys):
 def test_bad_stream_name():
     with pytest.raises(ConfigError, match="stream: expected 'stdout' or 'stderr' \\(or a text stream\\), got 'stdnull'"):
         ProgressBarLogger(stream="stdnull")
+
+
+def test_a_key_or_value_can_not_forge_a_console_line_or_a_key():
+    stream = io.StringIO()
+    logger = Logger(State("run"), ProgressBarLogger(stream=stream, log_to_console=True, console_log_level="batch"))
+    loop = TrainingLoop(logger, dataloader_len=1)
+    with logger:
+        for _ in loop.epochs(1):
+            for _ in loop.batches(1):
+                logger.data_batch({'k", "forged\n[FIT]': "v\r\x1b[2K", "loss/train": "x\nforged"})
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == '[BATCH][batch=0]: { "k\\", \\"forged\\n[FIT]": "v\\r\\u001b[2K", "loss/train": "x\\nforged", }'
+    assert re.fullmatch(bar(0, "train", 1, 1, 'loss/train="x\\nforged"'), lines[1])
+    assert len(lines) == 2

@@ -1,8 +1,18 @@
+import tracemalloc
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, Timestamp, format_name_with_dist, format_name_with_dist_and_time
+from composer_cfg import (
+    ConfigError,
+    FileLogger,
+    Logger,
+    State,
+    Timestamp,
+    format_name_with_dist,
+    format_name_with_dist_and_time,
+)
 from composer_cfg.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name
 
 
@@ -98,3 +108,70 @@ def test_artifact_names_stay_inside_the_root(name, message):
 
 def test_good_artifact_names_pass():
     assert check_artifact_name("run/a..b/ckpt.npz") == "run/a..b/ckpt.npz"
+
+
+@pytest.mark.parametrize(
+    ("template", "number"),
+    [("{rank:>99999999}", "99999999"), ("ep{total_wct:.1000f}", "1000"), ("{rank:0256d}", "0256"),
+     ("{run_name:x<9}{rank:" + "9" * 4000 + "}", "9" * 4000)],
+    ids=["width", "precision", "zero-padded", "4000-digits"],
+)
+def test_format_widths_and_precisions_are_bounded_before_anything_is_allocated(template, number):
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            Template(template, TIME_FIELDS, key="logger.destinations.file.filename")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    shown = number if len(number) <= 50 else f"{number[:50]}…"
+    quoted = repr(template) if len(template) <= 50 else f"{template[:50]!r}…"
+    assert str(caught.value) == (f"logger.destinations.file.filename: format width or precision {shown} in template "
+                                 f"{quoted} is above 255, the longest a file name may be")
+    assert peak < 1_000_000
+
+
+def test_widths_up_to_the_bound_pass():
+    assert Template("{rank:0>255}", DIST_FIELDS).fill({"rank": 7}) == "0" * 254 + "7"
+    assert Template("ep{epoch:03d}-{total_wct:.2f}", TIME_FIELDS).fill({"epoch": 7, "total_wct": 1.5}) == "ep007-1.50"
+
+
+def test_a_template_longer_than_a_path_is_a_config_error():
+    with pytest.raises(ConfigError) as caught:
+        Template("x" * 5000, DIST_FIELDS, key="filename")
+    assert str(caught.value) == (f"filename: template {'x' * 50!r}… is 5,000 characters long, "
+                                 f"more than a path may have (4,096 bytes)")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"run_name": "r" * 250}, f"{'r' * 50!r}… is 260 bytes long, more than a file name may have (255 bytes), "
+                                  f"in the name filled from template '{{run_name}}-rank{{rank}}.txt'"),
+        ({"run_name": "é" * 130}, f"{'é' * 50!r}… is 270 bytes long, more than a file name may have (255 bytes), "
+                                  f"in the name filled from template '{{run_name}}-rank{{rank}}.txt'"),
+    ],
+    ids=["ascii", "two-byte-characters"],
+)
+def test_a_filled_name_part_longer_than_a_file_name_is_a_config_error(fields, message):
+    with pytest.raises(ConfigError) as caught:
+        Template("{run_name}-rank{rank}.txt", DIST_FIELDS, key="filename").fill({**fields, "rank": 0})
+    assert str(caught.value) == f"filename: {message}"
+
+
+def test_a_filled_name_longer_than_a_path_is_a_config_error():
+    with pytest.raises(ConfigError) as caught:
+        format_name_with_dist("{run_name}/" * 20 + "x", "d" * 250)
+    assert str(caught.value) == (
+        f"{('d' * 250 + '/')[:50]!r}… is 5,021 bytes long, more than a path may have (4,096 bytes), "
+        f"in the name filled from template {('{run_name}/' * 20)[:50]!r}…"
+    )
+
+
+def test_a_log_file_name_too_long_for_the_file_system_is_a_config_error_and_nothing_is_created():
+    logger = Logger(State("r" * 250), FileLogger("{run_name}-logs-rank{rank}.txt", capture_stdout=False,
+                                                 capture_stderr=False))
+    with pytest.raises(ConfigError, match=r"^filename: 'r{50}'… is 265 bytes long, more than a file name may have"):
+        logger.data_fit({"a": 1})
+    logger.close()
+    assert list(Path().iterdir()) == []

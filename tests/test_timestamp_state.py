@@ -1,9 +1,10 @@
 import pickle
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from composer_cfg import State, Timestamp
+from composer_cfg import ConfigError, FileLogger, Logger, State, Timestamp
 from composer_cfg.dist import DistInfo
 
 
@@ -88,5 +89,27 @@ def test_state_is_mutable_and_carries_rank_facts():
 
 @pytest.mark.parametrize("name", ["", None, 3])
 def test_state_needs_a_run_name(name):
-    with pytest.raises(ValueError, match="run_name must be a non-empty string"):
+    with pytest.raises(ConfigError) as caught:
         State(name)
+    assert str(caught.value) == f"run_name: expected a non-empty string, got {name!r}"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../x", "'../x' must not contain '/' or '\\\\' or be '.' or '..': it names a directory"),
+        ("..", "'..' must not contain '/' or '\\\\' or be '.' or '..': it names a directory"),
+        ("a\nb", "'a\\nb' contains a control character"),
+        ("r" * 300, f"{'r' * 50!r}… is 300 bytes long, more than a file name may have (255 bytes)"),
+    ],
+)
+def test_a_run_name_given_in_a_state_is_checked_and_nothing_is_written_outside(name, message):
+    with pytest.raises(ConfigError) as caught:
+        with Logger(State(name), FileLogger(capture_stdout=False, capture_stderr=False)) as logger:
+            logger.data_fit({"a": 1})
+    assert str(caught.value) == f"run_name: {message}"
+    state = State("run")
+    with pytest.raises(ConfigError):
+        state.run_name = name
+    assert state.run_name == "run"
+    assert not Path("../x").exists() and list(Path().iterdir()) == []

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from composer_cfg.secrets import redact_override
+from composer_cfg.templates import PREVIEW, preview
 
 
 def source_of(key: str, overrides: Sequence[str], config_name: str) -> str:
@@ -17,7 +18,7 @@ def source_of(key: str, overrides: Sequence[str], config_name: str) -> str:
     """
     override = _override_for(key, overrides)
     if override:
-        return f"command line {redact_override(override)!r}"
+        return f"command line {preview(redact_override(override), limit=4 * PREVIEW)}"  # the key path too
     parts = key.split(".")
     for end in range(len(parts), 0, -1):
         found = _file_for(".".join(parts[:end]), overrides, config_name)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from composer_cfg.files import replacing
 from composer_cfg.secrets import redact
 
 
@@ -25,23 +24,15 @@ def save_masked_configs(cfg: DictConfig, run_name: str) -> None:
     hydra_node = {"hydra": OmegaConf.to_container(hydra_cfg, resolve=False)}
     for name, content in (("config.yaml", job), ("hydra.yaml", hydra_node),
                           ("overrides.yaml", list(hydra_cfg.overrides.task))):
-        write_atomically(output / name, OmegaConf.to_yaml(OmegaConf.create(redact(content))))
+        _write(output / name, redact(content))
     sweep = Path(hydra_cfg.runtime.cwd) / str(hydra_cfg.sweep.dir) / "multirun.yaml"  # jobs run elsewhere (chdir)
     if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN" and sweep.exists():
         saved = OmegaConf.to_container(OmegaConf.load(sweep), resolve=False)
         masked = redact(saved)
         if masked != saved:
-            write_atomically(sweep, OmegaConf.to_yaml(OmegaConf.create(masked)))
+            _write(sweep, masked)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to an unpredictably named new file beside `path`, then rename it over `path`."""
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+def _write(path: Path, content: object) -> None:
+    with replacing(path) as file:
+        file.write(OmegaConf.to_yaml(OmegaConf.create(content)).encode())

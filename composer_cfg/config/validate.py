@@ -21,7 +21,7 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.logger import Logger
 from composer_cfg.params import StoreRoot, TemplateParam, local_root, working_directory
-from composer_cfg.run_name import check_run_name
+from composer_cfg.run_name import given_run_name
 from composer_cfg.secrets import MASK, is_secret_key
 from composer_cfg.templates import Template
 
@@ -50,8 +50,8 @@ def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = 
         if key == "logger":
             if node is not None:  # null (logger=null, logger=none): no logging
                 _check_logger(problems, node, world_size, config.get("run_name"))
-        elif key == "run_name" and node is not None:
-            _catch(problems, "run_name", lambda: check_run_name(node))
+        elif key == "run_name":
+            _catch(problems, "run_name", lambda: given_run_name(node))  # or the environment's
         elif key == "dry_run" and not isinstance(node, bool):
             problems.append(Problem("dry_run", f"expected a boolean (true/false), got {node!r}"))
         elif isinstance(node, Mapping) and "_target_" in node:
@@ -91,8 +91,9 @@ def _across_destinations(destinations: Mapping[str, Any], run_name: str | None) 
     * with a known run name, a file a destination would create, without ``overwrite``, must not
       exist yet: the run would be refused after Hydra made its run directory.
     """
+    run_name = _catch([], "run_name", lambda: given_run_name(run_name))  # a bad one is reported apart
     fields = {**dist.current().template_fields(), "run_name": run_name or "run"}
-    roots, files = [], []
+    roots, files, problems = [], [], []
     for name, node in destinations.items():
         if not isinstance(node, Mapping):
             continue
@@ -101,9 +102,11 @@ def _across_destinations(destinations: Mapping[str, Any], run_name: str | None) 
             if isinstance(meaning, StoreRoot) and isinstance(value, str) and local_root(value) is not None:
                 roots.append((path, value, local_root(value)))
             elif isinstance(meaning, TemplateParam) and meaning.per_rank_file and isinstance(value, str):
-                file = working_directory() / Template(value, meaning.fields).fill(fields)
-                files.append((path, file.resolve(), bool(node.get("overwrite", False))))
-    problems = [Problem(root_key, f"{url!r} holds the file {file_key} writes ({file}): an upload of the same name "
+                filled = _catch(problems, path, lambda: Template(value, meaning.fields, key=path).fill(fields))
+                if filled is not None:
+                    file = working_directory() / filled
+                    files.append((path, file.resolve(), bool(node.get("overwrite", False))))
+    problems += [Problem(root_key, f"{url!r} holds the file {file_key} writes ({file}): an upload of the same name "
                                   f"would replace the live file with a snapshot; give the store a directory of its own")
                 for root_key, url, root in roots for file_key, file, _ in files if root in file.parents]
     if run_name is not None:
@@ -311,10 +314,11 @@ def _suggest(key: str, accepted: Mapping[str, Any]) -> str:
     return f"{hint} allowed: {', '.join(accepted)}"
 
 
-def _catch(problems: list[Problem], key: str, check: Any) -> None:
+def _catch(problems: list[Problem], key: str, check: Any) -> Any:
+    """What `check()` returns; None, its `ConfigError` added to `problems` under `key`, if it raises."""
     try:
-        check()
+        return check()
     except ConfigError as error:
-        message = str(error)
+        message, key = str(error), error.key or key
         prefix = f"{key}: "
         problems.append(Problem(key, message[len(prefix):] if message.startswith(prefix) else message))

@@ -10,7 +10,7 @@ from composer_cfg.destinations import capture
 from composer_cfg.destinations.run_file import RunFile
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
-from composer_cfg.formatting import format_log_data_value
+from composer_cfg.formatting import format_log_text
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import (
     ArtifactTemplate,
@@ -114,7 +114,7 @@ class FileLogger(LoggerDestination):
             count = timestamp.batch if log_level is LogLevel.BATCH else timestamp.epoch
             if (count + 1) % self.log_interval:
                 return
-        line = f"{_PREFIXES[log_level]}{timestamp.batch}]: {format_log_data_value(data)}\n"
+        line = f"{_PREFIXES[log_level]}{timestamp.batch}]: {format_log_text(data)}\n"
         with self._lock:
             file = self._file or self._open(state)
             if self._unfinished:  # a thread printed part of a line: end this thread's first

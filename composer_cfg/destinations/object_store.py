@@ -14,6 +14,7 @@ from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, budget
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.transient import is_transient
 from composer_cfg.destinations.uploads import UploadQueue
+from composer_cfg.files import unique_beside, write_exclusively
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import (
     NON_NEGATIVE,
@@ -154,7 +155,7 @@ class ObjectStoreLogger(LoggerDestination):
         if destination.exists() and not overwrite:
             raise FileExistsError(f"{destination} exists: pass overwrite=True to replace it")
         destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = _unique_beside(destination)
+        partial = unique_beside(destination)
         worker = BackgroundWorker("download")
         try:
             worker.call(f"downloading {artifact_name!r} from {self.url}", self._download, artifact_name, partial,
@@ -166,7 +167,7 @@ class ObjectStoreLogger(LoggerDestination):
 
     def _download(self, artifact_name: str, partial: Path) -> None:
         with self._fs_and_root()[0].open(self.object_path(artifact_name), "rb") as source:
-            _write_exclusively(source, partial)
+            write_exclusively(source, partial)
 
     def wait(self, timeout: float | None = None) -> list[str]:
         """Wait until every upload so far has finished (at most `timeout` seconds); return the object
@@ -254,10 +255,10 @@ class ObjectStoreLogger(LoggerDestination):
         if self._local:
             final = Path(target)
             final.parent.mkdir(parents=True, exist_ok=True)
-            partial = _unique_beside(final)
+            partial = unique_beside(final)
             try:
                 with open(staged, "rb") as source:
-                    _write_exclusively(source, partial)
+                    write_exclusively(source, partial)
                 if overwrite:
                     os.replace(partial, final)
                 else:
@@ -274,18 +275,6 @@ class ObjectStoreLogger(LoggerDestination):
         if new:
             more = f" (and {len(new) - 1} more failed uploads)" if len(new) > 1 else ""
             raise RuntimeError(f"artifact upload failed: {type(new[0]).__name__}: {new[0]}{more}") from new[0]
-
-
-def _unique_beside(path: Path) -> Path:
-    """An unpredictable name next to `path`, for writing it before a rename."""
-    return path.with_name(f".{path.name}.{os.urandom(8).hex()}.partial")
-
-
-def _write_exclusively(source: Any, path: Path) -> None:
-    """Copy the open binary `source` into a new file at `path`, created exclusively (an existing
-    file or symbolic link there is an error, never followed), with the usual permissions."""
-    with open(path, "xb") as target:
-        shutil.copyfileobj(source, target)
 
 
 def _load_filter(spec: str | ArtifactFilter | None) -> ArtifactFilter | None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, TextIO, Union
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.capture import uncaptured
 from composer_cfg.errors import ConfigError
-from composer_cfg.formatting import format_log_data_value
+from composer_cfg.formatting import format_log_text
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import Level
 from composer_cfg.state import State
@@ -88,9 +88,9 @@ class ProgressBarLogger(LoggerDestination):
             if bar is not None:
                 key = SHOWN_KEYS[bar.split]
                 if key in data:
-                    bar.postfix = f"{key}={format_log_data_value(data[key])}"
+                    bar.postfix = f"{key}={format_log_text(data[key])}"
             if self._console(state, log_level):
-                line = f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_data_value(data)}"
+                line = f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_text(data)}"
                 if bar is not None:
                     bar.write(line)
                 else:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from composer_cfg.files import open_text
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import require_rank_field
 from composer_cfg.state import State
@@ -26,7 +27,8 @@ def default_artifact_name(filename: str) -> str:
 class RunFile:
     """One file per rank (``filename`` template), opened when first needed.
 
-    `overwrite=False` refuses to replace an existing file. The path is made absolute when the
+    `overwrite=False` refuses to replace an existing file; a symbolic link at the path is
+    never written through, whatever `overwrite` says. The path is made absolute when the
     file opens, so a later change of working directory does not move it. Not thread-safe: the
     destination that owns it holds its own lock around `open`, writes and `sync`.
     """
@@ -50,8 +52,9 @@ class RunFile:
         if self.path is None:
             require_rank_field(self._filename, state.dist.world_size, key="filename")
             fields = state.template_fields()
+            path = str(Path(self._filename.fill(fields)).absolute())
             self.artifact_name = self._artifact_name.fill(fields)
-            self.path = str(Path(self._filename.fill(fields)).absolute())
+            self.path = path
         return self.path
 
     def open(self, state: State) -> IO[str]:
@@ -59,13 +62,20 @@ class RunFile:
         path = Path(self.resolve(state))
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.file = open(path, "w" if self.overwrite else "x", buffering=self.buffering, encoding="utf-8")
-            self._opened = True
-        except FileExistsError:
-            raise FileExistsError(
-                f"{self.kind} {str(path)!r} already exists: pass overwrite=True to replace it, "
-                f"or use another run_name or filename"
-            ) from None
+            self.file = open_text(path, overwrite=self.overwrite, buffering=self.buffering)
+        except OSError as error:
+            if path.is_symlink():
+                raise FileExistsError(
+                    f"{self.kind} {str(path)!r} is a symbolic link, which composer_cfg never writes through "
+                    f"(it could point at any file): remove it, or use another run_name or filename"
+                ) from None
+            if isinstance(error, FileExistsError):
+                raise FileExistsError(
+                    f"{self.kind} {str(path)!r} already exists: pass overwrite=True to replace it, "
+                    f"or use another run_name or filename"
+                ) from None
+            raise
+        self._opened = True
         return self.file
 
     def sync(self) -> None:

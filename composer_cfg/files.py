@@ -1,0 +1,55 @@
+"""Writing files without following a symbolic link the run did not create.
+
+A link planted where the run writes (pointing at a victim file elsewhere) is never followed. A
+file written as it goes (a log) is opened with ``O_NOFOLLOW``; a file written whole (a checkpoint,
+a plot, an artifact) is written under an unpredictable name created exclusively beside its path,
+then renamed over it, which replaces a link there rather than its target.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; Windows has none
+
+
+def open_text(path: Path, *, overwrite: bool, buffering: int = -1) -> IO[str]:
+    """Open `path` to write UTF-8 text, never through a symbolic link: truncated if `overwrite`,
+    else created (`FileExistsError` if anything is there). A link there raises `OSError`."""
+    flags = os.O_WRONLY | os.O_CREAT | _NO_FOLLOW | (os.O_TRUNC if overwrite else os.O_EXCL)
+    descriptor = os.open(path, flags, 0o666)
+    try:
+        return os.fdopen(descriptor, "w", buffering=buffering, encoding="utf-8")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def unique_beside(path: Path) -> Path:
+    """An unpredictable name next to `path`, for writing it before a rename."""
+    return path.with_name(f".{path.name}.{os.urandom(8).hex()}.partial")
+
+
+def write_exclusively(source: Any, path: Path) -> None:
+    """Copy the open binary `source` into a new file at `path`, created exclusively (an existing
+    file or symbolic link there is an error, never followed), with the usual permissions."""
+    with open(path, "xb") as target:
+        shutil.copyfileobj(source, target)
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[IO[bytes]]:
+    """A new binary file that replaces `path` when the block ends without an error: a reader sees
+    the old file or the whole new one, and a link at `path` is replaced, not followed."""
+    partial = unique_beside(path)
+    try:
+        with open(partial, "xb") as file:
+            yield file
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
