@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -106,10 +107,11 @@ class TensorboardLogger(LoggerDestination):
         filled = self._log_dir.fill(state.template_fields())
         self._artifact_dir = default_artifact_name(filled)
         self._directory = Path(filled).absolute()
-        # tensorboardX names a file by the second it was created and truncates one of the same name:
-        # a token keeps a second writer in the same second (a sync, a resumed run) from erasing it.
+        # tensorboardX names a file by the second it was created and truncates one of the same name;
+        # readers take files in name order. The nanosecond and the process keep a second writer in
+        # the same second (a sync, a resumed run) from erasing the first, and sort after it.
         self._writer = SummaryWriter(logdir=str(self._directory), flush_secs=3600,
-                                     filename_suffix=f".{secrets.token_hex(4)}.rank{state.rank}")
+                                     filename_suffix=f".{time.time_ns()}.{os.getpid()}.rank{state.rank}")
         return self._writer
 
     def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
