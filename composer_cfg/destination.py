@@ -105,6 +105,15 @@ class LoggerDestination:
         """Record how the run ended (FINISHED, FAILED, KILLED) and release what is still open;
         called last, once, on every destination, even when its `close` raised."""
 
+    def run_identity(self) -> dict[str, Any]:
+        """What names this destination's record of the run in its back end (a tracker's run id),
+        as plain JSON values; {} when there is nothing to name. Asked once the record exists."""
+        return {}
+
+    def continue_run(self, identity: Mapping[str, Any]) -> None:
+        """Before `Event.INIT`: add to the record `identity` names (an earlier `run_identity`)
+        instead of starting a new one. By default there is nothing to continue: a no-op."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -87,12 +87,12 @@ class TensorboardLogger(LoggerDestination):
         step = state.timestamp.batch
         if log_level is LogLevel.FIT:
             rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in data.items())
-            writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step)
+            writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step, walltime=state.log_time)
             return
         for key, value in data.items():
             number = scalar(value)
             if number is not None:
-                writer.add_scalar(key, number, global_step=step)
+                writer.add_scalar(key, number, global_step=step, walltime=state.log_time)
             elif key not in self._skipped:
                 self._skipped.add(key)
                 LOG.warning("TensorboardLogger: %r is not a scalar (%s); its values are not written",

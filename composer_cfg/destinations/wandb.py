@@ -72,6 +72,7 @@ class WandBLogger(LoggerDestination):
         self.timeout = float(POSITIVE.check("timeout", timeout))
         self.run: Any = None
         self._location: str | None = None  # the run's directory, once it has one
+        self._id: str | None = None  # the W&B run's id, once it has one
         self._finished = False
         self._lock = threading.RLock()
 
@@ -80,6 +81,15 @@ class WandBLogger(LoggerDestination):
 
     def output_location(self) -> str | None:
         return self._location
+
+    def run_identity(self) -> dict[str, Any]:
+        return {"id": self._id} if self._id else {}
+
+    def continue_run(self, identity: Mapping[str, Any]) -> None:
+        """Add to the W&B run ``identity["id"]`` (``resume="allow"``; offline, a new run directory
+        with the same id, which ``wandb sync`` appends)."""
+        if identity.get("id"):
+            self.init_params.update(id=identity["id"], resume="allow")
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         with self._lock:
@@ -142,5 +152,5 @@ class WandBLogger(LoggerDestination):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             self.run = wandb.init(**{key: value for key, value in params.items() if value is not None})
-        self._location = self.run.dir
+        self._location, self._id = self.run.dir, self.run.id
         return self.run
