@@ -122,7 +122,7 @@ class MLFlowLogger(LoggerDestination):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        step = state.timestamp.batch
+        step = int(state.timestamp.batch)
         metrics, refused = [], []
         for key, value in data.items():
             number = scalar(value)

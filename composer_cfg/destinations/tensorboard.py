@@ -82,7 +82,7 @@ class TensorboardLogger(LoggerDestination):
             self._write(self._writer or self._open(state), state, log_level, data)
 
     def _write(self, writer: Any, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        step = state.timestamp.batch
+        step = int(state.timestamp.batch)
         if log_level is LogLevel.FIT:
             rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in data.items())
             writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step)

@@ -87,7 +87,7 @@ class WandBLogger(LoggerDestination):
             if log_level is LogLevel.FIT:
                 run.config.update(data, allow_val_change=True)
             else:
-                run.log(data, step=state.timestamp.batch)
+                run.log(data, step=int(state.timestamp.batch))
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
