@@ -29,7 +29,7 @@ class LoggerDestination:
     * `thread_safe`: False (the default) makes the Logger serialise every call into the
       destination with a lock of its own, as `logging` does for a handler. A destination that
       locks what it needs itself says True.
-    * `flush_schedule`: when the Logger calls `flush` after an event (see `FlushSchedule`).
+    * `flush_schedule`: when `run_event` calls `flush` after an event (see `FlushSchedule`).
     * `remote`: its back end may be slow or unreachable (a server, an object store): it is closed
       after the local destinations, so a hung server never keeps a local file from its last flush.
     * `check_config`: rules across several constructor parameters, checked with the config.
@@ -90,8 +90,13 @@ class LoggerDestination:
         raise NotImplementedError(f"{type(self).__name__} cannot download artifacts")
 
     def run_event(self, event: Event | str, state: State, logger: Logger) -> None:
-        """Call the hook named after `event`."""
-        getattr(self, Event(event).value)(state, logger)
+        """Call the hook named after `event`, then `flush` if the `flush_schedule` says one is due
+        (whether the `Logger` fires the event or a caller drives the destination by hand)."""
+        event = Event(event)
+        getattr(self, event.value)(state, logger)
+        schedule = self.flush_schedule
+        if schedule is not None and schedule.due(event, state.timestamp):
+            self.flush(state, logger)
 
     def close(self, state: State, logger: Logger) -> None:
         """Final flush, once, when the run ends (normally or not). Other destinations may still

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, FileLogger, Logger, LogLevel, State, TrainingLoop, build_logger
+from composer_cfg import ConfigError, FileLogger, Logger, LoggerDestination, LogLevel, State, TrainingLoop, build_logger
 from conftest import Recorder, ranks
 
 
@@ -61,6 +61,29 @@ def test_lines_at_each_threshold_with_intervals(level, interval, expected, event
     with Logger(State("run"), quiet(log_level=level, log_interval=interval)) as logger:
         run_three_epochs(logger, events)
     assert lines("run/logs-rank0.txt") == expected
+
+
+def test_with_events_the_interval_is_decided_when_the_unit_starts_and_keeps_what_its_end_logs():
+    """As in Composer: data logged at ``epoch_end`` (an evaluation after the epoch) belongs to the
+    epoch that ended, whose start decided; at log time the timestamp has already moved on."""
+
+    class Evaluator(LoggerDestination):
+        def epoch_end(self, state, logger):
+            logger.data_epoch({"metrics/eval/acc": 0.5 + state.timestamp.epoch.value / 10})
+
+    file = quiet(log_level="epoch", log_interval=2)
+    with Logger(State("run"), {"file": file, "evaluator": Evaluator()}) as logger:
+        loop = TrainingLoop(logger)
+        for epoch in loop.epochs(4):
+            for _ in loop.batches(2):
+                pass
+            logger.data_epoch({"epoch": epoch})
+    assert lines("run/logs-rank0.txt") == [
+        '[EPOCH][batch=4]: { "epoch": 1, }',
+        '[EPOCH][batch=4]: { "metrics/eval/acc": 0.7000, }',  # the last epoch's evaluation, kept
+        '[EPOCH][batch=8]: { "epoch": 3, }',
+        '[EPOCH][batch=8]: { "metrics/eval/acc": 0.9000, }',
+    ]
 
 
 def test_fit_threshold_keeps_only_fit_lines():
