@@ -158,6 +158,16 @@ def test_leading_slash_is_stripped_from_the_default_artifact_name(tmp_path):
     assert name == f"{tmp_path}/logs/run.txt".lstrip("/")
 
 
+def test_a_leading_slash_of_an_explicit_artifact_name_is_stripped_as_composer_documents():
+    published = Recorder()
+    with Logger(State("run"), [quiet(artifact_name="/logs/{run_name}-rank{rank}.txt"), published]) as logger:
+        logger.data_fit({"a": 1})
+    assert {c[2] for c in published.calls if c[0] == "artifact"} == {"logs/run-rank0.txt"}
+    with build_logger(overrides=["run_name=cfg", "logger/destinations=[file]",
+                                 'logger.destinations.file.artifact_name="/logs/{run_name}-rank{rank}.txt"']) as logger:
+        assert logger.destinations["file"].artifact_name == "logs/cfg-rank0.txt"
+
+
 def test_explicit_artifact_name_template():
     published = Recorder()
     with Logger(State("run", dist_info=ranks(2, rank=1)), [quiet(artifact_name="logs/{run_name}-{rank}.log"),
