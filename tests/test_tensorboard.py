@@ -96,3 +96,11 @@ def test_every_rank_writing_needs_rank_in_the_directory(monkeypatch):
     with build_logger(overrides=overrides) as logger:
         logger.data_batch({"x": 1.0})
     assert [e.value for e in read("r/tb-rank1").Scalars("x")] == [1.0]
+
+
+def test_composer_positional_order_log_dir_flush_interval_rank_zero_only():
+    destination = TensorboardLogger("tb/{run_name}", 2, False)
+    assert (destination.flush_interval, destination.rank_zero_only) == (2, False)
+    with Logger(State("run"), destination) as logger:
+        train(logger, epochs=1)
+    assert read("tb/run").Scalars("loss")[-1].step == 2
