@@ -240,6 +240,8 @@ class ObjectStoreLogger(LoggerDestination):
                 with attempt:
                     self._publish(staged, target, overwrite)
         except FileExistsError:
+            if overwrite:  # not a refusal to replace: a file where a directory of the path should be
+                raise
             raise FileExistsError(f"{target} already exists and overwrite is False") from None
         finally:
             staged.unlink(missing_ok=True)
