@@ -1,3 +1,4 @@
+import logging
 import os
 import subprocess
 import sys
@@ -344,3 +345,21 @@ def test_a_key_or_value_can_not_forge_a_line_or_a_key():
         '[BATCH][batch=0]: { "loss": 0.2500, }',
     ]
     assert text.count("\n") == 2
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_logging_handler_made_before_the_file_logger_is_captured(stream):
+    """Capture patches the stream object, as Composer did, so a writer holding it from before
+    (a `logging.StreamHandler` made at import time) reaches the log too."""
+    handler = logging.StreamHandler(getattr(sys, stream))
+    log = logging.getLogger(f"composer_cfg_tests.early_{stream}")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with Logger(State("run"), FileLogger()) as logger:
+            logger.run_event("init")
+            log.warning("from a handler made before the logger")
+        log.warning("after close: not captured")
+    finally:
+        log.removeHandler(handler)
+    assert lines("run/logs-rank0.txt") == [f"[{stream}]: from a handler made before the logger"]
