@@ -65,26 +65,15 @@ class Time(int):
         return f"{int(self)}{self.unit.value}"
 
 
-class _Epochs(Time):
-    __slots__ = ()
-    unit = TimeUnit.EPOCH
+def _kind(name: str, unit: TimeUnit) -> type[Time]:
+    """The `Time` type of `unit`, kept as the module attribute `name` (so its values pickle)."""
+    return type(name, (Time,), {"__slots__": (), "unit": unit, "__module__": __name__, "__qualname__": name})
 
 
-class _Batches(Time):
-    __slots__ = ()
-    unit = TimeUnit.BATCH
-
-
-class _Samples(Time):
-    __slots__ = ()
-    unit = TimeUnit.SAMPLE
-
-
-class _Tokens(Time):
-    __slots__ = ()
-    unit = TimeUnit.TOKEN
-
-
+_Epochs = _kind("_Epochs", TimeUnit.EPOCH)
+_Batches = _kind("_Batches", TimeUnit.BATCH)
+_Samples = _kind("_Samples", TimeUnit.SAMPLE)
+_Tokens = _kind("_Tokens", TimeUnit.TOKEN)
 _BY_UNIT: dict[TimeUnit, type[Time]] = {kind.unit: kind for kind in (_Epochs, _Batches, _Samples, _Tokens)}
 
 
