@@ -35,6 +35,8 @@ class LoggerDestination:
     * `check_config`: rules across several constructor parameters, checked with the config.
     * `requires`: the modules its back end imports, each with the pip extra that installs it;
       the config validator names the missing ones and the ``pip install`` that adds them.
+    * `aliases`: old names of parameters (old name -> name), accepted by the constructor and
+      listed in no YAML file (`check_config` refuses both at once).
 
     The lifecycle: built; ``init`` (`Event.INIT`, or the first call); the run's events and
     calls; then, when the Logger closes, `close` on every destination (a final flush: others
@@ -53,6 +55,7 @@ class LoggerDestination:
     thread_safe: ClassVar[bool] = False
     remote: ClassVar[bool] = False
     requires: ClassVar[Mapping[str, str]] = {}
+    aliases: ClassVar[Mapping[str, str]] = {}
     flush_schedule: FlushSchedule | None = None
 
     @classmethod

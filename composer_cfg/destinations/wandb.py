@@ -47,6 +47,7 @@ class WandBLogger(LoggerDestination):
     thread_safe = True
     remote = True
     requires = {"wandb": "wandb"}
+    aliases = {"init_params": "init_kwargs"}  # Composer 0.7's name
 
     def __init__(
         self,
@@ -83,7 +84,7 @@ class WandBLogger(LoggerDestination):
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
         """`init_kwargs` and its old name `init_params` are one parameter: not both."""
-        if params.get("init_kwargs") and params.get("init_params"):
+        if params.get("init_kwargs") and params.get("init_params"):  # see `aliases`
             raise ConfigError("init_params: give init_kwargs or init_params (its Composer 0.7 name), not both")
 
     def can_log_file_artifacts(self) -> bool:
