@@ -52,6 +52,17 @@ def test_every_test_named_in_the_reliability_table_exists():
         assert f"def {test}(" in source, f"{module}::{test}"
 
 
+def test_every_test_named_in_the_differences_list_exists():
+    section = README.split("### Where composer_cfg differs")[1].split("\n## ")[0]
+    named = re.findall(r"`(?:((?:reference/)?test_\w+)::|…::)(test_\w+)`", section)
+    assert len(named) >= 20
+    module = None
+    for file, test in named:
+        module = file or module
+        source = (Path(__file__).parent / f"{module}.py").read_text()
+        assert f"def {test}(" in source, f"{module}::{test}"
+
+
 def test_the_hydra_app_example_runs_as_shown(tmp_path):
     section = README.split("## Add composer_cfg to your Hydra app")[1].split("\n## ")[0]
     config = re.search(r"```yaml\n# conf/config.yaml\n(.*?)```", section, re.S).group(1)

@@ -108,3 +108,11 @@ def test_a_second_writer_in_the_same_directory_keeps_the_first_writers_events():
                 logger.data_batch({"loss": float(batch)})
     assert [(e.step, e.value) for e in read("run/tensorboard").Scalars("loss")] == [(b, float(b)) for b in range(5)]
     assert len(list(Path("run/tensorboard").iterdir())) == 2
+
+
+def test_composer_positional_order_log_dir_flush_interval_rank_zero_only():
+    destination = TensorboardLogger("tb/{run_name}", 2, False)
+    assert (destination.flush_interval, destination.rank_zero_only) == (2, False)
+    with Logger(State("run"), destination) as logger:
+        train(logger, epochs=1)
+    assert read("tb/run").Scalars("loss")[-1].step == 2

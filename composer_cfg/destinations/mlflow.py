@@ -130,7 +130,7 @@ class MLFlowLogger(LoggerDestination):
         from mlflow.entities import Metric
 
         now = int((time.time() if state.log_time is None else state.log_time) * 1000)
-        step = state.timestamp.batch
+        step = int(state.timestamp.batch)
         metrics, refused = [], []
         for key, value in data.items():
             number = scalar(value)
