@@ -212,6 +212,7 @@ def _app(cfg: DictConfig) -> Any:
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.saved_configs import save_masked_configs
     from composer_cfg.demo import plot_metrics
+    from composer_cfg.run_config import describe_hydra_job, log_run_config
 
     try:
         logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"))
@@ -225,6 +226,8 @@ def _app(cfg: DictConfig) -> Any:
     if dist.current().rank == 0:  # after the logger started: a refused run changes nothing
         save_masked_configs(cfg, state.run_name)
     with logger:
+        if cfg.get("log_config"):
+            log_run_config(logger, describe_hydra_job(cfg, state.run_name))
         metrics = instantiate(cfg.demo)(logger) if cfg.get("demo") is not None else {}
     print(f"run {state.run_name} (rank {state.rank} of {state.world_size}) finished: "
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))

@@ -37,6 +37,8 @@ class LoggerDestination:
       the config validator names the missing ones and the ``pip install`` that adds them.
     * `aliases`: old names of parameters (old name -> name), accepted by the constructor and
       listed in no YAML file (`check_config` refuses both at once).
+    * `hyperparameters_as_fit_data`: trackers and record files take `log_hyperparameters` as FIT
+      data, their native form for hyperparameters; others (a text log, a bar) ignore them.
 
     The lifecycle: built; ``init`` (`Event.INIT`, or the first call); the run's events and
     calls; then, when the Logger closes, `close` on every destination (a final flush: others
@@ -56,6 +58,7 @@ class LoggerDestination:
     remote: ClassVar[bool] = False
     requires: ClassVar[Mapping[str, str]] = {}
     aliases: ClassVar[Mapping[str, str]] = {}
+    hyperparameters_as_fit_data: ClassVar[bool] = False
     flush_schedule: FlushSchedule | None = None
 
     @classmethod
@@ -74,6 +77,12 @@ class LoggerDestination:
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
     ) -> None:
         """Receive a file to publish as `artifact_name`. Copy it before returning if you keep it."""
+
+    def log_hyperparameters(self, state: State, hyperparameters: dict[str, Any]) -> None:
+        """Keep the run's hyperparameters (nested, normalised like data) in the destination's own
+        form; by default as FIT data when `hyperparameters_as_fit_data`, else not at all."""
+        if self.hyperparameters_as_fit_data:
+            self.log_data(state, LogLevel.FIT, hyperparameters)
 
     def flush(self, state: State, logger: Logger) -> None:
         """Write out what is buffered; called when `flush_schedule` says so."""

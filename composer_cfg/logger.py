@@ -110,6 +110,17 @@ class Logger:
         """`data(LogLevel.BATCH, data)`."""
         self.data(LogLevel.BATCH, data)
 
+    def log_hyperparameters(self, hyperparameters: Mapping[str, Any]) -> None:
+        """Give the run's hyperparameters (a nested mapping) to every destination, which keeps them
+        in its own form: W&B's run config, MLflow parameters, TensorBoard's table, a JSON Lines
+        FIT record, `InMemoryLogger.hyperparameters`. A text log and a progress bar ignore them.
+        """
+        if self._phase == _CLOSED:
+            raise RuntimeError("this Logger is closed: it takes no more data")
+        data = normalise(dict(hyperparameters))
+        state = self._state
+        self._call_each("log_hyperparameters", lambda m: m.log_hyperparameters(state, data))
+
     def file_artifact(
         self, log_level: LogLevel | int | str, artifact_name: str, file_path: str | Path, *, overwrite: bool = False
     ) -> None:
@@ -295,7 +306,8 @@ class _Member:
             raise ValueError(f"destination {name!r}: log_level: {error}") from None
         self.ledger = FailureLedger(name)
         lock = None if destination.thread_safe else threading.RLock()
-        for method in ("log_data", "log_file_artifact", "run_event", "close", "post_close", "finalize"):
+        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "close", "post_close",
+                       "finalize"):
             bound = getattr(destination, method)
             setattr(self, method, bound if lock is None else _locked(lock, bound))
 

@@ -177,7 +177,7 @@ def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
     from tensorboard.backend.event_processing import event_accumulator as ea
 
     records = list(read_records(tmp_path / "run" / "viz" / "metrics-rank0.jsonl"))
-    assert [r["level"] for r in records].count("BATCH") == 48 and len(records) == 1 + 48 + 3
+    assert [r["level"] for r in records].count("BATCH") == 48 and len(records) == 2 + 48 + 3  # FIT: config, hparams
     events = ea.EventAccumulator(str(tmp_path / "run" / "viz" / "tensorboard"), size_guidance={ea.SCALARS: 0})
     events.Reload()
     assert [e.step for e in events.Scalars("loss/train")] == list(range(48))

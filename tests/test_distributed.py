@@ -27,7 +27,8 @@ def check_run(run_dir: Path, run_name: str, world_size: int) -> None:
         assert [line.split(": {")[0] for line in lines] == [
             "[FIT][batch=0]", "[EPOCH][batch=16]", "[EPOCH][batch=32]", "[EPOCH][batch=48]"]
         records = [json.loads(line) for line in (files / f"metrics-rank{rank}.jsonl").read_text().splitlines()]
-        assert len(records) == 52 and {(r["rank"], r["run_name"]) for r in records} == {(rank, run_name)}
+        assert len(records) == 53 and {(r["rank"], r["run_name"]) for r in records} == {(rank, run_name)}
+        assert records[0]["data"]["config"]["run_name"] == run_name  # every rank records the config
         assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(48))
         assert sorted(p.name for p in (files / "checkpoints").iterdir() if f"rank{rank}." in p.name) == [
             f"ep{e}-rank{rank}.npz" for e in range(3)]

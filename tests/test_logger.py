@@ -178,3 +178,21 @@ def test_in_memory_logger_threshold_through_the_logger():
     logger.data_batch({"loss": 1.0})
     logger.data_epoch({"acc": 0.5})
     assert memory.most_recent_values == {"acc": 0.5}
+
+
+def test_hyperparameters_reach_each_destination_in_its_own_form(recorder):
+    from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger
+    from composer_cfg.records import read_records
+
+    memory = InMemoryLogger()
+    hyperparameters = {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0}
+    with Logger(State("hp"), {"file": FileLogger(), "jsonl": JSONLinesLogger(), "memory": memory,
+                              "recorder": recorder}) as logger:
+        logger.run_event("init")
+        logger.log_hyperparameters(hyperparameters)
+        hyperparameters["seed"] = 1  # what was logged does not change with the caller's dict
+    assert memory.hyperparameters == {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0}
+    assert [(r["level"], r["data"]) for r in read_records("hp/metrics-rank0.jsonl")] == [
+        ("FIT", {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0})]
+    assert Path("hp/logs-rank0.txt").read_text() == ""  # a text log leaves them out
+    assert [call for call in recorder.calls if call[0] == "data"] == []  # so does a destination by default

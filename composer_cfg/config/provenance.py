@@ -11,59 +11,89 @@ from composer_cfg.secrets import redact_override
 from composer_cfg.templates import PREVIEW, preview
 
 
-def source_of(key: str, overrides: Sequence[str], config_name: str) -> str:
-    """``command line 'k=v'`` or ``logger/destinations/file.yaml in pkg://composer_cfg.conf``, or "".
+class Provenance:
+    """Answers `source_of` for many keys of one composition, reading the defaults list once.
 
-    A key no file sets (a missing parameter, say) is attributed to its nearest enclosing node.
+    Needs Hydra's global state initialised for the composition (inside a Hydra app, or in a
+    ``hydra.initialize`` context); without it every file source is "".
     """
-    override = _override_for(key, overrides)
-    if override:
-        return f"command line {preview(redact_override(override), limit=4 * PREVIEW)}"  # the key path too
-    parts = key.split(".")
-    for end in range(len(parts), 0, -1):
-        found = _file_for(".".join(parts[:end]), overrides, config_name)
-        if found:
-            return found
-    return ""
+
+    def __init__(self, overrides: Sequence[str], config_name: str) -> None:
+        self._overrides = _parsed(overrides)
+        self._files = _config_files(overrides, config_name)
+
+    @property
+    def defaults(self) -> list[str]:
+        """The config files of the defaults list, in order (``logger/destinations/file``, ...)."""
+        return [path for path, _, _, _ in self._files]
+
+    def source_of(self, key: str) -> str:
+        """``command line 'k=v'`` or ``logger/destinations/file.yaml in pkg://composer_cfg.conf``, or "".
+
+        A key no file sets (a missing parameter, say) is attributed to its nearest enclosing node.
+        """
+        override = self._override_for(key)
+        if override:
+            return f"command line {preview(redact_override(override), limit=4 * PREVIEW)}"  # the key path too
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            found = self._file_for(".".join(parts[:end]))
+            if found:
+                return found
+        return ""
+
+    def _override_for(self, key: str) -> str | None:
+        best: tuple[int, str] | None = None
+        for target, line in self._overrides:
+            if (key == target or key.startswith(target + ".")) and (best is None or len(target) >= best[0]):
+                best = (len(target), line)
+        return best[1] if best else None
+
+    def _file_for(self, key: str) -> str:
+        """The last config file in the defaults list that sets `key` (the one whose value won)."""
+        found = ""
+        for _, name, package, config in self._files:
+            relative = _relative(key, package)
+            if relative is not None and _has_key(config, relative):
+                found = name
+        return found
 
 
-def _override_for(key: str, overrides: Sequence[str]) -> str | None:
+def source_of(key: str, overrides: Sequence[str], config_name: str) -> str:
+    """`Provenance.source_of` for one key."""
+    return Provenance(overrides, config_name).source_of(key)
+
+
+def _parsed(overrides: Sequence[str]) -> list[tuple[str, str]]:
+    """(key or group, the override as given) of each override."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    best: tuple[int, str] | None = None
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception:  # noqa: BLE001 - an unparsable override has been reported already
-        return None
-    for override in parsed:
-        target = override.key_or_group
-        if key == target or key.startswith(target + "."):
-            if best is None or len(target) >= best[0]:
-                best = (len(target), override.input_line)
-    return best[1] if best else None
+        return []
+    return [(override.key_or_group, override.input_line) for override in parsed]
 
 
-def _file_for(key: str, overrides: Sequence[str], config_name: str) -> str:
-    """The last config file in the defaults list that sets `key` (the one whose value won)."""
+def _config_files(overrides: Sequence[str], config_name: str) -> list[tuple[str, str, str, Any]]:
+    """(config path, ``path.yaml in source``, package, config) of each file of the defaults list, in order."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
+    files = []
     try:
         loader = GlobalHydra.instance().config_loader()
         defaults = loader.compute_defaults_list(config_name, list(overrides), RunMode.RUN).defaults
-        found = ""
         for default in defaults:
             if default.config_path is None or default.config_path.startswith("hydra/"):
                 continue
             result = loader.repository.load_config(default.config_path)
-            if result is None:
-                continue
-            relative = _relative(key, default.package or "")
-            if relative is not None and _has_key(result.config, relative):
-                found = f"{default.config_path}.yaml in {result.path}"
-        return found
+            if result is not None:
+                files.append((default.config_path, f"{default.config_path}.yaml in {result.path}",
+                              default.package or "", result.config))
     except Exception:  # noqa: BLE001 - provenance is a courtesy; Hydra internals may change
-        return ""
+        return []
+    return files
 
 
 def _relative(key: str, package: str) -> str | None:
@@ -79,7 +109,8 @@ def _relative(key: str, package: str) -> str | None:
 def _has_key(config: Any, relative: str) -> bool:
     if relative == "":
         return True
-    return OmegaConf.select(config, relative, default=_ABSENT) is not _ABSENT
+    found = OmegaConf.select(config, relative, default=_ABSENT, throw_on_resolution_failure=False)
+    return found is not _ABSENT
 
 
 _ABSENT = object()

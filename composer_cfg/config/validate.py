@@ -36,7 +36,7 @@ class Problem:
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
-TOP_LEVEL_KEYS = ("logger", "run_name", "dry_run", "demo")
+TOP_LEVEL_KEYS = ("logger", "run_name", "dry_run", "log_config", "demo")
 
 
 def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = True) -> list[Problem]:
@@ -52,8 +52,8 @@ def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = 
                 _check_logger(problems, node, world_size, config.get("run_name"))
         elif key == "run_name":
             _catch(problems, "run_name", lambda: given_run_name(node))  # or the environment's
-        elif key == "dry_run" and not isinstance(node, bool):
-            problems.append(Problem("dry_run", f"expected a boolean (true/false), got {node!r}"))
+        elif key in ("dry_run", "log_config") and not isinstance(node, bool):
+            problems.append(Problem(str(key), f"expected a boolean (true/false), got {node!r}"))
         elif isinstance(node, Mapping) and "_target_" in node:
             check_node(problems, key, node, object, world_size)
         elif own_primary and key not in TOP_LEVEL_KEYS and key != "hydra":

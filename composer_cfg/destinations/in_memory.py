@@ -47,6 +47,12 @@ class InMemoryLogger(LoggerDestination):
         self._data: dict[str, list[tuple[Timestamp, LogLevel, Any]]] = {}
         self._in_data: dict[str, int] = {}  # key -> how many of its values `data` has taken in
         self._times: dict[int, tuple[Timestamp, LogLevel]] = {}  # row -> its time point, once read
+        self.hyperparameters: dict[str, Any] = {}
+
+    def log_hyperparameters(self, state: State, hyperparameters: dict[str, Any]) -> None:
+        """Kept in `hyperparameters` (later values of a key replace earlier ones)."""
+        with self._lock:
+            self.hyperparameters.update(hyperparameters)
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         timestamp = state.timestamp

@@ -45,6 +45,7 @@ class JSONLinesLogger(LoggerDestination):
     """
 
     thread_safe = True
+    hyperparameters_as_fit_data = True
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, wait
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.flush_schedule import FlushSchedule
+from composer_cfg.hyperparameters import flatten
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import POSITIVE, Level, PositiveFloat, PositiveInt, positive_int
 from composer_cfg.state import State
@@ -61,6 +62,7 @@ class MLFlowLogger(LoggerDestination):
     """
 
     thread_safe = True
+    hyperparameters_as_fit_data = True
     remote = True
     requires = {"mlflow": "mlflow", "sqlalchemy": "mlflow", "alembic": "mlflow"}
 
@@ -171,7 +173,7 @@ class MLFlowLogger(LoggerDestination):
         from mlflow.utils.validation import _validate_param_name
 
         params, refused = [], []
-        for key, value in _flatten(data).items():
+        for key, value in flatten(data).items():
             text = str(value)
             if len(key) > MAX_PARAM_KEY or len(text) > MAX_PARAM_VALUE:
                 LOG.warning("MLFlowLogger: parameter %r truncated to MLflow's limits (key 250, value 6000 chars)", key)
@@ -386,17 +388,6 @@ def _dispose_store(client: Any) -> None:
 
 def _first_sentence(error: Exception) -> str:
     return str(getattr(error, "message", error)).split(". ")[0].rstrip(".")
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _sqlite_path(uri: str) -> Path | None:

@@ -15,6 +15,7 @@ from composer_cfg.destinations.run_file import default_artifact_name
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
+from composer_cfg.hyperparameters import flatten
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import Level, PositiveInt, positive_int, require_rank_field
 from composer_cfg.state import State
@@ -45,6 +46,7 @@ class TensorboardLogger(LoggerDestination):
     """
 
     thread_safe = True
+    hyperparameters_as_fit_data = True
     requires = {"tensorboardX": "tensorboard"}
 
     def __init__(
@@ -86,7 +88,7 @@ class TensorboardLogger(LoggerDestination):
     def _write(self, writer: Any, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         step = int(state.timestamp.batch)
         if log_level is LogLevel.FIT:
-            rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in data.items())
+            rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in flatten(data).items())
             writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step, walltime=state.log_time)
             return
         for key, value in data.items():

@@ -46,6 +46,7 @@ class WandBLogger(LoggerDestination):
     """
 
     thread_safe = True
+    hyperparameters_as_fit_data = True
     remote = True
     requires = {"wandb": "wandb"}
     aliases = {"init_params": "init_kwargs"}  # Composer 0.7's name

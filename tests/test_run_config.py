@@ -1,0 +1,129 @@
+"""The run's config, logged by the command to every destination, read back from each back end:
+the saved file, MLflow's parameters and artifacts, W&B's run config and artifacts, TensorBoard's
+hyperparameter table, the object store, the JSON Lines record; a planted secret nowhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.util import tensor_util
+
+from composer_cfg.records import read_records
+from composer_cfg.run_config import git_state
+from wandb_records import offline_run
+
+SECRET = "PLANTED-s3cr3t-7f1e"
+DESTINATIONS = "[file,jsonl,mlflow,tensorboard,wandb,object_store]"
+
+
+def git(directory: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True, text=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One demo run (in a git work tree) with every destination that stores config or files; the
+    secret reaches the config by reference, as the README recommends."""
+    project = tmp_path_factory.mktemp("project")
+    (project / "train.txt").write_text("tracked\n")
+    git(project, "init", "-q", ".")
+    git(project, "add", "train.txt")
+    git(project, "commit", "-q", "-m", "start")
+    out = subprocess.run(
+        [sys.executable, "-m", "composer_cfg", "run_name=cfg", "hydra.run.dir=run", "demo.epochs=1",
+         "demo.batches_per_epoch=2", f"logger/destinations={DESTINATIONS}",
+         "logger.destinations.wandb.log_artifacts=true",
+         "+logger.destinations.object_store.storage_options.secret_access_key=${oc.env:PLANTED_SECRET}"],
+        cwd=project, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "PLANTED_SECRET": SECRET, "HYDRA_FULL_ERROR": "0"})
+    assert out.returncode == 0, out.stderr
+    return project, out
+
+
+def test_the_run_directory_holds_the_config_with_overrides_sources_defaults_git_and_versions(run):
+    project, _ = run
+    record = yaml.safe_load((project / "run" / "cfg" / "run-config.yaml").read_text())
+    assert record["run_name"] == "cfg" and record["config"]["run_name"] == "cfg"
+    assert record["config"]["demo"]["batches_per_epoch"] == 2
+    assert record["config"]["logger"]["destinations"]["object_store"]["storage_options"] == {"secret_access_key": "***"}
+    assert record["overrides"][-1] == "+logger.destinations.object_store.storage_options.secret_access_key=***"
+    assert record["provenance"]["demo.epochs"] == "command line 'demo.epochs=1'"
+    assert record["provenance"]["demo.seed"] == "config.yaml in pkg://composer_cfg.conf"
+    assert record["provenance"]["logger.destinations.mlflow.tracking_uri"] == (
+        "logger/destinations/mlflow.yaml in pkg://composer_cfg.conf")
+    assert record["defaults"] == [f"logger/destinations/{name}" for name in DESTINATIONS[1:-1].split(",")] + [
+        "logger/default", "config"]
+    assert record["git"] == {"commit": git(project, "rev-parse", "HEAD"), "dirty": False}
+    assert record["versions"]["composer_cfg"] == version("composer_cfg")
+    assert record["versions"]["hydra-core"] == version("hydra-core")
+    assert record["versions"]["wandb"] == version("wandb")
+
+
+def test_each_tracker_holds_the_config_as_its_own_hyperparameters_and_the_file_as_an_artifact(run):
+    project, _ = run
+    directory = project / "run" / "cfg"
+    client = MlflowClient(tracking_uri=f"sqlite:///{directory / 'mlflow.db'}")
+    (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
+    params = mlflow_run.data.params
+    assert params["config/demo/batches_per_epoch"] == "2"
+    assert params["config/logger/destinations/file/log_level"] == "epoch"
+    assert params["config/logger/destinations/object_store/storage_options/secret_access_key"] == "***"
+    assert "cfg/run-config.yaml" in [a.path for a in client.list_artifacts(mlflow_run.info.run_id, "cfg")]
+
+    wandb_run = offline_run(project / "run" / "wandb")
+    assert wandb_run["config"]["config"]["demo"]["batches_per_epoch"] == 2  # nested, W&B's own form
+    assert wandb_run["config"]["config"]["logger"]["destinations"]["wandb"]["log_artifacts"] is True
+    assert {"name": "cfg.run-config.yaml", "type": "yaml", "aliases": ["ep0-ba0", "latest"],
+            "files": ["run-config.yaml"]} in wandb_run["artifacts"]
+
+    events = ea.EventAccumulator(str(directory / "tensorboard"), size_guidance={ea.TENSORS: 0})
+    events.Reload()
+    tables = [tensor_util.make_ndarray(t.tensor_proto)[0].decode() for t in events.Tensors("hparams/text_summary")]
+    assert "| config/demo/batches_per_epoch | 2 |\n" in tables[0]
+
+    stored = project / "run" / "artifacts" / "cfg" / "run-config.yaml"
+    assert stored.read_bytes() == (directory / "run-config.yaml").read_bytes()
+
+    (first, *_) = read_records(directory / "metrics-rank0.jsonl")
+    assert first["level"] == "FIT" and first["data"]["config"]["demo"]["batches_per_epoch"] == 2
+
+
+def test_the_planted_secret_is_in_no_file_and_no_stream(run):
+    project, out = run
+    assert SECRET not in out.stdout + out.stderr
+    holding = [path for path in project.rglob("*") if path.is_file() and SECRET.encode() in path.read_bytes()]
+    assert holding == []
+
+
+def test_git_state_says_dirty_when_a_tracked_file_changed_and_none_outside_a_work_tree(tmp_path):
+    (tmp_path / "repo").mkdir()
+    repo = tmp_path / "repo"
+    (repo / "a.txt").write_text("1\n")
+    git(repo, "init", "-q", ".")
+    git(repo, "add", "a.txt")
+    git(repo, "commit", "-q", "-m", "a")
+    (repo / "a.txt").write_text("2\n")
+    assert git_state(repo) == {"commit": git(repo, "rev-parse", "HEAD"), "dirty": True}
+    (tmp_path / "plain").mkdir()
+    assert git_state(tmp_path / "plain") is None
+
+
+def test_log_config_false_logs_no_config(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=quiet", "hydra.run.dir=run", "log_config=false",
+                          "demo.epochs=1", "demo.batches_per_epoch=2", "logger/destinations=[jsonl]"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "run" / "quiet" / "run-config.yaml").exists()
+    assert [set(r["data"]) for r in read_records(tmp_path / "run" / "quiet" / "metrics-rank0.jsonl")
+            if r["level"] == "FIT"] == [{"hparams/epochs", "hparams/batch_size", "hparams/learning_rate",
+                                         "hparams/features", "hparams/seed"}]
