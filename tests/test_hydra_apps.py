@@ -10,6 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+
+from composer_cfg.records import read_records
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -187,3 +190,24 @@ def test_a_destination_of_the_apps_own_next_to_its_script(tmp_path):
     out = run(tmp_path, "train.py", "logger/destinations=[printer]", "hydra.run.dir=run")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["destinations: printer", "printer: {'epoch': 0}", "printer: {'epoch': 1}"]
+
+
+def test_an_app_records_its_own_config_with_the_same_helper_as_the_command(tmp_path):
+    files = dict(MINIMAL)
+    files["train.py"] = MINIMAL["train.py"].replace(
+        "from composer_cfg import TrainingLoop, instantiate_logger",
+        "from composer_cfg import TrainingLoop, instantiate_logger\n"
+        "        from composer_cfg.run_config import describe_hydra_job, log_run_config").replace(
+        "            with logger:\n",
+        "            with logger:\n"
+        "                log_run_config(logger, describe_hydra_job(cfg, logger.state.run_name))\n")
+    write(tmp_path, files)
+    out = run(tmp_path, "train.py", "hydra.run.dir=run", "epochs=1", "logger/destinations=[jsonl]")
+    assert out.returncode == 0, out.stderr
+    record = yaml.safe_load((tmp_path / "minimal" / "run-config.yaml").read_text())
+    assert record["config"]["epochs"] == 1 and record["overrides"] == ["epochs=1", "logger/destinations=[jsonl]"]
+    assert record["provenance"]["epochs"] == "command line 'epochs=1'"
+    assert record["provenance"]["run_name"] == f"config.yaml in file://{tmp_path / 'conf'}"
+    assert record["defaults"] == ["logger/destinations/jsonl", "logger/default", "config"]
+    (first, *_) = read_records(tmp_path / "minimal" / "metrics-rank0.jsonl")
+    assert first["data"]["config"]["epochs"] == 1

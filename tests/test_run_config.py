@@ -127,3 +127,18 @@ def test_log_config_false_logs_no_config(tmp_path):
     assert [set(r["data"]) for r in read_records(tmp_path / "run" / "quiet" / "metrics-rank0.jsonl")
             if r["level"] == "FIT"] == [{"hparams/epochs", "hparams/batch_size", "hparams/learning_rate",
                                          "hparams/features", "hparams/seed"}]
+
+
+def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_path, monkeypatch):
+    from composer_cfg.sync import sync
+
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=later", "hydra.run.dir=run", "demo.epochs=1",
+                          "demo.batches_per_epoch=2", "logger/destinations=[jsonl]"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    monkeypatch.chdir(tmp_path / "run")
+    assert [s.sent for s in sync("later", ["mlflow"])] == [2 + 2 + 1]  # FIT: config, hparams; 2 batches; 1 epoch
+    client = MlflowClient(tracking_uri="sqlite:///later/mlflow.db")
+    (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
+    params = mlflow_run.data.params
+    assert params["config/demo/batches_per_epoch"] == "2" and params["config/run_name"] == "later"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -84,16 +85,47 @@ def _config_files(overrides: Sequence[str], config_name: str) -> list[tuple[str,
     try:
         loader = GlobalHydra.instance().config_loader()
         defaults = loader.compute_defaults_list(config_name, list(overrides), RunMode.RUN).defaults
+        sources = _search_path(loader)
         for default in defaults:
             if default.config_path is None or default.config_path.startswith("hydra/"):
                 continue
-            result = loader.repository.load_config(default.config_path)
-            if result is not None:
-                files.append((default.config_path, f"{default.config_path}.yaml in {result.path}",
-                              default.package or "", result.config))
+            found = _load(sources, default.config_path)
+            if found is not None:
+                source, config = found
+                files.append((default.config_path, f"{default.config_path}.yaml in {source}", default.package or "",
+                              config))
     except Exception:  # noqa: BLE001 - provenance is a courtesy; Hydra internals may change
         return []
     return files
+
+
+def _search_path(loader: Any) -> list[tuple[str, str]]:
+    """(scheme, path) of each config source, in Hydra's order: the running app's (its
+    ``hydra.searchpath`` included), else those of the composition in progress."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return [(source.schema, source.path) for source in HydraConfig.get().runtime.config_sources]
+    return [(source.scheme(), source.path) for source in loader.get_sources()]
+
+
+def _load(sources: list[tuple[str, str]], config_path: str) -> tuple[str, Any] | None:
+    """(``scheme://path``, config) of the first source holding ``config_path.yaml``, as Hydra finds it."""
+    from importlib.resources import files
+
+    for scheme, root in sources:
+        try:
+            if scheme == "file":
+                candidate: Any = Path(root) / f"{config_path}.yaml"
+            elif scheme == "pkg":
+                candidate = files(root.replace("/", ".")) / f"{config_path}.yaml"
+            else:  # structured configs: no file
+                continue
+            if candidate.is_file():
+                return f"{scheme}://{root}", OmegaConf.create(candidate.read_text())
+        except (ModuleNotFoundError, OSError):
+            continue
+    return None
 
 
 def _relative(key: str, package: str) -> str | None:
