@@ -76,6 +76,8 @@ def _run(command: CommandLine) -> None:
         primary = str(own_primary(command.config_dir, command.config_name)).lower()
         extra += ["+hydra.callbacks.composer_cfg._target_=composer_cfg.config.callback.CheckWhatRuns",
                   f"+hydra.callbacks.composer_cfg.own_primary={primary}"]
+        if command.multirun:
+            extra.append("+hydra.callbacks.composer_cfg_sweep._target_=composer_cfg.config.sweep_summary.SweepSummary")
         command.argv = [arg for arg in command.argv if arg not in command.overrides] + overrides
     sys.argv = [sys.argv[0], *command.hydra_argv(extra)]
     _app()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -77,6 +77,10 @@ class LoggerDestination:
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
     ) -> None:
         """Receive a file to publish as `artifact_name`. Copy it before returning if you keep it."""
+
+    def join_sweep(self, sweep: str, overrides: Sequence[str]) -> None:
+        """Before `init`: this run is one job of the sweep `sweep`, run with `overrides`. Trackers
+        put the job in the sweep's group and tag it with its overrides; by default, nothing."""
 
     def log_hyperparameters(self, state: State, hyperparameters: dict[str, Any]) -> None:
         """Keep the run's hyperparameters (nested, normalised like data) in the destination's own

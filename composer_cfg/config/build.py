@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from composer_cfg import dist
 from composer_cfg.config.compose import compose_config, node_path, raise_logger_problems
+from composer_cfg.config.sweep_job import current_sweep_job
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
@@ -75,6 +76,9 @@ def instantiate_logger(
                         "'logger/destinations=[file,jsonl]', or say logger=none", node_path(node))
         try:
             instantiate_destinations(node, into=built)
+            job = current_sweep_job()
+            for destination in built.values() if job is not None else ():
+                destination.join_sweep(job.sweep, job.overrides)
             logger_node = OmegaConf.masked_copy(node, [key for key in node if key != "destinations"])
             logger = instantiate(logger_node, state, destinations=built, _convert_="all")
         except BaseException:

@@ -9,7 +9,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, wait
 from composer_cfg.destination import LoggerDestination
@@ -30,6 +30,7 @@ MAX_ENTITIES_PER_BATCH = 1000  # a tracking server's per-request limits
 MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 5000
 
 
 class MLFlowLogger(LoggerDestination):
@@ -108,6 +109,10 @@ class MLFlowLogger(LoggerDestination):
         self._artifacts: set[str] = set()
         self._skipped: set[str] = set()
         self._staging: Path | None = None
+
+    def join_sweep(self, sweep: str, overrides: Sequence[str]) -> None:
+        """Tags ``sweep`` (the sweep's id) and ``sweep.overrides`` (the job's, one string) on the run."""
+        self.tags = {**self.tags, "sweep": sweep, "sweep.overrides": " ".join(overrides)[:MAX_TAG_VALUE]}
 
     def can_log_file_artifacts(self) -> bool:
         return True

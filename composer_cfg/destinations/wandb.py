@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from composer_cfg.logger import Logger
 
 LOG = logging.getLogger("composer_cfg")
+MAX_TAG = 64
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -131,6 +132,12 @@ class WandBLogger(LoggerDestination):
         with self._lock:
             run = self.run or self._start(state)
             run.log_artifact(artifact, aliases=["latest", f"ep{timestamp.epoch}-ba{timestamp.batch}"])
+
+    def join_sweep(self, sweep: str, overrides: Sequence[str]) -> None:
+        """The sweep is the run's group (unless one is configured); each override is a tag (W&B
+        keeps tags up to 64 characters)."""
+        self.init_kwargs["group"] = self.init_kwargs.get("group") or sweep
+        self.init_kwargs["tags"] = [*(self.init_kwargs.get("tags") or []), *(o[:MAX_TAG] for o in overrides)]
 
     def init(self, state: State, logger: Logger) -> None:
         with self._lock:
