@@ -11,10 +11,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from composer_cfg import dist
 from composer_cfg.config.compose import compose_config, node_path, raise_logger_problems
+from composer_cfg.config.validate import LOGGER_KEYS
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
 from composer_cfg.exit_hooks import close_at_exit
+from composer_cfg.imports import allowing
 from composer_cfg.logger import Logger
 from composer_cfg.run_name import resolve_run_name
 from composer_cfg.state import State
@@ -74,10 +76,11 @@ def instantiate_logger(
             LOG.warning("%s.destinations: no destination is selected, so nothing will be logged; choose some with "
                         "'logger/destinations=[file,jsonl]', or say logger=none", node_path(node))
         try:
-            for name, destination in node.destinations.items():
-                if destination is not None:
-                    built[name] = _instantiate(instantiate, f"{node_path(node)}.destinations.{name}", destination)
-            logger_node = OmegaConf.masked_copy(node, [key for key in node if key != "destinations"])
+            with allowing(node.get("allowed_modules") or ()):  # what a constructor imports by name, too
+                for name, destination in node.destinations.items():
+                    if destination is not None:
+                        built[name] = _instantiate(instantiate, f"{node_path(node)}.destinations.{name}", destination)
+            logger_node = OmegaConf.masked_copy(node, [key for key in node if key not in LOGGER_KEYS])
             logger = instantiate(logger_node, state, destinations=built, _convert_="all")
         except BaseException:
             Logger(state, built).close(RunStatus.FAILED)

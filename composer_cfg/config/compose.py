@@ -15,7 +15,8 @@ from omegaconf.errors import OmegaConfBaseException
 from composer_cfg import dist
 from composer_cfg.config.provenance import source_of
 from composer_cfg.config.search_path import packaged_configs_last
-from composer_cfg.config.validate import Problem, validate
+from composer_cfg.config.problems import Problem
+from composer_cfg.config.validate import validate
 from composer_cfg.errors import ConfigError
 from composer_cfg.params import job_directory
 from composer_cfg.secrets import redact_override
@@ -93,7 +94,8 @@ def compose_in_context(
     """
     overrides = without_null_groups(overrides)
     cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
-    with job_directory(job_directory_of(cfg) if for_command else None):
+    directory, key = job_directory_of(cfg) if for_command else (None, None)
+    with job_directory(directory, key):
         problems = config_problems(cfg, own_primary)
     reported = {problem.key for problem in problems}
     for override in forced:  # composed with ++ to check them; one the validator accepts still needs a +
@@ -114,17 +116,19 @@ def report(problems: Sequence[Problem], overrides: Sequence[str], config_name: s
     return ConfigError.from_problems([_with_source(problem, list(overrides), config_name) for problem in problems])
 
 
-def job_directory_of(cfg: DictConfig) -> Path | None:
-    """Where the command's job will run: the run directory (a sweep's directory under ``-m``)
-    when Hydra changes into it, else here. None if it can not be resolved yet."""
+def job_directory_of(cfg: DictConfig) -> tuple[Path | None, str | None]:
+    """Where the command's job will run, and the key that names it: the run directory (a
+    sweep's directory under ``-m``) when Hydra changes into it, else here (None, None); (None,
+    None) too if it can not be resolved yet."""
     hydra_cfg = cfg.get("hydra")
     try:
         if hydra_cfg is None or not hydra_cfg.job.chdir:
-            return None
-        multirun = hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN")
-        return Path(str(hydra_cfg.sweep.dir if multirun else hydra_cfg.run.dir)).absolute()
+            return None, None
+        key = "hydra.sweep.dir" if hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN") \
+            else "hydra.run.dir"
+        return Path(str(OmegaConf.select(cfg, key))).absolute(), key
     except OmegaConfBaseException:
-        return None
+        return None, None
 
 
 def without_null_groups(overrides: Sequence[str]) -> list[str]:

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from composer_cfg import dist
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations.run_file import default_artifact_name
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import Level, PositiveInt, positive_int, require_rank_field
+from composer_cfg.params import Level, PositiveInt, PublishedDirTemplate, positive_int, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, literal
+from composer_cfg.templates import DIST_FIELDS, Template, default_artifact_name, literal
 from composer_cfg.values import scalar
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ class TensorboardLogger(LoggerDestination):
 
     def __init__(
         self,
-        log_dir: str = "{run_name}/tensorboard",
+        log_dir: PublishedDirTemplate = "{run_name}/tensorboard",
         *,
         log_level: Level = LogLevel.BATCH,
         flush_interval: PositiveInt = 100,

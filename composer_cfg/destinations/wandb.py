@@ -8,12 +8,13 @@ import re
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
 from composer_cfg.background import BackgroundWorker
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.wandb_params import check_init_params
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import POSITIVE, Level, PositiveFloat
+from composer_cfg.params import DIRECTORY, POSITIVE, Level, PositiveFloat
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 
@@ -55,7 +56,7 @@ class WandBLogger(LoggerDestination):
         tags: Sequence[str] | None = None,
         *,
         mode: str = "offline",
-        dir: str | None = None,  # noqa: A002 - wandb.init's own name
+        dir: Annotated[str, DIRECTORY] | None = None,  # noqa: A002 - wandb.init's own name
         log_artifacts: bool = False,
         rank_zero_only: bool = True,
         log_level: Level = LogLevel.BATCH,
@@ -74,6 +75,11 @@ class WandBLogger(LoggerDestination):
         self._location: str | None = None  # the run's directory, once it has one
         self._finished = False
         self._lock = threading.RLock()
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
+        """W&B's own rules for the run's fields and ``init_params`` (see `check_init_params`)."""
+        check_init_params(params)
 
     def can_log_file_artifacts(self) -> bool:
         return self.log_artifacts
