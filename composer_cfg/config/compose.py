@@ -17,6 +17,7 @@ from composer_cfg.config.provenance import source_of
 from composer_cfg.config.search_path import packaged_configs_last
 from composer_cfg.config.problems import Problem
 from composer_cfg.config.validate import validate
+from composer_cfg.config.yaml_errors import yaml_error
 from composer_cfg.errors import ConfigError
 from composer_cfg.params import job_directory
 from composer_cfg.secrets import redact_override
@@ -248,6 +249,7 @@ def _compose(overrides: list[str], config_name: str, return_hydra_config: bool =
     """
     from hydra import compose
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from yaml import MarkedYAMLError
 
     attempt, forced = list(overrides), []
     for _ in range(len(overrides) + 1):
@@ -257,6 +259,8 @@ def _compose(overrides: list[str], config_name: str, return_hydra_config: bool =
             raise ConfigError(_missing_config_message(error)) from None
         except OverrideParseException as error:
             raise ConfigError(_parse_error_message(error)) from None
+        except MarkedYAMLError as error:  # a config file OmegaConf can not read
+            raise yaml_error(error) from None
         except ConfigCompositionException as error:
             unknown_key = getattr(error.__cause__, "full_key", None)  # OmegaConf: not in the struct
             index = _override_setting(attempt, unknown_key) if unknown_key else None
