@@ -99,7 +99,9 @@ class TemplateParam(Meaning):
     every rank writes, so it needs ``{rank}`` when there are several ranks. `directory`: it names
     a local directory. `artifact`: it names an artifact, so it must stay relative and inside the
     artifact root. `published`: the directory's files are published under its own path, so
-    ``..`` may only lead it. Filled with the sample values, the name must fit a file system.
+    ``..`` may only lead it. `strip_root`: a leading ``/`` is dropped rather than refused
+    (Composer documents this for a FileLogger's ``artifact_name``). Filled with the sample
+    values, the name must fit a file system.
     """
 
     fields: Mapping[str, Any]
@@ -107,8 +109,11 @@ class TemplateParam(Meaning):
     directory: bool = False
     artifact: bool = False
     published: bool = False
+    strip_root: bool = False
 
     def check(self, key: str, value: Any, world_size: int = 1) -> Template:
+        if self.strip_root and isinstance(value, str):
+            value = value.lstrip("/")
         template = Template(value, self.fields, key=key)
         template.fill(self.fields)
         if self.per_rank_file or self.directory:
@@ -278,11 +283,14 @@ class CallablePath(Meaning):
 FILE = TemplateParam(DIST_FIELDS, per_rank_file=True)
 FileTemplate = Annotated[str, FILE]
 #: A directory whose files are published under its path (TensorBoard's event files).
-PublishedDirTemplate = Annotated[str, TemplateParam(DIST_FIELDS, directory=True, published=True)]
+PUBLISHED_DIR = TemplateParam(DIST_FIELDS, directory=True, published=True)
+PublishedDirTemplate = Annotated[str, PUBLISHED_DIR]
 #: A name, from the run name and rank facts (an MLflow run's name).
 NameTemplate = Annotated[str, TemplateParam(DIST_FIELDS)]
-#: An artifact name, from the run name and rank facts.
-ArtifactTemplate = Annotated[str, TemplateParam(DIST_FIELDS, artifact=True)]
+#: The name a file a destination writes is published under, from the run name and rank facts;
+#: a leading ``/`` is dropped.
+ARTIFACT_NAME = TemplateParam(DIST_FIELDS, artifact=True, strip_root=True)
+ArtifactTemplate = Annotated[str, ARTIFACT_NAME]
 #: An artifact name that may also use the timestamp's fields (``{epoch}``, ``{batch}``...).
 TimedArtifactTemplate = Annotated[str, TemplateParam(TIME_FIELDS, artifact=True)]
 DIRECTORY = LocalDirectory()

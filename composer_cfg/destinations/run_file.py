@@ -9,9 +9,9 @@ from typing import IO, TYPE_CHECKING, Any, Mapping
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.files import open_text
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import FILE, check_published_path, require_rank_field
+from composer_cfg.params import ARTIFACT_NAME, FILE, check_published_path, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name, default_artifact_name, literal
+from composer_cfg.templates import DIST_FIELDS, Template, default_artifact_name, literal
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -46,8 +46,7 @@ class RunFile:
         self._filename = FILE.check("filename", filename)
         check_file_names(filename, artifact_name)
         artifact = default_artifact_name(filename) if artifact_name is None else artifact_name
-        check_artifact_name(artifact, key="artifact_name")
-        self._artifact_name = Template(artifact, DIST_FIELDS, key="artifact_name")
+        self._artifact_name = ARTIFACT_NAME.check("artifact_name", artifact, 1)
         self.overwrite = bool(overwrite)
         self.buffering = buffering
         self.file: IO[str] | None = None

@@ -17,24 +17,26 @@ SETTINGS_FIELDS = {"mode": "mode", "project": "project", "entity": "entity", "gr
 
 def check_init_params(params: Mapping[str, Any]) -> None:
     """`ConfigError` (its key relative to the node) for the first value W&B would refuse: an
-    unknown ``init_params`` key, then each run field, taken from ``init_params`` when it is there
-    (it wins when the run starts), then an ``init_params.settings`` mapping."""
+    unknown key of ``init_kwargs`` (or of ``init_params``, its old name), then each run field,
+    taken from those keyword arguments when it is there (they win when the run starts), then a
+    ``settings`` mapping among them."""
     import wandb
 
-    init_params = params.get("init_params") or {}
+    name = "init_params" if params.get("init_params") else "init_kwargs"
+    extra = params.get(name) or {}
     accepted = inspect.signature(wandb.init).parameters
-    for name in init_params:
-        if name not in accepted:
-            raise ConfigError(f"init_params.{name}: not an argument of wandb.init{suggest(name, accepted)}",
-                              key=f"init_params.{name}")
-    for name, field in SETTINGS_FIELDS.items():
-        key = f"init_params.{name}" if name in init_params else name
-        value = init_params[name] if name in init_params else params.get(name)
+    for argument in extra:
+        if argument not in accepted:
+            raise ConfigError(f"{name}.{argument}: not an argument of wandb.init{suggest(argument, accepted)}",
+                              key=f"{name}.{argument}")
+    for argument, field in SETTINGS_FIELDS.items():
+        key = f"{name}.{argument}" if argument in extra else argument
+        value = extra[argument] if argument in extra else params.get(argument)
         if value is not None:
             _check_settings(key, {field: value})
-    settings = init_params.get("settings")
+    settings = extra.get("settings")
     if isinstance(settings, Mapping) and "_target_" not in settings:  # a node is checked as one
-        _check_settings("init_params.settings", dict(settings), nested=True)
+        _check_settings(f"{name}.settings", dict(settings), nested=True)
 
 
 def _check_settings(key: str, fields: dict[str, Any], nested: bool = False) -> None:
