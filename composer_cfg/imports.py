@@ -59,7 +59,7 @@ def import_object(path: str, *, key: str) -> Any:
     home = found.__name__ if inspect.ismodule(found) else getattr(found, "__module__", None)
     if isinstance(home, str) and not _allowed_name(home):  # reached through an allowed module that imported it
         raise _outside(path, home, key, f" (defined in {home})")
-    refused = _refused_by_hydra(path)
+    refused = _refused_by_hydra(path) if callable(found) else None  # a non-callable: its user says so
     if refused:
         raise ConfigError(f"{key}: {refused}", key=key)
     return found

@@ -101,7 +101,7 @@ def compose_in_context(
     reported = {problem.key for problem in problems}
     for override in forced:  # composed with ++ to check them; one the validator accepts still needs a +
         key = override.split("=", 1)[0].lstrip("+")
-        if key not in reported:
+        if not any(problem == key or problem.startswith(key + ".") for problem in reported):  # said once
             problems.append(Problem(key, f"not in the config as given; to add it, write "
                                          f"'++{redact_override(override.lstrip('+'))}'"))
     if problems:
@@ -114,7 +114,9 @@ def compose_in_context(
 
 def report(problems: Sequence[Problem], overrides: Sequence[str], config_name: str | None) -> ConfigError:
     """One `ConfigError` for `problems`, each line saying where its value came from."""
-    return ConfigError.from_problems([_with_source(problem, list(overrides), config_name) for problem in problems])
+    error = ConfigError.from_problems([_with_source(problem, list(overrides), config_name) for problem in problems])
+    error.key = problems[0].key if len(problems) == 1 else None
+    return error
 
 
 def job_directory_of(cfg: DictConfig) -> tuple[Path | None, str | None]:
@@ -265,7 +267,11 @@ def _compose(overrides: list[str], config_name: str, return_hydra_config: bool =
             unknown_key = getattr(error.__cause__, "full_key", None)  # OmegaConf: not in the struct
             index = _override_setting(attempt, unknown_key) if unknown_key else None
             if index is None:
-                raise ConfigError(_composition_message(error, attempt)) from None
+                message = _composition_message(error, attempt)
+                cause = str(getattr(error.__cause__, "msg", "")).strip().split("\n")[0]
+                if unknown_key and cause:  # a value OmegaConf can not merge there (a list into a mapping...)
+                    message = f"{unknown_key}: can not be set from the command line: {cause}"
+                raise ConfigError(message, key=unknown_key) from None
             forced.append(attempt[index])
             attempt = [*attempt[:index], "++" + attempt[index].lstrip("+"), *attempt[index + 1 :]]
     raise AssertionError("unreachable: every retry adds one ++")
