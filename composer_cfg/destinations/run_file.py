@@ -11,7 +11,7 @@ from composer_cfg.files import open_text
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import ARTIFACT_NAME, FILE, check_published_path, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, default_artifact_name, literal
+from composer_cfg.templates import default_artifact_name, literal
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
