@@ -9,14 +9,17 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
 from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, wait
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
+from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
+from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.hyperparameters import flatten
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import POSITIVE, Level, PositiveFloat, PositiveInt, positive_int
+from composer_cfg.params import POSITIVE, Level, NameTemplate, PositiveFloat, PositiveInt, positive_int
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import DIST_FIELDS, Template
@@ -69,14 +72,14 @@ class MLFlowLogger(LoggerDestination):
 
     def __init__(
         self,
-        tracking_uri: str = "sqlite:///{run_name}/mlflow.db",
-        experiment_name: str = "composer_cfg",
-        run_name: str = "{run_name}",
+        tracking_uri: Annotated[str, TrackingURI()] = "sqlite:///{run_name}/mlflow.db",
+        experiment_name: Annotated[str, ExperimentName()] = "composer_cfg",
+        run_name: NameTemplate = "{run_name}",
         *,
         log_level: Level = LogLevel.BATCH,
         flush_interval: PositiveInt = 100,
         rank_zero_only: bool = True,
-        tags: Mapping[str, str] | None = None,
+        tags: Annotated[Mapping[str, str], RunTags()] | None = None,
         timeout: PositiveFloat = 30.0,
     ) -> None:
         self._tracking_uri = Template(tracking_uri, DIST_FIELDS, key="tracking_uri")
@@ -391,13 +394,6 @@ def _dispose_store(client: Any) -> None:
         engine.dispose()
 
 
-def _first_sentence(error: Exception) -> str:
-    return str(getattr(error, "message", error)).split(". ")[0].rstrip(".")
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def _absolute_sqlite_uri(uri: str) -> str:

@@ -9,13 +9,14 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
 from composer_cfg.background import BackgroundWorker
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.wandb_params import check_init_params
 from composer_cfg.errors import ConfigError
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import POSITIVE, Level, PositiveFloat
+from composer_cfg.params import DIRECTORY, POSITIVE, Level, PositiveFloat
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 
@@ -64,7 +65,7 @@ class WandBLogger(LoggerDestination):
         init_kwargs: Mapping[str, Any] | None = None,
         *,
         mode: str = "offline",
-        dir: str | None = None,  # noqa: A002 - wandb.init's own name
+        dir: Annotated[str, DIRECTORY] | None = None,  # noqa: A002 - wandb.init's own name
         log_level: Level = LogLevel.BATCH,
         init_params: Mapping[str, Any] | None = None,
         timeout: PositiveFloat = 60.0,
@@ -88,9 +89,12 @@ class WandBLogger(LoggerDestination):
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
-        """`init_kwargs` and its old name `init_params` are one parameter: not both."""
+        """`init_kwargs` and its old name `init_params` are one parameter: not both; then W&B's
+        own rules for the run's fields and those keyword arguments (see `check_init_params`)."""
         if params.get("init_kwargs") and params.get("init_params"):  # see `aliases`
-            raise ConfigError("init_params: give init_kwargs or init_params (its Composer 0.7 name), not both")
+            raise ConfigError("init_params: give init_kwargs or init_params (its Composer 0.7 name), not both",
+                              key="init_params")
+        check_init_params(params)
 
     def can_log_file_artifacts(self) -> bool:
         return self.log_artifacts
