@@ -33,7 +33,13 @@ from composer_cfg.logger import Logger
 from composer_cfg.loop import TrainingLoop
 from composer_cfg.state import State
 from composer_cfg.status import Killed, RunStatus
-from composer_cfg.templates import format_name_with_dist, format_name_with_dist_and_time
+from composer_cfg.templates import (
+    FORMAT_NAME_WITH_DIST_AND_TIME_TABLE,
+    FORMAT_NAME_WITH_DIST_TABLE,
+    format_name_with_dist,
+    format_name_with_dist_and_time,
+)
+from composer_cfg.time_value import Time, TimeUnit
 from composer_cfg.timestamp import Timestamp
 
 __version__ = "0.1.0"
@@ -45,6 +51,8 @@ _LAZY = {
 }
 
 __all__ = [
+    "FORMAT_NAME_WITH_DIST_AND_TIME_TABLE",
+    "FORMAT_NAME_WITH_DIST_TABLE",
     "ConfigError",
     "Event",
     "FileLogger",
@@ -61,6 +69,8 @@ __all__ = [
     "RunStatus",
     "State",
     "TensorboardLogger",
+    "Time",
+    "TimeUnit",
     "Timestamp",
     "TrainingLoop",
     "WandBLogger",

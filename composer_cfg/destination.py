@@ -29,12 +29,14 @@ class LoggerDestination:
     * `thread_safe`: False (the default) makes the Logger serialise every call into the
       destination with a lock of its own, as `logging` does for a handler. A destination that
       locks what it needs itself says True.
-    * `flush_schedule`: when the Logger calls `flush` after an event (see `FlushSchedule`).
+    * `flush_schedule`: when `run_event` calls `flush` after an event (see `FlushSchedule`).
     * `remote`: its back end may be slow or unreachable (a server, an object store): it is closed
       after the local destinations, so a hung server never keeps a local file from its last flush.
     * `check_config`: rules across several constructor parameters, checked with the config.
     * `requires`: the modules its back end imports, each with the pip extra that installs it;
       the config validator names the missing ones and the ``pip install`` that adds them.
+    * `aliases`: old names of parameters (old name -> name), accepted by the constructor and
+      listed in no YAML file (`check_config` refuses both at once).
 
     The lifecycle: built; ``init`` (`Event.INIT`, or the first call); the run's events and
     calls; then, when the Logger closes, `close` on every destination (a final flush: others
@@ -53,6 +55,7 @@ class LoggerDestination:
     thread_safe: ClassVar[bool] = False
     remote: ClassVar[bool] = False
     requires: ClassVar[Mapping[str, str]] = {}
+    aliases: ClassVar[Mapping[str, str]] = {}
     flush_schedule: FlushSchedule | None = None
 
     @classmethod
@@ -90,8 +93,13 @@ class LoggerDestination:
         raise NotImplementedError(f"{type(self).__name__} cannot download artifacts")
 
     def run_event(self, event: Event | str, state: State, logger: Logger) -> None:
-        """Call the hook named after `event`."""
-        getattr(self, Event(event).value)(state, logger)
+        """Call the hook named after `event`, then `flush` if the `flush_schedule` says one is due
+        (whether the `Logger` fires the event or a caller drives the destination by hand)."""
+        event = Event(event)
+        getattr(self, event.value)(state, logger)
+        schedule = self.flush_schedule
+        if schedule is not None and schedule.due(event, state.timestamp):
+            self.flush(state, logger)
 
     def close(self, state: State, logger: Logger) -> None:
         """Final flush, once, when the run ends (normally or not). Other destinations may still
@@ -104,6 +112,15 @@ class LoggerDestination:
     def finalize(self, status: RunStatus) -> None:
         """Record how the run ended (FINISHED, FAILED, KILLED) and release what is still open;
         called last, once, on every destination, even when its `close` raised."""
+
+    def run_identity(self) -> dict[str, Any]:
+        """What names this destination's record of the run in its back end (a tracker's run id),
+        as plain JSON values; {} when there is nothing to name. Asked once the record exists."""
+        return {}
+
+    def continue_run(self, identity: Mapping[str, Any]) -> None:
+        """Before `Event.INIT`: add to the record `identity` names (an earlier `run_identity`)
+        instead of starting a new one. By default there is nothing to continue: a no-op."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

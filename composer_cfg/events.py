@@ -6,7 +6,11 @@ from enum import Enum
 
 
 class Event(str, Enum):
-    """Training events; each value is the name of the `LoggerDestination` hook it runs."""
+    """Training events; each value is the name of the `LoggerDestination` hook it runs.
+
+    >>> Event.BATCH_START.is_before_event, Event.BATCH_END.is_after_event, Event.EVAL_BEFORE_FORWARD.canonical_name
+    (True, True, 'eval_forward')
+    """
 
     INIT = "init"
     FIT_START = "fit_start"
@@ -41,3 +45,44 @@ class Event(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+    @property
+    def is_before_event(self) -> bool:
+        """Whether it opens a pair (``batch_start``, ``before_loss``...) closed by an "after" event."""
+        return self in _BEFORE_EVENTS
+
+    @property
+    def is_after_event(self) -> bool:
+        """Whether it closes a pair (``batch_end``, ``after_loss``...) opened by a "before" event."""
+        return self in _AFTER_EVENTS
+
+    @property
+    def canonical_name(self) -> str:
+        """The name without its before/after marker: ``epoch_start`` and ``epoch_end`` are ``epoch``."""
+        name = self.value
+        for marker in ("before_", "after_", "_start", "_end"):
+            name = name.replace(marker, "")
+        return name
+
+    @property
+    def is_eval(self) -> bool:
+        """Whether it belongs to the evaluation loop."""
+        return self.value.startswith("eval")
+
+    @property
+    def is_predict(self) -> bool:
+        """Whether it belongs to the prediction loop."""
+        return self.value.startswith("predict")
+
+
+# The pairs, as Composer 0.8 declares them.
+_BEFORE_EVENTS = frozenset({
+    Event.FIT_START, Event.EPOCH_START, Event.BATCH_START, Event.BEFORE_TRAIN_BATCH, Event.BEFORE_FORWARD,
+    Event.BEFORE_LOSS, Event.BEFORE_BACKWARD, Event.EVAL_START, Event.EVAL_BATCH_START, Event.EVAL_BEFORE_FORWARD,
+    Event.PREDICT_START, Event.PREDICT_BATCH_START, Event.PREDICT_BEFORE_FORWARD,
+})
+_AFTER_EVENTS = frozenset({
+    Event.EPOCH_END, Event.BATCH_END, Event.AFTER_DATALOADER, Event.AFTER_TRAIN_BATCH, Event.AFTER_FORWARD,
+    Event.AFTER_LOSS, Event.AFTER_BACKWARD, Event.EVAL_END, Event.EVAL_BATCH_END, Event.EVAL_AFTER_FORWARD,
+    Event.FIT_END, Event.PREDICT_END, Event.PREDICT_BATCH_END, Event.PREDICT_AFTER_FORWARD,
+})

@@ -12,7 +12,7 @@ from composer_cfg.timestamp import Timestamp
 class FlushSchedule:
     """Flush every `every` batches (``unit=BATCH``) or epochs (``unit=EPOCH``), and at `events`.
 
-    A destination declares one as its ``flush_schedule``; the `Logger` calls the destination's
+    A destination declares one as its ``flush_schedule``; its ``run_event`` calls
     ``flush(state, logger)`` after an event when `due` says so. Counting is by the timestamp after
     the unit ends: with ``every=100`` a BATCH schedule flushes at the ``batch_end`` where
     ``batch % 100 == 0``. A BATCH schedule also flushes at every ``epoch_end``.

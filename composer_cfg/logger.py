@@ -139,7 +139,7 @@ class Logger:
         )
 
     def run_event(self, event: Event | str) -> None:
-        """Fire `event` on every destination, in order, then flush those whose schedule says so.
+        """Fire `event` on every destination, in order (each then flushes if its schedule says so).
 
         If a destination fails at `Event.INIT`, the Logger closes (status FAILED) before the
         error is raised: nothing stays open or installed.
@@ -150,9 +150,7 @@ class Logger:
         state = self._state
 
         def fire(member: _Member) -> None:
-            member.run_event(event, state, self)
-            if member.schedule is not None and member.schedule.due(event, state.timestamp):
-                member.flush(state, self)
+            member.run_event(event, state, self)  # flushes too, when the destination's schedule says so
 
         if event is not Event.INIT:
             self._call_each(event.value, fire)
@@ -300,10 +298,9 @@ class _Member:
             self.threshold = None if threshold is None else LogLevel.parse(threshold)
         except ValueError as error:
             raise ValueError(f"destination {name!r}: log_level: {error}") from None
-        self.schedule = destination.flush_schedule
         self.ledger = FailureLedger(name)
         lock = None if destination.thread_safe else threading.RLock()
-        for method in ("log_data", "log_file_artifact", "run_event", "flush", "close", "post_close", "finalize"):
+        for method in ("log_data", "log_file_artifact", "run_event", "close", "post_close", "finalize"):
             bound = getattr(destination, method)
             setattr(self, method, bound if lock is None else _locked(lock, bound))
 

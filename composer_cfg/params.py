@@ -70,14 +70,18 @@ class TemplateParam:
 
     `fields`: the fields it may use. `per_rank_file`: it names a file every rank writes, so it
     needs ``{rank}`` when there are several ranks. `artifact`: it names an artifact, so it must
-    stay relative and inside the artifact root.
+    stay relative and inside the artifact root. `strip_root`: a leading ``/`` is dropped rather
+    than refused (Composer documents this for a FileLogger's ``artifact_name``).
     """
 
     fields: Mapping[str, Any]
     per_rank_file: bool = False
     artifact: bool = False
+    strip_root: bool = False
 
     def check(self, key: str, value: Any, world_size: int) -> Template:
+        if self.strip_root and isinstance(value, str):
+            value = value.lstrip("/")
         template = Template(value, self.fields, key=key)
         if self.per_rank_file:
             require_rank_field(template, world_size, key=key)
@@ -181,8 +185,10 @@ class LevelParam:
 
 #: A path of a file every rank writes, from the run name and rank facts.
 FileTemplate = Annotated[str, TemplateParam(DIST_FIELDS, per_rank_file=True)]
-#: An artifact name, from the run name and rank facts.
-ArtifactTemplate = Annotated[str, TemplateParam(DIST_FIELDS, artifact=True)]
+#: The name a file a destination writes is published under, from the run name and rank facts;
+#: a leading ``/`` is dropped.
+ARTIFACT_NAME = TemplateParam(DIST_FIELDS, artifact=True, strip_root=True)
+ArtifactTemplate = Annotated[str, ARTIFACT_NAME]
 #: An artifact name that may also use the timestamp's fields (``{epoch}``, ``{batch}``...).
 TimedArtifactTemplate = Annotated[str, TemplateParam(TIME_FIELDS, artifact=True)]
 #: The root URL of a store (see `StoreRoot`).

@@ -35,6 +35,9 @@ class State:
         self.dataloader_len = dataloader_len
         self.eval_dataloader_len = eval_dataloader_len
         self.dist = dist.current() if dist_info is None else dist_info
+        #: The wall-clock time (Unix seconds) destinations record with what is logged now; None
+        #: means the current time. A replay (``composer-cfg-sync``) sets each record's own.
+        self.log_time: float | None = None
 
     @property
     def run_name(self) -> str:

@@ -37,6 +37,47 @@ DIST_FIELDS: dict[str, Any] = {
 #: The dist fields plus the fields of a known timestamp.
 TIME_FIELDS: dict[str, Any] = {**DIST_FIELDS, **dict.fromkeys(COUNTERS, 0), **dict.fromkeys(DURATIONS, 0.0)}
 
+#: What each field holds (the tables below).
+FIELD_DESCRIPTIONS: dict[str, str] = {
+    "run_name": "The name of the training run (State.run_name).",
+    "rank": "The global rank of this process.",
+    "local_rank": "The rank of this process on its node.",
+    "world_size": "The number of processes in the run.",
+    "local_world_size": "The number of processes on this node.",
+    "node_rank": "The rank of this node.",
+    "epoch": "The epoch count (Timestamp.epoch).",
+    "batch": "The batch count, all epochs (Timestamp.batch).",
+    "batch_in_epoch": "The batch count in this epoch (Timestamp.batch_in_epoch).",
+    "sample": "The sample count, all epochs (Timestamp.sample).",
+    "sample_in_epoch": "The sample count in this epoch (Timestamp.sample_in_epoch).",
+    "token": "The token count, all epochs (Timestamp.token).",
+    "token_in_epoch": "The token count in this epoch (Timestamp.token_in_epoch).",
+    "total_wct": "The run's wall-clock time, in seconds (Timestamp.total_wct).",
+    "epoch_wct": "This epoch's wall-clock time, in seconds (Timestamp.epoch_wct).",
+    "batch_wct": "The last batch's wall-clock time, in seconds (Timestamp.batch_wct).",
+}
+
+
+def _field_table(names: Iterable[str]) -> str:
+    """An RST grid table of `names` and their descriptions, as Composer's docs show them."""
+    rows = [("Variable", "Description")] + [(f"``{{{name}}}``", FIELD_DESCRIPTIONS[name]) for name in names]
+    widths = [max(len(row[column]) for row in rows) + 2 for column in (0, 1)]
+
+    def rule(fill: str) -> str:
+        return "+" + "+".join(fill * width for width in widths) + "+\n"
+
+    lines = [rule("-")]
+    for index, row in enumerate(rows):
+        lines.append("|" + "|".join(f" {cell:<{width - 1}}" for cell, width in zip(row, widths)) + "|\n")
+        lines.append(rule("=" if index == 0 else "-"))
+    return "".join(lines)
+
+
+#: The fields `format_name_with_dist` fills, as an RST table (Composer's name).
+FORMAT_NAME_WITH_DIST_TABLE = _field_table(DIST_FIELDS)
+#: The fields `format_name_with_dist_and_time` fills, as an RST table (Composer's name).
+FORMAT_NAME_WITH_DIST_AND_TIME_TABLE = _field_table(TIME_FIELDS)
+
 #: The longest file name and path, in bytes (Linux's NAME_MAX and PATH_MAX): the bounds of a
 #: filled name, of a format width or precision, and of a template.
 NAME_MAX = 255

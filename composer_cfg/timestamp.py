@@ -6,20 +6,38 @@ import operator
 from datetime import timedelta
 from typing import Any, Union
 
+from composer_cfg.time_value import Time, TimeUnit, time_class
+
 Duration = Union[timedelta, float, int, None]
 
-COUNTERS = ("epoch", "batch", "batch_in_epoch", "sample", "sample_in_epoch", "token", "token_in_epoch")
+#: Each counter and its unit.
+UNITS = {
+    "epoch": TimeUnit.EPOCH,
+    "batch": TimeUnit.BATCH,
+    "batch_in_epoch": TimeUnit.BATCH,
+    "sample": TimeUnit.SAMPLE,
+    "sample_in_epoch": TimeUnit.SAMPLE,
+    "token": TimeUnit.TOKEN,
+    "token_in_epoch": TimeUnit.TOKEN,
+}
+COUNTERS = tuple(UNITS)
 DURATIONS = ("total_wct", "epoch_wct", "batch_wct")
 FIELDS = COUNTERS + DURATIONS
+_KINDS = tuple(time_class(unit) for unit in UNITS.values())
+_FIELD_OF_UNIT = {TimeUnit.EPOCH: 0, TimeUnit.BATCH: 1, TimeUnit.SAMPLE: 3, TimeUnit.TOKEN: 5}
 
-def _counter(name: str, value: Any) -> int:
+
+def _counter(name: str, kind: type[Time], value: Any) -> Time:
+    """`value` (an int, or a `Time` of the counter's unit) as the counter's `Time`."""
+    if isinstance(value, Time) and value.unit is not kind.unit:
+        raise ValueError(f"Timestamp.{name} counts {kind.unit.name}, got {value.to_timestring()!r}")
     try:
         count = operator.index(value)
     except TypeError:
         raise TypeError(f"Timestamp.{name} must be an int, got {value!r}") from None
     if count < 0:
         raise ValueError(f"Timestamp.{name} must be >= 0, got {count}")
-    return count
+    return int.__new__(kind, count)
 
 
 def _seconds(name: str, value: Duration) -> float:
@@ -40,12 +58,16 @@ class Timestamp(tuple):
     """Where a run is: epoch, batch, sample and token counts, and wall-clock durations.
 
     Immutable: a loop replaces it (``state.timestamp = state.timestamp.to_next_batch()``).
-    Durations are given as `timedelta` or seconds and read back as `timedelta`; the tuple itself
-    holds the seven counters, then the three durations in seconds (what loggers store).
+    Counters are given as ints (or Composer `Time` values of the counter's unit) and read back
+    as `Time` values: ints with ``.value`` and ``.unit``. Durations are given as `timedelta` or
+    seconds and read back as `timedelta`; the tuple itself holds the seven counters, then the
+    three durations in seconds (what loggers store).
 
     >>> ts = Timestamp(epoch=1, batch=10).to_next_batch(samples=32)
-    >>> ts.batch, ts.batch_in_epoch, ts.sample
-    (11, 1, 32)
+    >>> ts.batch, ts.batch_in_epoch, ts.sample, ts.batch.value, ts.batch.unit.name
+    (11, 1, 32, 11, 'BATCH')
+    >>> ts.get("ep") == ts.epoch == 1
+    True
     """
 
     __slots__ = ()
@@ -68,7 +90,7 @@ class Timestamp(tuple):
         durations = (total_wct, epoch_wct, batch_wct)
         return tuple.__new__(
             cls,
-            tuple(_counter(n, v) for n, v in zip(COUNTERS, counts))
+            tuple(map(_counter, COUNTERS, _KINDS, counts))
             + tuple(_seconds(n, v) for n, v in zip(DURATIONS, durations)),
         )
 
@@ -85,6 +107,14 @@ class Timestamp(tuple):
     epoch_wct.__doc__ = "Wall-clock time of this epoch."
     batch_wct = _as_timedelta(9)
     batch_wct.__doc__ = "Wall-clock time of the last batch."
+
+    def get(self, unit: TimeUnit | str) -> Time:
+        """The counter of `unit` (``"ep"``, ``"ba"``, ``"sp"``, ``"tok"`` or a `TimeUnit`): epoch,
+        batch, sample or token."""
+        unit = TimeUnit(unit)
+        if unit not in _FIELD_OF_UNIT:
+            raise ValueError(f"a Timestamp has no {unit.name} counter; it counts epochs, batches, samples and tokens")
+        return self[_FIELD_OF_UNIT[unit]]
 
     def to_next_batch(self, samples: int = 0, tokens: int = 0, duration: Duration = None) -> Timestamp:
         """The timestamp after one more batch of `samples` samples and `tokens` tokens."""

@@ -9,6 +9,7 @@ destination receives the same, already-checked values:
   changes them later does not change what was logged (destinations need not copy again);
 * subclasses of ``float``, ``int`` and ``str`` become the plain type with the same value
   (a subclass that overrides ``__float__`` would otherwise read as two different numbers);
+  numpy scalars (``numpy.float64`` is a float subclass) are kept as they are, as Composer kept them;
 * iterators and generators are refused (one destination would drain them for the others);
 * depth, size and cycles are bounded, with an error naming the key.
 
@@ -61,6 +62,9 @@ def _value(value: Any, path: str, parents: tuple[int, ...]) -> Any:
     kind = type(value)
     if kind in _IMMUTABLE:
         return value
+    host = _host_copy(value)  # before the float check: numpy.float64 is a float, kept as given (as Composer did)
+    if host is not None:
+        return host
     if isinstance(value, float):
         return float.__float__(value)
     if isinstance(value, int):
@@ -72,9 +76,6 @@ def _value(value: Any, path: str, parents: tuple[int, ...]) -> Any:
     if kind is list or kind is tuple:
         items = _items(value, path, parents)
         return items if kind is list else tuple(items)
-    host = _host_copy(value)
-    if host is not None:
-        return host
     if isinstance(value, (set, frozenset)):
         return (frozenset if isinstance(value, frozenset) else set)(_items(value, path, parents))
     if isinstance(value, bytearray):

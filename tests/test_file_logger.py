@@ -1,3 +1,4 @@
+import logging
 import os
 import subprocess
 import sys
@@ -5,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, FileLogger, Logger, LogLevel, State, TrainingLoop, build_logger
+from composer_cfg import ConfigError, FileLogger, Logger, LoggerDestination, LogLevel, State, TrainingLoop, build_logger
 from conftest import Recorder, ranks
 
 
@@ -61,6 +62,29 @@ def test_lines_at_each_threshold_with_intervals(level, interval, expected, event
     with Logger(State("run"), quiet(log_level=level, log_interval=interval)) as logger:
         run_three_epochs(logger, events)
     assert lines("run/logs-rank0.txt") == expected
+
+
+def test_with_events_the_interval_is_decided_when_the_unit_starts_and_keeps_what_its_end_logs():
+    """As in Composer: data logged at ``epoch_end`` (an evaluation after the epoch) belongs to the
+    epoch that ended, whose start decided; at log time the timestamp has already moved on."""
+
+    class Evaluator(LoggerDestination):
+        def epoch_end(self, state, logger):
+            logger.data_epoch({"metrics/eval/acc": 0.5 + state.timestamp.epoch.value / 10})
+
+    file = quiet(log_level="epoch", log_interval=2)
+    with Logger(State("run"), {"file": file, "evaluator": Evaluator()}) as logger:
+        loop = TrainingLoop(logger)
+        for epoch in loop.epochs(4):
+            for _ in loop.batches(2):
+                pass
+            logger.data_epoch({"epoch": epoch})
+    assert lines("run/logs-rank0.txt") == [
+        '[EPOCH][batch=4]: { "epoch": 1, }',
+        '[EPOCH][batch=4]: { "metrics/eval/acc": 0.7000, }',  # the last epoch's evaluation, kept
+        '[EPOCH][batch=8]: { "epoch": 3, }',
+        '[EPOCH][batch=8]: { "metrics/eval/acc": 0.9000, }',
+    ]
 
 
 def test_fit_threshold_keeps_only_fit_lines():
@@ -133,6 +157,16 @@ def test_leading_slash_is_stripped_from_the_default_artifact_name(tmp_path):
         logger.data_fit({"a": 1})
     (name,) = {c[2] for c in published.calls if c[0] == "artifact"}
     assert name == f"{tmp_path}/logs/run.txt".lstrip("/")
+
+
+def test_a_leading_slash_of_an_explicit_artifact_name_is_stripped_as_composer_documents():
+    published = Recorder()
+    with Logger(State("run"), [quiet(artifact_name="/logs/{run_name}-rank{rank}.txt"), published]) as logger:
+        logger.data_fit({"a": 1})
+    assert {c[2] for c in published.calls if c[0] == "artifact"} == {"logs/run-rank0.txt"}
+    with build_logger(overrides=["run_name=cfg", "logger/destinations=[file]",
+                                 'logger.destinations.file.artifact_name="/logs/{run_name}-rank{rank}.txt"']) as logger:
+        assert logger.destinations["file"].artifact_name == "logs/cfg-rank0.txt"
 
 
 def test_explicit_artifact_name_template():
@@ -311,3 +345,21 @@ def test_a_key_or_value_can_not_forge_a_line_or_a_key():
         '[BATCH][batch=0]: { "loss": 0.2500, }',
     ]
     assert text.count("\n") == 2
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_logging_handler_made_before_the_file_logger_is_captured(stream):
+    """Capture patches the stream object, as Composer did, so a writer holding it from before
+    (a `logging.StreamHandler` made at import time) reaches the log too."""
+    handler = logging.StreamHandler(getattr(sys, stream))
+    log = logging.getLogger(f"composer_cfg_tests.early_{stream}")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with Logger(State("run"), FileLogger()) as logger:
+            logger.run_event("init")
+            log.warning("from a handler made before the logger")
+        log.warning("after close: not captured")
+    finally:
+        log.removeHandler(handler)
+    assert lines("run/logs-rank0.txt") == [f"[{stream}]: from a handler made before the logger"]

@@ -94,13 +94,19 @@ def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_counts_wha
     client = MlflowClient(tracking_uri=mlflow.url)
     for step in range(3):
         next_batch(logger, {"loss": 1.0 / (step + 1), "acc": step / 10})
-    # Steps 0-2 were delivered and acknowledged before the server stops: requests run in order,
-    # so once a parameter logged after them is in the store, their delivery has returned.
+    # Steps 0-2 are delivered and acknowledged before the server stops. The server may commit a
+    # batch's parameters before its metrics, so wait until both the marker (logged after the
+    # steps, sent in the same or a later request) and the steps themselves are in the store.
     logger.data_fit({"marker": "before the stop"})
+
+    def delivered() -> bool:
+        return ("marker" in client.get_run(destination.run_id).data.params
+                and len(client.get_metric_history(destination.run_id, "loss")) == 3)
+
     deadline = time.monotonic() + 20
-    while "marker" not in client.get_run(destination.run_id).data.params and time.monotonic() < deadline:
+    while not delivered() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(client.get_metric_history(destination.run_id, "loss")) == 3
+    assert delivered()
 
     with mlflow.stopped():
         for step in range(3, 6):

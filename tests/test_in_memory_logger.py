@@ -127,3 +127,32 @@ def test_memory_per_scalar_stays_small():
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert used / (calls * 4) < 40  # about 27 bytes measured; a tuple per value would be > 100
+
+
+def test_data_is_one_dict_brought_up_to_date_on_each_read_and_changes_to_it_stay():
+    memory = InMemoryLogger()
+    state = State("run")
+    logger = Logger(state, memory)
+    logger.data_batch({"loss": 1.0})
+    first = memory.data
+    first_entry = first["loss"][0]
+    first["notes"] = ["mine"]  # the caller's own change
+    state.timestamp = state.timestamp.to_next_batch()
+    logger.data_batch({"loss": 0.5, "acc": 0.25})
+    second = memory.data
+    assert second is first and second["notes"] == ["mine"]
+    assert second["loss"][0] is first_entry  # taken in once, not rebuilt
+    assert [(ts.batch, level, value) for ts, level, value in second["loss"]] == [(0, LogLevel.BATCH, 1.0),
+                                                                              (1, LogLevel.BATCH, 0.5)]
+    assert second["loss"][1][0] is second["acc"][0][0]  # one Timestamp per call, as Composer stored it
+    del second["loss"]
+    logger.data_batch({"loss": 0.25})
+    assert [value for _, _, value in memory.data["loss"]] == [0.25]  # a deleted key comes back with what is new
+
+
+def test_numpy_scalars_are_kept_as_logged():
+    memory = InMemoryLogger()
+    values = [np.float64(0.5), np.float32(0.25), np.int64(3)]
+    logged(memory, [(Timestamp(batch=b), LogLevel.BATCH, {"x": v, "f": 1.5}) for b, v in enumerate(values)])
+    assert [(type(value), value) for _, _, value in memory.data["x"]] == [(type(v), v) for v in values]
+    assert type(memory.most_recent_values["x"]) is np.int64 and type(memory.most_recent_values["f"]) is float

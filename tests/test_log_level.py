@@ -37,3 +37,10 @@ def test_order_and_names():
     assert LogLevel.FIT < LogLevel.EPOCH < LogLevel.BATCH
     assert [level.name for level in LogLevel] == ["FIT", "EPOCH", "BATCH"]
     assert [int(level) for level in LogLevel] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("value", [0, 5, "verbose"])
+def test_the_constructor_refuses_what_parse_refuses(value):
+    """Composer's LogLevel(0) recursed until RecursionError; here it is a ValueError."""
+    with pytest.raises(ValueError, match=f"invalid log level {value!r}"):
+        LogLevel(value)

@@ -127,3 +127,18 @@ def test_a_key_or_value_can_not_forge_a_console_line_or_a_key():
     assert lines[0] == '[BATCH][batch=0]: { "k\\", \\"forged\\n[FIT]": "v\\r\\u001b[2K", "loss/train": "x\\nforged", }'
     assert re.fullmatch(bar(0, "train", 1, 1, 'loss/train="x\\nforged"'), lines[1])
     assert len(lines) == 2
+
+
+def test_log_to_console_is_a_method_writing_above_the_active_bar_as_in_composer_0_8():
+    stream = Terminal()
+    destination = ProgressBarLogger(stream=stream)
+    assert destination.console is False  # the log_to_console argument, read back
+    logger = Logger(State("run"), destination)
+    loop = TrainingLoop(logger, dataloader_len=2)
+    with logger:
+        destination.log_to_console("before any bar")
+        for _ in loop.epochs(1):
+            for _ in loop.batches(2):
+                destination.log_to_console("during the bar")
+    text = stream.getvalue()
+    assert text.startswith("before any bar\n") and "during the bar\n" in text.replace("\r", "\n")

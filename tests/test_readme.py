@@ -1,5 +1,6 @@
 """The README's examples run as shown."""
 
+import json
 import os
 import re
 import subprocess
@@ -47,6 +48,17 @@ def test_every_test_named_in_the_reliability_table_exists():
     module = None
     for file, test in named:
         module = f"test_{file}" if file else module
+        source = (Path(__file__).parent / f"{module}.py").read_text()
+        assert f"def {test}(" in source, f"{module}::{test}"
+
+
+def test_every_test_named_in_the_differences_list_exists():
+    section = README.split("### Where composer_cfg differs")[1].split("\n## ")[0]
+    named = re.findall(r"`(?:((?:reference/)?test_\w+)::|…::)(test_\w+)`", section)
+    assert len(named) >= 20
+    module = None
+    for file, test in named:
+        module = file or module
         source = (Path(__file__).parent / f"{module}.py").read_text()
         assert f"def {test}(" in source, f"{module}::{test}"
 
@@ -103,3 +115,20 @@ def test_the_mlflow_ui_command_serves_the_run(tmp_path):
     finally:
         os.killpg(server.pid, 15)
         server.wait(30)
+
+
+def test_the_sync_example_runs_as_shown(tmp_path):
+    section = README.split("## Replay a run into a tracker later")[1].split("\n## ")[0]
+    lines = re.search(r"```sh\n(.*?)```", section, re.S).group(1).splitlines()
+    for line in lines[:2]:  # the others need a tracking server or a W&B account
+        command = line.split("#")[0].split()
+        module = {"composer-cfg": "composer_cfg", "composer-cfg-sync": "composer_cfg.sync"}[command[0]]
+        out = subprocess.run([sys.executable, "-m", module, *command[1:]], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
+        assert out.returncode == 0, (line, out.stderr)
+    records = len((tmp_path / "runs/exp1/metrics-rank0.jsonl").read_text().splitlines())
+    assert out.stdout.splitlines() == [
+        f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
+        f"sqlite:///{tmp_path / 'exp1/mlflow.db'} (run {json.loads((tmp_path / 'runs/exp1/run-rank0.json').read_text())['sync']['metrics-rank0.jsonl']['mlflow']['identity']['run_id']})",
+        f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
+    ]

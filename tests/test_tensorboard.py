@@ -7,7 +7,7 @@ import torch
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.util import tensor_util
 
-from composer_cfg import ConfigError, Logger, LogLevel, State, TensorboardLogger, TrainingLoop, build_logger
+from composer_cfg import ConfigError, Logger, LogLevel, State, TensorboardLogger, Timestamp, TrainingLoop, build_logger
 from conftest import Recorder, ranks
 
 
@@ -96,3 +96,23 @@ def test_every_rank_writing_needs_rank_in_the_directory(monkeypatch):
     with build_logger(overrides=overrides) as logger:
         logger.data_batch({"x": 1.0})
     assert [e.value for e in read("r/tb-rank1").Scalars("x")] == [1.0]
+
+
+def test_a_second_writer_in_the_same_directory_keeps_the_first_writers_events():
+    # tensorboardX names event files by the second they were created; two in the same second
+    # (a resumed run, a sync) must not share a name, or the second truncates the first.
+    for batches in (range(0, 3), range(3, 5)):
+        with Logger(State("run"), TensorboardLogger()) as logger:
+            for batch in batches:
+                logger.state.timestamp = Timestamp(batch=batch)
+                logger.data_batch({"loss": float(batch)})
+    assert [(e.step, e.value) for e in read("run/tensorboard").Scalars("loss")] == [(b, float(b)) for b in range(5)]
+    assert len(list(Path("run/tensorboard").iterdir())) == 2
+
+
+def test_composer_positional_order_log_dir_flush_interval_rank_zero_only():
+    destination = TensorboardLogger("tb/{run_name}", 2, False)
+    assert (destination.flush_interval, destination.rank_zero_only) == (2, False)
+    with Logger(State("run"), destination) as logger:
+        train(logger, epochs=1)
+    assert read("tb/run").Scalars("loss")[-1].step == 2

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, FileLogger, Logger, State, Timestamp
+from composer_cfg import ConfigError, FileLogger, Logger, State, Time, Timestamp, TimeUnit
 from composer_cfg.dist import DistInfo
 
 
@@ -113,3 +113,21 @@ def test_a_run_name_given_in_a_state_is_checked_and_nothing_is_written_outside(n
         state.run_name = name
     assert state.run_name == "run"
     assert not Path("../x").exists() and list(Path().iterdir()) == []
+
+
+def test_counters_are_composer_time_values_that_stay_ints():
+    ts = Timestamp(epoch=1, batch=12, sample=384)
+    assert (ts.batch.value, ts.batch.unit, ts.get("ba"), ts.get(TimeUnit.SAMPLE)) == (12, TimeUnit.BATCH, 12, 384)
+    assert type(ts.batch.value) is int and int(ts.batch) == 12 and ts.batch == 12 and hash(ts.batch) == hash(12)
+    assert f"ep{ts.epoch:03d}-ba{ts.batch}" == "ep001-ba12" and str(ts.batch) == repr(ts.batch) == "12"
+    assert ts.to_next_batch().batch.unit is TimeUnit.BATCH and ts.to_next_epoch().epoch == 2
+    # differs from Composer, documented: arithmetic gives a plain int, and units are not compared
+    assert type(ts.batch + 1) is int and ts.batch + 1 == 13 and Time(1, "ep") == Time(1, "ba")
+    assert Time.from_timestring("3ep") == Time(3, TimeUnit.EPOCH) and Time(5, "tok").to_timestring() == "5tok"
+    assert pickle.loads(pickle.dumps(ts)).batch.unit is TimeUnit.BATCH
+    with pytest.raises(ValueError, match="a Timestamp has no DURATION counter"):
+        ts.get("dur")
+    with pytest.raises(ValueError, match="a Time counts EPOCH, BATCH, SAMPLE, TOKEN; got unit 'dur'"):
+        Time(1, "dur")
+    with pytest.raises(ValueError, match="invalid time string '3 epochs'"):
+        Time.from_timestring("3 epochs")

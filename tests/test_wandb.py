@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import Logger, State, TrainingLoop, WandBLogger, build_logger
+from composer_cfg import ConfigError, Logger, State, TrainingLoop, WandBLogger, build_logger, compose_config
 from conftest import ranks
 from wandb_records import offline_run
 
@@ -52,6 +52,28 @@ def test_a_run_ending_in_an_exception_finishes_with_exit_code_1():
     assert offline_run(Path("wandb"))["exit_code"] == 1
 
 
+def test_wandb_s_patches_of_sys_exit_and_excepthook_are_undone_when_its_run_finishes():
+    before = sys.exit, sys.excepthook
+    with Logger(State("wb_hooks"), WandBLogger()) as logger:
+        logger.data_batch({"loss": 1.0})
+        assert (sys.exit, sys.excepthook) != before  # wandb installed its own while the run is live
+    assert (sys.exit, sys.excepthook) == before
+
+
+def test_a_hook_installed_after_wandb_s_is_left_alone():
+    def user_hook(*exc_info):
+        pass
+
+    excepthook = sys.excepthook
+    try:
+        with Logger(State("wb_user_hook"), WandBLogger()) as logger:
+            logger.data_batch({"loss": 1.0})
+            sys.excepthook = user_hook
+        assert sys.excepthook is user_hook
+    finally:
+        sys.excepthook = excepthook
+
+
 def test_rank_zero_only_and_per_rank_runs():
     with Logger(State("quiet", dist_info=ranks(2, rank=1)), WandBLogger()) as logger:
         train(logger)
@@ -76,3 +98,18 @@ def test_the_run_file_is_whole_when_the_process_has_exited(tmp_path):
     subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, timeout=120)
     run = offline_run(tmp_path / "wandb")
     assert (run["name"], run["history"], run["exit_code"]) == ("exiting", {0: {"x": 3.0}}, 0)
+
+
+def test_composer_positional_order_and_init_kwargs_or_its_old_name_init_params():
+    # Composer 0.8: WandBLogger(project, group, name, entity, tags, log_artifacts, rank_zero_only, init_kwargs)
+    destination = WandBLogger("proj", "grp", "nm", None, ["a"], False, True, {"config": {"seed": 1}})
+    with Logger(State("ignored"), destination) as logger:
+        logger.data_batch({"x": 1.0})
+    run = offline_run(Path("wandb"))
+    assert (run["name"], run["group"], run["config"]) == ("nm", "grp", {"seed": 1})
+    assert WandBLogger(init_params={"notes": "n"}).init_kwargs["notes"] == "n"
+    with pytest.raises(ConfigError, match="init_params: give init_kwargs or init_params .*, not both"):
+        WandBLogger(init_kwargs={"notes": "a"}, init_params={"notes": "b"})
+    with pytest.raises(ConfigError, match="not both"):
+        compose_config(["logger/destinations=[wandb]", "logger.destinations.wandb.init_kwargs={notes: a}",
+                        "+logger.destinations.wandb.init_params={notes: b}"])

@@ -43,13 +43,21 @@ def offline_run(directory: Path) -> dict[str, Any]:
     wandb's service process writes the run file and finishes it after ``run.finish`` returns;
     ``wandb.teardown()`` waits for that, as the process's exit does.
     """
-    import json
+    (run,) = offline_runs(directory)
+    return run
 
+
+def offline_runs(directory: Path) -> list[dict[str, Any]]:
+    """Every offline run under `directory`, oldest first (a resumed run has one per attempt)."""
     import wandb
 
     wandb.teardown()
+    return [_read_run(run_file) for run_file in sorted(directory.glob("offline-run-*/run-*.wandb"))]
 
-    (run_file,) = directory.glob("offline-run-*/run-*.wandb")
+
+def _read_run(run_file: Path) -> dict[str, Any]:
+    import json
+
     result: dict[str, Any] = {"history": {}, "summary": {}, "config": {}, "artifacts": [], "exit_code": None}
     for record in records(run_file):
         kind = record.WhichOneof("record_type")
@@ -58,7 +66,7 @@ def offline_run(directory: Path) -> dict[str, Any]:
             step = record.history.step.num
             result["history"].setdefault(step, {}).update({k: v for k, v in items.items() if not k.startswith("_")})
         elif kind == "run":
-            result["name"], result["group"] = record.run.display_name, record.run.run_group
+            result["name"], result["group"], result["id"] = record.run.display_name, record.run.run_group, record.run.run_id
             result["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":
             result["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})

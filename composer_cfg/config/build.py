@@ -74,9 +74,7 @@ def instantiate_logger(
             LOG.warning("%s.destinations: no destination is selected, so nothing will be logged; choose some with "
                         "'logger/destinations=[file,jsonl]', or say logger=none", node_path(node))
         try:
-            for name, destination in node.destinations.items():
-                if destination is not None:
-                    built[name] = _instantiate(instantiate, f"{node_path(node)}.destinations.{name}", destination)
+            instantiate_destinations(node, into=built)
             logger_node = OmegaConf.masked_copy(node, [key for key in node if key != "destinations"])
             logger = instantiate(logger_node, state, destinations=built, _convert_="all")
         except BaseException:
@@ -84,6 +82,20 @@ def instantiate_logger(
             raise
     close_at_exit(logger).run_event(Event.INIT)  # closes the logger itself if a destination fails
     return logger
+
+
+def instantiate_destinations(
+    node: DictConfig, into: dict[str, LoggerDestination], only: Sequence[str] | None = None
+) -> dict[str, LoggerDestination]:
+    """Build, into `into` (by name, in order), each destination a validated ``logger`` node
+    selects (or those of them named in `only`); none is started. A destination that fails to
+    build is a `ConfigError` naming it."""
+    from hydra.utils import instantiate
+
+    for name, destination in node.destinations.items():
+        if destination is not None and (only is None or name in only):
+            into[name] = _instantiate(instantiate, f"{node_path(node)}.destinations.{name}", destination)
+    return into
 
 
 def _instantiate(instantiate: Any, path: str, node: DictConfig) -> Any:

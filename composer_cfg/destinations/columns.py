@@ -50,8 +50,9 @@ class TimeRows:
 class Series:
     """The values of one key, in call order, with the row (time point) of each.
 
-    Floats and ints are kept in typed arrays; the first value of another type (or a mix of
-    ints and floats) moves the series to a plain list, so every value reads back as logged.
+    Plain floats and ints are kept in typed arrays; the first value of another type (a mix of
+    ints and floats, a numpy scalar) moves the series to a plain list, so every value reads back
+    as logged, of the type it was logged as.
     """
 
     __slots__ = ("rows", "values", "exact_type")
@@ -59,9 +60,9 @@ class Series:
     def __init__(self, first: Any) -> None:
         self.rows = array("I")
         self.exact_type: type | None = type(first)
-        if isinstance(first, float):
+        if self.exact_type is float:
             self.values: Any = array("d")
-        elif isinstance(first, int) and not isinstance(first, bool):
+        elif self.exact_type is int:
             self.values = array("q")
         else:
             self.values = []
@@ -70,20 +71,14 @@ class Series:
     def add(self, row: int, value: Any) -> None:
         """Append `value` at `row` (the slow path: any type)."""
         if isinstance(self.values, array):
-            try:
-                if _fits(self.values.typecode, value):
+            if type(value) is self.exact_type:
+                try:
                     self.values.append(value)
                     self.rows.append(row)
                     return
-            except OverflowError:
-                pass
+                except OverflowError:  # an int beyond 64 bits
+                    pass
             self.values = self.values.tolist()
             self.exact_type = None
         self.values.append(value)
         self.rows.append(row)
-
-
-def _fits(typecode: str, value: Any) -> bool:
-    if typecode == "d":
-        return isinstance(value, float)
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -11,6 +11,7 @@ from composer_cfg.destinations.run_file import RunFile
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_text
+from composer_cfg.log_interval import LogInterval
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import (
     ArtifactTemplate,
@@ -44,9 +45,10 @@ class FileLogger(LoggerDestination):
             ``[stdout]: ...`` / ``[stderr]: ...`` lines, from when the file opens until `close`.
         buffer_size: the file's buffering (1: line buffered; -1: the system default).
         log_level: threshold; calls above it are not written.
-        log_interval: at the threshold level, write only every n-th epoch (EPOCH) or batch (BATCH),
-            counted from ``state.timestamp``: a call is kept when ``(batch + 1) % n == 0`` (resp.
-            ``epoch``), the batch or epoch in progress. FIT calls are always written.
+        log_interval: at the threshold level, write only every n-th epoch (EPOCH) or batch (BATCH):
+            the calls of a unit are kept when ``(epoch + 1) % n == 0`` (resp. ``batch``), decided at
+            ``epoch_start``/``batch_start`` as in Composer, or from ``state.timestamp`` at each call
+            when those events are not fired (see `LogInterval`). FIT calls are always written.
         flush_interval: with a BATCH threshold, flush every n batches (at ``batch_end``); with
             EPOCH, every n epochs (at ``epoch_end``). Also flushed at ``epoch_start``,
             ``eval_start``, ``fit_end`` and `close`. Each flush publishes the file as an artifact.
@@ -76,9 +78,8 @@ class FileLogger(LoggerDestination):
         self._run_file = RunFile("log file", filename, artifact_name, overwrite=overwrite, buffering=buffer_size)
         self.log_level = LogLevel.parse(log_level)
         self.log_interval = positive_int("log_interval", log_interval)
-        # The one level whose calls log_interval thins out (FIT calls are always written).
-        sampled = self.log_interval > 1 and self.log_level is not LogLevel.FIT
-        self._sampled_level = self.log_level if sampled else None
+        self._interval = LogInterval(self.log_interval, self.log_level)
+        self._sampled_level = self._interval.level  # the one level log_interval thins out
         self.flush_interval = positive_int("flush_interval", flush_interval)
         unit = self.log_level if self.log_level is not LogLevel.FIT else None
         self.flush_schedule = FlushSchedule(self.flush_interval, unit, at=FLUSH_EVENTS)
@@ -110,10 +111,8 @@ class FileLogger(LoggerDestination):
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         timestamp = state.timestamp
-        if log_level is self._sampled_level:
-            count = timestamp.batch if log_level is LogLevel.BATCH else timestamp.epoch
-            if (count + 1) % self.log_interval:
-                return
+        if log_level is self._sampled_level and not self._interval.keeps(timestamp):
+            return
         line = f"{_PREFIXES[log_level]}{timestamp.batch}]: {format_log_text(data)}\n"
         with self._lock:
             file = self._file or self._open(state)
@@ -147,6 +146,14 @@ class FileLogger(LoggerDestination):
         with self._lock:
             if self._file is None:
                 self._open(state)
+
+    def epoch_start(self, state: State, logger: Logger) -> None:
+        if self._sampled_level is LogLevel.EPOCH:
+            self._interval.start(state.timestamp)
+
+    def batch_start(self, state: State, logger: Logger) -> None:
+        if self._sampled_level is LogLevel.BATCH:
+            self._interval.start(state.timestamp)
 
     def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
         """Flush and fsync the file, then publish it as an artifact through `logger`."""

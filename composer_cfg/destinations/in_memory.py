@@ -32,7 +32,7 @@ class InMemoryLogger(LoggerDestination):
     ([0.5, 0.25], [0, 1])
 
     `most_recent_values` and `most_recent_timestamps` (key -> last value / its `Timestamp`)
-    and `data` are built from the stored columns when read.
+    are built from the stored columns when read; `data` is brought up to date when read.
     """
 
     thread_safe = True
@@ -44,6 +44,9 @@ class InMemoryLogger(LoggerDestination):
         self._rows = TimeRows()  # one per distinct (timestamp, level) of a call
         self._last: tuple[Timestamp, LogLevel] | None = None
         self._row = -1
+        self._data: dict[str, list[tuple[Timestamp, LogLevel, Any]]] = {}
+        self._in_data: dict[str, int] = {}  # key -> how many of its values `data` has taken in
+        self._times: dict[int, tuple[Timestamp, LogLevel]] = {}  # row -> its time point, once read
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         timestamp = state.timestamp
@@ -80,26 +83,35 @@ class InMemoryLogger(LoggerDestination):
     def most_recent_timestamps(self) -> dict[str, Timestamp]:
         """key -> the `Timestamp` of the last call that logged it."""
         with self._lock:
-            return {key: self._timestamp(series.rows[-1]) for key, series in self._series.items()}
+            return {key: self._time(series.rows[-1])[0] for key, series in self._series.items()}
 
     @property
     def data(self) -> dict[str, list[tuple[Timestamp, LogLevel, Any]]]:
-        """key -> ``[(Timestamp, LogLevel, value), ...]`` in call order (built on each access)."""
-        timestamps: dict[int, Timestamp] = {}
-        result = {}
-        with self._lock:
-            for key, series in self._series.items():
-                entries = []
-                for row, value in zip(series.rows, series.values):
-                    timestamp = timestamps.get(row)
-                    if timestamp is None:
-                        timestamp = timestamps[row] = self._timestamp(row)
-                    entries.append((timestamp, LogLevel(self._rows.row(row)[-1]), value))
-                result[key] = entries
-        return result
+        """key -> ``[(Timestamp, LogLevel, value), ...]`` in call order, as Composer kept it.
 
-    def _timestamp(self, row: int) -> Timestamp:
-        return Timestamp(**dict(zip(FIELDS, self._rows.row(row))))
+        The same dict on every read, extended with what was logged since the last read: reading
+        it every batch costs only the new entries, and changes made to it stay (a key deleted
+        from it comes back with the entries logged after). Entries of one call share one
+        `Timestamp` object.
+        """
+        with self._lock:
+            data, taken = self._data, self._in_data
+            for key, series in self._series.items():
+                start, end = taken.get(key, 0), len(series.values)
+                if start < end:
+                    entries = data.setdefault(key, [])
+                    for row, value in zip(series.rows[start:end], series.values[start:end]):
+                        entries.append((*self._time(row), value))
+                    taken[key] = end
+            return data
+
+    def _time(self, row: int) -> tuple[Timestamp, LogLevel]:
+        """The timestamp and level of a row (made once)."""
+        time = self._times.get(row)
+        if time is None:
+            *fields, level = self._rows.row(row)
+            time = self._times[row] = (Timestamp(**dict(zip(FIELDS, fields))), LogLevel(level))
+        return time
 
     def get_timeseries(self, metric: str) -> dict[str, Any]:
         """Numpy arrays of `metric`'s values and of each timestamp field at which it was logged.

@@ -78,11 +78,11 @@ class JSONLinesLogger(LoggerDestination):
         if header is None:
             self._run_file.resolve(state)
             header = self._header = (json.dumps(state.run_name), state.rank)
-        timestamp = state.timestamp
+        timestamp, when = state.timestamp, state.log_time
         record = (
             f'{{"level": "{log_level.name}", "run_name": {header[0]}, "rank": {header[1]}, '
             f'"epoch": {timestamp.epoch}, "batch": {timestamp.batch}, "batch_in_epoch": {timestamp.batch_in_epoch}, '
-            f'"sample": {timestamp.sample}, "time": {time.time()!r}, "data": {encode_data(data)}}}\n'
+            f'"sample": {timestamp.sample}, "time": {time.time() if when is None else when!r}, "data": {encode_data(data)}}}\n'
         )
         with self._lock:
             if self._closed:  # a call still in flight when the Logger closed

@@ -88,6 +88,7 @@ class MLFlowLogger(LoggerDestination):
         self.tags = redact(dict(tags or {}))
         self.timeout = float(POSITIVE.check("timeout", timeout))
         self.run_id: str | None = None
+        self._continued: str | None = None  # the id of an existing run to add to (`continue_run`)
         self.tracking_uri: str | None = None
         self._client: Any = None
         self._worker = BackgroundWorker("mlflow")
@@ -119,6 +120,13 @@ class MLFlowLogger(LoggerDestination):
     def output_location(self) -> str | None:
         return f"{self.shown_uri} (run {self.run_id})" if self.run_id else None
 
+    def run_identity(self) -> dict[str, Any]:
+        return {"run_id": self.run_id} if self.run_id else {}
+
+    def continue_run(self, identity: Mapping[str, Any]) -> None:
+        """Add to the MLflow run ``identity["run_id"]`` (in the same store) instead of creating one."""
+        self._continued = identity.get("run_id") or None
+
     # -- data --------------------------------------------------------------------------------
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
@@ -128,8 +136,8 @@ class MLFlowLogger(LoggerDestination):
             return
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        step = state.timestamp.batch
+        now = int((time.time() if state.log_time is None else state.log_time) * 1000)
+        step = int(state.timestamp.batch)
         metrics, refused = [], []
         for key, value in data.items():
             number = scalar(value)
@@ -360,6 +368,11 @@ class MLFlowLogger(LoggerDestination):
         from mlflow import MlflowClient
 
         self._client = MlflowClient(tracking_uri=uri)
+        if self._continued is not None:
+            self._client.get_run(self._continued)  # an unknown id raises, naming it
+            self._client.update_run(self._continued, status="RUNNING")
+            self.run_id = self._continued
+            return
         experiment = self._client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             database = _sqlite_path(uri)

@@ -69,8 +69,8 @@ class ObjectStoreLogger(LoggerDestination):
     a temporary name, then a rename; object stores: one PUT). ``overwrite=False`` never replaces
     an existing object (an exclusive create, so racing writers can not both win). Per object name
     only one upload runs at a time and only the newest waiting version is kept (`UploadQueue`).
-    A failed upload is raised at the next ``batch_end``, ``epoch_end`` or ``fit_end`` and after
-    pending uploads finish, in `post_close`.
+    A failed upload is raised at every later ``batch_end``, ``epoch_end`` and ``fit_end`` and after
+    pending uploads finish, in `post_close` (through a `Logger`: once, then counted).
     """
 
     thread_safe = True
@@ -100,7 +100,6 @@ class ObjectStoreLogger(LoggerDestination):
         self._uploads = UploadQueue(self._upload, positive_int("num_concurrent_uploads", num_concurrent_uploads))
         self._staging: Path | None = None
         self._lock = threading.Lock()
-        self._reported = 0
         self._fields: dict[str, Any] | None = None
         self._in_place: set[str] = set()  # objects that are the very files published as them
 
@@ -241,6 +240,8 @@ class ObjectStoreLogger(LoggerDestination):
                 with attempt:
                     self._publish(staged, target, overwrite)
         except FileExistsError:
+            if overwrite:  # not a refusal to replace: a file where a directory of the path should be
+                raise
             raise FileExistsError(f"{target} already exists and overwrite is False") from None
         finally:
             staged.unlink(missing_ok=True)
@@ -269,12 +270,14 @@ class ObjectStoreLogger(LoggerDestination):
             self._fs_and_root()[0].put_file(str(staged), target, mode="overwrite" if overwrite else "create")
 
     def _raise_failures(self) -> None:
-        with self._lock:
-            failures = self._uploads.failures
-            new, self._reported = failures[self._reported :], len(failures)
-        if new:
-            more = f" (and {len(new) - 1} more failed uploads)" if len(new) > 1 else ""
-            raise RuntimeError(f"artifact upload failed: {type(new[0]).__name__}: {new[0]}{more}") from new[0]
+        """From the first failed upload on, raise the latest at every call (as Composer raised at
+        every event once an upload worker had died). The `Logger` raises each distinct failure
+        once and counts the repeats, so a run driven by a Logger sees each failure once."""
+        failures = list(self._uploads.failures)  # a snapshot: uploads may fail meanwhile
+        if failures:
+            latest = failures[-1]
+            so_far = f" ({len(failures)} failed uploads so far)" if len(failures) > 1 else ""
+            raise RuntimeError(f"artifact upload failed: {type(latest).__name__}: {latest}{so_far}") from latest
 
 
 def _load_filter(spec: str | ArtifactFilter | None) -> ArtifactFilter | None:

@@ -47,7 +47,8 @@ class ProgressBarLogger(LoggerDestination):
         progress_bar: show bars. On a terminal a bar is live; otherwise (a file, CI) each bar
             is written once, as one line, when it closes: no carriage returns in a redirected log.
         log_to_console: print ``[EPOCH][batch=16]: {...}`` lines for calls that pass
-            `console_log_level`; default (None): only when `progress_bar` is off.
+            `console_log_level`; default (None): only when `progress_bar` is off. Read back as
+            `console`: ``log_to_console`` is the method that writes a line, as in Composer 0.8.
         console_log_level: the threshold of console lines, or a ``(state, log_level) -> bool``.
         stream: ``stdout``, ``stderr`` or a text stream. Bars write to the stream beneath any
             stdout/stderr capture, so a FileLogger does not record them.
@@ -65,8 +66,8 @@ class ProgressBarLogger(LoggerDestination):
         stream: Union[Annotated[str, StreamName()], TextIO] = "stderr",
     ) -> None:
         self.progress_bar = bool(progress_bar)
-        self.log_to_console = (not self.progress_bar) if log_to_console is None else bool(log_to_console)
-        self._console: ConsolePredicate = _console_predicate(console_log_level, self.log_to_console)
+        self.console = (not self.progress_bar) if log_to_console is None else bool(log_to_console)
+        self._console: ConsolePredicate = _console_predicate(console_log_level, self.console)
         self._stream_spec: str | TextIO = stream_name(stream) if isinstance(stream, str) else stream
         self._bars: dict[str, _Bar] = {}
         self._active: _Bar | None = None
@@ -90,11 +91,16 @@ class ProgressBarLogger(LoggerDestination):
                 if key in data:
                     bar.postfix = f"{key}={format_log_text(data[key])}"
             if self._console(state, log_level):
-                line = f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_text(data)}"
-                if bar is not None:
-                    bar.write(line)
-                else:
-                    print(line, file=self.stream, flush=True)
+                self.log_to_console(f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_text(data)}")
+
+    def log_to_console(self, log_str: str) -> None:
+        """Write one line to the console, above the active bar if there is one (as Composer 0.8's
+        method of this name does)."""
+        with self._lock:
+            if self._active is not None:
+                self._active.write(log_str)
+            else:
+                print(log_str, file=self.stream, flush=True)
 
     # -- events ------------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ from typing import IO, TYPE_CHECKING
 
 from composer_cfg.files import open_text
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import require_rank_field
+from composer_cfg.params import ARTIFACT_NAME, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name, literal
+from composer_cfg.templates import DIST_FIELDS, Template, literal
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -37,8 +37,7 @@ class RunFile:
         self.kind = kind
         self._filename = Template(filename, DIST_FIELDS, key="filename")
         artifact = default_artifact_name(filename) if artifact_name is None else artifact_name
-        check_artifact_name(artifact, key="artifact_name")
-        self._artifact_name = Template(artifact, DIST_FIELDS, key="artifact_name")
+        self._artifact_name = ARTIFACT_NAME.check("artifact_name", artifact, 1)
         self.overwrite = bool(overwrite)
         self.buffering = buffering
         self.file: IO[str] | None = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -30,13 +32,13 @@ FLUSH_EVENTS = (Event.EVAL_END, Event.FIT_END)
 class TensorboardLogger(LoggerDestination):
     """Writes scalars with ``global_step=batch``; FIT data as a text table of hyperparameters.
 
-    Args:
+    Args (the first three in Composer 0.8's order):
         log_dir: template of the event files' directory (``{run_name}``, ``{rank}``...).
-        log_level: threshold (default BATCH).
         flush_interval: flush every n batches (at ``batch_end``); also at ``epoch_end``,
             ``eval_end``, ``fit_end`` and `close`. Each flush publishes the event file.
         rank_zero_only: only global rank 0 writes; with False every rank writes its own
             directory, so `log_dir` must contain ``{rank}`` when there are several ranks.
+        log_level: threshold (default BATCH).
 
     Values that are not scalars (strings, lists, tensors of several elements) are skipped,
     with one warning per key. The writer is tensorboardX, imported when first needed.
@@ -48,10 +50,10 @@ class TensorboardLogger(LoggerDestination):
     def __init__(
         self,
         log_dir: str = "{run_name}/tensorboard",
-        *,
-        log_level: Level = LogLevel.BATCH,
         flush_interval: PositiveInt = 100,
         rank_zero_only: bool = True,
+        *,
+        log_level: Level = LogLevel.BATCH,
     ) -> None:
         self._log_dir = Template(log_dir, DIST_FIELDS, key="log_dir")
         self.check_config({"log_dir": log_dir, "rank_zero_only": rank_zero_only}, dist.current().world_size)
@@ -82,15 +84,15 @@ class TensorboardLogger(LoggerDestination):
             self._write(self._writer or self._open(state), state, log_level, data)
 
     def _write(self, writer: Any, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        step = state.timestamp.batch
+        step = int(state.timestamp.batch)
         if log_level is LogLevel.FIT:
             rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in data.items())
-            writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step)
+            writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step, walltime=state.log_time)
             return
         for key, value in data.items():
             number = scalar(value)
             if number is not None:
-                writer.add_scalar(key, number, global_step=step)
+                writer.add_scalar(key, number, global_step=step, walltime=state.log_time)
             elif key not in self._skipped:
                 self._skipped.add(key)
                 LOG.warning("TensorboardLogger: %r is not a scalar (%s); its values are not written",
@@ -105,7 +107,11 @@ class TensorboardLogger(LoggerDestination):
         filled = self._log_dir.fill(state.template_fields())
         self._artifact_dir = default_artifact_name(filled)
         self._directory = Path(filled).absolute()
-        self._writer = SummaryWriter(logdir=str(self._directory), flush_secs=3600, filename_suffix=f".rank{state.rank}")
+        # tensorboardX names a file by the second it was created and truncates one of the same name;
+        # readers take files in name order. The nanosecond and the process keep a second writer in
+        # the same second (a sync, a resumed run) from erasing the first, and sort after it.
+        self._writer = SummaryWriter(logdir=str(self._directory), flush_secs=3600,
+                                     filename_suffix=f".{time.time_ns()}.{os.getpid()}.rank{state.rank}")
         return self._writer
 
     def flush(self, state: State | None = None, logger: Logger | None = None) -> None:

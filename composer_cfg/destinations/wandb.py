@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from composer_cfg.background import BackgroundWorker
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.errors import ConfigError
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import POSITIVE, Level, PositiveFloat
 from composer_cfg.secrets import redact, redact_override
@@ -29,16 +30,17 @@ _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 class WandBLogger(LoggerDestination):
     """Logs to a W&B run: EPOCH and BATCH data with ``step=batch``, FIT data into the run's config.
 
-    Args:
-        project, entity, group, name, tags: the run's W&B fields; `name` defaults to the run
+    Args (the first eight in Composer 0.8's order):
+        project, group, name, entity, tags: the run's W&B fields; `name` defaults to the run
             name. With `rank_zero_only` False every rank has a run, named ``<name> [RANK_<r>]``
             and grouped under `group` (default: the run name).
+        log_artifacts: also store file artifacts as single-file W&B artifacts, aliased
+            ``latest`` and ``ep<epoch>-ba<batch>``; names are reduced to ``[a-zA-Z0-9_.-]``.
+        init_kwargs: any other ``wandb.init`` keyword arguments (they win); `init_params` is
+            its Composer 0.7 name, accepted too (not both).
         mode: ``offline`` (default: nothing leaves the machine; ``wandb sync`` uploads later),
             ``online`` or ``disabled``.
         dir: where the run directory is written (default: the working directory).
-        log_artifacts: also store file artifacts as single-file W&B artifacts, aliased
-            ``latest`` and ``ep<epoch>-ba<batch>``; names are reduced to ``[a-zA-Z0-9_.-]``.
-        init_params: any other ``wandb.init`` keyword arguments (they win).
         timeout: the longest, in seconds, the training thread waits for W&B to finish the run.
 
     The run is finished with exit code 0 when the run FINISHED, else 1 (FAILED, KILLED).
@@ -50,26 +52,30 @@ class WandBLogger(LoggerDestination):
     thread_safe = True
     remote = True
     requires = {"wandb": "wandb"}
+    aliases = {"init_params": "init_kwargs"}  # Composer 0.7's name
 
     def __init__(
         self,
         project: str | None = None,
-        entity: str | None = None,
         group: str | None = None,
         name: str | None = None,
+        entity: str | None = None,
         tags: Sequence[str] | None = None,
+        log_artifacts: bool = False,
+        rank_zero_only: bool = True,
+        init_kwargs: Mapping[str, Any] | None = None,
         *,
         mode: str = "offline",
         dir: str | None = None,  # noqa: A002 - wandb.init's own name
-        log_artifacts: bool = False,
-        rank_zero_only: bool = True,
         log_level: Level = LogLevel.BATCH,
         init_params: Mapping[str, Any] | None = None,
         timeout: PositiveFloat = 60.0,
     ) -> None:
-        self.init_params: dict[str, Any] = {
+        self.check_config({"init_kwargs": init_kwargs, "init_params": init_params}, 1)
+        extra = init_kwargs or init_params
+        self.init_kwargs: dict[str, Any] = {
             "project": project, "entity": entity, "group": group, "name": name,
-            "tags": list(tags) if tags else None, "mode": mode, "dir": dir, **dict(init_params or {}),
+            "tags": list(tags) if tags else None, "mode": mode, "dir": dir, **dict(extra or {}),
         }
         self.log_artifacts = bool(log_artifacts)
         self.rank_zero_only = bool(rank_zero_only)
@@ -77,8 +83,16 @@ class WandBLogger(LoggerDestination):
         self.timeout = float(POSITIVE.check("timeout", timeout))
         self.run: Any = None
         self._location: str | None = None  # the run's directory, once it has one
+        self._id: str | None = None  # the W&B run's id, once it has one
         self._finished = False
+        self._process_hooks: tuple[tuple[Any, Any], tuple[Any, Any]] | None = None  # (before, wandb's)
         self._lock = threading.RLock()
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
+        """`init_kwargs` and its old name `init_params` are one parameter: not both."""
+        if params.get("init_kwargs") and params.get("init_params"):  # see `aliases`
+            raise ConfigError("init_params: give init_kwargs or init_params (its Composer 0.7 name), not both")
 
     def can_log_file_artifacts(self) -> bool:
         return self.log_artifacts
@@ -86,13 +100,22 @@ class WandBLogger(LoggerDestination):
     def output_location(self) -> str | None:
         return self._location
 
+    def run_identity(self) -> dict[str, Any]:
+        return {"id": self._id} if self._id else {}
+
+    def continue_run(self, identity: Mapping[str, Any]) -> None:
+        """Add to the W&B run ``identity["id"]`` (``resume="allow"``; offline, a new run directory
+        with the same id, which ``wandb sync`` appends)."""
+        if identity.get("id"):
+            self.init_kwargs.update(id=identity["id"], resume="allow")
+
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         with self._lock:
             run = self.run or self._start(state)
             if log_level is LogLevel.FIT:
                 run.config.update(data, allow_val_change=True)
             else:
-                run.log(data, step=state.timestamp.batch)
+                run.log(data, step=int(state.timestamp.batch))
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
@@ -127,6 +150,19 @@ class WandBLogger(LoggerDestination):
                 worker.call("finishing the W&B run", run.finish, status.exit_code, timeout=self.timeout)
             finally:
                 worker.stop()
+                self._restore_process_hooks()
+
+    def _restore_process_hooks(self) -> None:
+        """Undo wandb's patches of `sys.exit` and `sys.excepthook` (it never does), unless something
+        else replaced them since."""
+        saved, self._process_hooks = self._process_hooks, None
+        if saved is None:
+            return
+        (exit_before, hook_before), (exit_by_wandb, hook_by_wandb) = saved
+        if sys.exit == exit_by_wandb:
+            sys.exit = exit_before
+        if sys.excepthook == hook_by_wandb:
+            sys.excepthook = hook_before
 
     def _start(self, state: State) -> Any:
         """Start the W&B run (the caller holds the lock)."""
@@ -134,7 +170,7 @@ class WandBLogger(LoggerDestination):
 
         if self._finished:  # a call still in flight when the Logger closed: no second run
             raise RuntimeError("WandBLogger is closed: its run is finished")
-        params = dict(self.init_params)
+        params = dict(self.init_kwargs)
         # wandb's process-wide settings keep the first working directory: say where, every time
         # (a sweep's next job runs in another directory of the same process).
         params["dir"] = os.path.abspath(params.get("dir") or ".")
@@ -149,6 +185,8 @@ class WandBLogger(LoggerDestination):
         params.setdefault("reinit", "create_new")  # several loggers in one process: several runs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            before = sys.exit, sys.excepthook
             self.run = wandb.init(**{key: value for key, value in params.items() if value is not None})
-        self._location = self.run.dir
+            self._process_hooks = before, (sys.exit, sys.excepthook)
+        self._location, self._id = self.run.dir, self.run.id
         return self.run

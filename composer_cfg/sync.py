@@ -1,0 +1,192 @@
+"""``composer-cfg-sync``: replay a run's JSON Lines records into any destination, later.
+
+    composer-cfg-sync outputs/2026-11-25/10-00-00 --to mlflow,tensorboard
+    composer-cfg-sync outputs/2026-11-25/10-00-00 --to wandb logger.destinations.wandb.project=p
+
+Each records file (``*.jsonl``: one run, one rank) is replayed through the destinations the
+config tree names, configured by the same overrides as the ``composer-cfg`` command, with each
+record's own level, timestamp and wall-clock time. A second sync sends only what is new: each
+destination's progress and the identity of its record (an MLflow run id, a W&B run id) are kept
+in the run manifest beside the records file, so the next sync adds to the same tracker run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from composer_cfg.dist import DistInfo
+from composer_cfg.errors import ConfigError
+from composer_cfg.events import Event
+from composer_cfg.exit_hooks import close_at_exit
+from composer_cfg.log_level import LogLevel
+from composer_cfg.logger import Logger
+from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
+from composer_cfg.records import read_records
+from composer_cfg.state import State
+from composer_cfg.timestamp import Timestamp
+
+PROG = "composer-cfg-sync"
+
+
+@dataclass
+class Synced:
+    """What one sync of one records file into one destination did."""
+
+    records_file: Path
+    destination: str
+    sent: int  # records (or parts of records) sent this time
+    location: str | None = None  # where they went, as the destination says
+    refused: list[str] = field(default_factory=list)  # one line per kind of value the back end refused
+
+
+def sync(
+    source: str | Path, destinations: Sequence[str], overrides: Sequence[str] = (), config_dir: str | Path | None = None,
+    *, progress: bool = False,
+) -> list[Synced]:
+    """Replay every records file under `source` (a run or sweep directory, or one ``.jsonl``
+    file) into each of `destinations` (names in the config tree: ``mlflow``, ``wandb``...).
+
+    Relative paths in the destinations' config resolve in the working directory, as for the
+    command. Raises `ConfigError` for a bad destination name or override, before anything is sent.
+    """
+    from composer_cfg.config.build import instantiate_destinations
+    from composer_cfg.config.compose import compose_config
+
+    files = _records_files(Path(source))
+    if not destinations:
+        raise ConfigError("--to: name at least one destination, e.g. --to mlflow,tensorboard")
+    cfg = compose_config([f"logger/destinations=[{','.join(destinations)}]", *overrides], config_dir=config_dir)
+    node = cfg.logger
+    world_sizes = _world_sizes(files)
+    results = []
+    for file in files:
+        records = list(read_records(file))
+        if not records:
+            continue
+        run_name, rank = records[0]["run_name"], records[0].get("rank", 0)
+        manifest_file = manifest_path(file.parent, rank)
+        for name in destinations:
+            destination = instantiate_destinations(node, into={}, only=[name])[name]
+            if destination.rank_zero_only and rank != 0:
+                continue  # as in the run itself: only rank 0's records reach it
+            manifest = read_manifest(manifest_file)
+            entry = manifest.get("sync", {}).get(file.name, {}).get(name, {})
+            pending = _after(records, entry.get("through"))
+            synced = Synced(file, name, len(pending))
+            if pending:
+                if entry.get("identity"):
+                    destination.continue_run(entry["identity"])
+                dist_info = DistInfo(rank=rank, world_size=world_sizes[run_name])
+                _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}), pending, synced, progress)
+                entry = {"identity": destination.run_identity() or entry.get("identity", {}),
+                         "through": _through(pending, entry.get("through"))}
+                manifest = read_manifest(manifest_file)  # as it is now: another sync may have written it
+                manifest.setdefault("sync", {}).setdefault(file.name, {})[name] = entry
+                write_manifest(manifest_file, manifest)
+            synced.location = destination.output_location()
+            results.append(synced)
+    return results
+
+
+def _records_files(source: Path) -> list[Path]:
+    if not source.exists():
+        raise ConfigError(f"source: {str(source)!r} does not exist")
+    files = sorted(source.rglob("*.jsonl")) if source.is_dir() else [source]
+    if not files:
+        raise ConfigError(f"source: no records (*.jsonl) under {str(source)!r}; a run writes them with its jsonl destination")
+    return files
+
+
+def _world_sizes(files: Iterable[Path]) -> dict[str, int]:
+    """Per run name, one more than the highest rank with records (the run's world size as far as
+    its records tell: templates with ``{rank}`` need it)."""
+    sizes: dict[str, int] = {}
+    for file in files:
+        first = next(read_records(file), None)
+        if first is not None:
+            sizes[first["run_name"]] = max(sizes.get(first["run_name"], 1), first.get("rank", 0) + 1)
+    return sizes
+
+
+def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The records (or parts of them) not sent yet: those after the last timestamp sent, and at
+    that timestamp the level/key pairs not sent."""
+    if not through:
+        return records
+    last, sent = (through["epoch"], through["batch"]), set(through["keys"])
+    pending = []
+    for record in records:
+        at = (record["epoch"], record["batch"])
+        if at > last:
+            pending.append(record)
+        elif at == last:
+            data = {key: value for key, value in record["data"].items() if f"{record['level']}/{key}" not in sent}
+            if data:
+                pending.append({**record, "data": data})
+    return pending
+
+
+def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[str, Any]:
+    """The new mark: the last timestamp sent, and every level/key pair sent at it."""
+    epoch, batch = sent[-1]["epoch"], sent[-1]["batch"]
+    keys = set(before["keys"]) if before and (before["epoch"], before["batch"]) == (epoch, batch) else set()
+    keys.update(f"{r['level']}/{key}" for r in sent if (r["epoch"], r["batch"]) == (epoch, batch) for key in r["data"])
+    return {"epoch": epoch, "batch": batch, "keys": sorted(keys)}
+
+
+def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progress: bool) -> None:
+    """Send `records` through `logger`, then close it; a value the back end refuses is counted
+    (one line per kind), not fatal. Any other failure ends the sync of this destination."""
+    from tqdm.auto import tqdm
+
+    state, refused = logger.state, {}
+    with close_at_exit(logger):
+        logger.run_event(Event.INIT)
+        for record in tqdm(records, desc=f"{synced.destination} {synced.records_file.name}", unit="record",
+                           disable=None if progress else True, file=sys.stderr):
+            state.timestamp = Timestamp(epoch=record["epoch"], batch=record["batch"],
+                                        batch_in_epoch=record.get("batch_in_epoch", 0), sample=record.get("sample", 0))
+            state.log_time = record.get("time")
+            try:
+                logger.data(LogLevel.parse(record["level"]), record["data"])
+            except (TypeError, ValueError) as error:
+                refused[str(error)] = None
+    synced.refused = list(refused)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="a run or sweep directory (every *.jsonl under it), or one .jsonl file")
+    parser.add_argument("--to", required=True, help="destinations to replay into, by config name: mlflow,wandb,tensorboard")
+    parser.add_argument("-cd", "--config-dir", help="a config directory of your own, searched before the packaged one")
+    parser.add_argument("overrides", nargs="*", help="config overrides, as for composer-cfg "
+                                                     "(logger.destinations.mlflow.tracking_uri=...)")
+    args = parser.parse_intermixed_args(argv)
+    names = [name.strip() for name in args.to.split(",") if name.strip()]
+    try:
+        results = sync(args.source, names, args.overrides, args.config_dir, progress=True)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 2
+    except Exception as error:  # a back end that failed: what was sent before it is kept in the manifest
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{PROG}: error: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    for synced in results:
+        where = f" into {synced.location}" if synced.location else ""
+        print(f"{synced.destination}: {synced.sent} new record(s) from {synced.records_file}{where}")
+        for line in synced.refused:
+            print(f"  refused: {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""composer-cfg-sync: a run's JSON Lines records replayed into MLflow (SQLite), TensorBoard and W&B
+(offline), each read back with its own reader; a second sync adds nothing."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from tensorboard.backend.event_processing import event_accumulator as ea
+
+from composer_cfg import ConfigError, TrainingLoop, build_logger
+from composer_cfg.records import read_records
+from composer_cfg.sync import sync
+from wandb_records import offline_run, offline_runs
+
+RECORDS = Path("run/metrics-rank0.jsonl")
+
+
+def jsonl_run(epochs: int = 2, batches: int = 3) -> list[dict]:
+    """A run logged to JSON Lines only; its records."""
+    with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl]"]) as logger:
+        loop = TrainingLoop(logger)
+        logger.data_fit({"lr": 0.1, "optimizer": {"name": "sgd"}})
+        for epoch in loop.epochs(epochs):
+            for batch in loop.batches(batches):
+                logger.data_batch({"loss": 1.0 / (batch + 1), "phase": "train"})
+            logger.data_epoch({"accuracy": 0.5 + 0.1 * epoch})
+    return list(read_records(RECORDS))
+
+
+def series(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """metric -> [(batch, value)] in logged order: what every tracker should hold."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        if record["level"] != "FIT":
+            for key, value in record["data"].items():
+                if isinstance(value, float):
+                    out.setdefault(key, []).append((record["batch"], value))
+    return out
+
+
+def mlflow_series(run_id: str) -> dict[str, list[tuple[int, float]]]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('run/mlflow.db').resolve()}")
+    keys = client.get_run(run_id).data.metrics
+    return {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for key in keys}
+
+
+def tensorboard_series(directory: str = "run/tensorboard") -> dict[str, list[tuple[int, float]]]:
+    events = ea.EventAccumulator(directory, size_guidance={ea.SCALARS: 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def as_float32(expected: dict[str, list[tuple[int, float]]]) -> dict[str, list[tuple[int, float]]]:
+    return {key: [(step, np.float32(value)) for step, value in points] for key, points in expected.items()}
+
+
+def run_id() -> str:
+    return json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]["mlflow"]["identity"]["run_id"]
+
+
+def test_mlflow_and_tensorboard_hold_the_records_series_and_a_second_sync_adds_nothing():
+    records = jsonl_run()
+    expected = series(records)
+    first = sync("run", ["mlflow", "tensorboard"])
+    assert [(s.destination, s.sent) for s in first] == [("mlflow", len(records)), ("tensorboard", len(records))]
+    assert mlflow_series(run_id()) == expected
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('run/mlflow.db').resolve()}")
+    run = client.get_run(run_id())
+    assert (run.info.status, run.data.params) == ("FINISHED", {"lr": "0.1", "optimizer/name": "sgd"})
+    history = client.get_metric_history(run_id(), "loss")
+    assert [m.timestamp for m in history] == [int(r["time"] * 1000) for r in records if "loss" in r["data"]]
+    assert tensorboard_series() == as_float32(expected)
+    events = ea.EventAccumulator("run/tensorboard")
+    events.Reload()
+    assert [e.wall_time for e in events.Scalars("loss")] == pytest.approx(
+        [r["time"] for r in records if "loss" in r["data"]])
+    event_files = sorted(Path("run/tensorboard").iterdir())
+
+    second = sync("run", ["mlflow", "tensorboard"])
+    assert [(s.destination, s.sent) for s in second] == [("mlflow", 0), ("tensorboard", 0)]
+    assert mlflow_series(run_id()) == expected
+    assert sorted(Path("run/tensorboard").iterdir()) == event_files
+
+
+def test_wandb_offline_holds_the_series_and_the_config():
+    records = jsonl_run()
+    sync("run", ["wandb"])
+    run = offline_run(Path("wandb"))
+    assert (run["name"], run["exit_code"], run["config"]) == ("run", 0, {"lr": 0.1, "optimizer": {"name": "sgd"}})
+    steps: dict[int, dict] = {}
+    for record in records:
+        if record["level"] != "FIT":
+            steps.setdefault(record["batch"], {}).update(record["data"])  # W&B keeps strings too
+    assert run["history"] == steps
+    assert [s.sent for s in sync("run", ["wandb"])] == [0]
+    assert len(list(Path("wandb").glob("offline-run-*"))) == 1
+
+
+def test_a_run_killed_mid_write_syncs_its_complete_part_then_the_rest_once():
+    records = jsonl_run(epochs=3, batches=4)
+    text = RECORDS.read_text()
+    whole = text.splitlines(keepends=True)
+    cut = sum(len(line) for line in whole[:10]) + len(whole[10]) // 2  # ten records and half of one
+    RECORDS.write_text(text[:cut])
+    assert [s.sent for s in sync("run", ["mlflow", "tensorboard", "wandb"])] == [10, 10, 10]
+    assert mlflow_series(run_id()) == series(records[:10])
+
+    RECORDS.write_text(text)  # the run went on (or was resumed) and wrote the rest
+    assert [s.sent for s in sync("run", ["mlflow", "tensorboard", "wandb"])] == [len(records) - 10] * 3
+    assert mlflow_series(run_id()) == series(records)
+    assert tensorboard_series() == as_float32(series(records))
+    first, second = offline_runs(Path("wandb"))  # W&B offline: one directory per sync, one run id
+    assert first["id"] == second["id"]
+    assert sorted(first["history"]) + sorted(second["history"]) == sorted({r["batch"] for r in records[1:]})
+
+
+def test_values_the_tracker_refuses_are_reported_and_the_rest_is_sent():
+    with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl]"]) as logger:
+        logger.data_batch({"acc@1": 0.5, "loss": 0.25})
+    (synced,) = sync("run", ["mlflow"])
+    assert synced.refused == ["MLflow refuses the metric name(s) 'acc@1' (Invalid value \"acc@1\" for parameter "
+                              "'name' supplied: Names may only contain alphanumerics, underscores (_), dashes (-), "
+                              "periods (.), spaces ( ), colon(:) and slashes (/)); the call's other metrics were logged"]
+    assert mlflow_series(run_id()) == {"loss": [(0, 0.25)]}
+
+
+def test_every_rank_of_a_run_is_replayed_into_its_own_tracker_run_or_rank_zero_alone():
+    for rank in (0, 1):
+        Path(f"run/metrics-rank{rank}.jsonl").parent.mkdir(exist_ok=True)
+        Path(f"run/metrics-rank{rank}.jsonl").write_text(json.dumps(
+            {"level": "BATCH", "run_name": "run", "rank": rank, "epoch": 0, "batch": 0, "batch_in_epoch": 0,
+             "sample": 0, "time": 1.0, "data": {"loss": float(rank)}}) + "\n")
+    results = sync("run", ["tensorboard"], ["logger.destinations.tensorboard.rank_zero_only=false",
+                                            'logger.destinations.tensorboard.log_dir="{run_name}/tb-{rank}"'])
+    assert [s.sent for s in results] == [1, 1]
+    assert tensorboard_series("run/tb-0") == {"loss": [(0, 0.0)]}
+    assert tensorboard_series("run/tb-1") == {"loss": [(0, 1.0)]}
+    (only,) = sync("run", ["mlflow"])  # rank_zero_only, as by default: rank 0's records alone
+    assert (only.records_file, only.sent) == (Path("run/metrics-rank0.jsonl"), 1)
+    assert not Path("run/run-rank1.json").read_text().count("mlflow")
+
+
+@pytest.mark.parametrize(
+    ("args", "stderr"),
+    [
+        (["missing", "--to", "mlflow"], "composer-cfg-sync: error: source: 'missing' does not exist"),
+        (["run", "--to", "mlfow"], "composer-cfg-sync: error: logger/destinations: unknown option 'mlfow'; did you "
+                                   "mean 'mlflow'? available: file, in_memory, jsonl, mlflow, object_store, "
+                                   "progress_bar, tensorboard, wandb"),
+        (["run", "--to", "mlflow", "logger.destinations.mlflow.flush_interval=0"],
+         "composer-cfg-sync: error: logger.destinations.mlflow.flush_interval: expected a positive integer, got 0 "
+         "(from command line 'logger.destinations.mlflow.flush_interval=0')"),
+    ],
+    ids=["no-source", "unknown-destination", "bad-option"],
+)
+def test_the_command_reports_bad_input_in_one_line_and_sends_nothing(args, stderr):
+    jsonl_run(epochs=1, batches=1)
+    before = sorted(Path(".").rglob("*"))
+    out = subprocess.run([sys.executable, "-m", "composer_cfg.sync", *args], capture_output=True, text=True, timeout=120)
+    assert (out.returncode, out.stderr.splitlines(), out.stdout) == (2, [stderr], "")
+    assert sorted(Path(".").rglob("*")) == before
+
+
+def test_the_command_says_what_it_sent_where():
+    records = jsonl_run(epochs=1, batches=2)
+    out = subprocess.run([sys.executable, "-m", "composer_cfg.sync", "run", "--to", "tensorboard"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"tensorboard: {len(records)} new record(s) from run/metrics-rank0.jsonl into {Path('run/tensorboard').resolve()}"
+    ]
+
+
+def test_a_source_without_records_is_an_error():
+    Path("empty").mkdir()
+    with pytest.raises(ConfigError, match="source: no records"):
+        sync("empty", ["mlflow"])
+
+
+def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_and_keeps_the_manifest():
+    jsonl_run(epochs=1, batches=1)
+    sync("run", ["mlflow"])
+    manifest = json.loads(Path("run/run-rank0.json").read_text())
+    manifest["sync"]["metrics-rank0.jsonl"]["mlflow"] = {"identity": {"run_id": "0" * 32},
+                                                          "through": {"epoch": 0, "batch": 0, "keys": []}}
+    Path("run/run-rank0.json").write_text(json.dumps(manifest))
+    out = subprocess.run([sys.executable, "-m", "composer_cfg.sync", "run", "--to", "mlflow"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[-1].startswith(f"composer-cfg-sync: error: MlflowException: Run with id={'0' * 32} not found")
+    assert json.loads(Path("run/run-rank0.json").read_text()) == manifest
