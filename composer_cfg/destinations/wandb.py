@@ -44,7 +44,7 @@ class WandBLogger(LoggerDestination):
         timeout: the longest, in seconds, the training thread waits for W&B to finish the run.
 
     The run is finished with exit code 0 when the run FINISHED, else 1 (FAILED, KILLED).
-    Secrets are masked in the ``config`` of `init_params` (`composer_cfg.secrets`); W&B records
+    Secrets are masked in the ``config`` of `init_kwargs` (`composer_cfg.secrets`); W&B records
     the command line in its run metadata, so when the command line holds a secret, that metadata
     is not collected (W&B's ``x_disable_meta`` setting).
     """
