@@ -36,7 +36,7 @@ from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_l
 from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.errors import ConfigError
 from composer_cfg.masked_output import mask_output
-from composer_cfg.secrets import redact, redact_override, redact_text, remember
+from composer_cfg.secrets import redact, redact_exception, redact_override, redact_text, remember
 
 SHOW_SECRETS = "COMPOSER_CFG_SHOW_SECRETS"
 
@@ -231,8 +231,12 @@ def _app(cfg: DictConfig) -> Any:
     state = logger.state
     if dist.current().rank == 0:  # after the logger started: a refused run changes nothing
         save_masked_configs(cfg, state.run_name)
-    with logger:
-        metrics = instantiate(cfg.demo)(logger) if cfg.get("demo") is not None else {}
+    try:
+        with logger:
+            metrics = instantiate(cfg.demo)(logger) if cfg.get("demo") is not None else {}
+    except Exception as error:  # Hydra prints it, and a launcher may pickle it to disk: masked
+        redact_exception(error)
+        raise
     print(f"run {state.run_name} (rank {state.rank} of {state.world_size}) finished: "
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     for name, destination in logger.destinations.items():

@@ -150,6 +150,15 @@ def redact(value: Any) -> Any:
     return value
 
 
+def redact_exception(error: BaseException) -> None:
+    """Mask, in place, the text arguments and notes of `error` (what its message and a pickle of
+    it hold: a launcher saves a failed job's exception to disk)."""
+    error.args = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in error.args)
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list):
+        notes[:] = [redact_text(note) if isinstance(note, str) else note for note in notes]
+
+
 def _masks(key: object, value: Any) -> bool:
     return value is not None and value != MASK and not is_reference(value) and is_secret_key(key)
 

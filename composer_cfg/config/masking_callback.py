@@ -69,15 +69,21 @@ def _resolved(node: DictConfig | ListConfig) -> Any:
 
 
 def _mask_in_place(node: DictConfig | ListConfig, key: Any) -> None:
-    """Mask the value at `key` of `node` if its key names a secret, else the secrets inside it."""
+    """Mask the value at `key` of `node` if its key names a secret, else the secrets inside it
+    (URL passwords included)."""
     value = OmegaConf.to_container(node, resolve=False)[key]  # type: ignore[index]
     if isinstance(key, str) and value is not None and not is_reference(value) and is_secret_key(key):
-        with contextlib.suppress(OmegaConfBaseException):  # a typed node that can not hold text
-            node[key] = MASK
+        masked = MASK
     elif isinstance(value, (dict, list)):
         child = node[key]
         for inner in list(child.keys()) if isinstance(child, DictConfig) else range(len(child)):
             _mask_in_place(child, inner)
+        return
+    else:
+        masked = redact(value)  # a URL's password, a secret query parameter
+    if masked is not value:
+        with contextlib.suppress(OmegaConfBaseException):  # a typed node that can not hold text
+            node[key] = masked
 
 
 def _masked(cfg: DictConfig | None) -> DictConfig | None:
