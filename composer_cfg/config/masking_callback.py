@@ -7,30 +7,38 @@ Only the job's part is masked; the ``hydra`` node, which launchers read, is left
 
 At ``on_job_start``, in whatever process the launcher runs the job (the command's own, a joblib
 worker, a submitit process), it remembers the secrets of the job's config, resolved (so an
-``${oc.env:...}`` reference counts by the value it gives), and masks the process's output
-(`composer_cfg.masked_output`). At ``on_job_end`` it masks what the job hands back to the
-launcher (the `JobReturn`'s overrides and configs, which submitit pickles to disk) and undoes the
-masking it installed.
+``${oc.env:...}`` reference counts by the value it gives), masks the process's output
+(`composer_cfg.masked_output`) until the process ends (Hydra prints a failed job's overrides and
+traceback after the last callback), and rewrites masked the ``.hydra/`` files Hydra saved just
+before (in an app of your own; the ``composer-cfg`` command saves them masked itself). At
+``on_job_end`` it masks what the job hands back to the launcher (the `JobReturn`'s overrides and
+configs, which submitit pickles to disk).
+
+In a Hydra app of your own, list it in the primary config::
+
+    hydra:
+      callbacks:
+        mask_secrets:
+          _target_: composer_cfg.config.masking_callback.MaskSecrets
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from composer_cfg.config.saved_configs import mask_saved
 from composer_cfg.masked_output import mask_output
 from composer_cfg.secrets import MASK, is_reference, is_secret_key, redact, remember, secret_values
 
 
 class MaskSecrets(Callback):
     """Masks the job's secrets in its output and in the `JobReturn` its launcher keeps."""
-
-    def __init__(self) -> None:
-        self._unmask: Callable[[], None] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with read_write(config), open_dict(config):
@@ -39,15 +47,16 @@ class MaskSecrets(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         remember(config_secrets(config))
-        self._unmask = mask_output()
+        mask_output()
+        if config.hydra.output_subdir is not None:
+            saved = Path(config.hydra.runtime.output_dir) / str(config.hydra.output_subdir)
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+                mask_saved(saved / name)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         job_return.overrides = redact(job_return.overrides)
         job_return.cfg = _masked(job_return.cfg)
         job_return.hydra_cfg = _masked(job_return.hydra_cfg)
-        if self._unmask is not None:
-            self._unmask()
-            self._unmask = None
 
 
 def config_secrets(cfg: DictConfig) -> set[str]:
