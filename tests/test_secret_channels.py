@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from servers import child_env, mlflow, mlflow_server  # noqa: F401 - fixtures
+from servers import child_env, mlflow, mlflow_server, silent_listener  # noqa: F401 - fixtures
 from wandb_records import offline_run
 
 IN_FILE = "file-secret-7f3a9c"
@@ -33,7 +33,8 @@ DESTINATIONS = ["file", "jsonl", "tensorboard", "mlflow", "wandb", "object_store
 
 TRAINING_CODE = '''
 def train(logger, api_token, db_password, data_url, fail=False):
-    logger.data_fit({"api_token": api_token, "db_password": db_password, "learning_rate": 0.1})
+    logger.data_fit({"api_token": api_token, "db_password": db_password, "source": data_url,
+                     "note": f"token {api_token}", "learning_rate": 0.1})
     for step in range(3):
         logger.data_batch({"loss": 1.0 / (step + 1)})
     print(f"reading {data_url}")
@@ -143,3 +144,71 @@ def test_help_info_cfg_and_dry_runs_show_no_secret(tmp_path, introspection):
     for secret in SECRETS:
         assert secret not in out.stdout and secret not in out.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["conf", "secret_training.py"]
+
+
+def test_a_tracking_uri_password_is_masked_when_the_tracking_server_does_not_answer(tmp_path, silent_listener):  # noqa: F811
+    uri = silent_listener.url.replace("http://", f"http://alice:{IN_URI}@")
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=hang", "hydra.run.dir=run",
+                          "+logger/destinations=mlflow", f"logger.destinations.mlflow.tracking_uri={uri}",
+                          "logger.destinations.mlflow.timeout=1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env=child_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"))
+    assert out.returncode == 1
+    shown = silent_listener.url.replace("http://", "http://alice:***@")
+    assert f"composer-cfg: error: TimeoutError: starting an MLflow run at {shown} did not finish within 1 s" in out.stderr
+    assert IN_URI not in out.stdout + out.stderr and files_holding(tmp_path, IN_URI) == []
+
+
+APP_CONFIG = f'''
+defaults:
+  - logger: default
+  - _self_
+hydra:
+  searchpath:
+    - pkg://composer_cfg.conf
+  callbacks:
+    mask_secrets:
+      _target_: composer_cfg.config.masking_callback.MaskSecrets
+run_name: app
+credentials:
+  api_token: {IN_FILE}
+data_url: "http://reader:{IN_URI}@127.0.0.1:9/data"
+'''
+
+APP = '''
+import hydra
+
+from composer_cfg import instantiate_logger
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    logger = instantiate_logger(cfg.logger, run_name=cfg.run_name)  # closed at exit: capture still on
+    logger.data_fit({**cfg.credentials, "db_password": cfg.db_password})
+    print(f"reading {cfg.data_url}")
+    raise RuntimeError(f"could not read {cfg.data_url} with {cfg.credentials.api_token} and {cfg.db_password}")
+
+
+main()
+'''
+
+
+def test_in_a_hydra_app_of_your_own_the_callback_masks_hydras_banner_files_and_the_captured_log(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "config.yaml").write_text(APP_CONFIG)
+    (tmp_path / "train.py").write_text(APP)
+    out = subprocess.run([sys.executable, "train.py", f"+db_password={ON_ARGV}", "hydra.run.dir=run",
+                          "logger.destinations.file.log_level=fit"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=child_env())
+    assert out.returncode == 1
+    log = (tmp_path / "app" / "logs-rank0.txt").read_text()
+    # Hydra's banner reached the log file (the logger, closed at exit, still captured stderr), masked.
+    assert ("[stderr]: Error executing job with overrides: ['+db_password=***', 'logger.destinations.file.log_level=fit']\n"
+            "[stderr]: Traceback (most recent call last):\n") in log
+    assert "[stderr]: RuntimeError: could not read http://reader:***@127.0.0.1:9/data with *** and ***\n" in log
+    assert '"api_token": "***", "db_password": "***"' in log
+    assert (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text().startswith("- +db_password=***\n")
+    for secret in SECRETS:
+        assert secret not in out.stdout and secret not in out.stderr
+        assert files_holding(tmp_path, secret, skip=conf) == []

@@ -117,3 +117,21 @@ def test_masked_streams_and_log_records(monkeypatch):
     assert out.getvalue() == f"value {MASK} and http://u:{MASK}@h/\n"
     assert "stream-secret-1" not in handler_stream.getvalue()
     assert f"multi\nline {MASK}" in handler_stream.getvalue() and f"RuntimeError: {MASK}" in handler_stream.getvalue()
+
+
+def test_fit_data_is_masked_before_any_destination_gets_it_and_batch_data_is_not_inspected(tmp_path):
+    from composer_cfg import FileLogger, InMemoryLogger, Logger, State
+
+    memory = InMemoryLogger()
+    with Logger(State("masked"), {"memory": memory, "file": FileLogger(log_level="batch")}) as logger:
+        logger.data_fit({"api_token": "abc", "max_tokens": 512, "url": "http://u:pw@h/x"})
+        logger.data_batch({"api_token": "abc"})
+        print("fetching http://u:pw@h/x")  # captured by the FileLogger
+    assert [(key, entries[-1][2]) for key, entries in memory.data.items()] == [
+        ("api_token", "abc"), ("max_tokens", 512), ("url", f"http://u:{MASK}@h/x")]
+    assert [level.name for _, level, _ in memory.data["api_token"]] == ["FIT", "BATCH"]
+    assert memory.data["api_token"][0][2] == MASK
+    lines = (tmp_path / "masked" / "logs-rank0.txt").read_text().splitlines()
+    assert lines[0] == '[FIT][batch=0]: { "api_token": "***", "max_tokens": 512, "url": "http://u:***@h/x", }'
+    assert lines[1] == '[BATCH][batch=0]: { "api_token": "abc", }'
+    assert f"[stdout]: fetching http://u:{MASK}@h/x" in lines
