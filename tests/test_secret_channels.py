@@ -159,6 +159,22 @@ def test_a_tracking_uri_password_is_masked_when_the_tracking_server_does_not_ans
     assert IN_URI not in out.stdout + out.stderr and files_holding(tmp_path, IN_URI) == []
 
 
+def test_mlflow_prints_no_view_run_line_showing_a_tracking_uri_password(tmp_path, mlflow):  # noqa: F811
+    script = ("import sys\nfrom composer_cfg import Logger, MLFlowLogger, State\n"
+              "with Logger(State('view'), MLFlowLogger(tracking_uri=sys.argv[1])) as logger:\n"
+              "    logger.data_batch({'loss': 1.0})\n")
+
+    def printed(uri: str) -> str:
+        out = subprocess.run([sys.executable, "-c", script, uri], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120, env=child_env())
+        assert out.returncode == 0, out.stderr
+        return out.stdout + out.stderr
+
+    assert f"View run view at: {mlflow.url}/#/experiments/" in printed(mlflow.url)  # MLflow's own line...
+    shown = printed(mlflow.url.replace("http://", f"http://alice:{IN_URI}@"))
+    assert IN_URI not in shown and "View run" not in shown  # ...left out when it would show the password
+
+
 APP_CONFIG = f'''
 defaults:
   - logger: default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from composer_cfg.logger import Logger
 
 LOG = logging.getLogger("composer_cfg")
+_SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch for its "View run" lines
+_QUIET_URLS = threading.Lock()
 MAX_ENTITIES_PER_BATCH = 1000  # a tracking server's per-request limits
 MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
@@ -48,7 +51,9 @@ class MLFlowLogger(LoggerDestination):
             ``batch_end``), at epoch end and at close: one request per interval, not per value.
         rank_zero_only: only global rank 0 talks to the tracking store.
         tags: tags of the MLflow run; the value of a secret-named tag (``api_token``) is stored
-            masked, as is a URL's password in any tag (`composer_cfg.secrets`).
+            masked, as is a URL's password in any tag (`composer_cfg.secrets`). The tracking
+            URI's password is masked in messages; when there is one, MLflow's own "View run"
+            lines, which would show it, are not printed.
         timeout: the longest, in seconds, the training thread waits for the tracking store: when
             the run starts at `Event.INIT`, and in all at close (delivering what is left, then
             ending the run).
@@ -325,11 +330,27 @@ class MLFlowLogger(LoggerDestination):
         try:
             if self._started is not None:
                 wait("starting the MLflow run", self._started, self._time_left())
-                self._worker.call("ending the MLflow run", self._client.set_terminated, self.run_id, status.value,
-                                  timeout=self._time_left())
+                self._worker.call("ending the MLflow run", self._end_run, status, timeout=self._time_left())
                 self._report_failure()  # of an artifact other destinations published while closing
         finally:
             self._release()
+
+    def _end_run(self, status: RunStatus) -> None:
+        """`set_terminated`; MLflow then prints "View run <url>" lines, left out when the URI holds a
+        password (the lines would show it)."""
+        if self.shown_uri == self.tracking_uri:
+            self._client.set_terminated(self.run_id, status.value)
+            return
+        with _QUIET_URLS:  # one flag for the process: set and restored by one logger at a time
+            before = os.environ.get(_SUPPRESS_URLS)
+            os.environ[_SUPPRESS_URLS] = "true"
+            try:
+                self._client.set_terminated(self.run_id, status.value)
+            finally:
+                if before is None:
+                    os.environ.pop(_SUPPRESS_URLS, None)
+                else:
+                    os.environ[_SUPPRESS_URLS] = before
 
     def _time_left(self, reserve: float = 0.0) -> float:
         """What is left of `timeout` since close started, keeping `reserve` seconds for finalize."""
