@@ -94,7 +94,7 @@ def files_holding(root: Path, secret: str, skip: Path | None = None) -> list[str
 
 
 @pytest.mark.parametrize("outcome", ["succeeds", "training_fails", "bad_config"])
-@pytest.mark.parametrize("launcher", ["run", "basic", "submitit_local"])  # run: no -m, hydra.verbose=true
+@pytest.mark.parametrize("launcher", ["run", "basic", "joblib", "submitit_local"])  # run: no -m, hydra.verbose=true
 def test_a_planted_secret_reaches_no_file_and_no_stream(tmp_path, mlflow, launcher, outcome):  # noqa: F811
     conf = plant(tmp_path)
     tracking_uri = mlflow.url.replace("http://", f"http://alice:{IN_URI}@")
