@@ -13,6 +13,7 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
+from composer_cfg.secrets import redact
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
@@ -78,7 +79,9 @@ class Logger:
         """Send `data` to every destination that takes `log_level`.
 
         The data is checked and normalised once (`composer_cfg.values.normalise`: string keys,
-        host copies of tensors...) and the same result goes to every destination.
+        host copies of tensors...) and the same result goes to every destination. FIT data (the
+        hyperparameters, a logged config) has its secrets masked first (`composer_cfg.secrets`);
+        EPOCH and BATCH data, metrics on the hot path, is not inspected.
         """
         try:
             level, routes = self._routes[log_level]  # type: ignore[index]
@@ -87,6 +90,8 @@ class Logger:
         if not routes:
             return
         data = normalise(data)
+        if level is LogLevel.FIT:
+            data = redact(data)
         state = self._state
         failures = None
         for member, log in routes:
@@ -114,10 +119,11 @@ class Logger:
         """Give the run's hyperparameters (a nested mapping) to every destination, which keeps them
         in its own form: W&B's run config, MLflow parameters, TensorBoard's table, a JSON Lines
         FIT record, `InMemoryLogger.hyperparameters`. A text log and a progress bar ignore them.
+        Secrets are masked first, as in FIT data.
         """
         if self._phase == _CLOSED:
             raise RuntimeError("this Logger is closed: it takes no more data")
-        data = normalise(dict(hyperparameters))
+        data = redact(normalise(dict(hyperparameters)))  # secrets masked, as for FIT data
         state = self._state
         self._call_each("log_hyperparameters", lambda m: m.log_hyperparameters(state, data))
 

@@ -17,6 +17,7 @@ from composer_cfg.destinations.wandb_params import check_init_params
 from composer_cfg.errors import ConfigError
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import DIRECTORY, POSITIVE, Level, PositiveFloat
+from composer_cfg.secrets import redact, redact_override
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 
@@ -45,6 +46,9 @@ class WandBLogger(LoggerDestination):
         timeout: the longest, in seconds, the training thread waits for W&B to finish the run.
 
     The run is finished with exit code 0 when the run FINISHED, else 1 (FAILED, KILLED).
+    Secrets are masked in the ``config`` of `init_kwargs` (`composer_cfg.secrets`); W&B records
+    the command line in its run metadata, so when the command line holds a secret, that metadata
+    is not collected (W&B's ``x_disable_meta`` setting).
     """
 
     thread_safe = True
@@ -183,10 +187,13 @@ class WandBLogger(LoggerDestination):
         # (a sweep's next job runs in another directory of the same process).
         params["dir"] = os.path.abspath(params.get("dir") or ".")
         params["name"] = params.get("name") or state.run_name
+        params["config"] = redact(params.get("config"))
         if not self.rank_zero_only:
             params["group"] = params.get("group") or params["name"]
             params["name"] = f"{params['name']} [RANK_{state.rank}]"
-        params.setdefault("settings", wandb.Settings(console="off"))  # our FileLogger captures the console
+        secret_in_argv = any(redact_override(arg) != arg for arg in sys.argv[1:])
+        # our FileLogger captures the console
+        params.setdefault("settings", wandb.Settings(console="off", x_disable_meta=secret_in_argv))
         params.setdefault("reinit", "create_new")  # several loggers in one process: several runs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
