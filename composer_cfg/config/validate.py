@@ -11,6 +11,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -20,8 +21,10 @@ from composer_cfg import dist
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.logger import Logger
+from composer_cfg.manifest import manifest_path
 from composer_cfg.params import StoreRoot, TemplateParam, local_root, working_directory
-from composer_cfg.run_name import given_run_name
+from composer_cfg.resume import Resume
+from composer_cfg.run_name import given_run_name, launcher_run_name
 from composer_cfg.secrets import MASK, is_secret_key
 from composer_cfg.templates import Template
 
@@ -36,7 +39,7 @@ class Problem:
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
-TOP_LEVEL_KEYS = ("logger", "run_name", "dry_run", "demo")
+TOP_LEVEL_KEYS = ("logger", "run_name", "resume", "dry_run", "demo")
 
 
 def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = True) -> list[Problem]:
@@ -46,10 +49,13 @@ def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = 
     typo (``+run_nmae=x``) or a block from another tool (``loggers:``).
     """
     problems: list[Problem] = []
+    resume = _catch(problems, "resume", lambda: Resume.parse(config.get("resume") or Resume.NEVER))
     for key, node in config.items():
         if key == "logger":
             if node is not None:  # null (logger=null, logger=none): no logging
-                _check_logger(problems, node, world_size, config.get("run_name"))
+                _check_logger(problems, node, world_size, config.get("run_name"), resume)
+        elif key == "resume":
+            pass  # checked above, first: the logger's checks depend on it
         elif key == "run_name":
             _catch(problems, "run_name", lambda: given_run_name(node))  # or the environment's
         elif key == "dry_run" and not isinstance(node, bool):
@@ -63,7 +69,8 @@ def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = 
     return problems
 
 
-def _check_logger(problems: list[Problem], logger: Any, world_size: int, run_name: str | None) -> None:
+def _check_logger(problems: list[Problem], logger: Any, world_size: int, run_name: str | None,
+                  resume: Resume | None) -> None:
     if not isinstance(logger, Mapping):
         problems.append(Problem("logger", f"expected a logger node with _target_: composer_cfg.Logger, got {logger!r}"))
         return
@@ -80,16 +87,17 @@ def _check_logger(problems: list[Problem], logger: Any, world_size: int, run_nam
         if node is not None:
             check_node(problems, f"logger.destinations.{name}", node, LoggerDestination, world_size)
     if not problems:
-        problems.extend(_across_destinations(destinations, run_name))
+        problems.extend(_across_destinations(destinations, run_name, resume))
 
 
-def _across_destinations(destinations: Mapping[str, Any], run_name: str | None) -> list[Problem]:
+def _across_destinations(destinations: Mapping[str, Any], run_name: str | None, resume: Resume | None) -> list[Problem]:
     """Rules between destinations and the disk, from their declared parameter meanings:
 
     * a local store root (a `StoreRoot` parameter) must not hold a file another destination
       writes (a per-rank file template): an upload of the same name would replace the live file;
-    * with a known run name, a file a destination would create, without ``overwrite``, must not
-      exist yet: the run would be refused after Hydra made its run directory.
+    * with a known run name and ``resume=never``, a file a destination would create, without
+      ``overwrite``, must not exist yet: the run would be refused after Hydra made its run directory;
+    * ``resume=must`` needs a run to continue: a run name, and that run's manifest here.
     """
     run_name = _catch([], "run_name", lambda: given_run_name(run_name))  # a bad one is reported apart
     fields = {**dist.current().template_fields(), "run_name": run_name or "run"}
@@ -109,11 +117,26 @@ def _across_destinations(destinations: Mapping[str, Any], run_name: str | None) 
     problems += [Problem(root_key, f"{url!r} holds the file {file_key} writes ({file}): an upload of the same name "
                                   f"would replace the live file with a snapshot; give the store a directory of its own")
                 for root_key, url, root in roots for file_key, file, _ in files if root in file.parents]
-    if run_name is not None:
-        problems += [Problem(key, f"{str(file)!r} already exists (a run named {run_name!r} wrote it): choose another "
-                                  f"run_name, or set overwrite=true to replace it")
+    if run_name is not None and resume is Resume.NEVER:
+        problems += [Problem(key, f"{str(file)!r} already exists (a run named {run_name!r} wrote it): continue that "
+                                  f"run with resume=auto, choose another run_name, or set overwrite=true to replace it")
                      for key, file, overwrite in files if not overwrite and file.exists()]
+    if resume is Resume.MUST:
+        problems += _nothing_to_continue(run_name)
     return problems
+
+
+def _nothing_to_continue(run_name: str | None) -> list[Problem]:
+    """``resume=must`` without a run to continue: what is missing."""
+    run_name = run_name or launcher_run_name(os.environ)
+    if run_name is None:
+        return [Problem("resume", "'must' continues a run, but no run_name names one: set run_name (or "
+                                  "COMPOSER_RUN_NAME), or use resume=auto")]
+    manifest = manifest_path(working_directory() / run_name, dist.current().rank)
+    if manifest.exists():
+        return []
+    return [Problem("resume", f"'must', but there is no run {run_name!r} to continue (no {str(manifest)!r}); "
+                              f"use resume=auto to start it when it is missing")]
 
 
 def check_node(problems: list[Problem], path: str, node: Any, base: type, world_size: int) -> None:

@@ -62,6 +62,7 @@ class MLFlowLogger(LoggerDestination):
 
     thread_safe = True
     remote = True
+    holds_until_checkpoint = True  # MLflow has no way to delete a metric's points
     requires = {"mlflow": "mlflow", "sqlalchemy": "mlflow", "alembic": "mlflow"}
 
     def __init__(
@@ -225,6 +226,18 @@ class MLFlowLogger(LoggerDestination):
         """Queue the buffered metrics for sending; raise a request that failed since the last flush."""
         self._report_failure()
         self._queue_delivery()
+
+    def checkpoint_saved(self, state: State, logger: Logger) -> None:
+        """Send what is queued and wait (at most `timeout` seconds) until the store has it."""
+        self.flush(state, logger)
+        if self._last_request is not None:
+            try:
+                wait("sending metrics to MLflow at a checkpoint", self._last_request, self.timeout)
+            except TimeoutError:
+                raise
+            except Exception:  # noqa: BLE001 - remembered by its callback, reported just below
+                pass
+        self._report_failure()
 
     def _queue_delivery(self) -> None:
         with self._lock:

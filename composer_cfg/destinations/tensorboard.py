@@ -45,6 +45,7 @@ class TensorboardLogger(LoggerDestination):
     """
 
     thread_safe = True
+    holds_until_checkpoint = True  # readers keep every event of a step written twice
     requires = {"tensorboardX": "tensorboard"}
 
     def __init__(
@@ -78,6 +79,9 @@ class TensorboardLogger(LoggerDestination):
 
     def output_location(self) -> str | None:
         return str(self._directory.resolve()) if self._directory is not None else None
+
+    def run_identity(self) -> dict[str, Any]:
+        return {"log_dir": str(self._directory)} if self._directory is not None else {}
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         with self._lock:
