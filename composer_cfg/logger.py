@@ -193,7 +193,7 @@ class Logger:
             raise_first(self._new(failures))
         self._call_each("checkpoint_saved", lambda m: m.checkpoint_saved(state, self))
         if self._keeper is not None:
-            self._keeper.checkpoint(m.name for m in self._members)
+            self._keeper.checkpoint((m.name, m.destination) for m in self._members)
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -229,7 +229,7 @@ class Logger:
                     failures += self._each(lambda m: m.post_close(), closed, "post_close")[1]
                     failures += self._each(lambda m: m.finalize(status), members, "finalize")[1]
                     if self._keeper is not None and self._recording:
-                        self._keeper.end(status, (m.name for m in members))
+                        self._keeper.end(status)
                     new = self._new(failures)
                     for member in members:
                         member.ledger.report()

@@ -97,10 +97,8 @@ class RunKeeper:
                    "destinations": {}, "attempts": []}
         else:
             self.resumed = True
-            for name, destination in destinations:
-                identity = run["destinations"].get(name, {}).get("identity")
-                if identity:
-                    destination.continue_run(identity)
+            for name, destination in destinations:  # one without an identity yet continues what it can (a file)
+                destination.continue_run(run["destinations"].get(name, {}).get("identity") or {})
             if run["attempts"] and run["attempts"][-1]["status"] == "RUNNING":
                 run["attempts"][-1]["status"] = CRASHED
         run["status"] = "RUNNING"
@@ -111,38 +109,40 @@ class RunKeeper:
 
     def started(self, destinations: Iterable[tuple[str, LoggerDestination]]) -> None:
         """After `Event.INIT`: record each destination's identity (a tracker's run id, a path)."""
-        identities = {name: destination.run_identity() for name, destination in destinations}
+        self._update(destinations, lambda run: None)
 
-        def update(run: dict[str, Any]) -> None:
-            for name, identity in identities.items():
-                if identity:
-                    run["destinations"].setdefault(name, {})["identity"] = identity
-
-        self._update(update)
-
-    def checkpoint(self, names: Iterable[str]) -> None:
+    def checkpoint(self, destinations: Iterable[tuple[str, LoggerDestination]]) -> None:
         """A checkpoint was saved and everything logged before it is written: mark the timestamp."""
         mark = timestamp_fields(self.state.timestamp)
 
         def update(run: dict[str, Any]) -> None:
             run["checkpoint"] = mark
-            for name in names:
-                run["destinations"].setdefault(name, {})["through"] = mark
+            for entry in run["destinations"].values():
+                entry["through"] = mark
 
-        self._update(update)
+        self._update(destinations, update)
 
-    def end(self, status: RunStatus, names: Iterable[str]) -> None:
-        """The attempt ended with `status` (a FINISHED one has written everything)."""
+    def end(self, status: RunStatus) -> None:
+        """The attempt ended with `status` (a FINISHED one has written everything). Identities
+        are not recorded here: one known only now may name a tracker run its store never kept
+        (seen with MLflow killed while it created its store)."""
         def update(run: dict[str, Any]) -> None:
             run["status"] = status.value
             run["attempts"][-1].update(status=status.value, ended=_now())
             if status is RunStatus.FINISHED:
-                for name in names:
-                    run["destinations"].setdefault(name, {})["through"] = timestamp_fields(self.state.timestamp)
+                for entry in run["destinations"].values():
+                    entry["through"] = timestamp_fields(self.state.timestamp)
 
-        self._update(update)
+        self._update((), update)
 
-    def _update(self, change: Any) -> None:
+    def _update(self, destinations: Iterable[tuple[str, LoggerDestination]], change: Any) -> None:
+        """Record the destinations' identities, then `change`."""
+        identities = {name: destination.run_identity() for name, destination in destinations}
         manifest = read_manifest(self.path)  # as it is now: composer-cfg-sync writes beside "run"
-        change(manifest["run"])
+        run = manifest["run"]
+        for name, identity in identities.items():
+            entry = run["destinations"].setdefault(name, {})
+            if identity:
+                entry["identity"] = identity
+        change(run)
         write_manifest(self.path, manifest)

@@ -51,8 +51,9 @@ def demo(directory: Path, *extra: str, destinations: str = DESTINATIONS) -> subp
                           capture_output=True, text=True, timeout=300)
 
 
-def read_back(directory: Path) -> dict:
-    """What every destination of the demo run under `directory` holds, as readers see it."""
+def read_back(directory: Path, rank: int = 0) -> dict:
+    """What every destination of the demo run under `directory` holds, as readers see it (the
+    per-rank files of `rank`; the trackers are rank 0's)."""
     run = directory / "outputs" / "r" / "r"
     accumulator = ea.EventAccumulator(str(run / "tensorboard"), size_guidance={ea.SCALARS: 0})
     accumulator.Reload()
@@ -60,8 +61,9 @@ def read_back(directory: Path) -> dict:
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
     wandb_runs = offline_runs(directory / "outputs" / "r" / "wandb")
     return {
-        "text": text_series(run / "logs-rank0.txt"),
-        "jsonl": [(r["level"], r["epoch"], r["batch"], r["data"]) for r in read_records(run / "metrics-rank0.jsonl")],
+        "text": text_series(run / f"logs-rank{rank}.txt"),
+        "jsonl": [(r["level"], r["epoch"], r["batch"], r["data"])
+                  for r in read_records(run / f"metrics-rank{rank}.jsonl")],
         "tensorboard": {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
                         for tag in accumulator.Tags()["scalars"]},
         "mlflow runs": [r.info.status for r in runs],
@@ -69,7 +71,7 @@ def read_back(directory: Path) -> dict:
                    for key in runs[0].data.metrics},
         "mlflow params": runs[0].data.params,
         "wandb ids": {w["id"] for w in wandb_runs},
-        "wandb exit code": wandb_runs[-1]["exit_code"],
+        "wandb exit code": wandb_runs[-1]["exit_code"] if wandb_runs else None,
         "wandb": wandb_history(wandb_runs),
     }
 
@@ -108,8 +110,8 @@ def uninterrupted(tmp_path_factory) -> dict:
     return read_back(directory)
 
 
-def run_record(directory: Path) -> dict:
-    return read_manifest(manifest_path(directory / "outputs" / "r" / "r", 0))["run"]
+def run_record(directory: Path, rank: int = 0) -> dict:
+    return read_manifest(manifest_path(directory / "outputs" / "r" / "r", rank))["run"]
 
 
 @pytest.mark.parametrize("signum, event, batch", kill_points(signal.SIGKILL, 3) + kill_points(signal.SIGTERM, 3))
@@ -137,6 +139,40 @@ def test_a_killed_demo_resumed_with_auto_has_the_history_of_an_uninterrupted_run
     if signum == signal.SIGTERM:
         assert after["wandb"] == uninterrupted["wandb"]
         assert len(after["wandb ids"]) == 1 and after["wandb exit code"] == 0
+
+
+LOCAL = "file,jsonl,tensorboard,mlflow"
+
+
+def torchrun(directory: Path, *extra: str, destinations: str = LOCAL) -> subprocess.CompletedProcess:
+    """The demo under torchrun, 2 ranks on CPU."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_", "SLURM_",
+                                                                         "TORCHELASTIC", "COMPOSER_RUN_NAME"))},
+           "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1", "TMPDIR": str(directory)}
+    command = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--standalone", "-m",
+               "composer_cfg", "-cd", str(TESTS / "resume_conf"), *DEMO, f"logger/destinations=[{destinations}]", *extra]
+    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_under_torchrun_a_rank_killed_and_the_job_run_again_resumes_every_rank(tmp_path_factory):
+    reference, directory = tmp_path_factory.mktemp("uninterrupted2"), tmp_path_factory.mktemp("killed2")
+    assert torchrun(reference).returncode == 0
+    batch = random.Random("issue13-torchrun").randrange(BATCHES * 2, BATCHES * EPOCHS)
+    killed = torchrun(directory, f"logger.destinations.killer.at_batch={batch}", "logger.destinations.killer.rank=1",
+                      destinations=LOCAL + ",killer")
+    assert killed.returncode != 0  # torchrun stops the other rank (SIGTERM) once one dies
+    assert run_record(directory, 1)["attempts"][-1]["status"] == "RUNNING"  # SIGKILL: it could not say
+
+    resumed = torchrun(directory)
+    assert resumed.returncode == 0, resumed.stderr
+    for rank in (0, 1):
+        after, expected = read_back(directory, rank), read_back(reference, rank)
+        for destination in ("text", "jsonl", "tensorboard", "mlflow", "mlflow params", "mlflow runs"):
+            assert after[destination] == expected[destination], (rank, destination)
+        run = run_record(directory, rank)
+        assert run["status"] == run["attempts"][-1]["status"] == "FINISHED"
+    # (rank 0 may have been stopped before it recorded its first attempt: how far it got is timing)
+    assert [attempt["status"] for attempt in run_record(directory, 1)["attempts"]] == ["CRASHED", "FINISHED"]
 
 
 def train(logger: Logger, batches: range, checkpoint_at: int | None = None) -> None:
@@ -217,3 +253,4 @@ def test_read_records_drops_what_a_resume_record_replaces(tmp_path):
         train(logger, range(2, 3))
     assert [(r["batch"], r["data"]["loss"]) for r in read_records(path)] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert len(path.read_text().splitlines()) == 6  # the replaced records stay in the file, after a marker
+
