@@ -254,3 +254,18 @@ def test_read_records_drops_what_a_resume_record_replaces(tmp_path):
     assert [(r["batch"], r["data"]["loss"]) for r in read_records(path)] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert len(path.read_text().splitlines()) == 6  # the replaced records stay in the file, after a marker
 
+
+
+def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "COMPOSER_RUN_NAME", "RUN_NAME"))},
+           "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "HYDRA_FULL_ERROR": "0"}
+    for _ in range(2):  # the job, then the same job requeued
+        out = subprocess.run([sys.executable, "-m", "composer_cfg", "resume=auto", "demo.epochs=1",
+                              "logger/destinations=[file,jsonl]"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    run = read_manifest(manifest_path(tmp_path / "outputs" / "slurm-4242" / "slurm-4242", 0))["run"]
+    assert [(a["status"], a["resumed_at"] and a["resumed_at"]["epoch"]) for a in run["attempts"]] == [
+        ("FINISHED", None), ("FINISHED", 1)]
+    records = list(read_records(tmp_path / "outputs" / "slurm-4242" / "slurm-4242" / "metrics-rank0.jsonl"))
+    assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(16))
