@@ -230,14 +230,14 @@ class MLFlowLogger(LoggerDestination):
     def checkpoint_saved(self, state: State, logger: Logger) -> None:
         """Send what is queued and wait (at most `timeout` seconds) until the store has it."""
         self.flush(state, logger)
-        if self._last_request is not None:
+        request = self._last_request
+        if request is not None:
             try:
-                wait("sending metrics to MLflow at a checkpoint", self._last_request, self.timeout)
+                wait("sending metrics to MLflow at a checkpoint", request, self.timeout)
             except TimeoutError:
                 raise
-            except Exception:  # noqa: BLE001 - remembered by its callback, reported just below
-                pass
-        self._report_failure()
+            except Exception:  # noqa: BLE001 - the request's own failure: remembered by its callback
+                self._report_failure()
 
     def _queue_delivery(self) -> None:
         with self._lock:
