@@ -105,6 +105,8 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
     primary = own_primary(command.config_dir, command.config_name)
     with hydra_context(command.config_dir):
         overrides = without_null_groups(command.overrides)
+        if not command.multirun:
+            overrides += _resumable_run_directory(overrides, command.config_name)
         expanded = _jobs_or_as_given(overrides) if command.multirun else [overrides]
         for job_overrides in expanded:
             try:
@@ -123,6 +125,26 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
     for cfg in configs:
         remember(config_secrets(cfg))
     return overrides, configs
+
+
+def _resumable_run_directory(overrides: list[str], config_name: str) -> list[str]:
+    """``hydra.run.dir=outputs/<run_name>`` for a run that may continue an earlier one (``resume``
+    auto or must, a run name known): a second attempt then finds the first one's directory.
+    Nothing when ``hydra.run.dir`` is given, or the config can not be composed (the check says why)."""
+    from hydra import compose
+
+    from composer_cfg.resume import Resume
+    from composer_cfg.run_name import given_run_name, launcher_run_name
+
+    if any(override.lstrip("+").startswith("hydra.run.dir=") for override in overrides):
+        return []
+    try:
+        cfg = compose(config_name, overrides=overrides)
+        resumable = Resume.parse(cfg.get("resume") or Resume.NEVER) is not Resume.NEVER
+        name = given_run_name(cfg.get("run_name")) or launcher_run_name(os.environ)
+    except Exception:  # noqa: BLE001 - composing again, with the checks, reports it
+        return []
+    return [f"hydra.run.dir=outputs/{name}"] if resumable and name else []
 
 
 def _jobs_or_as_given(overrides: list[str]) -> list[list[str]]:
@@ -220,11 +242,14 @@ def _app(cfg: DictConfig) -> Any:
     from composer_cfg import dist
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.saved_configs import save_masked_configs
-    from composer_cfg.demo import plot_metrics
+    from composer_cfg.demo import demo_state, plot_metrics
+    from composer_cfg.resume import Resume
     from composer_cfg.run_config import describe_hydra_job, log_run_config
 
     try:
-        logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"))
+        resume = Resume.parse(cfg.get("resume") or Resume.NEVER)
+        state = None if resume is Resume.NEVER or cfg.get("demo") is None else demo_state(cfg.get("run_name"))
+        logger = instantiate_logger(cfg.get("logger"), state, run_name=cfg.get("run_name"), resume=resume)
     except ConfigError as error:
         print_errors(error)
         sys.exit(2)

@@ -1,19 +1,39 @@
 """The demo experiment: logistic regression in numpy, logged at every level.
 
 Hyperparameters go out at FIT, loss and accuracy every batch at BATCH, epoch means at EPOCH,
-and a checkpoint per epoch is written (atomically) and published with `Logger.file_artifact`.
+and a checkpoint per epoch is written (atomically), published with `Logger.file_artifact` and
+marked with `Event.EPOCH_CHECKPOINT`. A state that starts after epoch 0 (`demo_state`, for a run
+that is resumed) continues from the checkpoint of the epoch before.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from composer_cfg import dist
+from composer_cfg.events import Event
 from composer_cfg.files import replacing
 from composer_cfg.log_level import LogLevel
 from composer_cfg.logger import Logger
 from composer_cfg.loop import TrainingLoop
 from composer_cfg.params import PositiveInt, TimedArtifactTemplate
+from composer_cfg.resume import existing_run
+from composer_cfg.run_name import resolve_run_name
+from composer_cfg.state import State
 from composer_cfg.templates import TIME_FIELDS, Template
+from composer_cfg.timestamp import Timestamp
+
+
+def demo_state(run_name: str | None) -> State:
+    """The state a demo run starts from: the run's name and, when a run of that name here has
+    marked a checkpoint (see `composer_cfg.resume`), the start of the epoch after it."""
+    info = dist.current()
+    state = State(resolve_run_name(run_name, info), dist_info=info)
+    mark = (existing_run(state.run_name, state.rank) or {}).get("checkpoint")
+    if mark:
+        state.timestamp = Timestamp(**mark).to_next_epoch()
+    return state
 
 
 def run_demo(
@@ -29,7 +49,9 @@ def run_demo(
     """Train on synthetic data; return the last epoch's metrics and write `checkpoint` each epoch.
 
     Each rank trains on its own shard (seed + rank). `checkpoint` is both the local path (under
-    the working directory) and the artifact name.
+    the working directory) and the artifact name. A state past epoch 0 continues from the
+    checkpoint its run marked last, with the same results as a run that was never interrupted
+    (hyperparameters are logged by the attempt that starts at epoch 0).
     """
     import numpy as np
 
@@ -41,12 +63,17 @@ def run_demo(
     labels = (inputs @ true_weights + 0.3 * rng.normal(size=samples) > 0).astype(np.float64)
     weights, bias = np.zeros(features), 0.0
     checkpoint_name = Template(checkpoint, TIME_FIELDS, key="demo.checkpoint")
-
-    logger.data_fit({"hparams/epochs": epochs, "hparams/batch_size": batch_size,
-                     "hparams/learning_rate": learning_rate, "hparams/features": features, "hparams/seed": seed})
+    done = int(state.timestamp.epoch)
+    if done:
+        weights, bias = _restore(checkpoint_name, state)
+        for _ in range(done):  # the shuffles of the epochs done, so the next ones are the same
+            rng.permutation(samples)
+    else:
+        logger.data_fit({"hparams/epochs": epochs, "hparams/batch_size": batch_size,
+                         "hparams/learning_rate": learning_rate, "hparams/features": features, "hparams/seed": seed})
     loop = TrainingLoop(logger, dataloader_len=batches_per_epoch)
     metrics: dict[str, float] = {}
-    for epoch in loop.epochs(epochs):
+    for epoch in loop.epochs(max(0, epochs - done)):
         order = rng.permutation(samples)
         losses, correct = [], 0
         for index in loop.batches(batches_per_epoch, samples=batch_size):
@@ -65,8 +92,23 @@ def run_demo(
         logger.data_epoch({"epoch": epoch, **metrics})
         path = Path(checkpoint_name.fill(state.template_fields()))
         _save_atomically(path, weights=weights, bias=np.array(bias), epoch=np.array(epoch))
-        logger.file_artifact(LogLevel.EPOCH, checkpoint, path)
+        # overwrite: an attempt killed after saving, before its mark, published this epoch's already
+        logger.file_artifact(LogLevel.EPOCH, checkpoint, path, overwrite=True)
+        logger.run_event(Event.EPOCH_CHECKPOINT)
     return metrics
+
+
+def _restore(checkpoint_name: Template, state: State) -> tuple[Any, float]:
+    """The weights and bias of the checkpoint the state's run marked last."""
+    import numpy as np
+
+    mark = (existing_run(state.run_name, state.rank) or {}).get("checkpoint")
+    if not mark:
+        raise ValueError(f"run {state.run_name!r} starts at epoch {state.timestamp.epoch}, but no checkpoint of it "
+                         f"is marked in its manifest to continue from")
+    path = Path(checkpoint_name.fill({**state.template_fields(), **Timestamp(**mark).template_fields()}))
+    with np.load(path) as saved:
+        return saved["weights"], float(saved["bias"])
 
 
 def plot_metrics(logger: Logger) -> Path | None:

@@ -60,6 +60,9 @@ class LoggerDestination:
     aliases: ClassVar[Mapping[str, str]] = {}
     hyperparameters_as_fit_data: ClassVar[bool] = False
     flush_schedule: FlushSchedule | None = None
+    #: Its back end can not take back points a killed attempt sent after its last checkpoint (a
+    #: tracker): in a resumable run the Logger holds its data until each checkpoint.
+    holds_until_checkpoint: ClassVar[bool] = False
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
@@ -90,6 +93,11 @@ class LoggerDestination:
 
     def flush(self, state: State, logger: Logger) -> None:
         """Write out what is buffered; called when `flush_schedule` says so."""
+
+    def checkpoint_saved(self, state: State, logger: Logger) -> None:
+        """A checkpoint was saved: make everything logged so far durable (delivered, on disk),
+        so that a run resumed from it continues exactly after it. By default: `flush`."""
+        self.flush(state, logger)
 
     def output_location(self) -> str | None:
         """Where this destination's data went (a path, a URL, "the console"...), if anywhere."""
@@ -133,7 +141,8 @@ class LoggerDestination:
 
     def continue_run(self, identity: Mapping[str, Any]) -> None:
         """Before `Event.INIT`: add to the record `identity` names (an earlier `run_identity`)
-        instead of starting a new one. By default there is nothing to continue: a no-op."""
+        instead of starting a new one, from the state's timestamp at INIT (the resume point).
+        By default there is nothing to continue: a no-op."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -18,16 +18,38 @@ from typing import IO, Any
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; Windows has none
 
 
-def open_text(path: Path, *, overwrite: bool, buffering: int = -1) -> IO[str]:
-    """Open `path` to write UTF-8 text, never through a symbolic link: truncated if `overwrite`,
-    else created (`FileExistsError` if anything is there). A link there raises `OSError`."""
-    flags = os.O_WRONLY | os.O_CREAT | _NO_FOLLOW | (os.O_TRUNC if overwrite else os.O_EXCL)
+def open_text(path: Path, *, overwrite: bool, buffering: int = -1, append: bool = False) -> IO[str]:
+    """Open `path` to write UTF-8 text, never through a symbolic link: with `append`, added to
+    (created if missing; a last line cut short by a crash is removed first); else truncated if
+    `overwrite`, else created (`FileExistsError` if anything is there). A link there raises `OSError`."""
+    if append:
+        flags = os.O_RDWR | os.O_CREAT | _NO_FOLLOW | os.O_APPEND  # read: to find a torn last line
+    else:
+        flags = os.O_WRONLY | os.O_CREAT | _NO_FOLLOW | (os.O_TRUNC if overwrite else os.O_EXCL)
     descriptor = os.open(path, flags, 0o666)
+    if append:
+        _cut_torn_line(descriptor)
     try:
         return os.fdopen(descriptor, "w", buffering=buffering, encoding="utf-8")
     except BaseException:
         os.close(descriptor)
         raise
+
+
+def _cut_torn_line(descriptor: int) -> None:
+    """Truncate an open file after its last newline: what follows it is a line a killed process
+    left half written."""
+    size = end = os.fstat(descriptor).st_size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(descriptor, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    if end != size:
+        os.ftruncate(descriptor, end)
 
 
 def unique_beside(path: Path) -> Path:

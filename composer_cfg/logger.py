@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -14,6 +16,7 @@ from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
 from composer_cfg.secrets import redact
+from composer_cfg.resume import Resume, RunKeeper
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
@@ -22,6 +25,7 @@ from composer_cfg.values import normalise
 Destinations = LoggerDestination | Sequence[LoggerDestination | None] | Mapping[str, LoggerDestination | None] | None
 LOG = logging.getLogger("composer_cfg")
 _OPEN, _CLOSING, _CLOSED = "open", "closing", "closed"
+CHECKPOINT_EVENTS = (Event.BATCH_CHECKPOINT, Event.EPOCH_CHECKPOINT)
 
 
 class Logger:
@@ -47,14 +51,23 @@ class Logger:
     {'acc': 0.9}
     """
 
-    def __init__(self, state: State, destinations: Destinations = None) -> None:
+    def __init__(self, state: State, destinations: Destinations = None, *, resume: Resume | str = Resume.NEVER) -> None:
+        """`resume` (see `composer_cfg.resume`): with ``auto`` or ``must`` the run is recorded in
+        its manifest at `Event.INIT`, an existing run is continued, and destinations that can not
+        take back what a killed attempt sent after its last checkpoint (`holds_until_checkpoint`)
+        receive data at each checkpoint event (``batch_checkpoint``, ``epoch_checkpoint``) and at
+        a FINISHED close; what is held when the run fails or is killed is dropped."""
         self._state = state
+        policy = Resume.parse(resume)
+        self._keeper = None if policy is Resume.NEVER else RunKeeper(state, policy)
         members = [_Member(name, dest) for name, dest in _named(destinations)]
         self.destinations = Destinations((m.name, m.destination) for m in members)
         self._names = {id(m.destination): m.name for m in members}
         self._members = tuple(m for m in members if not (m.destination.rank_zero_only and state.rank != 0))
+        self._held = tuple(_Held(m) for m in self._members if self._keeper and m.destination.holds_until_checkpoint)
+        logs = {id(m): m.log_data for m in self._members} | {id(held.member): held.log for held in self._held}
         self._routes: dict[Any, tuple[LogLevel, tuple[tuple[_Member, Callable[..., None]], ...]]] = {
-            level: (level, tuple((m, m.log_data) for m in self._members if m.threshold is None or level <= m.threshold))
+            level: (level, tuple((m, logs[id(m)]) for m in self._members if m.threshold is None or level <= m.threshold))
             for level in LogLevel
         }
         # Destinations whose back end may be slow or unreachable close after the local ones.
@@ -63,6 +76,8 @@ class Logger:
         self._closer: int | None = None  # the thread running close
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        self._begun = False  # INIT has been fired
+        self._recording = False  # the run's manifest has this attempt
 
     @property
     def state(self) -> State:
@@ -166,7 +181,13 @@ class Logger:
 
         if event is not Event.INIT:
             self._call_each(event.value, fire)
+            if event in CHECKPOINT_EVENTS:
+                self._checkpoint()
             return
+        keeper = self._keeper
+        if keeper is not None and not self._begun and not self._recording:  # before any destination opens
+            keeper.begin(self.destinations.items())
+            self._recording = True  # from now on, how the attempt ends is recorded
         _, failures = self._each(fire, self._members, event.value)
         if failures:
             error = failures[0][2]
@@ -176,6 +197,20 @@ class Logger:
                 error.add_note(f"closing the logger after it failed to start also failed: "
                                f"{type(close_error).__name__}: {close_error}")
             raise_first([(member.name, what, failure) for member, what, failure in failures])
+        if keeper is not None and not self._begun:
+            keeper.started((m.name, m.destination) for m in self._members)
+        self._begun = True
+
+    def _checkpoint(self) -> None:
+        """A checkpoint was saved: deliver what was held, make everything logged so far durable
+        in every destination, then record the mark."""
+        state = self._state
+        failures = [(held.member, "log_data", error) for held in self._held for error in held.deliver(state)]
+        if failures:
+            raise_first(self._new(failures))
+        self._call_each("checkpoint_saved", lambda m: m.checkpoint_saved(state, self))
+        if self._keeper is not None:
+            self._keeper.checkpoint((m.name, m.destination) for m in self._members)
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -201,9 +236,17 @@ class Logger:
         try:
             with exit_hooks.closing():
                 try:
-                    closed, failures = self._each(lambda m: m.close(state, self), members, "close")
+                    failures = []
+                    for held in self._held:  # a run that did not finish is resumed from its last checkpoint
+                        if status is RunStatus.FINISHED:
+                            failures += [(held.member, "log_data", error) for error in held.deliver(state)]
+                        held.drop()
+                    closed, closing = self._each(lambda m: m.close(state, self), members, "close")
+                    failures += closing
                     failures += self._each(lambda m: m.post_close(), closed, "post_close")[1]
                     failures += self._each(lambda m: m.finalize(status), members, "finalize")[1]
+                    if self._keeper is not None and self._recording:
+                        self._keeper.end(status)
                     new = self._new(failures)
                     for member in members:
                         member.ledger.report()
@@ -312,10 +355,43 @@ class _Member:
             raise ValueError(f"destination {name!r}: log_level: {error}") from None
         self.ledger = FailureLedger(name)
         lock = None if destination.thread_safe else threading.RLock()
-        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "close", "post_close",
-                       "finalize"):
+        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "checkpoint_saved",
+                       "close", "post_close", "finalize"):
             bound = getattr(destination, method)
             setattr(self, method, bound if lock is None else _locked(lock, bound))
+
+
+class _Held:
+    """The data a destination does not receive until the next checkpoint (see `Logger`), each
+    call with the timestamp and wall-clock time it was made at."""
+
+    def __init__(self, member: _Member) -> None:
+        self.member = member
+        self._calls: list[tuple[Any, LogLevel, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def log(self, state: State, level: LogLevel, data: dict[str, Any]) -> None:
+        when = time.time() if state.log_time is None else state.log_time
+        with self._lock:
+            self._calls.append(((state.timestamp, when), level, dict(data)))
+
+    def deliver(self, state: State) -> list[Exception]:
+        """Send the held calls, in order, as of their own time; return the failures (every call
+        is sent whatever happens to the others)."""
+        with self._lock:
+            calls, self._calls = self._calls, []
+        shadow = copy.copy(state)
+        errors = []
+        for (shadow.timestamp, shadow.log_time), level, data in calls:
+            try:
+                self.member.log_data(shadow, level, data)
+            except Exception as error:  # noqa: BLE001 - reported as the Logger reports log_data failures
+                errors.append(error)
+        return errors
+
+    def drop(self) -> None:
+        with self._lock:
+            self._calls = []
 
 
 def _locked(lock: threading.RLock, method: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,6 +7,11 @@ Values are made JSON-safe: numpy and torch scalars become numbers, arrays and te
 other objects their ``str``. Strict JSON has no NaN or infinity, so non-finite floats are written
 as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (protobuf's JSON mapping);
 `read_records` turns them back into floats (so a logged *string* ``"NaN"`` reads back as a float).
+
+A resumed run appends a resume record, ``{"resumed_at": {"epoch": 2, "batch": 32, "sample": 1024},
+"run_name": ..., "rank": 0, "time": ...}``: the records before it at or after that point (by
+epoch, then batch) were written by an attempt that did not finish, and `read_records` drops
+them, so a reader sees one series without duplicates.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,8 +86,15 @@ def _finite(value: Any) -> Any:
     return _finite(_json_safe(value))  # numpy, torch...: their JSON form, walked the same way
 
 
+def resume_record(run_name: str, rank: int, timestamp: Any) -> str:
+    """The line a resumed run appends before its first record (see above)."""
+    point = {"epoch": int(timestamp.epoch), "batch": int(timestamp.batch), "sample": int(timestamp.sample)}
+    return json.dumps({"resumed_at": point, "run_name": run_name, "rank": rank, "time": time.time()}) + "\n"
+
+
 def read_records(source: str | Path) -> Iterator[dict[str, Any]]:
-    """The records of a ``.jsonl`` file, or of every ``*.jsonl`` file under a directory.
+    """The records of a ``.jsonl`` file, or of every ``*.jsonl`` file under a directory, without
+    those a resumed run replaced (see above).
 
     A last line cut short (a crash mid-write) is skipped with a warning; any other bad line is
     an error naming the file and line.
@@ -89,19 +102,30 @@ def read_records(source: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(source)
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     for file in files:
-        lines = file.read_text(encoding="utf-8").split("\n")
-        for number, line in enumerate(lines, start=1):
-            if not line:
+        yield from _file_records(file)
+
+
+def _file_records(file: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    lines = file.read_text(encoding="utf-8").split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if number == len(lines):  # no newline after it: the write was cut short
+                LOG.warning("%s: skipped the torn last line %d (%s)", file, number, error)
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                if number == len(lines):  # no newline after it: the write was cut short
-                    LOG.warning("%s: skipped the torn last line %d (%s)", file, number, error)
-                    continue
-                raise ValueError(f"{file}:{number}: not a JSON record: {error}") from None
-            record["data"] = _decode_non_finite(record.get("data", {}))
-            yield record
+            raise ValueError(f"{file}:{number}: not a JSON record: {error}") from None
+        resumed = record.get("resumed_at")
+        if resumed is not None:
+            point = (resumed["epoch"], resumed["batch"])
+            records = [kept for kept in records if (kept["epoch"], kept["batch"]) < point]
+            continue
+        record["data"] = _decode_non_finite(record.get("data", {}))
+        records.append(record)
+    return records
 
 
 def _decode_non_finite(value: Any) -> Any:

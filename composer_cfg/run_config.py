@@ -74,9 +74,14 @@ def describe_hydra_job(cfg: Any, run_name: str) -> dict[str, Any]:
 def log_run_config(logger: Logger, record: Mapping[str, Any]) -> Path | None:
     """Log `record` (from `describe_run`) to every destination; on rank 0 also save it as
     ``{run_name}/run-config.yaml`` under the working directory and publish it. Returns the file
-    written, if any."""
-    logger.log_hyperparameters({"config": record["config"]})
+    written, if any.
+
+    A run resumed past its start keeps the hyperparameters its first attempt logged (trackers'
+    parameters can not change); the file is rewritten with the config of the attempt running.
+    """
     state = logger.state
+    if state.timestamp.batch == 0:
+        logger.log_hyperparameters({"config": record["config"]})
     if state.rank != 0:
         return None
     path = Path(state.run_name) / "run-config.yaml"

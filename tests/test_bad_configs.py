@@ -71,6 +71,8 @@ CATALOGUE = [
     (["+run_nmae=foo"], ["run_nmae"], "unknown top-level key; did you mean 'run_name'?"),
     (["+loggers={wandb: {}}"], ["loggers"], "unknown top-level key; did you mean 'logger'?"),
     (["dry_run=maybe"], ["dry_run"], "expected a boolean (true/false), got 'maybe'"),
+    (["resume=sometimes"], ["resume"], "expected one of never, auto, must, got 'sometimes'"),
+    (["resume=must"], ["resume"], "'must', but there is no run 'bad' to continue"),
     ([f'{F}.filename="${{run_name}}/log-{{rank}}.txt"'], [f"{F}.filename"],
      "'${run_name}/log-{rank}.txt' uses ${run_name}, an interpolation resolved when the config is composed (to null "
      "here); the run-time template field is written {run_name}: '{run_name}/log-{rank}.txt'"),

@@ -204,8 +204,8 @@ def test_a_refused_second_run_into_the_same_directory_changes_nothing(tmp_path):
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.splitlines() == [
         f"composer-cfg: error: logger.destinations.file.filename: '{tmp_path / 'run/twice/logs-rank0.txt'}' already "
-        f"exists (a run named 'twice' wrote it): choose another run_name, or set overwrite=true to replace it "
-        f"(from logger/destinations/file.yaml in pkg://composer_cfg.conf)"]
+        f"exists (a run named 'twice' wrote it): continue that run with resume=auto, choose another run_name, or set "
+        f"overwrite=true to replace it (from logger/destinations/file.yaml in pkg://composer_cfg.conf)"]
     assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (tmp_path / "run").rglob("*")
             if path.is_file()} == saved
 

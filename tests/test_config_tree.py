@@ -49,7 +49,7 @@ def test_all_options_together():
 
 def test_default_selection_and_layout():
     cfg = compose_config()
-    assert list(cfg) == ["logger", "run_name", "dry_run", "log_config", "demo"]
+    assert list(cfg) == ["logger", "run_name", "resume", "dry_run", "log_config", "demo"]
     assert cfg.logger._target_ == "composer_cfg.Logger"
     assert list(cfg.logger.destinations) == ["file", "in_memory", "progress_bar"]
     assert cfg.logger.destinations.file.filename == "{run_name}/logs-rank{rank}.txt"

@@ -142,3 +142,19 @@ def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_pat
     (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
     params = mlflow_run.data.params
     assert params["config/demo/batches_per_epoch"] == "2" and params["config/run_name"] == "later"
+
+
+def test_a_resumed_run_keeps_its_first_hyperparameters_and_rewrites_the_file(tmp_path):
+    def command(*args: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=again", "resume=auto",
+                              "demo.batches_per_epoch=2", "logger/destinations=[jsonl]", *args],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+
+    command("demo.epochs=1")
+    command("demo.epochs=2")  # continues after the first epoch's checkpoint
+    directory = tmp_path / "outputs" / "again" / "again"
+    configs = [r["data"]["config"]["demo"]["epochs"] for r in read_records(directory / "metrics-rank0.jsonl")
+               if r["level"] == "FIT" and "config" in r["data"]]
+    assert configs == [1]
+    assert yaml.safe_load((directory / "run-config.yaml").read_text())["config"]["demo"]["epochs"] == 2

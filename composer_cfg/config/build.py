@@ -19,6 +19,7 @@ from composer_cfg.events import Event
 from composer_cfg.exit_hooks import close_at_exit
 from composer_cfg.imports import allowing
 from composer_cfg.logger import Logger
+from composer_cfg.resume import Resume
 from composer_cfg.run_name import resolve_run_name
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
@@ -32,23 +33,29 @@ def build_logger(
     overrides: Sequence[str] = (),
     config_name: str = "config",
     config_dir: str | Path | None = None,
+    *,
+    resume: Resume | str | None = None,
 ) -> Logger:
     """Compose the config, validate it, and return the `Logger` it declares, ready to use.
 
     `overrides` take Hydra's command-line syntax; `config_dir` is searched before the packaged
     configs. `Event.INIT` has already been fired (firing it again is harmless). A given `state`
     wins over the config's ``run_name``. Relative paths resolve in the working directory.
+    `resume` (never, auto, must) wins over the config's ``resume``.
 
     >>> logger = build_logger(overrides=["run_name=docs", "logger/destinations=[in_memory]"])
     >>> logger.data_batch({"loss": 0.25})
     >>> logger.close()
     """
+    if resume is not None:
+        overrides = [*overrides, f"resume={Resume.parse(resume).value}"]
     cfg = compose_config(overrides, config_name, config_dir)
-    return instantiate_logger(cfg.get("logger"), state, run_name=cfg.get("run_name"))
+    return instantiate_logger(cfg.get("logger"), state, run_name=cfg.get("run_name"), resume=cfg.get("resume"))
 
 
 def instantiate_logger(
-    logger_cfg: DictConfig | Mapping[str, Any] | None, state: State | None = None, *, run_name: str | None = None
+    logger_cfg: DictConfig | Mapping[str, Any] | None, state: State | None = None, *, run_name: str | None = None,
+    resume: Resume | str | None = None,
 ) -> Logger:
     """Validate an already-composed ``logger`` node, build its `Logger`, guard it, fire `Event.INIT`.
 
@@ -56,7 +63,8 @@ def instantiate_logger(
     or a script that made its config some other way: the same checks and errors as the command,
     no second composition. The run's name: `state`'s, else `run_name`, else ``COMPOSER_RUN_NAME``
     or ``RUN_NAME``, else one generated and agreed by every rank. ``None`` (``logger=null``,
-    ``logger=none``) means no logging: a Logger with no destinations.
+    ``logger=none``) means no logging: a Logger with no destinations. `resume` (never, the
+    default; auto; must): what to do when the run already exists (see `composer_cfg.resume`).
 
     If a destination fails to build or to start, every destination built is closed (status
     FAILED: files flushed, stream captures undone, hooks removed) before the error is raised.
@@ -64,14 +72,15 @@ def instantiate_logger(
     from hydra.utils import instantiate
 
     node = None if logger_cfg is None else logger_cfg if isinstance(logger_cfg, DictConfig) else OmegaConf.create(dict(logger_cfg))
+    policy = Resume.parse(resume or Resume.NEVER)
     if node is not None:
-        raise_logger_problems(node, run_name)
+        raise_logger_problems(node, run_name, policy)
     if state is None:
         dist_info = dist.current()
         state = State(resolve_run_name(run_name, dist_info), dist_info=dist_info)
     built: dict[str, LoggerDestination] = {}
     if node is None:
-        logger = Logger(state)
+        logger = Logger(state, resume=policy)
     else:
         if not any(destination is not None for destination in node.destinations.values()):
             LOG.warning("%s.destinations: no destination is selected, so nothing will be logged; choose some with "
@@ -82,7 +91,7 @@ def instantiate_logger(
             for destination in built.values() if job is not None else ():
                 destination.join_sweep(job.sweep, job.overrides)
             logger_node = OmegaConf.masked_copy(node, [key for key in node if key not in LOGGER_KEYS])
-            logger = instantiate(logger_node, state, destinations=built, _convert_="all")
+            logger = instantiate(logger_node, state, destinations=built, resume=policy, _convert_="all")
         except BaseException:
             Logger(state, built).close(RunStatus.FAILED)
             raise

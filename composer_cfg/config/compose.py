@@ -149,13 +149,13 @@ def without_null_groups(overrides: Sequence[str]) -> list[str]:
             and ("/" in o.key_or_group or o.key_or_group in groups) else o.input_line for o in parsed]
 
 
-def raise_logger_problems(node: DictConfig, run_name: str | None) -> None:
+def raise_logger_problems(node: DictConfig, run_name: str | None, resume: Any = None) -> None:
     """Raise a `ConfigError` for every problem of a composed ``logger`` node, with the key paths
     it has in its own config, and, inside a running Hydra app, the file or override it came from."""
     prefix = node_path(node)
     problems = _unresolvable(node, prefix)  # resolved where the node lives: its interpolations may reach out
     if not problems:
-        container = {"logger": OmegaConf.to_container(node, resolve=True), "run_name": run_name}
+        container = {"logger": OmegaConf.to_container(node, resolve=True), "run_name": run_name, "resume": resume}
         problems = [Problem(prefix + problem.key.removeprefix("logger"), problem.message)
                     for problem in validate(container, dist.current().world_size, own_primary=False)]
     if problems:

@@ -6,8 +6,9 @@ the local paths the destinations' parameters declare (`Meaning.local_path`):
   directory too, when the command is to create it);
 * a local store root (a `StoreRoot` parameter) must not hold a file another destination writes
   (a per-rank file): an upload of the same name would replace the live file with a snapshot;
-* with a known run name, a per-rank file a destination creates without ``overwrite`` must not
-  exist yet: the run would be refused after Hydra made its run directory.
+* with a known run name and ``resume=never``, a per-rank file a destination creates without
+  ``overwrite`` must not exist yet: the run would be refused after Hydra made its run directory;
+* ``resume=must`` needs a run to continue: a run name, and that run's manifest here.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from composer_cfg import dist
 from composer_cfg.config.annotations import meanings_of, type_hints
 from composer_cfg.config.problems import Problem, catch
 from composer_cfg.imports import import_object
+from composer_cfg.manifest import manifest_path
 from composer_cfg.meaning import LocalPath, Meaning
-from composer_cfg.params import StoreRoot, TemplateParam, directory_to_create
-from composer_cfg.run_name import given_run_name
+from composer_cfg.params import StoreRoot, TemplateParam, directory_to_create, working_directory
+from composer_cfg.resume import Resume
+from composer_cfg.run_name import given_run_name, launcher_run_name
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class _Declared:
     overwrite: bool
 
 
-def disk_problems(config: Mapping[str, Any]) -> list[Problem]:
+def disk_problems(config: Mapping[str, Any], resume: Resume | None = Resume.NEVER) -> list[Problem]:
     """The problems between the destinations of an otherwise valid config and the disk."""
     run_name = catch([], "run_name", lambda: given_run_name(config.get("run_name")))  # a bad one is reported apart
     fields = {**dist.current().template_fields(), "run_name": run_name or "run"}
@@ -56,11 +59,27 @@ def disk_problems(config: Mapping[str, Any]) -> list[Problem]:
                                        f"an upload of the same name would replace the live file with a snapshot; "
                                        f"give the store a directory of its own")
                      for file in files if root.local.path.resolve() in file.local.path.resolve().parents]
-    if run_name is not None:
+    if run_name is not None and resume is Resume.NEVER:
         problems += [Problem(file.key, f"{str(file.local.path.resolve())!r} already exists (a run named {run_name!r} "
-                                       f"wrote it): choose another run_name, or set overwrite=true to replace it")
+                                       f"wrote it): continue that run with resume=auto, choose another run_name, or "
+                                       f"set overwrite=true to replace it")
                      for file in files if not file.overwrite and file.local.path.is_file()]
+    if resume is Resume.MUST:
+        problems += _nothing_to_continue(run_name)
     return problems
+
+
+def _nothing_to_continue(run_name: str | None) -> list[Problem]:
+    """``resume=must`` without a run to continue: what is missing."""
+    run_name = run_name or launcher_run_name(os.environ)
+    if run_name is None:
+        return [Problem("resume", "'must' continues a run, but no run_name names one: set run_name (or "
+                                  "COMPOSER_RUN_NAME), or use resume=auto")]
+    manifest = manifest_path(working_directory() / run_name, dist.current().rank)
+    if manifest.exists():
+        return []
+    return [Problem("resume", f"'must', but there is no run {run_name!r} to continue (no {str(manifest)!r}); "
+                              f"use resume=auto to start it when it is missing")]
 
 
 def _declared(config: Mapping[str, Any], fields: Mapping[str, Any], problems: list[Problem]) -> list[_Declared]:

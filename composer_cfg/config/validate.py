@@ -21,6 +21,7 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import suggest
 from composer_cfg.imports import ALLOWED_MODULES_KEY, allowing, check_module_names, import_object
 from composer_cfg.logger import Logger
+from composer_cfg.resume import Resume
 from composer_cfg.run_name import given_run_name
 from composer_cfg.secrets import MASK, is_secret_key
 
@@ -31,7 +32,7 @@ LOGGER_KEYS = ("destinations", "allowed_modules")
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
-TOP_LEVEL_KEYS = ("logger", "run_name", "dry_run", "log_config", "demo")
+TOP_LEVEL_KEYS = ("logger", "run_name", "resume", "dry_run", "log_config", "demo")
 
 
 def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = True) -> list[Problem]:
@@ -45,8 +46,11 @@ def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = 
     modules = None
     if isinstance(logger, Mapping):
         modules = catch(problems, ALLOWED_MODULES_KEY, lambda: check_module_names(logger.get("allowed_modules", [])))
+    resume = catch(problems, "resume", lambda: Resume.parse(config.get("resume") or Resume.NEVER))
     with allowing(modules or ()):
         for key, node in config.items():
+            if key == "resume":
+                continue  # checked above, first: the disk's rules depend on it
             if key == "logger":
                 if node is not None:  # null (logger=null, logger=none): no logging
                     _check_logger(problems, node, world_size)
@@ -61,7 +65,7 @@ def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = 
                 problems.append(Problem(str(key), f"unknown top-level key{hint}; destinations go under "
                                                   f"logger.destinations (see the README's migration table)"))
         if not problems:
-            problems.extend(disk_problems(config))
+            problems.extend(disk_problems(config, resume))
     return problems
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from composer_cfg.destinations import capture
@@ -106,6 +107,13 @@ class FileLogger(RunFileDestination):
     def output_location(self) -> str | None:
         return self._run_file.location()
 
+    def run_identity(self) -> dict[str, Any]:
+        return {"filename": self._run_file.path} if self._run_file.location() else {}
+
+    def continue_run(self, identity: Mapping[str, Any]) -> None:
+        """Append to the log file, after a line saying where the run resumed."""
+        self._run_file.append = True
+
     # -- data --------------------------------------------------------------------------------
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
@@ -185,6 +193,9 @@ class FileLogger(RunFileDestination):
         if self._closed:  # a call still in flight when the Logger closed: never reopen (or truncate)
             raise RuntimeError(f"FileLogger for {self._run_file.location()} is closed: it writes no more")
         self._file = self._run_file.open(state)
+        if self._run_file.append:
+            self._file.write(f"[resumed]: at epoch {state.timestamp.epoch} batch {state.timestamp.batch}; the lines "
+                             f"above from that point on were written by an attempt that did not finish\n")
         for name in self._streams:
             handle = capture.start(name, lambda text, name=name: self._captured(name, text))
             if handle is not None:

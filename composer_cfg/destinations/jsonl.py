@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from composer_cfg.destinations.run_file import RunFile, RunFileDestination
@@ -12,7 +13,7 @@ from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int
-from composer_cfg.records import encode_data
+from composer_cfg.records import encode_data, resume_record
 from composer_cfg.state import State
 
 if TYPE_CHECKING:
@@ -68,6 +69,14 @@ class JSONLinesLogger(RunFileDestination):
     def output_location(self) -> str | None:
         return self._run_file.location()
 
+    def run_identity(self) -> dict[str, Any]:
+        return {"filename": self._run_file.path} if self._run_file.location() else {}
+
+    def continue_run(self, identity: Mapping[str, Any]) -> None:
+        """Append to the file, after a resume record: `read_records` drops the records before it
+        at or after its timestamp (written by an attempt that did not finish)."""
+        self._run_file.append = True
+
     @property
     def filename(self) -> str:
         """The file's absolute path; known once it is open (at INIT or the first record)."""
@@ -93,12 +102,18 @@ class JSONLinesLogger(RunFileDestination):
 
     def _write_pending(self, state: State) -> IO[str]:
         """Write the pending records as whole lines (the caller holds the lock); return the file."""
-        file = self._run_file.file or self._run_file.open(state)
+        file = self._run_file.file or self._open(state)
         if self._pending:
             # Taken before writing: after a failed write (a full disk) these records are reported
             # lost, never written twice.
             records, self._pending = self._pending, []
             file.write("".join(records))
+        return file
+
+    def _open(self, state: State) -> IO[str]:
+        file = self._run_file.open(state)
+        if self._run_file.append:
+            file.write(resume_record(state.run_name, state.rank, state.timestamp))
         return file
 
     def flush(self, state: State, logger: Logger | None = None) -> None:
@@ -114,7 +129,7 @@ class JSONLinesLogger(RunFileDestination):
         self._logger = logger
         with self._lock:
             if self._run_file.file is None:
-                self._run_file.open(state)
+                self._open(state)
 
     def close(self, state: State, logger: Logger) -> None:
         with self._lock:

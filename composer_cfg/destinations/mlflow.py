@@ -75,6 +75,7 @@ class MLFlowLogger(LoggerDestination):
     thread_safe = True
     hyperparameters_as_fit_data = True
     remote = True
+    holds_until_checkpoint = True  # MLflow has no way to delete a metric's points
     requires = {"mlflow": "mlflow", "sqlalchemy": "mlflow", "alembic": "mlflow"}
 
     def __init__(
@@ -247,6 +248,18 @@ class MLFlowLogger(LoggerDestination):
         """Queue the buffered metrics for sending; raise a request that failed since the last flush."""
         self._report_failure()
         self._queue_delivery()
+
+    def checkpoint_saved(self, state: State, logger: Logger) -> None:
+        """Send what is queued and wait (at most `timeout` seconds) until the store has it."""
+        self.flush(state, logger)
+        request = self._last_request
+        if request is not None:
+            try:
+                wait("sending metrics to MLflow at a checkpoint", request, self.timeout)
+            except TimeoutError:
+                raise
+            except Exception:  # noqa: BLE001 - the request's own failure: remembered by its callback
+                self._report_failure()
 
     def _queue_delivery(self) -> None:
         with self._lock:

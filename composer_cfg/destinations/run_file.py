@@ -49,6 +49,7 @@ class RunFile:
         self._artifact_name = ARTIFACT_NAME.check("artifact_name", artifact, 1)
         self.overwrite = bool(overwrite)
         self.buffering = buffering
+        self.append = False  # continue an earlier attempt's file (see `continue_run`)
         self.file: IO[str] | None = None
         self.path: str | None = None
         self.artifact_name: str | None = None
@@ -70,7 +71,7 @@ class RunFile:
         path = Path(self.resolve(state))
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.file = open_text(path, overwrite=self.overwrite, buffering=self.buffering)
+            self.file = open_text(path, overwrite=self.overwrite, buffering=self.buffering, append=self.append)
         except OSError as error:
             if path.is_symlink():
                 raise FileExistsError(

@@ -46,6 +46,7 @@ class TensorboardLogger(LoggerDestination):
 
     thread_safe = True
     hyperparameters_as_fit_data = True
+    holds_until_checkpoint = True  # readers keep every event of a step written twice
     requires = {"tensorboardX": "tensorboard"}
 
     def __init__(
@@ -79,6 +80,9 @@ class TensorboardLogger(LoggerDestination):
 
     def output_location(self) -> str | None:
         return str(self._directory.resolve()) if self._directory is not None else None
+
+    def run_identity(self) -> dict[str, Any]:
+        return {"log_dir": str(self._directory)} if self._directory is not None else {}
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         with self._lock:

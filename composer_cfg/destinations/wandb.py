@@ -54,6 +54,7 @@ class WandBLogger(LoggerDestination):
     thread_safe = True
     hyperparameters_as_fit_data = True
     remote = True
+    holds_until_checkpoint = True  # W&B keeps every point of a step logged twice
     requires = {"wandb": "wandb"}
     aliases = {"init_params": "init_kwargs"}  # Composer 0.7's name
 

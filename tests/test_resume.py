@@ -1,0 +1,272 @@
+"""Resuming runs: a killed demo, started again with resume=auto, ends with the history of a run
+that was never interrupted, in every destination, read back from the real back ends."""
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from tensorboard.backend.event_processing import event_accumulator as ea
+
+from composer_cfg import ConfigError, Event, JSONLinesLogger, Logger, MLFlowLogger, State, Timestamp, build_logger
+from composer_cfg.files import open_text
+from composer_cfg.manifest import manifest_path, read_manifest
+from composer_cfg.records import read_records
+from composer_cfg.resume import existing_run
+from composer_cfg.status import RunStatus
+from wandb_records import offline_runs
+
+TESTS = Path(__file__).parent
+EPOCHS, BATCHES = 4, 8
+DEMO = ["run_name=r", "resume=auto", f"demo.epochs={EPOCHS}", f"demo.batches_per_epoch={BATCHES}",
+        "logger.destinations.file.log_level=batch", "logger.allowed_modules=[killer]",
+        "log_config=false"]  # the killed attempts' configs name the killer: tests/test_run_config.py covers resume
+DESTINATIONS = "file,jsonl,tensorboard,mlflow,wandb"
+EPOCH_EVENTS = ("epoch_end", "epoch_checkpoint")
+
+
+def kill_points(signum: int, count: int) -> list[tuple[int, str, int]]:
+    """`count` points to kill the demo at, chosen by a seeded RNG: (signal, event, batch). Epoch
+    events happen at batches that end an epoch; batch events at any batch of the run."""
+    rng = random.Random(f"issue13-{signum}")
+    points = []
+    for _ in range(count):
+        event = rng.choice(["batch_start", "batch_end", *EPOCH_EVENTS])
+        batch = BATCHES * rng.randint(1, EPOCHS) if event in EPOCH_EVENTS else rng.randrange(EPOCHS * BATCHES)
+        points.append((signum, event, batch))
+    return points
+
+
+def demo(directory: Path, *extra: str, destinations: str = DESTINATIONS) -> subprocess.CompletedProcess:
+    """The composer-cfg command in `directory`, with W&B's own files there too."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "HYDRA_FULL_ERROR": "0", "WANDB_MODE": "offline",
+           "WANDB_SILENT": "true", **{name: str(directory / ".wandb-home")
+                                      for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR")}}
+    return subprocess.run([sys.executable, "-m", "composer_cfg", "-cd", str(TESTS / "resume_conf"), *DEMO,
+                           f"logger/destinations=[{destinations}]", *extra], cwd=directory, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def read_back(directory: Path, rank: int = 0) -> dict:
+    """What every destination of the demo run under `directory` holds, as readers see it (the
+    per-rank files of `rank`; the trackers are rank 0's)."""
+    run = directory / "outputs" / "r" / "r"
+    accumulator = ea.EventAccumulator(str(run / "tensorboard"), size_guidance={ea.SCALARS: 0})
+    accumulator.Reload()
+    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
+    wandb_runs = offline_runs(directory / "outputs" / "r" / "wandb")
+    return {
+        "text": text_series(run / f"logs-rank{rank}.txt"),
+        "jsonl": [(r["level"], r["epoch"], r["batch"], r["data"])
+                  for r in read_records(run / f"metrics-rank{rank}.jsonl")],
+        "tensorboard": {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)]
+                        for tag in accumulator.Tags()["scalars"]},
+        "mlflow runs": [r.info.status for r in runs],
+        "mlflow": {key: sorted((m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, key))
+                   for key in runs[0].data.metrics},
+        "mlflow params": runs[0].data.params,
+        "wandb ids": {w["id"] for w in wandb_runs},
+        "wandb exit code": wandb_runs[-1]["exit_code"] if wandb_runs else None,
+        "wandb": wandb_history(wandb_runs),
+    }
+
+
+def text_series(path: Path) -> list[tuple[str, int, str]]:
+    """The data lines of a text log as a reader takes them: at a ``[resumed]`` line, the lines
+    above it at or after its point go (an epoch's line at the point is the epoch before it)."""
+    lines: list[tuple[str, int, str]] = []
+    for line in path.read_text().splitlines():
+        resumed = re.match(r"\[resumed\]: at epoch (\d+) batch (\d+);", line)
+        data = re.match(r"\[(FIT|EPOCH|BATCH)\]\[batch=(\d+)\]: (.*)", line)
+        if resumed:
+            point = int(resumed[2])
+            lines = [kept for kept in lines if kept[1] < point or (kept[0] == "EPOCH" and kept[1] == point)]
+        elif data:
+            lines.append((data[1], int(data[2]), data[3]))
+    return lines
+
+
+def wandb_history(runs: list[dict]) -> dict[int, dict]:
+    """The W&B history of every attempt, merged by step; a value logged twice is an error."""
+    merged: dict[int, dict] = {}
+    for run in runs:
+        for step, items in run["history"].items():
+            twice = set(merged.get(step, {})) & set(items)
+            assert not twice, f"step {step}: {sorted(twice)} written by two attempts"
+            merged.setdefault(step, {}).update(items)
+    return merged
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    directory = tmp_path_factory.mktemp("uninterrupted")
+    out = demo(directory)
+    assert out.returncode == 0, out.stderr
+    return read_back(directory)
+
+
+def run_record(directory: Path, rank: int = 0) -> dict:
+    return read_manifest(manifest_path(directory / "outputs" / "r" / "r", rank))["run"]
+
+
+@pytest.mark.parametrize("signum, event, batch", kill_points(signal.SIGKILL, 3) + kill_points(signal.SIGTERM, 3))
+def test_a_killed_demo_resumed_with_auto_has_the_history_of_an_uninterrupted_run(
+        tmp_path, uninterrupted, signum, event, batch):
+    killer = [f"logger.destinations.killer.at_batch={batch}",
+              f"logger.destinations.killer.event={event}", f"logger.destinations.killer.signum={signum}"]
+    # W&B's service drops what it has not written to its file when the process is SIGKILLed (measured
+    # with wandb 0.31: a run file of its header only); after SIGTERM the run is finished first.
+    destinations = DESTINATIONS if signum == signal.SIGTERM else DESTINATIONS.replace(",wandb", "")
+    killed = demo(tmp_path, *killer, destinations=destinations + ",killer")
+    assert killed.returncode == -signum, killed.stderr
+    assert run_record(tmp_path)["status"] == ("RUNNING" if signum == signal.SIGKILL else "KILLED")
+
+    resumed = demo(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    after = read_back(tmp_path)
+    for destination in ("text", "jsonl", "tensorboard", "mlflow", "mlflow params"):
+        assert after[destination] == uninterrupted[destination], destination
+    assert after["mlflow runs"] == ["FINISHED"]  # one tracker run, and how it ended
+    run = run_record(tmp_path)
+    assert [attempt["status"] for attempt in run["attempts"]] == [
+        "CRASHED" if signum == signal.SIGKILL else "KILLED", "FINISHED"]
+    assert run["status"] == "FINISHED"
+    if signum == signal.SIGTERM:
+        assert after["wandb"] == uninterrupted["wandb"]
+        assert len(after["wandb ids"]) == 1 and after["wandb exit code"] == 0
+
+
+LOCAL = "file,jsonl,tensorboard,mlflow"
+
+
+def torchrun(directory: Path, *extra: str, destinations: str = LOCAL) -> subprocess.CompletedProcess:
+    """The demo under torchrun, 2 ranks on CPU."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_", "SLURM_",
+                                                                         "TORCHELASTIC", "COMPOSER_RUN_NAME"))},
+           "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1", "TMPDIR": str(directory)}
+    command = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--standalone", "-m",
+               "composer_cfg", "-cd", str(TESTS / "resume_conf"), *DEMO, f"logger/destinations=[{destinations}]", *extra]
+    return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_under_torchrun_a_rank_killed_and_the_job_run_again_resumes_every_rank(tmp_path_factory):
+    reference, directory = tmp_path_factory.mktemp("uninterrupted2"), tmp_path_factory.mktemp("killed2")
+    assert torchrun(reference).returncode == 0
+    batch = random.Random("issue13-torchrun").randrange(BATCHES * 2, BATCHES * EPOCHS)
+    killed = torchrun(directory, f"logger.destinations.killer.at_batch={batch}", "logger.destinations.killer.rank=1",
+                      destinations=LOCAL + ",killer")
+    assert killed.returncode != 0  # torchrun stops the other rank (SIGTERM) once one dies
+    assert run_record(directory, 1)["attempts"][-1]["status"] == "RUNNING"  # SIGKILL: it could not say
+
+    resumed = torchrun(directory)
+    assert resumed.returncode == 0, resumed.stderr
+    for rank in (0, 1):
+        after, expected = read_back(directory, rank), read_back(reference, rank)
+        for destination in ("text", "jsonl", "tensorboard", "mlflow", "mlflow params", "mlflow runs"):
+            assert after[destination] == expected[destination], (rank, destination)
+        run = run_record(directory, rank)
+        assert run["status"] == run["attempts"][-1]["status"] == "FINISHED"
+    # (rank 0 may have been stopped before it recorded its first attempt: how far it got is timing)
+    assert [attempt["status"] for attempt in run_record(directory, 1)["attempts"]] == ["CRASHED", "FINISHED"]
+
+
+def train(logger: Logger, batches: range, checkpoint_at: int | None = None) -> None:
+    state = logger.state
+    for batch in batches:
+        state.timestamp = Timestamp(batch=batch)
+        if batch == checkpoint_at:
+            logger.run_event(Event.BATCH_CHECKPOINT)
+        logger.data_batch({"loss": 1.0 / (batch + 1)})
+
+
+def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_of_a_killed_attempt():
+    overrides = ["run_name=r", "logger/destinations=[jsonl,mlflow]"]
+    first = build_logger(overrides=overrides, resume="auto")
+    train(first, range(5), checkpoint_at=3)  # batches 3 and 4 come after the last checkpoint
+    first.close(RunStatus.KILLED)
+    run_id = first.destinations["mlflow"].run_id
+
+    second = build_logger(State("r", timestamp=Timestamp(batch=3)), overrides=overrides, resume="auto")
+    train(second, range(3, 6))
+    second.close()
+    assert second.destinations["mlflow"].run_id == run_id
+    assert [r["batch"] for r in read_records("r/metrics-rank0.jsonl")] == [0, 1, 2, 3, 4, 5]
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('r/mlflow.db').absolute()}")
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [0, 1, 2, 3, 4, 5]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    run = existing_run("r", 0)
+    assert [(a["status"], a["resumed_at"] and a["resumed_at"]["batch"]) for a in run["attempts"]] == [
+        ("KILLED", None), ("FINISHED", 3)]
+    assert run["destinations"]["mlflow"]["identity"] == {"run_id": run_id}
+    assert run["destinations"]["jsonl"]["identity"] == {"filename": str(Path("r/metrics-rank0.jsonl").absolute())}
+
+
+def test_what_a_tracker_is_held_is_delivered_at_a_finished_close_and_dropped_otherwise(tmp_path):
+    for status, expected in ((RunStatus.FINISHED, [0, 1, 2]), (RunStatus.FAILED, [0])):
+        uri = f"sqlite:///{tmp_path / status.value}.db"
+        logger = Logger(State(f"held-{status.value}"), {"mlflow": MLFlowLogger(tracking_uri=uri)}, resume="auto")
+        logger.run_event(Event.INIT)
+        train(logger, range(3), checkpoint_at=1)
+        logger.close(status)
+        client = MlflowClient(tracking_uri=uri)
+        history = client.get_metric_history(logger.destinations["mlflow"].run_id, "loss")
+        assert sorted(m.step for m in history) == expected, status
+
+
+def test_resume_must_without_a_run_is_one_line_on_the_command_line_and_creates_nothing(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=gone", "resume=must"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stdout == ""
+    manifest = tmp_path / "outputs" / "gone" / "gone" / "run-rank0.json"
+    assert out.stderr.splitlines() == [
+        f"composer-cfg: error: resume: 'must', but there is no run 'gone' to continue (no '{manifest}'); use "
+        f"resume=auto to start it when it is missing (from command line 'resume=must')"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_must_in_a_script_without_a_run_is_refused_before_anything_opens():
+    with pytest.raises(ConfigError, match="'must', but there is no run 'gone' to continue"):
+        Logger(State("gone"), JSONLinesLogger(), resume="must").run_event(Event.INIT)
+    assert list(Path().iterdir()) == []
+
+
+def test_appending_first_cuts_a_line_a_killed_process_left_half_written(tmp_path):
+    path = tmp_path / "log.txt"
+    path.write_text("whole\nhalf wri")
+    with open_text(path, overwrite=False, append=True) as file:
+        file.write("next\n")
+    assert path.read_text() == "whole\nnext\n"
+
+
+def test_read_records_drops_what_a_resume_record_replaces(tmp_path):
+    path = tmp_path / "m.jsonl"
+    with Logger(State("m"), JSONLinesLogger(str(path))) as logger:
+        train(logger, range(4))
+    continued = JSONLinesLogger(str(path))
+    continued.continue_run({"filename": str(path)})
+    with Logger(State("m", timestamp=Timestamp(batch=2)), continued) as logger:
+        train(logger, range(2, 3))
+    assert [(r["batch"], r["data"]["loss"]) for r in read_records(path)] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert len(path.read_text().splitlines()) == 6  # the replaced records stay in the file, after a marker
+
+
+
+def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "COMPOSER_RUN_NAME", "RUN_NAME"))},
+           "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "HYDRA_FULL_ERROR": "0"}
+    for _ in range(2):  # the job, then the same job requeued
+        out = subprocess.run([sys.executable, "-m", "composer_cfg", "resume=auto", "demo.epochs=1",
+                              "logger/destinations=[file,jsonl]"], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    run = read_manifest(manifest_path(tmp_path / "outputs" / "slurm-4242" / "slurm-4242", 0))["run"]
+    assert [(a["status"], a["resumed_at"] and a["resumed_at"]["epoch"]) for a in run["attempts"]] == [
+        ("FINISHED", None), ("FINISHED", 1)]
+    records = list(read_records(tmp_path / "outputs" / "slurm-4242" / "slurm-4242" / "metrics-rank0.jsonl"))
+    assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(16))
