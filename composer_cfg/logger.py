@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from composer_cfg import exit_hooks
+from composer_cfg.deferred import DeferredValues
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
@@ -46,8 +47,15 @@ class Logger:
     {'acc': 0.9}
     """
 
-    def __init__(self, state: State, destinations: Destinations = None) -> None:
+    def __init__(self, state: State, destinations: Destinations = None, *, defer_tensors: bool = False) -> None:
+        """`defer_tensors`: keep logged tensors on their device until the next flush point and
+        copy them to the host in one batched transfer (`composer_cfg.deferred`)."""
+        if type(defer_tensors) is not bool:
+            raise TypeError(f"defer_tensors must be true or false, got {defer_tensors!r}")
         self._state = state
+        self._deferred = DeferredValues(self._send) if defer_tensors else None
+        if self._deferred is not None:
+            self.data = self._data_deferred  # type: ignore[method-assign]  # the default path stays as it was
         members = [_Member(name, dest) for name, dest in _named(destinations)]
         self.destinations = Destinations((m.name, m.destination) for m in members)
         self._names = {id(m.destination): m.name for m in members}
@@ -89,7 +97,7 @@ class Logger:
         data = normalise(data)
         state = self._state
         failures = None
-        for member, log in routes:
+        for member, log in routes:  # `_send` inline: the hot path of every call
             try:
                 log(state, level, data)
             except Exception as error:  # the other destinations still get the call
@@ -97,6 +105,24 @@ class Logger:
                 failures = [failure] if failures is None else [*failures, failure]
         if failures is not None:
             raise_first(self._new(failures))
+
+    def _data_deferred(self, log_level: LogLevel | int | str, data: dict[str, Any]) -> None:
+        """`data` with `defer_tensors`: tensors wait on their device for the next flush point."""
+        try:
+            level, routes = self._routes[log_level]  # type: ignore[index]
+        except (KeyError, TypeError):
+            level, routes = self._routes[LogLevel.parse(log_level)]
+        if routes:
+            failures = self._deferred.log(self._state, level, routes, data)  # type: ignore[union-attr]
+            if failures:
+                raise_first(self._new(failures))
+
+    def flush(self) -> None:
+        """Deliver the data held back by `defer_tensors` now (one batched transfer), then have every
+        destination write out what it buffers."""
+        self._deliver_deferred()
+        state = self._state
+        self._call_each("flush", lambda m: m.flush(state, self))
 
     def data_fit(self, data: dict[str, Any]) -> None:
         """`data(LogLevel.FIT, data)`."""
@@ -154,6 +180,9 @@ class Logger:
         if self._phase != _OPEN:
             raise RuntimeError(f"this Logger is closed: it fires no more events (got {event.value!r})")
         state = self._state
+        if self._deferred and any(m.flush_schedule is not None and m.flush_schedule.due(event, state.timestamp)
+                                  for m in self._members):
+            self._deliver_deferred()  # a destination flushes after this event: it gets the deferred data first
 
         def fire(member: _Member) -> None:
             member.run_event(event, state, self)  # flushes too, when the destination's schedule says so
@@ -195,7 +224,9 @@ class Logger:
         try:
             with exit_hooks.closing():
                 try:
-                    closed, failures = self._each(lambda m: m.close(state, self), members, "close")
+                    failures = self._deferred.deliver() if self._deferred is not None else []
+                    closed, failed = self._each(lambda m: m.close(state, self), members, "close")
+                    failures += failed
                     failures += self._each(lambda m: m.post_close(), closed, "post_close")[1]
                     failures += self._each(lambda m: m.finalize(status), members, "finalize")[1]
                     new = self._new(failures)
@@ -231,6 +262,24 @@ class Logger:
         return self._names.get(id(destination), type(destination).__name__)
 
     # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _send(routes: Iterable[tuple[_Member, Callable[..., None]]], state: State, level: LogLevel,
+              data: dict[str, Any]) -> list[tuple[_Member, str, Exception]]:
+        """Give normalised `data` to each routed destination, even after one fails: the failures."""
+        failures = []
+        for member, log in routes:
+            try:
+                log(state, level, data)
+            except Exception as error:  # the other destinations still get the call
+                failures.append((member, "log_data", error))
+        return failures
+
+    def _deliver_deferred(self) -> None:
+        if self._deferred is not None:
+            failures = self._deferred.deliver()
+            if failures:
+                raise_first(self._new(failures))
 
     def _call_each(self, what: str, call: Callable[[_Member], None]) -> None:
         """Call `call` on every active destination; raise the failures that are news."""
@@ -305,9 +354,10 @@ class _Member:
         except ValueError as error:
             raise ValueError(f"destination {name!r}: log_level: {error}") from None
         self.ledger = FailureLedger(name)
+        self.flush_schedule = destination.flush_schedule
         lock = None if destination.thread_safe else threading.RLock()
-        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "close", "post_close",
-                       "finalize"):
+        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "flush", "close",
+                       "post_close", "finalize"):
             bound = getattr(destination, method)
             setattr(self, method, bound if lock is None else _locked(lock, bound))
 

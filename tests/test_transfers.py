@@ -9,18 +9,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+import torch
 from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import (FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LogLevel, MLFlowLogger, State,
                           TensorboardLogger, TrainingLoop)
 from composer_cfg.records import read_records
+from conftest import Recorder
 from counting_tensor import DeviceTensor, on_device
 
 KEYS = [f"metric/{index}" for index in range(8)]
 
 
-def five_destinations(run_name: str, flush_interval: int = 10) -> Logger:
+def five_destinations(run_name: str, defer: bool = False, flush_interval: int = 10) -> Logger:
     return Logger(State(run_name), {
         "file": FileLogger(log_level="batch", flush_interval=flush_interval, capture_stdout=False,
                            capture_stderr=False),
@@ -28,7 +31,7 @@ def five_destinations(run_name: str, flush_interval: int = 10) -> Logger:
         "in_memory": InMemoryLogger(),
         "tensorboard": TensorboardLogger(flush_interval=flush_interval),
         "mlflow": MLFlowLogger(flush_interval=flush_interval),
-    })
+    }, defer_tensors=defer)
 
 
 def read_back(logger: Logger) -> dict[str, Any]:
@@ -81,3 +84,111 @@ def test_a_tensor_logged_once_crosses_to_the_host_once_for_five_destinations():
     assert kept["in_memory"] == {"loss": [(0, LogLevel.BATCH, 0.375)]}
     assert kept["tensorboard"] == {"loss": [(0, 0.375)]}
     assert kept["mlflow"] == {"loss": [(0, 0.375)]}
+
+
+def test_deferred_tensors_cross_once_per_flush_and_every_destination_keeps_what_eager_logging_keeps():
+    DeviceTensor.transfers = 0
+    eager = five_destinations("eager")
+    train(eager)
+    assert DeviceTensor.transfers == 800  # eager: one per tensor per call
+    DeviceTensor.transfers = 0
+    deferred = five_destinations("deferred", defer=True)
+    spans = train(deferred)
+    assert DeviceTensor.transfers == 10  # flushes after batches 10, 20, ..., 100: one batched copy each
+    eager_kept = read_back(eager)
+    deferred_kept = read_back(deferred)
+    for name in eager_kept:
+        assert deferred_kept[name] == eager_kept[name], name
+    assert deferred_kept["tensorboard"]["metric/3"][:2] == [(0, value(0, 3)), (1, value(1, 3))]
+    assert len(deferred_kept["jsonl"]) == 100 and deferred_kept["jsonl"][99] == (
+        99, "BATCH", {key: value(99, index) for index, key in enumerate(KEYS)})
+    # each record carries the wall-clock time of its call, not of the flush that delivered it
+    times = [record["time"] for record in read_records(Path("deferred", "metrics-rank0.jsonl"))]
+    assert all(before <= when <= after for when, (before, after) in zip(times, spans))
+
+
+
+class Stamps(Recorder):
+    """Records each data call with the batch and wall-clock time its state carries."""
+
+    def log_data(self, state, log_level, data):
+        self.calls.append(("data", log_level, int(state.timestamp.batch), state.log_time, data))
+
+
+def data_calls(recorder: Recorder) -> list[tuple[Any, ...]]:
+    return [call[1:] for call in recorder.calls if call[0] == "data"]
+
+
+def test_deferred_calls_keep_their_order_level_timestamp_and_time_and_plain_calls_wait_their_turn():
+    stamps = Stamps()
+    state = State("run")
+    with Logger(state, stamps, defer_tensors=True) as logger:
+        logger.data_batch({"plain": 1.0})  # nothing queued, no tensor: delivered at once
+        assert data_calls(stamps) == [(LogLevel.BATCH, 0, None, {"plain": 1.0})]
+        before = time.time()
+        logger.data_batch({"loss": on_device(0.5)})
+        after = time.time()
+        state.timestamp = state.timestamp.to_next_batch()
+        state.log_time = 1000.0
+        logger.data_epoch({"acc": 0.25, "nested": {"values": [on_device(1.5), 2]}})
+        state.log_time = None
+        logger.data_batch({"plain": 3.0})  # waits its turn behind the queued calls
+        assert len(data_calls(stamps)) == 1
+        DeviceTensor.transfers = 0
+        logger.flush()
+        assert DeviceTensor.transfers == 1  # both tensors in one copy
+        loss, later, plain = data_calls(stamps)[1:]
+        assert loss[:2] == (LogLevel.BATCH, 0) and before <= loss[2] <= after  # the time of the call
+        assert type(loss[3]["loss"]) is torch.Tensor and loss[3]["loss"].item() == 0.5
+        assert later[:3] == (LogLevel.EPOCH, 1, 1000.0) and later[3]["acc"] == 0.25
+        assert later[3]["nested"]["values"][0].item() == 1.5 and later[3]["nested"]["values"][1] == 2
+        assert plain[:2] == (LogLevel.BATCH, 1) and plain[3] == {"plain": 3.0}
+        logger.data_batch({"last": on_device(2.0)})
+        assert len(data_calls(stamps)) == 4
+    assert data_calls(stamps)[-1][3]["last"].item() == 2.0  # close delivers what is still queued
+
+
+def test_deferred_values_are_those_of_the_call_in_their_dtypes_and_shapes():
+    memory = InMemoryLogger()
+    tensor = on_device(0.25)
+    matrix = torch.arange(4, dtype=torch.float32).reshape(2, 2).as_subclass(DeviceTensor)
+    data = {"loss": tensor, "count": on_device(7, torch.int64), "matrix": matrix, "lr": 0.1}
+    with Logger(State("run"), memory, defer_tensors=True) as logger:
+        logger.data_batch(data)
+        tensor.add_(1)  # the caller reuses its tensor and its dict, as a training loop does
+        data["lr"] = 0.2
+        DeviceTensor.transfers = 0
+    assert DeviceTensor.transfers == 2  # one copy per dtype: float32 (loss and matrix), int64 (count)
+    kept = memory.most_recent_values
+    assert kept["loss"].dtype == torch.float32 and kept["loss"].shape == () and kept["loss"].item() == 0.25
+    assert kept["count"].dtype == torch.int64 and kept["count"].item() == 7
+    assert kept["matrix"].tolist() == [[0.0, 1.0], [2.0, 3.0]] and kept["lr"] == 0.1
+    assert all(type(value) is torch.Tensor for key, value in kept.items() if key != "lr")
+
+
+def test_deferred_mode_checks_a_call_when_it_is_made():
+    stamps = Stamps()
+    with Logger(State("run"), stamps, defer_tensors=True) as logger:
+        logger.data_batch({"loss": on_device(0.5)})
+        with pytest.raises(TypeError, match="log data keys must be strings, got 1"):
+            logger.data_batch({1: on_device(0.5)})
+    assert [call[3]["loss"].item() for call in data_calls(stamps)] == [0.5]
+
+
+def test_a_destination_failing_on_deferred_data_does_not_keep_it_from_the_others():
+    class Broken(Recorder):
+        def log_data(self, state, log_level, data):
+            raise OSError("disk full")
+
+    stamps = Stamps()
+    with Logger(State("run"), {"broken": Broken(), "stamps": stamps}, defer_tensors=True) as logger:
+        logger.data_batch({"a": on_device(1.0)})
+        logger.data_batch({"b": on_device(2.0)})
+        with pytest.raises(OSError, match="disk full"):
+            logger.flush()
+    assert [list(call[3]) for call in data_calls(stamps)] == [["a"], ["b"]]
+
+
+def test_defer_tensors_must_be_a_boolean():
+    with pytest.raises(TypeError, match="defer_tensors must be true or false, got 'yes'"):
+        Logger(State("run"), defer_tensors="yes")

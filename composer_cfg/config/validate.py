@@ -36,6 +36,8 @@ class Problem:
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
+#: The Logger's own settings a logger node may hold, next to its destinations.
+LOGGER_SETTINGS = ("defer_tensors",)
 TOP_LEVEL_KEYS = ("logger", "run_name", "dry_run", "log_config", "demo")
 
 
@@ -69,7 +71,12 @@ def _check_logger(problems: list[Problem], logger: Any, world_size: int, run_nam
         return
     if _target_class(problems, "logger", logger, Logger) is not None:
         for key in sorted(set(logger) - HYDRA_KEYS - {"destinations"}):
-            problems.append(Problem(f"logger.{key}", "unknown key; the logger node holds _target_ and destinations"))
+            if key in LOGGER_SETTINGS:
+                hint = typing.get_type_hints(Logger.__init__)[key]
+                _catch(problems, f"logger.{key}", lambda: check_value(f"logger.{key}", logger[key], hint, world_size))
+            else:
+                accepted = dict.fromkeys(("_target_", "destinations", *LOGGER_SETTINGS))
+                problems.append(Problem(f"logger.{key}", f"unknown key{_suggest(key, accepted)}"))
     destinations = logger.get("destinations")
     if destinations is None:
         return
