@@ -14,6 +14,7 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
+from composer_cfg.overhead import KIND_OF, Meter
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
@@ -47,16 +48,19 @@ class Logger:
     {'acc': 0.9}
     """
 
-    def __init__(self, state: State, destinations: Destinations = None, *, defer_tensors: bool = False) -> None:
+    def __init__(self, state: State, destinations: Destinations = None, *, defer_tensors: bool = False,
+                 measure_overhead: bool = False) -> None:
         """`defer_tensors`: keep logged tensors on their device until the next flush point and
-        copy them to the host in one batched transfer (`composer_cfg.deferred`)."""
-        if type(defer_tensors) is not bool:
-            raise TypeError(f"defer_tensors must be true or false, got {defer_tensors!r}")
+        copy them to the host in one batched transfer (`composer_cfg.deferred`).
+        `measure_overhead`: count and time every call into each destination (`overhead`)."""
+        for key, value in (("defer_tensors", defer_tensors), ("measure_overhead", measure_overhead)):
+            if type(value) is not bool:
+                raise TypeError(f"{key} must be true or false, got {value!r}")
         self._state = state
         self._deferred = DeferredValues(self._send) if defer_tensors else None
         if self._deferred is not None:
             self.data = self._data_deferred  # type: ignore[method-assign]  # the default path stays as it was
-        members = [_Member(name, dest) for name, dest in _named(destinations)]
+        members = [_Member(name, dest, Meter() if measure_overhead else None) for name, dest in _named(destinations)]
         self.destinations = Destinations((m.name, m.destination) for m in members)
         self._names = {id(m.destination): m.name for m in members}
         self._members = tuple(m for m in members if not (m.destination.rank_zero_only and state.rank != 0))
@@ -257,6 +261,12 @@ class Logger:
                         type(close_error).__name__, close_error)
             exc.add_note(f"closing the logger afterwards also failed: {type(close_error).__name__}: {close_error}")
 
+    def overhead(self) -> dict[str, dict[str, Any]]:
+        """With `measure_overhead`, what each active destination cost the threads that logged, so far
+        (`composer_cfg.overhead.Meter.report`: calls, seconds and µs per call of its data calls, events,
+        artifacts and closing, and its total seconds), by name; {} without it."""
+        return {m.name: m.meter.report() for m in self._members if m.meter is not None}
+
     def name_of(self, destination: LoggerDestination) -> str:
         """The destination's name in the config, or its class name."""
         return self._names.get(id(destination), type(destination).__name__)
@@ -343,9 +353,10 @@ class Destinations(tuple):  # type: ignore[type-arg]
 
 class _Member:
     """One destination as the Logger holds it: its name, its policies read once, its bound
-    methods (behind a lock of its own unless it declares itself thread-safe), its failures."""
+    methods (behind a lock of its own unless it declares itself thread-safe, and timed by its
+    `Meter` if it has one), its failures."""
 
-    def __init__(self, name: str, destination: LoggerDestination) -> None:
+    def __init__(self, name: str, destination: LoggerDestination, meter: Meter | None = None) -> None:
         self.name = name
         self.destination = destination
         threshold = destination.log_level  # a level, its name or its value (a destination may write "epoch")
@@ -355,11 +366,13 @@ class _Member:
             raise ValueError(f"destination {name!r}: log_level: {error}") from None
         self.ledger = FailureLedger(name)
         self.flush_schedule = destination.flush_schedule
+        self.meter = meter
         lock = None if destination.thread_safe else threading.RLock()
         for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "flush", "close",
                        "post_close", "finalize"):
             bound = getattr(destination, method)
-            setattr(self, method, bound if lock is None else _locked(lock, bound))
+            bound = bound if lock is None else _locked(lock, bound)
+            setattr(self, method, bound if meter is None or method not in KIND_OF else meter.timed(KIND_OF[method], bound))
 
 
 def _locked(lock: threading.RLock, method: Callable[..., Any]) -> Callable[..., Any]:

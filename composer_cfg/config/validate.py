@@ -37,7 +37,7 @@ class Problem:
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
 #: The Logger's own settings a logger node may hold, next to its destinations.
-LOGGER_SETTINGS = ("defer_tensors",)
+LOGGER_SETTINGS = ("defer_tensors", "measure_overhead")
 TOP_LEVEL_KEYS = ("logger", "run_name", "dry_run", "log_config", "demo")
 
 
