@@ -43,9 +43,6 @@ class Held:
         self.device = device
         self.host: Any = None
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Held:
-        return self
-
 
 class DeferredValues:
     """The queue of one `Logger` in deferred mode (see the module's docstring).
@@ -96,7 +93,11 @@ class DeferredValues:
             self._calls, self._held = [], []
         if not calls:
             return []
-        self.transfers += _transfer(held)
+        try:
+            self.transfers += _transfer(held)
+        except Exception as error:  # the device failed: the queued calls are lost, for each destination they had
+            members = {id(member): member for routes, _, _, _ in calls for member, _ in routes}
+            return [(member, "log_data", error) for member in members.values()]
         failures: list[Any] = []
         for routes, state, level, data in calls:
             failures += self._send(routes, state, level, _resolve(data))

@@ -192,3 +192,22 @@ def test_a_destination_failing_on_deferred_data_does_not_keep_it_from_the_others
 def test_defer_tensors_must_be_a_boolean():
     with pytest.raises(TypeError, match="defer_tensors must be true or false, got 'yes'"):
         Logger(State("run"), defer_tensors="yes")
+
+
+class LostDevice(DeviceTensor):
+    """A device that fails when its values are copied to the host."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", None) == "to":
+            raise RuntimeError("device lost")
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def test_a_failed_batched_transfer_is_reported_and_every_destination_still_closes():
+    stamps = Stamps()
+    logger = Logger(State("run"), {"stamps": stamps}, defer_tensors=True)
+    logger.data_batch({"loss": torch.tensor(0.5).as_subclass(LostDevice)})
+    with pytest.raises(RuntimeError, match="device lost"):
+        logger.close()
+    assert data_calls(stamps) == [] and stamps.calls[-1] == ("post_close",)
