@@ -7,7 +7,8 @@ per value (every host copy is a synchronisation). With ``Logger(..., defer_tenso
   bad key still raises at the call) and queued, its tensors kept as detached copies *on their
   device* (a device-side copy: the caller may change its tensor afterwards), with the level,
   the routes, and a copy of the state carrying the call's timestamp and wall-clock time;
-* while anything is queued, later calls queue behind it, so destinations see calls in order;
+* while anything is queued (or being delivered), later calls queue behind it, so destinations
+  see calls in order, from several threads too;
   a call without tensors and nothing queued is delivered at once, as without deferral;
 * at the next flush point (an event after which a destination's `flush_schedule` flushes,
   `Logger.flush`, `Logger.close`, or `MAX_PENDING` queued calls) every queued tensor is
@@ -55,6 +56,7 @@ class DeferredValues:
         self._calls: list[tuple[Any, State, LogLevel, dict[str, Any]]] = []
         self._held: list[Held] = []
         self._lock = threading.Lock()
+        self._delivering = 0  # deliveries in progress: a call made meanwhile queues, so it stays behind them
         self.transfers = 0  # batched host transfers done so far (one per device and dtype per flush)
 
     def __len__(self) -> int:
@@ -71,7 +73,7 @@ class DeferredValues:
 
         checked = normalise(data, hold)
         with self._lock:
-            if not held and not self._calls:
+            if not held and not self._calls and not self._delivering:
                 queued = False
             else:
                 queued = True
@@ -90,18 +92,23 @@ class DeferredValues:
         """Transfer every queued tensor to the host and deliver the queued calls in order: their failures."""
         with self._lock:
             calls, held = self._calls, self._held
+            if not calls:
+                return []
             self._calls, self._held = [], []
-        if not calls:
-            return []
+            self._delivering += 1
         try:
-            self.transfers += _transfer(held)
-        except Exception as error:  # the device failed: the queued calls are lost, for each destination they had
-            members = {id(member): member for routes, _, _, _ in calls for member, _ in routes}
-            return [(member, "log_data", error) for member in members.values()]
-        failures: list[Any] = []
-        for routes, state, level, data in calls:
-            failures += self._send(routes, state, level, _resolve(data))
-        return failures
+            try:
+                self.transfers += _transfer(held)
+            except Exception as error:  # the device failed: the queued calls are lost, for each destination they had
+                members = {id(member): member for routes, _, _, _ in calls for member, _ in routes}
+                return [(member, "log_data", error) for member in members.values()]
+            failures: list[Any] = []
+            for routes, state, level, data in calls:
+                failures += self._send(routes, state, level, _resolve(data))
+            return failures
+        finally:
+            with self._lock:
+                self._delivering -= 1
 
 
 def _transfer(held: list[Held]) -> int:

@@ -211,3 +211,31 @@ def test_a_failed_batched_transfer_is_reported_and_every_destination_still_close
     with pytest.raises(RuntimeError, match="device lost"):
         logger.close()
     assert data_calls(stamps) == [] and stamps.calls[-1] == ("post_close",)
+
+
+def test_a_call_made_while_another_thread_delivers_the_queue_stays_behind_it():
+    import threading
+
+    class Gate(Stamps):
+        thread_safe = True  # no lock of the Logger's to serialise the two threads
+
+        def __init__(self):
+            super().__init__()
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def log_data(self, state, log_level, data):
+            if "first" in data:
+                self.entered.set()
+                self.release.wait(30)
+            super().log_data(state, log_level, data)
+
+    gate = Gate()
+    with Logger(State("run"), gate, defer_tensors=True) as logger:
+        logger.data_batch({"first": on_device(1.0)})
+        delivering = threading.Thread(target=logger.flush)
+        delivering.start()
+        assert gate.entered.wait(30)
+        logger.data_batch({"second": 2.0})  # no tensor, nothing queued, but a delivery is in progress
+        gate.release.set()
+        delivering.join(30)
+    assert [list(call[3]) for call in data_calls(gate)] == [["first"], ["second"]]
