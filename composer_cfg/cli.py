@@ -5,15 +5,19 @@ every job's config first (each job of a ``-m`` sweep), prints one line per error
 Hydra then runs with `CheckWhatRuns`, which checks the config it actually composed. A user's
 config directory (``-cd DIR``) is Hydra's primary config path, the packaged configs behind it,
 for the check and for the run alike.
+
+Secrets: everything the command prints or logs is masked (`composer_cfg.masked_output`) with the
+secrets of its overrides and composed configs remembered; Hydra is given the overrides with each
+literal secret passed by reference (`composer_cfg.config.secret_overrides`), and each job runs
+with `MaskSecrets`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -27,9 +31,12 @@ from composer_cfg.config.compose import (
     user_config_dir,
     without_null_groups,
 )
+from composer_cfg.config.masking_callback import config_secrets
 from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_last
+from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.errors import ConfigError
-from composer_cfg.secrets import redact, redact_words
+from composer_cfg.masked_output import mask_output
+from composer_cfg.secrets import redact, redact_exception, redact_override, redact_text, remember
 
 SHOW_SECRETS = "COMPOSER_CFG_SHOW_SECRETS"
 
@@ -43,7 +50,9 @@ def main() -> None:
     # A destination module next to the user, as ``python -m`` would find it (before Hydra changes directory).
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    restore_record_factory = _mask_secrets_in_hydra_logs()
+    shown = command.cfg is not None and os.environ.get(SHOW_SECRETS)
+    unmask = (lambda: None) if shown else mask_output()
+    remember(secrets_in(command.overrides))
     try:
         with packaged_configs_last():
             _run(command)
@@ -51,7 +60,7 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     finally:
-        restore_record_factory()
+        unmask()
 
 
 def _run(command: CommandLine) -> None:
@@ -61,8 +70,11 @@ def _run(command: CommandLine) -> None:
         except ConfigError as error:
             print_errors(error)
             sys.exit(2)
-    if command.cfg and not os.environ.get(SHOW_SECRETS) and _print_masked_cfg(command):
-        return
+    cfg = _compose_as_hydra(command) if command.introspection else None
+    if cfg is not None:
+        remember(config_secrets(cfg))
+        if command.cfg and not os.environ.get(SHOW_SECRETS) and _print_masked_cfg(command, cfg):
+            return
     extra: list[str] = []
     if not command.introspection:
         overrides, configs = _check_jobs(command)
@@ -75,9 +87,12 @@ def _run(command: CommandLine) -> None:
             extra.append("hydra.output_subdir=null")  # the job saves .hydra/ itself, secrets masked
         primary = str(own_primary(command.config_dir, command.config_name)).lower()
         extra += ["+hydra.callbacks.composer_cfg._target_=composer_cfg.config.callback.CheckWhatRuns",
-                  f"+hydra.callbacks.composer_cfg.own_primary={primary}"]
+                  f"+hydra.callbacks.composer_cfg.own_primary={primary}",
+                  "+hydra.callbacks.composer_cfg_secrets._target_=composer_cfg.config.masking_callback.MaskSecrets"]
         if command.multirun:
             extra.append("+hydra.callbacks.composer_cfg_sweep._target_=composer_cfg.config.sweep_summary.SweepSummary")
+        overrides, environment = by_reference(overrides)
+        os.environ.update(environment)  # every job process inherits them and resolves the references
         command.argv = [arg for arg in command.argv if arg not in command.overrides] + overrides
     sys.argv = [sys.argv[0], *command.hydra_argv(extra)]
     _app()
@@ -96,7 +111,7 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
                 configs.append(compose_in_context(job_overrides, command.config_name, own_primary=primary,
                                                   for_command=True))
             except ConfigError as error:
-                failed[redact_words(" ".join(job_overrides))] = error.problems
+                failed[" ".join(map(redact_override, job_overrides))] = error.problems
     if failed:
         # A problem every job has is said once; one of some jobs only, for each of them.
         shared = [line for line in next(iter(failed.values())) if len(failed) == len(expanded)
@@ -105,6 +120,8 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
                           if line not in shared]
         print_errors(ConfigError.from_problems(lines))
         sys.exit(2)
+    for cfg in configs:
+        remember(config_secrets(cfg))
     return overrides, configs
 
 
@@ -115,36 +132,26 @@ def _jobs_or_as_given(overrides: list[str]) -> list[list[str]]:
         return [overrides]
 
 
-def _mask_secrets_in_hydra_logs() -> Callable[[], None]:
-    """Hydra logs each job's overrides (``#0 : a=1 api_key=...``): mask secrets in its records.
-
-    Returns what puts the previous record factory back.
-    """
-    make_record = logging.getLogRecordFactory()
-
-    def masked(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        if record.name.startswith("hydra"):
-            message = record.getMessage()
-            clean = redact_words(message)
-            if clean != message:
-                record.msg, record.args = clean, ()
-        return record
-
-    logging.setLogRecordFactory(masked)
-    return lambda: logging.setLogRecordFactory(make_record)
-
-
-def _print_masked_cfg(command: CommandLine) -> bool:
-    """``--cfg`` as Hydra prints it, with secrets masked; False (Hydra prints) if none to mask."""
+def _compose_as_hydra(command: CommandLine) -> DictConfig | None:
+    """The config Hydra will print for ``--help``, ``--cfg`` or ``--info``, ``hydra`` node included;
+    None if it does not compose (Hydra reports why)."""
     from hydra import compose
 
     try:
         with hydra_context(command.config_dir):
-            cfg = compose(command.config_name, overrides=without_null_groups(command.overrides),
-                          return_hydra_config=command.cfg in ("hydra", "all"))
-        if command.cfg == "hydra":
-            cfg = OmegaConf.create({"hydra": cfg.hydra})
+            return compose(command.config_name, overrides=without_null_groups(command.overrides),
+                           return_hydra_config=True)
+    except Exception:  # noqa: BLE001 - Hydra reports its own errors
+        return None
+
+
+def _print_masked_cfg(command: CommandLine, cfg: DictConfig) -> bool:
+    """``--cfg`` as Hydra prints it, with secrets masked; False (Hydra prints) if none to mask."""
+    if command.cfg == "hydra":
+        cfg = OmegaConf.create({"hydra": cfg.hydra})
+    elif command.cfg == "job":
+        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    try:
         plain = OmegaConf.to_container(cfg, resolve=command.resolve)
     except Exception:  # noqa: BLE001 - Hydra reports its own errors
         return False
@@ -223,19 +230,23 @@ def _app(cfg: DictConfig) -> Any:
         print_errors(error)
         sys.exit(2)
     except OSError as error:  # a back end that can not be reached, a file that can not be made
-        print(f"{PROG}: error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {type(error).__name__}: {redact_text(str(error))}", file=sys.stderr)
         sys.exit(1)
     state = logger.state
     if dist.current().rank == 0:  # after the logger started: a refused run changes nothing
         save_masked_configs(cfg, state.run_name)
-    with logger:
-        if cfg.get("log_config"):
-            log_run_config(logger, describe_hydra_job(cfg, state.run_name))
-        metrics = instantiate(cfg.demo)(logger) if cfg.get("demo") is not None else {}
+    try:
+        with logger:
+            if cfg.get("log_config"):
+                log_run_config(logger, describe_hydra_job(cfg, state.run_name))
+            metrics = instantiate(cfg.demo)(logger) if cfg.get("demo") is not None else {}
+    except Exception as error:  # Hydra prints it, and a launcher may pickle it to disk: masked
+        redact_exception(error)
+        raise
     print(f"run {state.run_name} (rank {state.rank} of {state.world_size}) finished: "
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     for name, destination in logger.destinations.items():
-        print(f"  {name}: {destination.output_location() or 'nothing written'}")
+        print(f"  {name}: {redact_text(destination.output_location() or 'nothing written')}")
     overhead = logger.overhead()
     if overhead:
         print("logging overhead (time in each destination on the threads that logged):")

@@ -4,7 +4,7 @@ A training loop that logs a device tensor every batch would otherwise wait for t
 per value (every host copy is a synchronisation). With ``Logger(..., defer_tensors=True)``:
 
 * a call whose data holds a tensor is checked at once (`composer_cfg.values.normalise`, so a
-  bad key still raises at the call) and queued, its tensors kept as detached copies *on their
+  bad key still raises at the call; FIT data redacted, as without deferral) and queued, its tensors kept as detached copies *on their
   device* (a device-side copy: the caller may change its tensor afterwards), with the level,
   the routes, and a copy of the state carrying the call's timestamp and wall-clock time;
 * while anything is queued (or being delivered), later calls queue behind it, so destinations
@@ -24,8 +24,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from composer_cfg.values import normalise
-
 if TYPE_CHECKING:
     from composer_cfg.log_level import LogLevel
     from composer_cfg.state import State
@@ -33,6 +31,7 @@ if TYPE_CHECKING:
 #: Queued calls after which the queue is delivered even without a flush point (bounds memory).
 MAX_PENDING = 10_000
 Send = Callable[[Any, "State", "LogLevel", dict], list]
+Check = Callable[["LogLevel", Any, Callable[[Any], Any]], dict]
 
 
 class Held:
@@ -48,10 +47,12 @@ class Held:
 class DeferredValues:
     """The queue of one `Logger` in deferred mode (see the module's docstring).
 
-    `send(routes, state, level, data)` delivers one call and returns its failures (a list).
+    `check(level, data, tensor)` makes a call's data what destinations receive, a tensor becoming
+    `tensor(it)`; `send(routes, state, level, data)` delivers one call and returns its failures.
     """
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, check: Check, send: Send) -> None:
+        self._check = check
         self._send = send
         self._calls: list[tuple[Any, State, LogLevel, dict[str, Any]]] = []
         self._held: list[Held] = []
@@ -71,7 +72,7 @@ class DeferredValues:
             held.append(kept)
             return kept
 
-        checked = normalise(data, hold)
+        checked = self._check(level, data, hold)
         with self._lock:
             if not held and not self._calls and not self._delivering:
                 queued = False

@@ -30,8 +30,8 @@ class DistInfo:
     source: str = "single process"
 
     def __post_init__(self) -> None:
-        _require_within(f"rank {self.rank}", self.rank, f"world size {self.world_size}", self.world_size)
-        _require_within(f"local rank {self.local_rank}", self.local_rank,
+        _require_within("rank", f"rank {self.rank}", self.rank, f"world size {self.world_size}", self.world_size)
+        _require_within("local_rank", f"local rank {self.local_rank}", self.local_rank,
                         f"local world size {self.local_world_size}", self.local_world_size)
 
     def template_fields(self) -> dict[str, int]:
@@ -79,8 +79,8 @@ def _from_env(env: Mapping[str, str], names: tuple[str, ...], source: str, **kno
     local_rank = _int(env, local_var, rank)
     local_world_size = _int(env, local_world_var, world_size, minimum=1)
     node_rank = _int(env, node_var, 0)
-    _require_within(_shown(env, rank_var, rank), rank, _shown(env, world_var, world_size), world_size)
-    _require_within(_shown(env, local_var, local_rank), local_rank,
+    _require_within(rank_var, _shown(env, rank_var, rank), rank, _shown(env, world_var, world_size), world_size)
+    _require_within(local_var, _shown(env, local_var, local_rank), local_rank,
                     _shown(env, local_world_var, local_world_size), local_world_size)
     return DistInfo(rank, local_rank, world_size, local_world_size, node_rank, source)
 
@@ -94,7 +94,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     except ValueError:
         value = minimum - 1
     if value < minimum:
-        raise ConfigError(f"{name}={text!r}: expected a whole number, {minimum} or more")
+        raise ConfigError(f"{name}={text!r}: expected a whole number, {minimum} or more", key=name)
     return value
 
 
@@ -102,7 +102,8 @@ def _shown(env: Mapping[str, str], name: str, value: int) -> str:
     return f"{name}={env[name]}" if env.get(name) else f"{name} (unset: {value})"
 
 
-def _require_within(rank: str, value: int, world: str, size: int) -> None:
-    """`ConfigError` unless ``0 <= value < size``; `rank` and `world` say where each came from."""
+def _require_within(name: str, rank: str, value: int, world: str, size: int) -> None:
+    """`ConfigError` (its key the variable `name`) unless ``0 <= value < size``; `rank` and
+    `world` say where each came from."""
     if not 0 <= value < size:
-        raise ConfigError(f"{rank} is outside {world}: a rank must be 0 to {size - 1}")
+        raise ConfigError(f"{rank} is outside {world}: a rank must be 0 to {size - 1}", key=name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class ConfigError(ValueError):
     """A configuration value is wrong.
@@ -20,3 +23,11 @@ class ConfigError(ValueError):
     def from_problems(cls, problems: list[str]) -> ConfigError:
         count = f"{len(problems)} configuration errors:\n" if len(problems) > 1 else ""
         return cls(count + "\n".join(problems), problems)
+
+
+def suggest(key: str, accepted: Iterable[str]) -> str:
+    """The end of an unknown-key message: ``; did you mean 'x'? allowed: a, b, x``."""
+    accepted = list(accepted)
+    close = difflib.get_close_matches(key, accepted, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"{hint} allowed: {', '.join(accepted)}"

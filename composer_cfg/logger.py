@@ -15,6 +15,7 @@ from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
 from composer_cfg.overhead import KIND_OF, Meter
+from composer_cfg.secrets import redact
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
@@ -57,7 +58,7 @@ class Logger:
             if type(value) is not bool:
                 raise TypeError(f"{key} must be true or false, got {value!r}")
         self._state = state
-        self._deferred = DeferredValues(self._send) if defer_tensors else None
+        self._deferred = DeferredValues(self._checked, self._send) if defer_tensors else None
         if self._deferred is not None:
             self.data = self._data_deferred  # type: ignore[method-assign]  # the default path stays as it was
         members = [_Member(name, dest, Meter() if measure_overhead else None) for name, dest in _named(destinations)]
@@ -90,7 +91,9 @@ class Logger:
         """Send `data` to every destination that takes `log_level`.
 
         The data is checked and normalised once (`composer_cfg.values.normalise`: string keys,
-        host copies of tensors...) and the same result goes to every destination.
+        host copies of tensors...) and the same result goes to every destination. FIT data (the
+        hyperparameters, a logged config) has its secrets masked first (`composer_cfg.secrets`);
+        EPOCH and BATCH data, metrics on the hot path, is not inspected.
         """
         try:
             level, routes = self._routes[log_level]  # type: ignore[index]
@@ -98,7 +101,9 @@ class Logger:
             level, routes = self._routes[LogLevel.parse(log_level)]
         if not routes:
             return
-        data = normalise(data)
+        data = normalise(data)  # `_checked`, inline: the hot path of every call
+        if level is LogLevel.FIT:
+            data = redact(data)
         state = self._state
         failures = None
         for member, log in routes:  # `_send` inline: the hot path of every call
@@ -144,10 +149,11 @@ class Logger:
         """Give the run's hyperparameters (a nested mapping) to every destination, which keeps them
         in its own form: W&B's run config, MLflow parameters, TensorBoard's table, a JSON Lines
         FIT record, `InMemoryLogger.hyperparameters`. A text log and a progress bar ignore them.
+        Secrets are masked first, as in FIT data.
         """
         if self._phase == _CLOSED:
             raise RuntimeError("this Logger is closed: it takes no more data")
-        data = normalise(dict(hyperparameters))
+        data = redact(normalise(dict(hyperparameters)))  # secrets masked, as for FIT data
         state = self._state
         self._call_each("log_hyperparameters", lambda m: m.log_hyperparameters(state, data))
 
@@ -272,6 +278,12 @@ class Logger:
         return self._names.get(id(destination), type(destination).__name__)
 
     # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked(level: LogLevel, data: Any, tensor: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """`data` as destinations receive it: normalised (`tensor`: what a tensor becomes), FIT data redacted."""
+        data = normalise(data, tensor)
+        return redact(data) if level is LogLevel.FIT else data
 
     @staticmethod
     def _send(routes: Iterable[tuple[_Member, Callable[..., None]]], state: State, level: LogLevel,

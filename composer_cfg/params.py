@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Mapping, Union
+from typing import Annotated, Any, Callable, Mapping, Union
 
 from composer_cfg.errors import ConfigError
+from composer_cfg.formatting import has_control_character
+from composer_cfg.imports import import_object
 from composer_cfg.log_level import LogLevel
-from composer_cfg.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name
+from composer_cfg.meaning import LocalPath, Meaning
+from composer_cfg.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name, default_artifact_name
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
-class AtLeast:
+class AtLeast(Meaning):
     """A number no smaller than `minimum` (0 or 1; with `exclusive`, larger): an int if `integer`,
     else any finite int or float. `check` returns it or raises `ConfigError` naming the key."""
 
@@ -36,7 +40,7 @@ class AtLeast:
         kinds = int if self.integer else (int, float)
         number = not isinstance(value, bool) and isinstance(value, kinds)
         if not number or not math.isfinite(value) or value < self.minimum or (self.exclusive and value == self.minimum):
-            raise ConfigError(f"{key}: expected {self.describe()}, got {value!r}")
+            raise ConfigError(f"{key}: expected {self.describe()}, got {value!r}", key=key)
         return value
 
     def describe(self) -> str:
@@ -60,44 +64,97 @@ def require_rank_field(template: Template, world_size: int, *, key: str) -> None
     if world_size > 1 and "rank" not in template.fields:
         raise ConfigError(
             f"{key}: template {template.text!r} has no {{rank}} field, so the {world_size} ranks of this run "
-            f"would write the same file; add {{rank}}, e.g. 'logs-rank{{rank}}.txt'"
+            f"would write the same file; add {{rank}}, e.g. 'logs-rank{{rank}}.txt'", key=key
         )
 
 
+def check_local_path(path: str, *, key: str, file: bool) -> None:
+    """A local path (a `file`, or a directory) is not blank, holds no control character, and a
+    file's path ends with a file name."""
+    what = "a file path" if file else "a directory path"
+    if not path.strip():
+        raise ConfigError(f"{key}: expected {what}, got {path!r}", key=key)
+    if has_control_character(path):
+        raise ConfigError(f"{key}: {path!r} contains a control character", key=key)
+    if file and path.replace("\\", "/").rsplit("/", 1)[-1] in ("", ".", ".."):
+        raise ConfigError(f"{key}: {path!r} names a directory, not a file: end it with a file name, "
+                          f"e.g. '{{run_name}}/logs-rank{{rank}}.txt'", key=key)
+
+
+def check_published_path(path: str, *, key: str, hint: str = "") -> None:
+    """A local path that is also published as an artifact under its own name (see
+    `default_artifact_name`) may use ``..`` only at its start: inside, it would climb out of
+    the artifact root."""
+    name = default_artifact_name(path)
+    if not name or ".." in name.replace("\\", "/").split("/"):
+        raise ConfigError(f"{key}: {path!r} is also the artifact's name, where '..' may only lead the path "
+                          f"(it would climb out of the artifact root){hint}", key=key)
+
+
 @dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
-class TemplateParam:
+class TemplateParam(Meaning):
     """A `{field}` template parameter.
 
-    `fields`: the fields it may use. `per_rank_file`: it names a file every rank writes, so it
-    needs ``{rank}`` when there are several ranks. `artifact`: it names an artifact, so it must
-    stay relative and inside the artifact root. `strip_root`: a leading ``/`` is dropped rather
-    than refused (Composer documents this for a FileLogger's ``artifact_name``).
+    `fields`: the fields it may use, with sample values. `per_rank_file`: it names a local file
+    every rank writes, so it needs ``{rank}`` when there are several ranks. `directory`: it names
+    a local directory. `artifact`: it names an artifact, so it must stay relative and inside the
+    artifact root. `published`: the directory's files are published under its own path, so
+    ``..`` may only lead it. `strip_root`: a leading ``/`` is dropped rather than refused
+    (Composer documents this for a FileLogger's ``artifact_name``). Filled with the sample
+    values, the name must fit a file system.
     """
 
     fields: Mapping[str, Any]
     per_rank_file: bool = False
+    directory: bool = False
     artifact: bool = False
+    published: bool = False
     strip_root: bool = False
 
-    def check(self, key: str, value: Any, world_size: int) -> Template:
+    def check(self, key: str, value: Any, world_size: int = 1) -> Template:
         if self.strip_root and isinstance(value, str):
             value = value.lstrip("/")
         template = Template(value, self.fields, key=key)
+        template.fill(self.fields)
+        if self.per_rank_file or self.directory:
+            check_local_path(value, key=key, file=self.per_rank_file)
         if self.per_rank_file:
             require_rank_field(template, world_size, key=key)
         if self.artifact:
             check_artifact_name(value, key=key)
+        if self.published:
+            check_published_path(value, key=key)
         return template
 
+    def local_path(self, value: Any, fields: Mapping[str, Any]) -> LocalPath | None:
+        if not (self.per_rank_file or self.directory):
+            return None
+        filled = Template(value, self.fields).fill({**self.fields, **fields})
+        return LocalPath(working_directory() / filled, self.directory)
 
-_JOB_DIRECTORY: contextvars.ContextVar[Path | None] = contextvars.ContextVar("job_directory", default=None)
+
+class LocalDirectory(Meaning):
+    """A local directory (a plain path, not a template) the run creates."""
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> str:
+        check_local_path(value, key=key, file=False)
+        return value
+
+    def local_path(self, value: Any, fields: Mapping[str, Any]) -> LocalPath | None:
+        return LocalPath(working_directory() / Path(value).expanduser(), directory=True)
+
+
+_JOB_DIRECTORY: contextvars.ContextVar[tuple[Path, str | None] | None] = contextvars.ContextVar(
+    "job_directory", default=None
+)
 
 
 @contextlib.contextmanager
-def job_directory(path: Path | None) -> Iterator[None]:
+def job_directory(path: Path | None, key: str | None = None) -> Iterator[None]:
     """Validate for a job that will run in `path` (the command checks a config before Hydra
-    creates and enters the run directory); None: the current working directory."""
-    token = _JOB_DIRECTORY.set(path)
+    creates and enters the run directory); None: the current working directory. `key`: the
+    config key that names the directory, when the run is to create it."""
+    token = _JOB_DIRECTORY.set(None if path is None else (path, key))
     try:
         yield
     finally:
@@ -106,10 +163,17 @@ def job_directory(path: Path | None) -> Iterator[None]:
 
 def working_directory() -> Path:
     """Where relative paths of the config will resolve: the job's directory, or here."""
-    return (_JOB_DIRECTORY.get() or Path.cwd()).resolve()
+    job = _JOB_DIRECTORY.get()
+    return (Path.cwd() if job is None else job[0]).resolve()
 
 
-class StoreRoot:
+def directory_to_create() -> tuple[str, Path] | None:
+    """The key and path of the job's directory, if the run is to create it."""
+    job = _JOB_DIRECTORY.get()
+    return None if job is None or job[1] is None else (job[1], working_directory())
+
+
+class StoreRoot(Meaning):
     """The root URL of a store that writes uploaded files. A local root may not be the working
     directory or one of its parents: every relative file a destination writes (a live log) is
     there, and an upload of the same name would replace it with a snapshot. (The validator also
@@ -117,7 +181,7 @@ class StoreRoot:
 
     def check(self, key: str, value: Any, world_size: int = 1) -> Any:
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{key}: expected a URL or a directory, got {value!r}")
+            raise ConfigError(f"{key}: expected a URL or a directory, got {value!r}", key=key)
         _check_protocol(key, value)
         root = local_root(value)
         here = working_directory()
@@ -125,9 +189,13 @@ class StoreRoot:
             raise ConfigError(
                 f"{key}: {value!r} is the working directory or contains it, so uploads would replace the files "
                 f"being written there (a live log file) with snapshots; give the store a directory of its own, "
-                f"e.g. 'artifacts'"
+                f"e.g. 'artifacts'", key=key
             )
         return value
+
+    def local_path(self, value: Any, fields: Mapping[str, Any]) -> LocalPath | None:
+        root = local_root(value)
+        return None if root is None else LocalPath(root, directory=True)
 
 
 #: The extra that installs the file system of a protocol.
@@ -147,12 +215,12 @@ def _check_protocol(key: str, url: str) -> None:
     known = known_implementations.get(protocol)
     if known is None:
         raise ConfigError(f"{key}: unknown protocol {protocol!r} in {url!r}; fsspec knows "
-                          f"{', '.join(sorted(known_implementations))}")
+                          f"{', '.join(sorted(known_implementations))}", key=key)
     module = known["class"].split(".")[0]
     if importlib.util.find_spec(module) is None:
         extra = PROTOCOL_EXTRAS.get(protocol)
         hint = f"pip install 'composer_cfg[{extra}]'" if extra else known.get("err", f"pip install {module}")
-        raise ConfigError(f"{key}: {protocol}:// needs {module}, which is not installed: {hint}")
+        raise ConfigError(f"{key}: {protocol}:// needs {module}, which is not installed: {hint}", key=key)
 
 
 def local_root(url: str) -> Path | None:
@@ -165,32 +233,67 @@ def local_root(url: str) -> Path | None:
     return (working_directory() / Path(path or ".").expanduser()).resolve()
 
 
-class BufferSizeParam:
+class BufferSizeParam(Meaning):
     """A text file's buffering: -1 (the system default), 1 (line buffered) or a size in bytes > 1."""
 
     def check(self, key: str, value: Any, world_size: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not (value == -1 or value >= 1):
-            raise ConfigError(f"{key}: expected -1 (the system default), 1 (line buffered) or a size in bytes, "
-                              f"got {value!r}")
+            raise ConfigError(f"{key}: expected {self.describe()}, got {value!r}", key=key)
         return value
 
+    def describe(self) -> str:
+        return "-1 (the system default), 1 (line buffered) or a size in bytes"
 
-class LevelParam:
-    def check(self, key: str, value: Any, world_size: int) -> LogLevel:
+
+class LevelParam(Meaning):
+    def check(self, key: str, value: Any, world_size: int = 1) -> LogLevel:
         try:
             return LogLevel.parse(value)
         except ValueError as error:
-            raise ConfigError(f"{key}: {error}") from None
+            raise ConfigError(f"{key}: {error}", key=key) from None
+
+    def describe(self) -> str:
+        return "a log level: one of FIT, EPOCH, BATCH (any case) or their values 1, 2, 3"
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
+class CallablePath(Meaning):
+    """A callable, or the import path of one (``my_module.my_filter``, imported under the one
+    import policy, `composer_cfg.imports`), that can be called with the arguments `call` names."""
+
+    call: str  # e.g. "(state, log_level, artifact_name)"
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> Callable[..., Any]:
+        found = import_object(value.replace(":", "."), key=key) if isinstance(value, str) else value
+        if not callable(found):
+            raise ConfigError(f"{key}: {value!r} is not callable", key=key)
+        try:
+            inspect.signature(found).bind(*self.call.strip("()").split(", "))
+        except TypeError as error:
+            raise ConfigError(f"{key}: {value!r} can not be called as f{self.call}: {error}", key=key) from None
+        except ValueError:  # no signature to read (some built-ins): left to the call
+            pass
+        return found
+
+    def describe(self) -> str:
+        return f"a function f{self.call} or its import path"
 
 
 #: A path of a file every rank writes, from the run name and rank facts.
-FileTemplate = Annotated[str, TemplateParam(DIST_FIELDS, per_rank_file=True)]
+FILE = TemplateParam(DIST_FIELDS, per_rank_file=True)
+FileTemplate = Annotated[str, FILE]
+#: A directory whose files are published under its path (TensorBoard's event files).
+PUBLISHED_DIR = TemplateParam(DIST_FIELDS, directory=True, published=True)
+PublishedDirTemplate = Annotated[str, PUBLISHED_DIR]
+#: A name, from the run name and rank facts (an MLflow run's name).
+NameTemplate = Annotated[str, TemplateParam(DIST_FIELDS)]
 #: The name a file a destination writes is published under, from the run name and rank facts;
 #: a leading ``/`` is dropped.
 ARTIFACT_NAME = TemplateParam(DIST_FIELDS, artifact=True, strip_root=True)
 ArtifactTemplate = Annotated[str, ARTIFACT_NAME]
 #: An artifact name that may also use the timestamp's fields (``{epoch}``, ``{batch}``...).
 TimedArtifactTemplate = Annotated[str, TemplateParam(TIME_FIELDS, artifact=True)]
+DIRECTORY = LocalDirectory()
 #: The root URL of a store (see `StoreRoot`).
 StoreURL = Annotated[str, StoreRoot()]
 PositiveInt = Annotated[int, POSITIVE_INT]

@@ -96,17 +96,17 @@ class Template:
         samples = allowed if isinstance(allowed, Mapping) else dict.fromkeys(allowed, "x")
         where = f"{key}: " if key else ""
         if not isinstance(text, str):
-            raise ConfigError(f"{where}template must be a string, got {text!r}")
+            raise ConfigError(f"{where}template must be a string, got {text!r}", key=key)
         if len(text) > PATH_MAX:
             raise ConfigError(f"{where}template {preview(text)} is {len(text):,} characters long, "
-                              f"more than a path may have ({PATH_MAX:,} bytes)")
+                              f"more than a path may have ({PATH_MAX:,} bytes)", key=key)
         self.text = text
         self.key = key
-        self.fields = frozenset(_check_fields(text, samples, where))
+        self.fields = frozenset(_check_fields(text, samples, where, key))
         try:
             text.format_map({name: samples[name] for name in self.fields})
         except (ValueError, TypeError) as err:
-            raise ConfigError(f"{where}bad format spec in template {text!r}: {err}") from None
+            raise ConfigError(f"{where}bad format spec in template {text!r}: {err}", key=key) from None
 
     def fill(self, values: Mapping[str, Any]) -> str:
         """The template with its fields replaced by `values` (which may hold more fields);
@@ -117,32 +117,34 @@ class Template:
         return f"Template({self.text!r})"
 
 
-def _check_fields(text: str, samples: Mapping[str, Any], where: str) -> set[str]:
+def _check_fields(text: str, samples: Mapping[str, Any], where: str, key: str | None) -> set[str]:
     try:
         parts = list(_PARSER.parse(text))
     except ValueError as err:
-        raise ConfigError(f"{where}malformed template {text!r}: {err} (write a literal brace as {{{{ or }}}})") from None
+        raise ConfigError(f"{where}malformed template {text!r}: {err} (write a literal brace as {{{{ or }}}})",
+                          key=key) from None
     names: set[str] = set()
     for _literal, name, spec, _conversion in parts:
         if name is None:
             continue
         if name == "" or name.isdigit():
-            raise ConfigError(f"{where}positional field {{{name}}} in template {text!r}: name a field, e.g. {{rank}}")
+            raise ConfigError(f"{where}positional field {{{name}}} in template {text!r}: name a field, e.g. {{rank}}",
+                              key=key)
         if not name.isidentifier():
             raise ConfigError(
                 f"{where}field {{{name}}} in template {text!r} uses attribute or index access, "
-                f"which is not allowed: use a plain field name"
+                f"which is not allowed: use a plain field name", key=key
             )
         if name not in samples:
-            raise ConfigError(f"{where}unknown field {{{name}}} in template {text!r}{_suggest(name, samples)}")
+            raise ConfigError(f"{where}unknown field {{{name}}} in template {text!r}{_suggest(name, samples)}", key=key)
         if spec and "{" in spec:
-            raise ConfigError(f"{where}nested field in the format spec of {{{name}}} in template {text!r}")
+            raise ConfigError(f"{where}nested field in the format spec of {{{name}}} in template {text!r}", key=key)
         for number in re.findall(r"\d+", spec or ""):  # a width, a precision (or a digit as fill)
             digits = number.lstrip("0")
             if len(digits) > len(str(NAME_MAX)) or int(digits or 0) > NAME_MAX:
                 shown = number if len(number) <= PREVIEW else f"{number[:PREVIEW]}…"
                 raise ConfigError(f"{where}format width or precision {shown} in template {preview(text)} "
-                                  f"is above {NAME_MAX}, the longest a file name may be")
+                                  f"is above {NAME_MAX}, the longest a file name may be", key=key)
         names.add(name)
     return names
 
@@ -189,15 +191,25 @@ def literal(text: str) -> str:
 def check_artifact_name(name: str, *, key: str | None = None) -> str:
     """Return `name` if it is a relative, non-escaping artifact name; else raise `ConfigError`."""
     where = f"{key}: " if key else ""
-    if not name:
-        raise ConfigError(f"{where}artifact name is empty")
+    if not name.strip():
+        raise ConfigError(f"{where}artifact name is empty", key=key)
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise ConfigError(f"{where}artifact name {name!r} is absolute; artifact names are relative, like 'run/logs.txt'")
+        raise ConfigError(f"{where}artifact name {name!r} is absolute; artifact names are relative, like 'run/logs.txt'",
+                          key=key)
     if ".." in name.replace("\\", "/").split("/"):
-        raise ConfigError(f"{where}artifact name {name!r} climbs out of the artifact root with '..'")
+        raise ConfigError(f"{where}artifact name {name!r} climbs out of the artifact root with '..'", key=key)
     if has_control_character(name):
-        raise ConfigError(f"{where}artifact name {name!r} contains a control character")
+        raise ConfigError(f"{where}artifact name {name!r} contains a control character", key=key)
     return name
+
+
+def default_artifact_name(path: str) -> str:
+    """The artifact name of a local file published under its own path: ``/`` separators, no
+    leading ``/``, ``.`` or ``..`` parts."""
+    parts = path.replace(os.path.sep, "/").split("/")
+    while parts and parts[0] in ("", ".", ".."):
+        parts.pop(0)
+    return "/".join(parts)
 
 
 def format_name_with_dist(format_str: str, run_name: str, **extra_format_kwargs: Any) -> str:

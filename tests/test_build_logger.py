@@ -111,8 +111,9 @@ PRINTER = """
 
 def test_user_config_dir_adds_a_destination_and_keeps_the_packaged_ones(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
-    conf, _ = write_user_config(tmp_path, PRINTER)
-    overrides = ["run_name=user", "+logger/destinations=printer", "logger.destinations.printer.prefix=P"]
+    conf, module = write_user_config(tmp_path, PRINTER)
+    overrides = ["run_name=user", f"logger.allowed_modules=[{module}]", "+logger/destinations=printer",
+                 "logger.destinations.printer.prefix=P"]
     with build_logger(overrides=overrides, config_dir=conf) as logger:
         assert [logger.name_of(d) for d in logger.destinations] == ["file", "in_memory", "progress_bar", "printer"]
         logger.data_fit({"a": 1})
@@ -136,7 +137,7 @@ def test_user_config_errors_name_the_users_file(tmp_path, monkeypatch):
         f"printer:\n  _target_: {module}.Printer\n  prefx: x\n"
     )
     with pytest.raises(ConfigError) as caught:
-        compose_config(["+logger/destinations=printer"], config_dir=conf)
+        compose_config([f"logger.allowed_modules=[{module}]", "+logger/destinations=printer"], config_dir=conf)
     assert caught.value.problems == [
         "logger.destinations.printer.prefx: unknown key for Printer; did you mean 'prefix'? allowed: prefix, "
         f"log_level (from logger/destinations/printer.yaml in file://{conf})"
@@ -147,7 +148,7 @@ def test_a_failing_import_inside_a_destination_module_is_shown(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     conf, module = write_user_config(tmp_path, "import not_installed_dependency\n" + textwrap.dedent(PRINTER))
     with pytest.raises(ConfigError) as caught:
-        compose_config(["+logger/destinations=printer"], config_dir=conf)
+        compose_config([f"logger.allowed_modules=[{module}]", "+logger/destinations=printer"], config_dir=conf)
     assert caught.value.problems == [
         f"logger.destinations.printer._target_: cannot import '{module}.Printer': importing {module} "
         "failed: ModuleNotFoundError(\"No module named 'not_installed_dependency'\") "
@@ -160,7 +161,8 @@ def test_a_destination_failing_to_build_closes_those_built_before_it(tmp_path, m
     conf, module = write_user_config(tmp_path, PRINTER.replace("self.prefix = prefix", "raise OSError('no device')"))
     stdout = sys.stdout
     with pytest.raises(ConfigError) as caught:
-        build_logger(overrides=["run_name=broken", "+logger/destinations=printer"], config_dir=conf)
+        build_logger(overrides=["run_name=broken", f"logger.allowed_modules=[{module}]", "+logger/destinations=printer"],
+                     config_dir=conf)
     assert str(caught.value) == f"logger.destinations.printer: cannot build {module}.Printer: OSError: no device"
     assert sys.stdout is stdout  # the FileLogger built first released its capture
 

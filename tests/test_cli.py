@@ -233,7 +233,7 @@ def test_a_destination_module_next_to_the_user_imports_under_the_console_script(
     (tmp_path / "my_module.py").write_text(
         "from composer_cfg import LoggerDestination\nclass Mine(LoggerDestination):\n    pass\n")
     out = subprocess.run([str(COMMAND), "-cd", "my_conf", "run_name=m", "hydra.run.dir=run",
-                          "logger/destinations=[mine]"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                          "logger/destinations=[mine]", "logger.allowed_modules=[my_module]"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert destination_names(out) == ["mine"]
 

@@ -88,8 +88,8 @@ def test_once_the_app_opts_in_composer_cfgs_presets_join_its_group(tmp_path):
     config = out.stdout.splitlines()[1]
     assert config.startswith("config: {'logger': {'destinations': {'file': {'_target_': 'composer_cfg.FileLogger'")
     assert "'in_memory': {" in config and "'progress_bar': {" in config
-    assert config.endswith("'_target_': 'composer_cfg.Logger', 'defer_tensors': False, 'measure_overhead': False}, "
-                           "'task_name': 'train'}")
+    assert config.endswith("'_target_': 'composer_cfg.Logger', 'allowed_modules': [], 'defer_tensors': False, "
+                           "'measure_overhead': False}, 'task_name': 'train'}")
     own = run(tmp_path, "train.py", "logger=many_loggers", "hydra.run.dir=run")  # its own options still win
     assert own.returncode == 0 and "'csv': {'_target_': 'lightning.pytorch.loggers.csv_logs.CSVLogger'" in own.stdout
 
@@ -188,7 +188,8 @@ def test_a_destination_of_the_apps_own_next_to_its_script(tmp_path):
                              def log_data(self, state, log_level, data):
                                  print("printer:", data)
                          """})
-    out = run(tmp_path, "train.py", "logger/destinations=[printer]", "hydra.run.dir=run")
+    out = run(tmp_path, "train.py", "logger/destinations=[printer]", "logger.allowed_modules=[my_destinations]",
+              "hydra.run.dir=run")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["destinations: printer", "printer: {'epoch': 0}", "printer: {'epoch': 1}"]
 

@@ -82,13 +82,15 @@ def test_a_sweep_that_hydra_stops_at_a_failed_job_still_has_its_summary(tmp_path
         "        raise RuntimeError('diverged')\n"
         "    return run_demo(logger, **params)\n")
     out = subprocess.run([sys.executable, "-m", "composer_cfg", "-m", "run_name=sweep", "demo.epochs=1",
-                          "demo._target_=diverging.run", "+demo.diverge=false,true", "hydra.sweep.dir=sweep"],
+                          "demo._target_=diverging.run", "+demo.diverge=false,true", "hydra.sweep.dir=sweep",
+                          "logger.allowed_modules=[diverging]"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "RuntimeError: diverged" in out.stderr
     table = list(csv.reader((tmp_path / "sweep" / "sweep-summary.csv").read_text().splitlines()))
+    shared, allowed = "run_name=sweep demo.epochs=1 demo._target_=diverging.run", "logger.allowed_modules=[diverging]"
     assert [row[:3] for row in table] == [
         ["job", "status", "overrides"],
-        ["0", "COMPLETED", "run_name=sweep demo.epochs=1 demo._target_=diverging.run +demo.diverge=False"],  # as Hydra gives the job its override
-        ["1", "FAILED", "run_name=sweep demo.epochs=1 demo._target_=diverging.run +demo.diverge=True"],
+        ["0", "COMPLETED", f"{shared} +demo.diverge=False {allowed}"],  # as Hydra gives each job its overrides
+        ["1", "FAILED", f"{shared} +demo.diverge=True {allowed}"],
     ]
     assert float(table[1][3]) > 0 and table[2][3:] == ["", ""]

@@ -124,7 +124,8 @@ def test_build_logger_closes_everything_when_a_destination_fails_to_start(tmp_pa
     sys.path.insert(0, str(tmp_path))
     try:
         with pytest.raises(ConnectionRefusedError, match="tracking server down"):
-            build_logger(overrides=["run_name=r", "+logger/destinations=broken"], config_dir=tmp_path / "conf")
+            build_logger(overrides=["run_name=r", "logger.allowed_modules=[broken_destination]",
+                                    "+logger/destinations=broken"], config_dir=tmp_path / "conf")
     finally:
         sys.path.remove(str(tmp_path))
     assert vars(sys.stdout).get("write") is write

@@ -185,14 +185,14 @@ def test_hyperparameters_reach_each_destination_in_its_own_form(recorder):
     from composer_cfg.records import read_records
 
     memory = InMemoryLogger()
-    hyperparameters = {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0}
+    hyperparameters = {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0, "hub": {"api_token": "t0k"}}
     with Logger(State("hp"), {"file": FileLogger(), "jsonl": JSONLinesLogger(), "memory": memory,
                               "recorder": recorder}) as logger:
         logger.run_event("init")
         logger.log_hyperparameters(hyperparameters)
         hyperparameters["seed"] = 1  # what was logged does not change with the caller's dict
-    assert memory.hyperparameters == {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0}
-    assert [(r["level"], r["data"]) for r in read_records("hp/metrics-rank0.jsonl")] == [
-        ("FIT", {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0})]
+    logged = {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0, "hub": {"api_token": "***"}}
+    assert memory.hyperparameters == logged
+    assert [(r["level"], r["data"]) for r in read_records("hp/metrics-rank0.jsonl")] == [("FIT", logged)]
     assert Path("hp/logs-rank0.txt").read_text() == ""  # a text log leaves them out
     assert [call for call in recorder.calls if call[0] == "data"] == []  # so does a destination by default

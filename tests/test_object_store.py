@@ -79,11 +79,17 @@ def test_failure_is_raised_at_close_after_pending_uploads_finish(tmp_path):
     assert (tmp_path / "store/taken.txt").read_text() == "old" and (tmp_path / "store/free.txt").read_text() == "fine"
 
 
-def test_filter_by_import_path(tmp_path, monkeypatch):
+def test_filter_by_import_path_from_a_module_the_config_allows(tmp_path, monkeypatch):
     (tmp_path / "my_filters.py").write_text("def only_checkpoints(state, level, name):\n    return 'ckpt' in name\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    destination = ObjectStoreLogger(str(tmp_path / "store"), should_log_artifact="my_filters.only_checkpoints")
-    publish(destination, [("logs.txt", "l"), ("ckpt.txt", "c")]).close()
+    filtered = ["run_name=f", "logger/destinations=[object_store]", "logger.destinations.object_store.url=store",
+                "logger.destinations.object_store.should_log_artifact=my_filters.only_checkpoints"]
+    with pytest.raises(ConfigError, match="'my_filters.only_checkpoints' is outside the modules this config may import"):
+        build_logger(overrides=filtered)
+    with build_logger(overrides=[*filtered, "logger.allowed_modules=[my_filters]"]) as logger:
+        for name in ("logs.txt", "ckpt.txt"):
+            Path(name).write_text(name)
+            logger.file_artifact(LogLevel.EPOCH, name, name)
     assert os.listdir(tmp_path / "store") == ["ckpt.txt"]
 
 

@@ -100,7 +100,7 @@ def test_a_failing_demo_loop_leaves_complete_files_and_a_failed_status(tmp_path)
             raise RuntimeError("loss is NaN")
     """))
     out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=fail", "hydra.run.dir=run",
-                          "demo._target_=failing_demo.run", "~demo.epochs", "~demo.batches_per_epoch", "~demo.batch_size",
+                          "demo._target_=failing_demo.run", "logger.allowed_modules=[failing_demo]", "~demo.epochs", "~demo.batches_per_epoch", "~demo.batch_size",
                           "~demo.features", "~demo.learning_rate", "~demo.seed", "~demo.checkpoint",
                           "+logger/destinations=[jsonl,mlflow]", "logger.destinations.file.log_level=batch"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -109,7 +109,8 @@ def test_a_failing_demo_loop_leaves_complete_files_and_a_failed_status(tmp_path)
     files = tmp_path / "run" / "fail"
     assert [line for line in (files / "logs-rank0.txt").read_text().splitlines() if line.startswith("[BATCH]")] == [
         f'[BATCH][batch=0]: {{ "i": {i}, }}' for i in range(5)]
-    assert [r["data"]["i"] for r in read_records(files / "metrics-rank0.jsonl")] == list(range(5))
+    records = read_records(files / "metrics-rank0.jsonl")
+    assert [r["data"]["i"] for r in records if r["level"] == "BATCH"] == list(range(5))  # after the config
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{files / 'mlflow.db'}")
@@ -170,8 +171,12 @@ def test_a_dangerous_target_gets_hydras_blocklist_error(tmp_path):
     with pytest.raises(ConfigError) as caught:
         build_logger(overrides=["run_name=r"], config_dir=conf)
     (problem,) = caught.value.problems
+    assert problem.startswith("hook._target_: 'os.system' is outside the modules this config may import from")
+    with pytest.raises(ConfigError) as caught:  # allowed by the config, still refused by Hydra's blocklist
+        build_logger(overrides=["run_name=r", "logger.allowed_modules=[os,posix]"], config_dir=conf)
+    (problem,) = caught.value.problems
     assert problem.startswith("hook._target_: Target 'os.system' is blocklisted")
-    with pytest.raises(ConfigError, match="'os.system' is not a LoggerDestination subclass"):
+    with pytest.raises(ConfigError, match="'os.system' is outside the modules"):
         build_logger(overrides=["run_name=r", "++logger.destinations.evil={_target_: os.system}"])
 
 

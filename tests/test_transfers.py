@@ -239,3 +239,13 @@ def test_a_call_made_while_another_thread_delivers_the_queue_stays_behind_it():
         gate.release.set()
         delivering.join(30)
     assert [list(call[3]) for call in data_calls(gate)] == [["first"], ["second"]]
+
+
+def test_deferred_fit_data_has_its_secrets_masked_as_without_deferral():
+    from composer_cfg.secrets import MASK
+
+    stamps = Stamps()
+    with Logger(State("run"), stamps, defer_tensors=True) as logger:
+        logger.data_fit({"api_key": "abc123", "loss": on_device(1.0)})
+    ((_, _, _, data),) = data_calls(stamps)
+    assert data["api_key"] == MASK and data["loss"].item() == 1.0

@@ -8,7 +8,7 @@ import pytest
 
 from composer_cfg import ConfigError, Logger, State, TrainingLoop, WandBLogger, build_logger, compose_config
 from conftest import ranks
-from wandb_records import offline_run
+from wandb_records import offline_run, offline_runs
 
 
 def train(logger: Logger, artifact: bool = False) -> None:
@@ -113,3 +113,20 @@ def test_composer_positional_order_and_init_kwargs_or_its_old_name_init_params()
     with pytest.raises(ConfigError, match="not both"):
         compose_config(["logger/destinations=[wandb]", "logger.destinations.wandb.init_kwargs={notes: a}",
                         "+logger.destinations.wandb.init_params={notes: b}"])
+
+
+def test_secrets_in_argv_and_init_config_stay_out_of_the_run_directory(tmp_path):
+    script = ("import sys\nfrom composer_cfg import Logger, State, WandBLogger\n"
+              "with Logger(State('meta'), WandBLogger(init_kwargs={'config': {'api_key': 'config-secret-91', "
+              "'seed': 1}})) as logger:\n    logger.data_fit({'password': 'fit-secret-77', 'lr': 0.5})\n")
+    (tmp_path / "script.py").write_text(script)
+
+    def run(*argv: str) -> bytes:
+        subprocess.run([sys.executable, "script.py", *argv], cwd=tmp_path, check=True, timeout=120)
+        written = b"".join(path.read_bytes() for path in (tmp_path / "wandb").rglob("*") if path.is_file())
+        assert b"config-secret-91" not in written and b"fit-secret-77" not in written
+        return written
+
+    assert b"plain-argument-5" in run("plain-argument-5")  # W&B records the command line...
+    assert b"argv-secret-33" not in run("x.api_key=argv-secret-33")  # ...unless it holds a secret
+    assert offline_runs(tmp_path / "wandb")[-1]["config"] == {"api_key": "***", "seed": 1, "password": "***", "lr": 0.5}

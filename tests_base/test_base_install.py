@@ -91,7 +91,7 @@ def check_configs_are_found(tmp_path: Path, env: dict[str, str] | None = None) -
                           "logger/destinations=[second]"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env=env)
     assert out.returncode == 0, out.stderr
-    assert len((tmp_path / "run/u/second-0.jsonl").read_text().splitlines()) == 1 + 16 + 1
+    assert len((tmp_path / "run/u/second-0.jsonl").read_text().splitlines()) == 2 + 16 + 1  # FIT: config, hparams
     script = ("from composer_cfg import build_logger\n"
               "with build_logger(overrides=['run_name=s', '+logger/destinations=second'], config_dir='my_conf') as l:\n"
               "    print(', '.join(l.destinations.names))\n")

@@ -12,10 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 from composer_cfg import dist
 from composer_cfg.config.compose import compose_config, node_path, raise_logger_problems
 from composer_cfg.config.sweep_job import current_sweep_job
+from composer_cfg.config.validate import LOGGER_KEYS
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.errors import ConfigError
 from composer_cfg.events import Event
 from composer_cfg.exit_hooks import close_at_exit
+from composer_cfg.imports import allowing
 from composer_cfg.logger import Logger
 from composer_cfg.run_name import resolve_run_name
 from composer_cfg.state import State
@@ -79,7 +81,7 @@ def instantiate_logger(
             job = current_sweep_job()
             for destination in built.values() if job is not None else ():
                 destination.join_sweep(job.sweep, job.overrides)
-            logger_node = OmegaConf.masked_copy(node, [key for key in node if key != "destinations"])
+            logger_node = OmegaConf.masked_copy(node, [key for key in node if key not in LOGGER_KEYS])
             logger = instantiate(logger_node, state, destinations=built, _convert_="all")
         except BaseException:
             Logger(state, built).close(RunStatus.FAILED)
@@ -96,9 +98,10 @@ def instantiate_destinations(
     build is a `ConfigError` naming it."""
     from hydra.utils import instantiate
 
-    for name, destination in node.destinations.items():
-        if destination is not None and (only is None or name in only):
-            into[name] = _instantiate(instantiate, f"{node_path(node)}.destinations.{name}", destination)
+    with allowing(node.get("allowed_modules") or ()):  # what a constructor imports by name, too
+        for name, destination in node.destinations.items():
+            if destination is not None and (only is None or name in only):
+                into[name] = _instantiate(instantiate, f"{node_path(node)}.destinations.{name}", destination)
     return into
 
 

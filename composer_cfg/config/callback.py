@@ -29,7 +29,7 @@ class CheckWhatRuns(Callback):
         self.own_primary = own_primary
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config, job_directory_of(config))
+        self._check(config, *job_directory_of(config))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -38,11 +38,11 @@ class CheckWhatRuns(Callback):
         if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":  # a run was checked at its start
             self._check(config, Path(hydra_cfg.runtime.output_dir))
 
-    def _check(self, config: DictConfig, directory: Path | None) -> None:
+    def _check(self, config: DictConfig, directory: Path | None, key: str | None = None) -> None:
         from hydra.core.hydra_config import HydraConfig
 
         hydra_cfg = config.get("hydra") or HydraConfig.get()
-        with job_directory(directory):
+        with job_directory(directory, key):
             problems = config_problems(config, self.own_primary)
         if problems:
             error = report(problems, list(hydra_cfg.overrides.task), hydra_cfg.job.config_name)

@@ -15,7 +15,9 @@ from omegaconf.errors import OmegaConfBaseException
 from composer_cfg import dist
 from composer_cfg.config.provenance import source_of
 from composer_cfg.config.search_path import packaged_configs_last
-from composer_cfg.config.validate import Problem, validate
+from composer_cfg.config.problems import Problem
+from composer_cfg.config.validate import validate
+from composer_cfg.config.yaml_errors import yaml_error
 from composer_cfg.errors import ConfigError
 from composer_cfg.params import job_directory
 from composer_cfg.secrets import redact_override
@@ -93,12 +95,13 @@ def compose_in_context(
     """
     overrides = without_null_groups(overrides)
     cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
-    with job_directory(job_directory_of(cfg) if for_command else None):
+    directory, key = job_directory_of(cfg) if for_command else (None, None)
+    with job_directory(directory, key):
         problems = config_problems(cfg, own_primary)
     reported = {problem.key for problem in problems}
     for override in forced:  # composed with ++ to check them; one the validator accepts still needs a +
         key = override.split("=", 1)[0].lstrip("+")
-        if key not in reported:
+        if not any(problem == key or problem.startswith(key + ".") for problem in reported):  # said once
             problems.append(Problem(key, f"not in the config as given; to add it, write "
                                          f"'++{redact_override(override.lstrip('+'))}'"))
     if problems:
@@ -111,20 +114,24 @@ def compose_in_context(
 
 def report(problems: Sequence[Problem], overrides: Sequence[str], config_name: str | None) -> ConfigError:
     """One `ConfigError` for `problems`, each line saying where its value came from."""
-    return ConfigError.from_problems([_with_source(problem, list(overrides), config_name) for problem in problems])
+    error = ConfigError.from_problems([_with_source(problem, list(overrides), config_name) for problem in problems])
+    error.key = problems[0].key if len(problems) == 1 else None
+    return error
 
 
-def job_directory_of(cfg: DictConfig) -> Path | None:
-    """Where the command's job will run: the run directory (a sweep's directory under ``-m``)
-    when Hydra changes into it, else here. None if it can not be resolved yet."""
+def job_directory_of(cfg: DictConfig) -> tuple[Path | None, str | None]:
+    """Where the command's job will run, and the key that names it: the run directory (a
+    sweep's directory under ``-m``) when Hydra changes into it, else here (None, None); (None,
+    None) too if it can not be resolved yet."""
     hydra_cfg = cfg.get("hydra")
     try:
         if hydra_cfg is None or not hydra_cfg.job.chdir:
-            return None
-        multirun = hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN")
-        return Path(str(hydra_cfg.sweep.dir if multirun else hydra_cfg.run.dir)).absolute()
+            return None, None
+        key = "hydra.sweep.dir" if hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN") \
+            else "hydra.run.dir"
+        return Path(str(OmegaConf.select(cfg, key))).absolute(), key
     except OmegaConfBaseException:
-        return None
+        return None, None
 
 
 def without_null_groups(overrides: Sequence[str]) -> list[str]:
@@ -244,6 +251,7 @@ def _compose(overrides: list[str], config_name: str, return_hydra_config: bool =
     """
     from hydra import compose
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from yaml import MarkedYAMLError
 
     attempt, forced = list(overrides), []
     for _ in range(len(overrides) + 1):
@@ -253,11 +261,17 @@ def _compose(overrides: list[str], config_name: str, return_hydra_config: bool =
             raise ConfigError(_missing_config_message(error)) from None
         except OverrideParseException as error:
             raise ConfigError(_parse_error_message(error)) from None
+        except MarkedYAMLError as error:  # a config file OmegaConf can not read
+            raise yaml_error(error) from None
         except ConfigCompositionException as error:
             unknown_key = getattr(error.__cause__, "full_key", None)  # OmegaConf: not in the struct
             index = _override_setting(attempt, unknown_key) if unknown_key else None
             if index is None:
-                raise ConfigError(_composition_message(error, attempt)) from None
+                message = _composition_message(error, attempt)
+                cause = str(getattr(error.__cause__, "msg", "")).strip().split("\n")[0]
+                if unknown_key and cause:  # a value OmegaConf can not merge there (a list into a mapping...)
+                    message = f"{unknown_key}: can not be set from the command line: {cause}"
+                raise ConfigError(message, key=unknown_key) from None
             forced.append(attempt[index])
             attempt = [*attempt[:index], "++" + attempt[index].lstrip("+"), *attempt[index + 1 :]]
     raise AssertionError("unreachable: every retry adds one ++")

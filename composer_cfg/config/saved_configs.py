@@ -26,11 +26,18 @@ def save_masked_configs(cfg: DictConfig, run_name: str) -> None:
                           ("overrides.yaml", list(hydra_cfg.overrides.task))):
         _write(output / name, redact(content))
     sweep = Path(hydra_cfg.runtime.cwd) / str(hydra_cfg.sweep.dir) / "multirun.yaml"  # jobs run elsewhere (chdir)
-    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN" and sweep.exists():
-        saved = OmegaConf.to_container(OmegaConf.load(sweep), resolve=False)
-        masked = redact(saved)
-        if masked != saved:
-            _write(sweep, masked)
+    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
+        mask_saved(sweep)
+
+
+def mask_saved(path: Path) -> None:
+    """Rewrite the YAML file Hydra saved at `path` (if any) with its secrets masked."""
+    if not path.exists():
+        return
+    saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    masked = redact(saved)
+    if masked is not saved:
+        _write(path, masked)
 
 
 def _write(path: Path, content: object) -> None:

@@ -4,7 +4,8 @@
 (as Composer did), so writers holding that object from before (a `logging.StreamHandler`
 created earlier) are captured too. One patch per stream fans out to every sink; `stop` removes a
 sink, and the last one out restores the stream. `uncaptured` gives terminal UI (progress bars) a
-view of a stream that bypasses every sink.
+view of a stream that bypasses every sink. What is written is masked
+(`composer_cfg.secrets.redact_text`) before any sink or the stream gets it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import sys
 import threading
 from typing import Any, Callable, TextIO
 
+from composer_cfg.secrets import redact_text
+
 Sink = Callable[[str], None]
 
 
 class _Patch:
-    """The one patch of a stream object: each write goes to every sink, then to the stream."""
+    """The one patch of a stream object: each write goes, masked, to every sink, then to the stream."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -27,9 +30,11 @@ class _Patch:
         self.sinks: tuple[Sink, ...] = ()
 
     def write(self, text: str) -> int:
+        masked = redact_text(text)
         for sink in self.sinks:
-            sink(text)
-        return self.original(text)
+            sink(masked)
+        self.original(masked)
+        return len(text)
 
 
 _patches: dict[int, _Patch] = {}

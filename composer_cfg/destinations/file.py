@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 from typing import IO, TYPE_CHECKING, Any
 
-from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations import capture
-from composer_cfg.destinations.run_file import RunFile
+from composer_cfg.destinations.run_file import RunFile, RunFileDestination
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_text
@@ -33,7 +32,7 @@ _PREFIXES = {level: f"[{level.name}][batch=" for level in LogLevel}
 FLUSH_EVENTS = (Event.EPOCH_START, Event.EVAL_START, Event.FIT_END)
 
 
-class FileLogger(LoggerDestination):
+class FileLogger(RunFileDestination):
     """Writes ``[EPOCH][batch=2]: { "loss": 0.1235, }`` lines to a file per rank.
 
     Args:

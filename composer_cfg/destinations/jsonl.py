@@ -7,8 +7,7 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations.run_file import RunFile
+from composer_cfg.destinations.run_file import RunFile, RunFileDestination
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 FLUSH_EVENTS = (Event.EPOCH_END, Event.EVAL_END, Event.FIT_END)
 
 
-class JSONLinesLogger(LoggerDestination):
+class JSONLinesLogger(RunFileDestination):
     """Writes each call as one line of JSON (see `composer_cfg.records` for the format).
 
     Args:

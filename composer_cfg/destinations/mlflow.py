@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
 from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, wait
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
+from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
+from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.hyperparameters import flatten
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import POSITIVE, Level, PositiveFloat, PositiveInt, positive_int
+from composer_cfg.params import POSITIVE, Level, NameTemplate, PositiveFloat, PositiveInt, positive_int
+from composer_cfg.secrets import redact, redact_text
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import DIST_FIELDS, Template
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
     from composer_cfg.logger import Logger
 
 LOG = logging.getLogger("composer_cfg")
+_SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch for its "View run" lines
+_QUIET_URLS = threading.Lock()
 MAX_ENTITIES_PER_BATCH = 1000  # a tracking server's per-request limits
 MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
@@ -48,7 +55,10 @@ class MLFlowLogger(LoggerDestination):
         flush_interval: queued metrics are sent with ``log_batch`` every n batches (at
             ``batch_end``), at epoch end and at close: one request per interval, not per value.
         rank_zero_only: only global rank 0 talks to the tracking store.
-        tags: tags of the MLflow run.
+        tags: tags of the MLflow run; the value of a secret-named tag (``api_token``) is stored
+            masked, as is a URL's password in any tag (`composer_cfg.secrets`). The tracking
+            URI's password is masked in messages; when there is one, MLflow's own "View run"
+            lines, which would show it, are not printed.
         timeout: the longest, in seconds, the training thread waits for the tracking store: when
             the run starts at `Event.INIT`, and in all at close (delivering what is left, then
             ending the run).
@@ -69,14 +79,14 @@ class MLFlowLogger(LoggerDestination):
 
     def __init__(
         self,
-        tracking_uri: str = "sqlite:///{run_name}/mlflow.db",
-        experiment_name: str = "composer_cfg",
-        run_name: str = "{run_name}",
+        tracking_uri: Annotated[str, TrackingURI()] = "sqlite:///{run_name}/mlflow.db",
+        experiment_name: Annotated[str, ExperimentName()] = "composer_cfg",
+        run_name: NameTemplate = "{run_name}",
         *,
         log_level: Level = LogLevel.BATCH,
         flush_interval: PositiveInt = 100,
         rank_zero_only: bool = True,
-        tags: Mapping[str, str] | None = None,
+        tags: Annotated[Mapping[str, str], RunTags()] | None = None,
         timeout: PositiveFloat = 30.0,
     ) -> None:
         self._tracking_uri = Template(tracking_uri, DIST_FIELDS, key="tracking_uri")
@@ -86,7 +96,7 @@ class MLFlowLogger(LoggerDestination):
         self.flush_interval = positive_int("flush_interval", flush_interval)
         self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH)
         self.rank_zero_only = bool(rank_zero_only)
-        self.tags = dict(tags or {})
+        self.tags = redact(dict(tags or {}))
         self.timeout = float(POSITIVE.check("timeout", timeout))
         self.run_id: str | None = None
         self._continued: str | None = None  # the id of an existing run to add to (`continue_run`)
@@ -117,8 +127,13 @@ class MLFlowLogger(LoggerDestination):
     def can_log_file_artifacts(self) -> bool:
         return True
 
+    @property
+    def shown_uri(self) -> str | None:
+        """The tracking URI as messages show it: a password in it masked."""
+        return None if self.tracking_uri is None else redact_text(self.tracking_uri)
+
     def output_location(self) -> str | None:
-        return f"{self.tracking_uri} (run {self.run_id})" if self.run_id else None
+        return f"{self.shown_uri} (run {self.run_id})" if self.run_id else None
 
     def run_identity(self) -> dict[str, Any]:
         return {"run_id": self.run_id} if self.run_id else {}
@@ -153,7 +168,7 @@ class MLFlowLogger(LoggerDestination):
     def _enqueue(self, queue: list[Any], items: list[Any]) -> None:
         with self._lock:
             if self._closing:  # a call still in flight when the Logger closed: nothing would send it
-                raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: it takes no more data")
+                raise RuntimeError(f"MLFlowLogger for {self.shown_uri} is closed: it takes no more data")
             queue.extend(items)
 
     def _accepts_metric(self, key: str, refused: list[str]) -> bool:
@@ -264,7 +279,7 @@ class MLFlowLogger(LoggerDestination):
 
     def _run_id_or_fail(self) -> str:
         if self.run_id is None:
-            raise RuntimeError(f"there is no MLflow run at {self.tracking_uri}: starting it failed")
+            raise RuntimeError(f"there is no MLflow run at {self.shown_uri}: starting it failed")
         return self.run_id
 
     def _request(self, call: Any, *args: Any) -> None:
@@ -310,14 +325,14 @@ class MLFlowLogger(LoggerDestination):
             with self._lock:
                 left = len(self._metrics) + len(self._params)
             raise TimeoutError(f"{error}; {left} metric and parameter value(s) were not delivered to "
-                               f"{self.tracking_uri}") from None
+                               f"{self.shown_uri}") from None
         except Exception:  # noqa: BLE001 - remembered by its callback, reported just below
             pass
         self._report_failure()
         with self._lock:
             left = len(self._metrics) + len(self._params)
         if left:
-            raise RuntimeError(f"{left} metric and parameter value(s) were not delivered to {self.tracking_uri}")
+            raise RuntimeError(f"{left} metric and parameter value(s) were not delivered to {self.shown_uri}")
 
     def finalize(self, status: RunStatus) -> None:
         """End the MLflow run with `status`; release the store's connections and the worker."""
@@ -325,11 +340,27 @@ class MLFlowLogger(LoggerDestination):
         try:
             if self._started is not None:
                 wait("starting the MLflow run", self._started, self._time_left())
-                self._worker.call("ending the MLflow run", self._client.set_terminated, self.run_id, status.value,
-                                  timeout=self._time_left())
+                self._worker.call("ending the MLflow run", self._end_run, status, timeout=self._time_left())
                 self._report_failure()  # of an artifact other destinations published while closing
         finally:
             self._release()
+
+    def _end_run(self, status: RunStatus) -> None:
+        """`set_terminated`; MLflow then prints "View run <url>" lines, left out when the URI holds a
+        password (the lines would show it)."""
+        if self.shown_uri == self.tracking_uri:
+            self._client.set_terminated(self.run_id, status.value)
+            return
+        with _QUIET_URLS:  # one flag for the process: set and restored by one logger at a time
+            before = os.environ.get(_SUPPRESS_URLS)
+            os.environ[_SUPPRESS_URLS] = "true"
+            try:
+                self._client.set_terminated(self.run_id, status.value)
+            finally:
+                if before is None:
+                    os.environ.pop(_SUPPRESS_URLS, None)
+                else:
+                    os.environ[_SUPPRESS_URLS] = before
 
     def _time_left(self, reserve: float = 0.0) -> float:
         """What is left of `timeout` since close started, keeping `reserve` seconds for finalize."""
@@ -353,7 +384,7 @@ class MLFlowLogger(LoggerDestination):
         if started is None:
             with self._start_lock:
                 if self._finished:  # the run has ended: never start a second one
-                    raise RuntimeError(f"MLFlowLogger for {self.tracking_uri} is closed: its run has ended")
+                    raise RuntimeError(f"MLFlowLogger for {self.shown_uri} is closed: its run has ended")
                 if self._started is None:
                     fields = state.template_fields()
                     uri = _absolute_sqlite_uri(self._tracking_uri.fill(fields))
@@ -362,7 +393,7 @@ class MLFlowLogger(LoggerDestination):
                     self._started.add_done_callback(self._remember_failure)
                 started = self._started
         if block:
-            wait(f"starting an MLflow run at {self.tracking_uri}", started, self.timeout)
+            wait(f"starting an MLflow run at {self.shown_uri}", started, self.timeout)
 
     def _create_run(self, uri: str, run_name: str) -> None:
         from mlflow import MlflowClient
@@ -391,13 +422,6 @@ def _dispose_store(client: Any) -> None:
         engine.dispose()
 
 
-def _first_sentence(error: Exception) -> str:
-    return str(getattr(error, "message", error)).split(". ")[0].rstrip(".")
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def _absolute_sqlite_uri(uri: str) -> str:

@@ -18,6 +18,7 @@ from composer_cfg.files import unique_beside, write_exclusively
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import (
     NON_NEGATIVE,
+    CallablePath,
     NON_NEGATIVE_INT,
     POSITIVE,
     NonNegativeFloat,
@@ -40,6 +41,7 @@ LOG = logging.getLogger("composer_cfg")
 OBJECT_FIELDS = {**DIST_FIELDS, "artifact_name": "run/file.txt"}
 ObjectTemplate = Annotated[str, TemplateParam(OBJECT_FIELDS, artifact=True)]
 ArtifactFilter = Callable[[State, LogLevel, str], bool]
+ARTIFACT_FILTER = CallablePath("(state, log_level, artifact_name)")
 
 
 class ObjectStoreLogger(LoggerDestination):
@@ -82,7 +84,7 @@ class ObjectStoreLogger(LoggerDestination):
         object_name: ObjectTemplate = "{artifact_name}",
         *,
         storage_options: dict[str, Any] | None = None,
-        should_log_artifact: str | ArtifactFilter | None = None,
+        should_log_artifact: Annotated[str | ArtifactFilter, ARTIFACT_FILTER] | None = None,
         num_concurrent_uploads: PositiveInt = 4,
         max_retries: NonNegativeInt = 4,
         retry_backoff: NonNegativeFloat = 1.0,
@@ -93,7 +95,8 @@ class ObjectStoreLogger(LoggerDestination):
         self._local = local_root(url) is not None
         self._storage_options = dict(storage_options or {})
         self._filesystem: tuple[Any, str] | None = None  # made on first use: it may start I/O threads
-        self._filter = _load_filter(should_log_artifact)
+        self._filter = None if should_log_artifact is None else ARTIFACT_FILTER.check("should_log_artifact",
+                                                                                    should_log_artifact)
         self.max_retries = NON_NEGATIVE_INT.check("max_retries", max_retries)
         self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
         self.close_timeout = float(POSITIVE.check("close_timeout", close_timeout))
@@ -279,13 +282,3 @@ class ObjectStoreLogger(LoggerDestination):
             so_far = f" ({len(failures)} failed uploads so far)" if len(failures) > 1 else ""
             raise RuntimeError(f"artifact upload failed: {type(latest).__name__}: {latest}{so_far}") from latest
 
-
-def _load_filter(spec: str | ArtifactFilter | None) -> ArtifactFilter | None:
-    if spec is None or callable(spec):
-        return spec
-    from composer_cfg.config.validate import locate
-
-    found = locate(spec.replace(":", "."))
-    if not callable(found):
-        raise TypeError(f"should_log_artifact: {spec!r} is not callable")
-    return found

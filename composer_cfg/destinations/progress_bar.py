@@ -12,6 +12,7 @@ from composer_cfg.destinations.capture import uncaptured
 from composer_cfg.errors import ConfigError
 from composer_cfg.formatting import format_log_text
 from composer_cfg.log_level import LogLevel
+from composer_cfg.meaning import Meaning
 from composer_cfg.params import Level
 from composer_cfg.state import State
 
@@ -23,17 +24,17 @@ BAR_FORMAT = "{l_bar}{bar:25}{r_bar}"
 SHOWN_KEYS = {"train": "loss/train", "val": "metrics/eval/Accuracy"}
 
 
-class StreamName:
+class StreamName(Meaning):
     """``stdout`` or ``stderr``, any case."""
 
-    def check(self, key: str, value: Any, world_size: int) -> str:
+    def check(self, key: str, value: Any, world_size: int = 1) -> str:
         return stream_name(value, key)
 
 
 def stream_name(value: str, key: str = "stream") -> str:
     name = value.strip().lower()
     if name not in ("stdout", "stderr"):
-        raise ConfigError(f"{key}: expected 'stdout' or 'stderr' (or a text stream), got {value!r}")
+        raise ConfigError(f"{key}: expected 'stdout' or 'stderr' (or a text stream), got {value!r}", key=key)
     return name
 
 

@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, Mapping
 
+from composer_cfg.destination import LoggerDestination
 from composer_cfg.files import open_text
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import ARTIFACT_NAME, require_rank_field
+from composer_cfg.params import ARTIFACT_NAME, FILE, check_published_path, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, literal
+from composer_cfg.templates import default_artifact_name, literal
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
 
 
-def default_artifact_name(filename: str) -> str:
-    """A file's artifact name: ``/`` separators, no leading ``/``, ``.`` or ``..`` parts."""
-    parts = filename.replace(os.path.sep, "/").split("/")
-    while parts and parts[0] in ("", ".", ".."):
-        parts.pop(0)
-    return "/".join(parts)
+def check_file_names(filename: str, artifact_name: str | None) -> None:
+    """A file published under its own path (`artifact_name` None) may use ``..`` only at the start."""
+    if artifact_name is None:
+        check_published_path(filename, key="filename", hint="; or name the artifact with artifact_name")
+
+
+class RunFileDestination(LoggerDestination):
+    """A destination that writes a `RunFile` named by its ``filename`` and ``artifact_name``."""
+
+    @classmethod
+    def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
+        if isinstance(params.get("filename"), str):
+            check_file_names(params["filename"], params.get("artifact_name"))
 
 
 class RunFile:
@@ -35,7 +43,8 @@ class RunFile:
 
     def __init__(self, kind: str, filename: str, artifact_name: str | None, *, overwrite: bool, buffering: int = -1):
         self.kind = kind
-        self._filename = Template(filename, DIST_FIELDS, key="filename")
+        self._filename = FILE.check("filename", filename)
+        check_file_names(filename, artifact_name)
         artifact = default_artifact_name(filename) if artifact_name is None else artifact_name
         self._artifact_name = ARTIFACT_NAME.check("artifact_name", artifact, 1)
         self.overwrite = bool(overwrite)

@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from composer_cfg import dist
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations.run_file import default_artifact_name
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.hyperparameters import flatten
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import Level, PositiveInt, positive_int, require_rank_field
+from composer_cfg.params import PUBLISHED_DIR, Level, PositiveInt, PublishedDirTemplate, positive_int, require_rank_field
 from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, literal
+from composer_cfg.templates import DIST_FIELDS, Template, default_artifact_name, literal
 from composer_cfg.values import scalar
 
 if TYPE_CHECKING:
@@ -51,13 +50,13 @@ class TensorboardLogger(LoggerDestination):
 
     def __init__(
         self,
-        log_dir: str = "{run_name}/tensorboard",
+        log_dir: PublishedDirTemplate = "{run_name}/tensorboard",
         flush_interval: PositiveInt = 100,
         rank_zero_only: bool = True,
         *,
         log_level: Level = LogLevel.BATCH,
     ) -> None:
-        self._log_dir = Template(log_dir, DIST_FIELDS, key="log_dir")
+        self._log_dir = PUBLISHED_DIR.check("log_dir", log_dir)
         self.check_config({"log_dir": log_dir, "rank_zero_only": rank_zero_only}, dist.current().world_size)
         self.log_level = LogLevel.parse(log_level)
         self.flush_interval = positive_int("flush_interval", flush_interval)

@@ -9,13 +9,15 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
 from composer_cfg.background import BackgroundWorker
 from composer_cfg.destination import LoggerDestination
+from composer_cfg.destinations.wandb_params import check_init_params
 from composer_cfg.errors import ConfigError
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import POSITIVE, Level, PositiveFloat
+from composer_cfg.params import DIRECTORY, POSITIVE, Level, PositiveFloat
+from composer_cfg.secrets import redact, redact_override
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 
@@ -44,6 +46,9 @@ class WandBLogger(LoggerDestination):
         timeout: the longest, in seconds, the training thread waits for W&B to finish the run.
 
     The run is finished with exit code 0 when the run FINISHED, else 1 (FAILED, KILLED).
+    Secrets are masked in the ``config`` of `init_kwargs` (`composer_cfg.secrets`); W&B records
+    the command line in its run metadata, so when the command line holds a secret, that metadata
+    is not collected (W&B's ``x_disable_meta`` setting).
     """
 
     thread_safe = True
@@ -64,7 +69,7 @@ class WandBLogger(LoggerDestination):
         init_kwargs: Mapping[str, Any] | None = None,
         *,
         mode: str = "offline",
-        dir: str | None = None,  # noqa: A002 - wandb.init's own name
+        dir: Annotated[str, DIRECTORY] | None = None,  # noqa: A002 - wandb.init's own name
         log_level: Level = LogLevel.BATCH,
         init_params: Mapping[str, Any] | None = None,
         timeout: PositiveFloat = 60.0,
@@ -88,9 +93,12 @@ class WandBLogger(LoggerDestination):
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
-        """`init_kwargs` and its old name `init_params` are one parameter: not both."""
+        """`init_kwargs` and its old name `init_params` are one parameter: not both; then W&B's
+        own rules for the run's fields and those keyword arguments (see `check_init_params`)."""
         if params.get("init_kwargs") and params.get("init_params"):  # see `aliases`
-            raise ConfigError("init_params: give init_kwargs or init_params (its Composer 0.7 name), not both")
+            raise ConfigError("init_params: give init_kwargs or init_params (its Composer 0.7 name), not both",
+                              key="init_params")
+        check_init_params(params)
 
     def can_log_file_artifacts(self) -> bool:
         return self.log_artifacts
@@ -179,10 +187,13 @@ class WandBLogger(LoggerDestination):
         # (a sweep's next job runs in another directory of the same process).
         params["dir"] = os.path.abspath(params.get("dir") or ".")
         params["name"] = params.get("name") or state.run_name
+        params["config"] = redact(params.get("config"))
         if not self.rank_zero_only:
             params["group"] = params.get("group") or params["name"]
             params["name"] = f"{params['name']} [RANK_{state.rank}]"
-        params.setdefault("settings", wandb.Settings(console="off"))  # our FileLogger captures the console
+        secret_in_argv = any(redact_override(arg) != arg for arg in sys.argv[1:])
+        # our FileLogger captures the console
+        params.setdefault("settings", wandb.Settings(console="off", x_disable_meta=secret_in_argv))
         params.setdefault("reinit", "create_new")  # several loggers in one process: several runs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
