@@ -49,6 +49,8 @@ defaults:
   - _self_
 run_name: planted
 dry_run: false
+logger:
+  allowed_modules: [secret_training]
 demo:
   _target_: secret_training.train
   _partial_: true
