@@ -58,7 +58,6 @@ class DeferredValues:
         self._held: list[Held] = []
         self._lock = threading.Lock()
         self._delivering = 0  # deliveries in progress: a call made meanwhile queues, so it stays behind them
-        self.transfers = 0  # batched host transfers done so far (one per device and dtype per flush)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -99,7 +98,7 @@ class DeferredValues:
             self._delivering += 1
         try:
             try:
-                self.transfers += _transfer(held)
+                _transfer(held)
             except Exception as error:  # the device failed: the queued calls are lost, for each destination they had
                 members = {id(member): member for routes, _, _, _ in calls for member, _ in routes}
                 return [(member, "log_data", error) for member in members.values()]
@@ -112,7 +111,7 @@ class DeferredValues:
                 self._delivering -= 1
 
 
-def _transfer(held: list[Held]) -> int:
+def _transfer(held: list[Held]) -> None:
     """Set every `Held.host`: one copy per (device, dtype) group, one synchronisation per device."""
     import torch  # a Held exists only once torch is imported
 
@@ -130,7 +129,6 @@ def _transfer(held: list[Held]) -> int:
     for _, items, host in copies:
         for item, piece in zip(items, host.split([item.device.numel() for item in items])):
             item.host, item.device = piece.view(item.device.shape), None
-    return len(copies)
 
 
 def _resolve(value: Any) -> Any:

@@ -249,3 +249,17 @@ def test_deferred_fit_data_has_its_secrets_masked_as_without_deferral():
         logger.data_fit({"api_key": "abc123", "loss": on_device(1.0)})
     ((_, _, _, data),) = data_calls(stamps)
     assert data["api_key"] == MASK and data["loss"].item() == 1.0
+
+
+def test_a_queue_that_reaches_its_bound_is_delivered_without_waiting_for_a_flush_point(monkeypatch):
+    from composer_cfg import deferred
+
+    monkeypatch.setattr(deferred, "MAX_PENDING", 3)
+    stamps = Stamps()
+    with Logger(State("run"), stamps, defer_tensors=True) as logger:
+        DeviceTensor.transfers = 0
+        for step in range(3):
+            assert len(data_calls(stamps)) == 0
+            logger.data_batch({"loss": on_device(float(step))})
+        assert DeviceTensor.transfers == 1
+        assert [call[3]["loss"].item() for call in data_calls(stamps)] == [0.0, 1.0, 2.0]
