@@ -55,17 +55,19 @@ def stdlib_logging(path: Path, number: int, repeat: int) -> float:
         handler.close()
 
 
-def file_logger(directory: Path, number: int, repeat: int, buffer_size: int, locked: bool = True) -> float:
+def file_logger(directory: Path, number: int, repeat: int, buffer_size: int, locked: bool = True,
+                **settings: bool) -> float:
+    """`settings`: the Logger's (``measure_overhead=True``...)."""
     state = State("bench")
     destination = FileLogger(
-        str(directory / f"file-{buffer_size}-{locked}.txt"),
+        str(directory / f"file-{buffer_size}-{locked}-{sorted(settings)}.txt"),
         log_level="batch",
         capture_stdout=False,
         capture_stderr=False,
         buffer_size=buffer_size,
         overwrite=True,
     )
-    with Logger(state, destination) as logger:
+    with Logger(state, destination, **settings) as logger:
         logger.data_batch(DATA)  # open the file outside the timing
         if not locked:
             destination._lock = contextlib.nullcontext()  # what thread safety costs: its lock, nothing else
@@ -95,11 +97,12 @@ def jsonl_logger(directory: Path, number: int, repeat: int, locked: bool = True)
         return best_us("logger.data(BATCH, DATA)", number, repeat, logger=logger)
 
 
-def in_memory(number: int, repeat: int, locked: bool = True) -> float:
+def in_memory(number: int, repeat: int, locked: bool = True, **settings: bool) -> float:
+    """`settings`: the Logger's (``measure_overhead=True``...)."""
     destination = InMemoryLogger()
     if not locked:
         destination._lock = contextlib.nullcontext()
-    return best_us("memory.data(BATCH, DATA)", number, repeat, memory=Logger(State("bench"), destination))
+    return best_us("memory.data(BATCH, DATA)", number, repeat, memory=Logger(State("bench"), destination, **settings))
 
 
 def threads_file_logger(directory: Path, calls: int, threads: int) -> float:
@@ -159,10 +162,13 @@ def main() -> None:
                 "memory.data(BATCH, DATA)", number, repeat, memory=memory
             ),
             "  same, InMemoryLogger's lock removed": in_memory(number, repeat, locked=False),
+            "  same, measure_overhead=True": in_memory(number, repeat, measure_overhead=True),
+            "  same, defer_tensors=True (floats: delivered at once)": in_memory(number, repeat, defer_tensors=True),
             "Logger.data -> InMemoryLogger, new timestamp": in_memory_new_timestamps(number, repeat),
             "raw write loop (default buffering)": raw_write_loop(directory / "raw.txt", number, repeat, -1),
             "Logger.data -> FileLogger (buffer_size=-1)": file_logger(directory, number, repeat, -1),
             "  same, FileLogger's lock removed": file_logger(directory, number, repeat, -1, locked=False),
+            "  same, measure_overhead=True": file_logger(directory, number, repeat, -1, measure_overhead=True),
             "  same, 4 threads sharing the Logger (wall time per call)": threads_file_logger(directory, number, 4),
             "raw write loop (line buffered)": raw_write_loop(directory / "raw1.txt", number, repeat, 1),
             "Logger.data -> FileLogger (buffer_size=1, the default)": file_logger(directory, number, repeat, 1),

@@ -243,6 +243,7 @@ def _app(cfg: DictConfig) -> Any:
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.saved_configs import save_masked_configs
     from composer_cfg.demo import demo_state, plot_metrics
+    from composer_cfg.overhead import summary_lines
     from composer_cfg.resume import Resume
     from composer_cfg.run_config import describe_hydra_job, log_run_config
 
@@ -271,6 +272,10 @@ def _app(cfg: DictConfig) -> Any:
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     for name, destination in logger.destinations.items():
         print(f"  {name}: {redact_text(destination.output_location() or 'nothing written')}")
+    overhead = logger.overhead()
+    if overhead:
+        print("logging overhead (time in each destination on the threads that logged):")
+        print("\n".join(summary_lines(overhead)))
     plot = plot_metrics(logger)
     if plot is not None:
         print(f"  plot: {plot.resolve()}")

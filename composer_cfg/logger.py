@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from composer_cfg import exit_hooks
+from composer_cfg.deferred import DeferredValues
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
+from composer_cfg.overhead import KIND_OF, Meter
 from composer_cfg.secrets import redact
 from composer_cfg.resume import Resume, RunKeeper
 from composer_cfg.state import State
@@ -51,16 +53,26 @@ class Logger:
     {'acc': 0.9}
     """
 
-    def __init__(self, state: State, destinations: Destinations = None, *, resume: Resume | str = Resume.NEVER) -> None:
+    def __init__(self, state: State, destinations: Destinations = None, *, resume: Resume | str = Resume.NEVER,
+                 defer_tensors: bool = False, measure_overhead: bool = False) -> None:
         """`resume` (see `composer_cfg.resume`): with ``auto`` or ``must`` the run is recorded in
         its manifest at `Event.INIT`, an existing run is continued, and destinations that can not
         take back what a killed attempt sent after its last checkpoint (`holds_until_checkpoint`)
         receive data at each checkpoint event (``batch_checkpoint``, ``epoch_checkpoint``) and at
-        a FINISHED close; what is held when the run fails or is killed is dropped."""
+        a FINISHED close; what is held when the run fails or is killed is dropped.
+        `defer_tensors`: keep logged tensors on their device until the next flush point and
+        copy them to the host in one batched transfer (`composer_cfg.deferred`).
+        `measure_overhead`: count and time every call into each destination (`overhead`)."""
+        for key, value in (("defer_tensors", defer_tensors), ("measure_overhead", measure_overhead)):
+            if type(value) is not bool:
+                raise TypeError(f"{key} must be true or false, got {value!r}")
         self._state = state
         policy = Resume.parse(resume)
         self._keeper = None if policy is Resume.NEVER else RunKeeper(state, policy)
-        members = [_Member(name, dest) for name, dest in _named(destinations)]
+        self._deferred = DeferredValues(self._checked, self._send) if defer_tensors else None
+        if self._deferred is not None:
+            self.data = self._data_deferred  # type: ignore[method-assign]  # the default path stays as it was
+        members = [_Member(name, dest, Meter() if measure_overhead else None) for name, dest in _named(destinations)]
         self.destinations = Destinations((m.name, m.destination) for m in members)
         self._names = {id(m.destination): m.name for m in members}
         self._members = tuple(m for m in members if not (m.destination.rank_zero_only and state.rank != 0))
@@ -104,12 +116,12 @@ class Logger:
             level, routes = self._routes[LogLevel.parse(log_level)]
         if not routes:
             return
-        data = normalise(data)
+        data = normalise(data)  # `_checked`, inline: the hot path of every call
         if level is LogLevel.FIT:
             data = redact(data)
         state = self._state
         failures = None
-        for member, log in routes:
+        for member, log in routes:  # `_send` inline: the hot path of every call
             try:
                 log(state, level, data)
             except Exception as error:  # the other destinations still get the call
@@ -117,6 +129,24 @@ class Logger:
                 failures = [failure] if failures is None else [*failures, failure]
         if failures is not None:
             raise_first(self._new(failures))
+
+    def _data_deferred(self, log_level: LogLevel | int | str, data: dict[str, Any]) -> None:
+        """`data` with `defer_tensors`: tensors wait on their device for the next flush point."""
+        try:
+            level, routes = self._routes[log_level]  # type: ignore[index]
+        except (KeyError, TypeError):
+            level, routes = self._routes[LogLevel.parse(log_level)]
+        if routes:
+            failures = self._deferred.log(self._state, level, routes, data)  # type: ignore[union-attr]
+            if failures:
+                raise_first(self._new(failures))
+
+    def flush(self) -> None:
+        """Deliver the data held back by `defer_tensors` now (one batched transfer), then have every
+        destination write out what it buffers."""
+        self._deliver_deferred()
+        state = self._state
+        self._call_each("flush", lambda m: m.flush(state, self))
 
     def data_fit(self, data: dict[str, Any]) -> None:
         """`data(LogLevel.FIT, data)`."""
@@ -175,6 +205,9 @@ class Logger:
         if self._phase != _OPEN:
             raise RuntimeError(f"this Logger is closed: it fires no more events (got {event.value!r})")
         state = self._state
+        if self._deferred and any(m.flush_schedule is not None and m.flush_schedule.due(event, state.timestamp)
+                                  for m in self._members):
+            self._deliver_deferred()  # a destination flushes after this event: it gets the deferred data first
 
         def fire(member: _Member) -> None:
             member.run_event(event, state, self)  # flushes too, when the destination's schedule says so
@@ -236,7 +269,7 @@ class Logger:
         try:
             with exit_hooks.closing():
                 try:
-                    failures = []
+                    failures = self._deferred.deliver() if self._deferred is not None else []
                     for held in self._held:  # a run that did not finish is resumed from its last checkpoint
                         if status is RunStatus.FINISHED:
                             failures += [(held.member, "log_data", error) for error in held.deliver(state)]
@@ -275,11 +308,41 @@ class Logger:
                         type(close_error).__name__, close_error)
             exc.add_note(f"closing the logger afterwards also failed: {type(close_error).__name__}: {close_error}")
 
+    def overhead(self) -> dict[str, dict[str, Any]]:
+        """With `measure_overhead`, what each active destination cost the threads that logged, so far
+        (`composer_cfg.overhead.Meter.report`: calls, seconds and µs per call of its data calls, events,
+        artifacts and closing, and its total seconds), by name; {} without it."""
+        return {m.name: m.meter.report() for m in self._members if m.meter is not None}
+
     def name_of(self, destination: LoggerDestination) -> str:
         """The destination's name in the config, or its class name."""
         return self._names.get(id(destination), type(destination).__name__)
 
     # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked(level: LogLevel, data: Any, tensor: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        """`data` as destinations receive it: normalised (`tensor`: what a tensor becomes), FIT data redacted."""
+        data = normalise(data, tensor)
+        return redact(data) if level is LogLevel.FIT else data
+
+    @staticmethod
+    def _send(routes: Iterable[tuple[_Member, Callable[..., None]]], state: State, level: LogLevel,
+              data: dict[str, Any]) -> list[tuple[_Member, str, Exception]]:
+        """Give normalised `data` to each routed destination, even after one fails: the failures."""
+        failures = []
+        for member, log in routes:
+            try:
+                log(state, level, data)
+            except Exception as error:  # the other destinations still get the call
+                failures.append((member, "log_data", error))
+        return failures
+
+    def _deliver_deferred(self) -> None:
+        if self._deferred is not None:
+            failures = self._deferred.deliver()
+            if failures:
+                raise_first(self._new(failures))
 
     def _call_each(self, what: str, call: Callable[[_Member], None]) -> None:
         """Call `call` on every active destination; raise the failures that are news."""
@@ -343,9 +406,10 @@ class Destinations(tuple):  # type: ignore[type-arg]
 
 class _Member:
     """One destination as the Logger holds it: its name, its policies read once, its bound
-    methods (behind a lock of its own unless it declares itself thread-safe), its failures."""
+    methods (behind a lock of its own unless it declares itself thread-safe, and timed by its
+    `Meter` if it has one), its failures."""
 
-    def __init__(self, name: str, destination: LoggerDestination) -> None:
+    def __init__(self, name: str, destination: LoggerDestination, meter: Meter | None = None) -> None:
         self.name = name
         self.destination = destination
         threshold = destination.log_level  # a level, its name or its value (a destination may write "epoch")
@@ -354,11 +418,14 @@ class _Member:
         except ValueError as error:
             raise ValueError(f"destination {name!r}: log_level: {error}") from None
         self.ledger = FailureLedger(name)
+        self.flush_schedule = destination.flush_schedule
+        self.meter = meter
         lock = None if destination.thread_safe else threading.RLock()
-        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "checkpoint_saved",
+        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "checkpoint_saved", "flush",
                        "close", "post_close", "finalize"):
             bound = getattr(destination, method)
-            setattr(self, method, bound if lock is None else _locked(lock, bound))
+            bound = bound if lock is None else _locked(lock, bound)
+            setattr(self, method, bound if meter is None or method not in KIND_OF else meter.timed(KIND_OF[method], bound))
 
 
 class _Held:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Callable
 
 PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR = frozenset({str})
@@ -35,17 +35,21 @@ MAX_DEPTH = 32
 MAX_ITEMS = 100_000
 
 
-def normalise(data: Any) -> dict[str, Any]:
-    """The data a `Logger` hands to its destinations: see the module's docstring."""
+def normalise(data: Any, tensor: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """The data a `Logger` hands to its destinations: see the module's docstring.
+
+    `tensor`: what a tensor becomes instead of a detached host copy (`composer_cfg.deferred`
+    keeps it on its device until a batched transfer).
+    """
     if (type(data) is dict and len(data) <= MAX_ITEMS and _STR.issuperset(map(type, data))
             and PLAIN_SCALARS.issuperset(map(type, data.values()))):
         return data
     if not isinstance(data, Mapping):
         raise TypeError(f"log data must be a mapping of names to values, got {type(data).__name__}: {_short(data)}")
-    return _mapping(data, "", ())
+    return _mapping(data, "", (), tensor or host_copy)
 
 
-def _mapping(data: Mapping[Any, Any], path: str, parents: tuple[int, ...]) -> dict[str, Any]:
+def _mapping(data: Mapping[Any, Any], path: str, parents: tuple[int, ...], tensor: Callable[[Any], Any]) -> dict[str, Any]:
     parents = _enter(data, path, parents)
     result = {}
     for key, value in _bounded(data, path).items():
@@ -54,15 +58,18 @@ def _mapping(data: Mapping[Any, Any], path: str, parents: tuple[int, ...]) -> di
                 where = f" in the value of {path!r}" if path else ""
                 raise TypeError(f"log data keys must be strings, got {key!r} ({type(key).__name__}){where}")
             key = str.__str__(key)
-        result[key] = _value(value, f"{path}[{key!r}]" if path else key, parents)
+        result[key] = _value(value, f"{path}[{key!r}]" if path else key, parents, tensor)
     return result
 
 
-def _value(value: Any, path: str, parents: tuple[int, ...]) -> Any:
+def _value(value: Any, path: str, parents: tuple[int, ...], tensor: Callable[[Any], Any]) -> Any:
     kind = type(value)
     if kind in _IMMUTABLE:
         return value
-    host = _host_copy(value)  # before the float check: numpy.float64 is a float, kept as given (as Composer did)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return tensor(value)
+    host = _array_copy(value)  # before the float check: numpy.float64 is a float, kept as given (as Composer did)
     if host is not None:
         return host
     if isinstance(value, float):
@@ -72,19 +79,19 @@ def _value(value: Any, path: str, parents: tuple[int, ...]) -> Any:
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, Mapping):
-        return _mapping(value, path, parents)
+        return _mapping(value, path, parents, tensor)
     if kind is list or kind is tuple:
-        items = _items(value, path, parents)
+        items = _items(value, path, parents, tensor)
         return items if kind is list else tuple(items)
     if isinstance(value, (set, frozenset)):
-        return (frozenset if isinstance(value, frozenset) else set)(_items(value, path, parents))
+        return (frozenset if isinstance(value, frozenset) else set)(_items(value, path, parents, tensor))
     if isinstance(value, bytearray):
         return bytearray(value)
     if isinstance(value, Iterator):
         raise TypeError(f"log data value for key {path!r} is an iterator ({kind.__name__}): it can be read only "
                         f"once, so one destination would take it from the others; log list(...) instead")
     if isinstance(value, Iterable):
-        return _items(value, path, parents)
+        return _items(value, path, parents, tensor)
     try:
         return copy.deepcopy(value)
     except Exception as error:
@@ -92,16 +99,18 @@ def _value(value: Any, path: str, parents: tuple[int, ...]) -> Any:
                         f"{type(error).__name__}: {error}") from None
 
 
-def _items(container: Iterable[Any], path: str, parents: tuple[int, ...]) -> list[Any]:
+def _items(container: Iterable[Any], path: str, parents: tuple[int, ...], tensor: Callable[[Any], Any]) -> list[Any]:
     inner = _enter(container, path, parents)
-    return [_value(item, f"{path}[{index}]", inner) for index, item in enumerate(_bounded(container, path))]
+    return [_value(item, f"{path}[{index}]", inner, tensor) for index, item in enumerate(_bounded(container, path))]
 
 
-def _host_copy(value: Any) -> Any:
-    """A tensor or array as a host copy the caller can not change; None for anything else."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)  # one transfer from any device, no autograd history
+def host_copy(tensor: Any) -> Any:
+    """A tensor as a host copy the caller can not change: one transfer from any device, no autograd history."""
+    return tensor.detach().to("cpu", copy=True)
+
+
+def _array_copy(value: Any) -> Any:
+    """A numpy array as a copy the caller can not change, a numpy scalar as it is; None for anything else."""
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray):

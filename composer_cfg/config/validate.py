@@ -29,6 +29,8 @@ from composer_cfg.secrets import MASK, is_secret_key
 HYDRA_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})
 #: The keys of the logger node besides Hydra's: what composer_cfg reads there.
 LOGGER_KEYS = ("destinations", "allowed_modules")
+#: The Logger's own settings a logger node may hold: passed to its constructor, checked against its signature.
+LOGGER_SETTINGS = ("defer_tensors", "measure_overhead")
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
@@ -74,8 +76,12 @@ def _check_logger(problems: list[Problem], logger: Any, world_size: int) -> None
         problems.append(Problem("logger", f"expected a logger node with _target_: composer_cfg.Logger, got {logger!r}"))
         return
     if _target_class(problems, "logger", logger, Logger) is not None:
-        for key in sorted(set(logger) - HYDRA_KEYS - set(LOGGER_KEYS)):
-            problems.append(Problem(f"logger.{key}", f"unknown key{suggest(key, LOGGER_KEYS)}"))
+        for key in sorted(set(logger) - HYDRA_KEYS - set(LOGGER_KEYS) - set(LOGGER_SETTINGS)):
+            problems.append(Problem(f"logger.{key}", f"unknown key{suggest(key, LOGGER_KEYS + LOGGER_SETTINGS)}"))
+        hints = type_hints(Logger)
+        for key in LOGGER_SETTINGS:
+            if key in logger:
+                catch(problems, f"logger.{key}", lambda: check_value(f"logger.{key}", logger[key], hints[key], world_size))
     destinations = logger.get("destinations")
     if destinations is None:
         return
