@@ -179,11 +179,16 @@ def test_a_sigterm_during_a_long_native_call_still_closes_and_ends_the_process(t
     """The Python handler waits for the main thread to come back from C code (an NCCL hang never
     does); the wake-up descriptor tells a thread at once, which closes and ends the process."""
     with subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
-        import hashlib
+        import hashlib, threading, time
         from composer_cfg import JSONLinesLogger, Logger, State, close_at_exit
         logger = close_at_exit(Logger(State("run"), JSONLinesLogger()))
         logger.data_batch({"x": 1})
-        print("ready", flush=True)
+
+        def announce():  # "ready" once the main thread is well inside the C call (which releases the GIL):
+            time.sleep(0.3)  # said before it, the signal could land while the main thread still runs Python
+            print("ready", flush=True)
+
+        threading.Thread(target=announce, daemon=True).start()
         hashlib.pbkdf2_hmac("sha256", b"x", b"y", 10**9)  # minutes in C, no signal checks
         """)], cwd=tmp_path, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout.readline() == "ready\n"
