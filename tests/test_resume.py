@@ -225,9 +225,28 @@ def test_resume_must_without_a_run_is_one_line_on_the_command_line_and_creates_n
     assert out.returncode == 2 and out.stdout == ""
     manifest = tmp_path / "outputs" / "gone" / "gone" / "run-rank0.json"
     assert out.stderr.splitlines() == [
-        f"composer-cfg: error: resume: 'must', but there is no run 'gone' to continue (no '{manifest}'); use "
+        f"composer-cfg: error: resume: 'must', but there is no run 'gone' to continue (no run record in '{manifest}'); use "
         f"resume=auto to start it when it is missing (from command line 'resume=must')"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_on_a_run_that_was_not_started_with_resume_is_refused_before_anything_changes(tmp_path):
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=plain", "hydra.run.dir=outputs/plain",
+                               "demo.epochs=1", "demo.batches_per_epoch=2", "logger/destinations=[file,jsonl]", *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    assert command().returncode == 0
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    out = command("resume=auto")
+    directory = tmp_path / "outputs" / "plain" / "plain"
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        f"composer-cfg: error: logger.destinations.{name}.filename: '{directory / file}' already exists, but the run "
+        f"'plain' that wrote it was not started with resume (it has no run record in "
+        f"'{directory / 'run-rank0.json'}'), so it can not be continued: choose another run_name, or set "
+        f"overwrite=true to replace it (from logger/destinations/{name}.yaml in pkg://composer_cfg.conf)"
+        for name, file in (("file", "logs-rank0.txt"), ("jsonl", "metrics-rank0.jsonl"))]
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
 def test_resume_must_in_a_script_without_a_run_is_refused_before_anything_opens():

@@ -130,3 +130,14 @@ def test_secrets_in_argv_and_init_config_stay_out_of_the_run_directory(tmp_path)
     assert b"plain-argument-5" in run("plain-argument-5")  # W&B records the command line...
     assert b"argv-secret-33" not in run("x.api_key=argv-secret-33")  # ...unless it holds a secret
     assert offline_runs(tmp_path / "wandb")[-1]["config"] == {"api_key": "***", "seed": 1, "password": "***", "lr": 0.5}
+
+
+def test_a_sweep_job_joins_the_sweeps_group_unless_one_is_set_and_tags_are_cut_to_64_characters():
+    long_override = "demo.checkpoint=" + "x" * 80
+    joined = WandBLogger(tags=["mine"])
+    joined.join_sweep("multirun/2026-11-26/10-00-00", ["demo.seed=1", long_override])
+    assert joined.init_kwargs["group"] == "multirun/2026-11-26/10-00-00"
+    assert joined.init_kwargs["tags"] == ["mine", "demo.seed=1", long_override[:64]]
+    grouped = WandBLogger(group="ablation")
+    grouped.join_sweep("multirun/2026-11-26/10-00-00", ["demo.seed=1"])
+    assert grouped.init_kwargs["group"] == "ablation"

@@ -22,7 +22,7 @@ from composer_cfg import dist
 from composer_cfg.config.annotations import meanings_of, type_hints
 from composer_cfg.config.problems import Problem, catch
 from composer_cfg.imports import import_object
-from composer_cfg.manifest import manifest_path
+from composer_cfg.manifest import manifest_path, read_manifest
 from composer_cfg.meaning import LocalPath, Meaning
 from composer_cfg.params import StoreRoot, TemplateParam, directory_to_create, working_directory
 from composer_cfg.resume import Resume
@@ -59,27 +59,46 @@ def disk_problems(config: Mapping[str, Any], resume: Resume | None = Resume.NEVE
                                        f"an upload of the same name would replace the live file with a snapshot; "
                                        f"give the store a directory of its own")
                      for file in files if root.local.path.resolve() in file.local.path.resolve().parents]
+    existing = [file for file in files if not file.overwrite and file.local.path.is_file()]
     if run_name is not None and resume is Resume.NEVER:
         problems += [Problem(file.key, f"{str(file.local.path.resolve())!r} already exists (a run named {run_name!r} "
                                        f"wrote it): continue that run with resume=auto, choose another run_name, or "
                                        f"set overwrite=true to replace it")
-                     for file in files if not file.overwrite and file.local.path.is_file()]
-    if resume is Resume.MUST:
+                     for file in existing]
+    resumable = resume is not Resume.NEVER and run_name is not None
+    record = catch(problems, "resume", lambda: _run_record(run_name)) if resumable else None
+    if resumable and existing and record is None:
+        problems += [Problem(file.key, f"{str(file.local.path.resolve())!r} already exists, but the run {run_name!r} "
+                                       f"that wrote it was not started with resume (it has no run record in "
+                                       f"{str(_manifest(run_name))!r}), so it can not be continued: choose another "
+                                       f"run_name, or set overwrite=true to replace it")
+                     for file in existing]
+    if resume is Resume.MUST and record is None:
         problems += _nothing_to_continue(run_name)
     return problems
 
 
+def _manifest(run_name: str) -> Path:
+    return manifest_path(working_directory() / run_name, dist.current().rank)
+
+
+def _run_record(run_name: str) -> Any:
+    """The run record a resumable run keeps in its manifest here, or None (also when the path can
+    not hold one: what is in the way is reported apart)."""
+    try:
+        return read_manifest(_manifest(run_name)).get("run")
+    except (NotADirectoryError, PermissionError):
+        return None
+
+
 def _nothing_to_continue(run_name: str | None) -> list[Problem]:
-    """``resume=must`` without a run to continue: what is missing."""
+    """``resume=must`` and no run record for `run_name` here: what is missing."""
     run_name = run_name or launcher_run_name(os.environ)
     if run_name is None:
         return [Problem("resume", "'must' continues a run, but no run_name names one: set run_name (or "
                                   "COMPOSER_RUN_NAME), or use resume=auto")]
-    manifest = manifest_path(working_directory() / run_name, dist.current().rank)
-    if manifest.exists():
-        return []
-    return [Problem("resume", f"'must', but there is no run {run_name!r} to continue (no {str(manifest)!r}); "
-                              f"use resume=auto to start it when it is missing")]
+    return [Problem("resume", f"'must', but there is no run {run_name!r} to continue (no run record in "
+                              f"{str(_manifest(run_name))!r}); use resume=auto to start it when it is missing")]
 
 
 def _declared(config: Mapping[str, Any], fields: Mapping[str, Any], problems: list[Problem]) -> list[_Declared]:
