@@ -24,7 +24,8 @@ from composer_cfg.status import RunStatus
 from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
 from composer_cfg.values import normalise
 
-Destinations = LoggerDestination | Sequence[LoggerDestination | None] | Mapping[str, LoggerDestination | None] | None
+DestinationsGiven = (LoggerDestination | Sequence[LoggerDestination | None] | Mapping[str, LoggerDestination | None]
+                     | None)
 LOG = logging.getLogger("composer_cfg")
 _OPEN, _CLOSING, _CLOSED = "open", "closing", "closed"
 CHECKPOINT_EVENTS = (Event.BATCH_CHECKPOINT, Event.EPOCH_CHECKPOINT)
@@ -53,7 +54,7 @@ class Logger:
     {'acc': 0.9}
     """
 
-    def __init__(self, state: State, destinations: Destinations = None, *, resume: Resume | str = Resume.NEVER,
+    def __init__(self, state: State, destinations: DestinationsGiven = None, *, resume: Resume | str = Resume.NEVER,
                  defer_tensors: bool = False, measure_overhead: bool = False) -> None:
         """`resume` (see `composer_cfg.resume`): with ``auto`` or ``must`` the run is recorded in
         its manifest at `Event.INIT`, an existing run is continued, and destinations that can not
@@ -476,7 +477,7 @@ class _ClosedRoutes(dict):  # type: ignore[type-arg]
         raise RuntimeError("this Logger is closed: it takes no more data")
 
 
-def _named(destinations: Destinations) -> list[tuple[str, LoggerDestination]]:
+def _named(destinations: DestinationsGiven) -> list[tuple[str, LoggerDestination]]:
     if destinations is None:
         items: Iterable[tuple[str | None, Any]] = ()
     elif isinstance(destinations, LoggerDestination):

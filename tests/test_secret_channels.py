@@ -13,7 +13,6 @@ searched for each secret.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -123,7 +122,7 @@ def test_a_planted_secret_reaches_no_file_and_no_stream(tmp_path, mlflow, launch
     assert "reading http://reader:***@127.0.0.1:9/data" in written["file"].read_text()
     client = MlflowClient(tracking_uri=mlflow.url)
     (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id],
-                                filter_string=f"tags.team = 'ml' and attributes.run_name = 'planted'",
+                                filter_string="tags.team = 'ml' and attributes.run_name = 'planted'",
                                 order_by=["attributes.start_time DESC"], max_results=1)
     assert run.data.tags["api_token"] == "***" and run.data.params["api_token"] == "***"
     assert run.info.status == ("FINISHED" if outcome == "succeeds" else "FAILED")
