@@ -213,3 +213,15 @@ def test_an_app_records_its_own_config_with_the_same_helper_as_the_command(tmp_p
     assert record["defaults"] == ["logger/destinations/jsonl", "logger/default", "config"]
     (first, *_) = read_records(tmp_path / "minimal" / "metrics-rank0.jsonl")
     assert first["data"]["config"]["epochs"] == 1
+
+
+def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):
+    write(tmp_path, MINIMAL)
+    together = run(tmp_path, "train.py", "-m", "epochs=1,2", "hydra.sweep.dir=together")
+    assert together.returncode == 1 and "minimal/logs-rank0.txt' already exists" in together.stderr  # job 1 refused
+    apart = run(tmp_path, "train.py", "-m", "epochs=1,2", "hydra.sweep.dir=apart", "hydra.job.chdir=true")
+    assert apart.returncode == 0, apart.stderr
+    for job, epochs in ((0, 1), (1, 2)):
+        lines = (tmp_path / "apart" / str(job) / "minimal" / "logs-rank0.txt").read_text().splitlines()
+        assert [line for line in lines if line.startswith("[EPOCH]")] == [
+            f'[EPOCH][batch={4 * (e + 1)}]: {{ "epoch": {e}, }}' for e in range(epochs)]
