@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from composer_cfg.records import read_records
 
@@ -219,9 +220,15 @@ def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):
     write(tmp_path, MINIMAL)
     together = run(tmp_path, "train.py", "-m", "epochs=1,2", "hydra.sweep.dir=together")
     assert together.returncode == 1 and "minimal/logs-rank0.txt' already exists" in together.stderr  # job 1 refused
-    apart = run(tmp_path, "train.py", "-m", "epochs=1,2", "hydra.sweep.dir=apart", "hydra.job.chdir=true")
+    apart = run(tmp_path, "train.py", "-m", "epochs=1,2", "hydra.sweep.dir=apart", "hydra.job.chdir=true",
+                "+logger/destinations=mlflow")
     assert apart.returncode == 0, apart.stderr
     for job, epochs in ((0, 1), (1, 2)):
         lines = (tmp_path / "apart" / str(job) / "minimal" / "logs-rank0.txt").read_text().splitlines()
         assert [line for line in lines if line.startswith("[EPOCH]")] == [
             f'[EPOCH][batch={4 * (e + 1)}]: {{ "epoch": {e}, }}' for e in range(epochs)]
+        # the tracker's run knows its sweep, as under the command
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'apart' / str(job) / 'minimal' / 'mlflow.db'}")
+        (tracked,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+        assert (tracked.data.tags["sweep"], tracked.data.tags["sweep.overrides"]) == (
+            "apart", f"epochs={epochs} +logger/destinations=mlflow")
