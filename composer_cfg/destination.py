@@ -120,6 +120,7 @@ class LoggerDestination:
         getattr(self, event.value)(state, logger)
         schedule = self.flush_schedule
         if schedule is not None and schedule.due(event, state.timestamp):
+            schedule.restart()
             self.flush(state, logger)
 
     def close(self, state: State, logger: Logger) -> None:

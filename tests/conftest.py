@@ -69,6 +69,28 @@ def destination_options() -> list[str]:
         return sorted(GlobalHydra.instance().config_loader().get_group_options("logger/destinations"))
 
 
+class Clock:
+    """A monotonic clock a test sets by hand (`now`, in seconds); `reads` counts the readings."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """The clock `FlushSchedule` reads for ``flush_seconds``, at 0 until a test moves it."""
+    from composer_cfg import flush_schedule
+
+    fake = Clock()
+    monkeypatch.setattr(flush_schedule, "monotonic", fake)
+    return fake
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 protocol server (moto) on 127.0.0.1, for the session; yields its URL."""

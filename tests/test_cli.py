@@ -156,7 +156,7 @@ def test_dry_run_validates_and_creates_nothing(tmp_path):
     assert out.stdout.splitlines() == [
         "config OK, nothing built or written. run_name: dry",
         "  file: composer_cfg.FileLogger(filename='{run_name}/logs-rank{rank}.txt', artifact_name=None, "
-        "log_level='epoch', log_interval=1, flush_interval=100, buffer_size=1, capture_stdout=True, "
+        "log_level='epoch', log_interval=1, flush_interval=100, flush_seconds=None, buffer_size=1, capture_stdout=True, "
         "capture_stderr=True, overwrite=False)",
         "  in_memory: composer_cfg.InMemoryLogger(log_level='batch')",
         "  progress_bar: composer_cfg.ProgressBarLogger(progress_bar=True, log_to_console=None, "

@@ -363,3 +363,35 @@ def test_a_logging_handler_made_before_the_file_logger_is_captured(stream):
     finally:
         log.removeHandler(handler)
     assert lines("run/logs-rank0.txt") == [f"[{stream}]: from a handler made before the logger"]
+
+
+def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
+    published = []
+
+    class PublishRecorder(LoggerDestination):
+        def log_file_artifact(self, state, log_level, artifact_name, file_path, *, overwrite):
+            published.append(lines(file_path))
+
+    # system buffering: a line is on disk only once the file is flushed
+    destination = quiet(log_level="batch", buffer_size=-1, flush_interval=1000, flush_seconds=5)
+    with Logger(State("run"), [destination, PublishRecorder()]) as logger:
+        logger.run_event("init")
+        logger.data_batch({"loss": 0.5})
+        clock.now = 4.9
+        logger.run_event("batch_start")
+        assert lines("run/logs-rank0.txt") == [] and published == []
+        clock.now = 5.0
+        logger.data_batch({"loss": 0.25})  # the FileLogger flushes at events only
+        assert lines("run/logs-rank0.txt") == []
+        logger.run_event("batch_start")
+        expected = ['[BATCH][batch=0]: { "loss": 0.5000, }', '[BATCH][batch=0]: { "loss": 0.2500, }']
+        assert lines("run/logs-rank0.txt") == expected and published == [expected]
+        clock.now = 9.9
+        logger.run_event("batch_start")
+        assert len(published) == 1
+
+
+def test_without_flush_seconds_the_file_logger_never_reads_the_clock(clock):
+    with Logger(State("run"), quiet(log_level="batch", flush_interval=2)) as logger:
+        run_three_epochs(logger, events=True)
+    assert clock.reads == 0

@@ -169,7 +169,7 @@ def test_a_typo_in_the_apps_yaml_is_one_line_naming_the_apps_file(tmp_path):
     assert out.returncode == 1
     assert (f"composer_cfg.errors.ConfigError: logger.destinations.file.log_levl: unknown key for FileLogger; did "
             f"you mean 'log_level'? allowed: filename, artifact_name, capture_stdout, capture_stderr, buffer_size, "
-            f"log_level, log_interval, flush_interval, overwrite (from config.yaml in file://{tmp_path / 'conf'})"
+            f"log_level, log_interval, flush_interval, flush_seconds, overwrite (from config.yaml in file://{tmp_path / 'conf'})"
             ) in out.stderr.splitlines()
     assert not (tmp_path / "minimal").exists()
 

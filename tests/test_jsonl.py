@@ -163,3 +163,51 @@ def test_control_characters_quotes_and_backslashes_stay_inside_one_record():
         logger.data_batch({"ok": 2})
     assert len(Path("run/metrics-rank0.jsonl").read_text().splitlines()) == 2
     assert [r["data"] for r in records()] == [data, {"ok": 2}]
+
+
+def test_flush_seconds_writes_pending_records_at_the_first_call_once_they_passed(clock):
+    destination = JSONLinesLogger(flush_interval=1000, flush_seconds=5)
+    logger = Logger(State("run"), destination)
+    logger.data_batch({"i": 0})
+    clock.now = 4.9
+    logger.data_batch({"i": 1})
+    assert not Path("run/metrics-rank0.jsonl").exists()
+    clock.now = 5.0  # the time alone writes nothing: the next call does
+    assert not Path("run/metrics-rank0.jsonl").exists()
+    logger.data_batch({"i": 2})
+    assert [r["data"]["i"] for r in records()] == [0, 1, 2]
+    clock.now = 9.9  # counted from that write
+    logger.data_batch({"i": 3})
+    assert len(records()) == 3
+    clock.now = 10.0  # an event is an opportunity too
+    logger.run_event("batch_start")
+    assert [r["data"]["i"] for r in records()] == [0, 1, 2, 3]
+    logger.close()
+
+
+def test_a_write_by_count_restarts_the_seconds(clock):
+    logger = Logger(State("run"), JSONLinesLogger(flush_interval=2, flush_seconds=5))
+    logger.data_batch({"i": 0})
+    clock.now = 4.0
+    logger.data_batch({"i": 1})  # written: 2 records
+    clock.now = 8.0
+    logger.data_batch({"i": 2})
+    assert len(records()) == 2  # 4 s since the last write
+    clock.now = 9.0
+    logger.data_batch({"i": 3})  # by count again
+    clock.now = 13.0
+    logger.data_batch({"i": 4})
+    assert len(records()) == 4
+    clock.now = 14.0
+    logger.data_batch({"i": 5})
+    assert len(records()) == 6
+    logger.close()
+
+
+def test_without_flush_seconds_the_clock_is_never_read(clock):
+    with Logger(State("run"), JSONLinesLogger(flush_interval=2)) as logger:
+        loop = TrainingLoop(logger)
+        for _ in loop.epochs(2):
+            for _ in loop.batches(3):
+                logger.data_batch({"x": 1})
+    assert clock.reads == 0 and len(records()) == 6

@@ -428,3 +428,26 @@ def test_data_arriving_once_close_has_started_is_refused_not_silently_dropped():
         destination.log_data(logger.state, LogLevel.BATCH, {"a": 2.0})
     logger.close()
     assert history(store(), the_run(store()).info.run_id, "a") == [(0, 1.0)]
+
+
+def test_flush_seconds_sends_queued_metrics_at_the_first_event_or_metric_once_they_passed(clock):
+    destination = MLFlowLogger(flush_interval=1000, flush_seconds=5)
+    with Logger(State("ml_run"), destination) as logger:
+        logger.run_event("init")
+        logger.state.timestamp = logger.state.timestamp.copy(batch=1)
+        logger.data_batch({"a": 1.0})
+        clock.now = 4.9
+        logger.run_event("batch_start")
+        client = store()
+        assert destination._last_request is None  # nothing was sent
+        clock.now = 5.0
+        logger.run_event("batch_start")
+        destination._last_request.result(timeout=30)
+        assert [(m.step, m.value) for m in client.get_metric_history(destination.run_id, "a")] == [(1, 1.0)]
+        logger.state.timestamp = logger.state.timestamp.copy(batch=2)
+        logger.data_batch({"a": 2.0})
+        clock.now = 10.0
+        logger.data_batch({"a": 3.0})  # a metric is an opportunity too
+        destination._last_request.result(timeout=30)
+        history = client.get_metric_history(destination.run_id, "a")
+        assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.0), (2, 3.0)]

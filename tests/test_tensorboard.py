@@ -116,3 +116,23 @@ def test_composer_positional_order_log_dir_flush_interval_rank_zero_only():
     with Logger(State("run"), destination) as logger:
         train(logger, epochs=1)
     assert read("tb/run").Scalars("loss")[-1].step == 2
+
+
+def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
+    published = Recorder()
+    with Logger(State("run"), [TensorboardLogger(flush_interval=1000, flush_seconds=5), published]) as logger:
+        logger.run_event("init")
+        logger.state.timestamp = logger.state.timestamp.copy(batch=1)
+        logger.data_batch({"loss": 0.5})
+        clock.now = 4.9
+        logger.run_event("batch_start")
+        assert [c for c in published.calls if c[0] == "artifact"] == []
+        clock.now = 5.0
+        logger.run_event("batch_start")
+        # tensorboardX writes events on a thread of its own, so what a flush finds written is not
+        # certain: the flush is seen as the publish it ends with, the data at close
+        assert len([c for c in published.calls if c[0] == "artifact"]) == 1
+        clock.now = 9.9
+        logger.run_event("batch_start")
+        assert len([c for c in published.calls if c[0] == "artifact"]) == 1
+    assert [(e.step, e.value) for e in read("run/tensorboard").Scalars("loss")] == [(1, 0.5)]

@@ -19,6 +19,7 @@ from composer_cfg.params import (
     BufferSizeParam,
     FileTemplate,
     Level,
+    PositiveFloat,
     PositiveInt,
     positive_int,
 )
@@ -52,6 +53,8 @@ class FileLogger(RunFileDestination):
         flush_interval: with a BATCH threshold, flush every n batches (at ``batch_end``); with
             EPOCH, every n epochs (at ``epoch_end``). Also flushed at ``epoch_start``,
             ``eval_start``, ``fit_end`` and `close`. Each flush publishes the file as an artifact.
+        flush_seconds: also flush at the first event once this many seconds have passed since
+            the last flush; None: off.
         overwrite: replace an existing log file; when False an existing file is an error.
 
     The file opens at `Event.INIT` or at the first write, whichever comes first. Every call is
@@ -72,6 +75,7 @@ class FileLogger(RunFileDestination):
         log_level: Level = LogLevel.EPOCH,
         log_interval: PositiveInt = 1,
         flush_interval: PositiveInt = 100,
+        flush_seconds: PositiveFloat | None = None,
         overwrite: bool = False,
     ) -> None:
         self.buffer_size = BufferSizeParam().check("buffer_size", buffer_size)
@@ -82,7 +86,8 @@ class FileLogger(RunFileDestination):
         self._sampled_level = self._interval.level  # the one level log_interval thins out
         self.flush_interval = positive_int("flush_interval", flush_interval)
         unit = self.log_level if self.log_level is not LogLevel.FIT else None
-        self.flush_schedule = FlushSchedule(self.flush_interval, unit, at=FLUSH_EVENTS)
+        self.flush_schedule = FlushSchedule(self.flush_interval, unit, at=FLUSH_EVENTS, seconds=flush_seconds)
+        self.flush_seconds = self.flush_schedule.seconds
         self.overwrite = bool(overwrite)
         self._streams = [name for name, wanted in (("stdout", capture_stdout), ("stderr", capture_stderr)) if wanted]
         self._lines = {name: capture.LineAssembler(f"[{name}]: ") for name in self._streams}

@@ -12,7 +12,7 @@ from composer_cfg.destinations.run_file import RunFile, RunFileDestination
 from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveInt, positive_int
+from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveFloat, PositiveInt, positive_int
 from composer_cfg.records import encode_data, resume_record
 from composer_cfg.state import State
 
@@ -34,6 +34,9 @@ class JSONLinesLogger(RunFileDestination):
             killed process loses at most); at ``epoch_end``, ``eval_end``, ``fit_end`` and `close`
             the file is also fsynced and published. Only whole lines are written, one per call,
             whichever threads log at once.
+        flush_seconds: also write the pending records at the first record or event once this
+            many seconds have passed since the last write (at an event: also fsync and publish);
+            None: off.
         overwrite: replace an existing file; when False an existing file is an error.
 
     >>> from composer_cfg import Logger, State
@@ -54,12 +57,15 @@ class JSONLinesLogger(RunFileDestination):
         *,
         log_level: Level = LogLevel.BATCH,
         flush_interval: PositiveInt = 100,
+        flush_seconds: PositiveFloat | None = None,
         overwrite: bool = False,
     ) -> None:
         self._run_file = RunFile("metrics file", filename, artifact_name, overwrite=overwrite)
         self.log_level = LogLevel.parse(log_level)
         self.flush_interval = positive_int("flush_interval", flush_interval)
-        self.flush_schedule = FlushSchedule(None, None, at=FLUSH_EVENTS)
+        self.flush_schedule = FlushSchedule(None, None, at=FLUSH_EVENTS, seconds=flush_seconds)
+        self.flush_seconds = self.flush_schedule.seconds
+        self._timed = self.flush_seconds is not None
         self._pending: list[str] = []
         self._header: tuple[str, int] | None = None  # JSON of the run name, and the rank
         self._lock = threading.Lock()
@@ -98,6 +104,10 @@ class JSONLinesLogger(RunFileDestination):
                 raise RuntimeError(f"JSONLinesLogger for {self._run_file.path} is closed: it writes no more")
             self._pending.append(record)
             if len(self._pending) >= self.flush_interval:
+                self.flush_schedule.restart()
+                self._write_pending(state).flush()
+            elif self._timed and self.flush_schedule.seconds_due():
+                self.flush_schedule.restart()
                 self._write_pending(state).flush()
 
     def _write_pending(self, state: State) -> IO[str]:

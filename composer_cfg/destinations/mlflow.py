@@ -54,6 +54,8 @@ class MLFlowLogger(LoggerDestination):
             characters truncated, with a warning).
         flush_interval: queued metrics are sent with ``log_batch`` every n batches (at
             ``batch_end``), at epoch end and at close: one request per interval, not per value.
+        flush_seconds: also send them at the first metric or event once this many seconds have
+            passed since the last flush; None: off.
         rank_zero_only: only global rank 0 talks to the tracking store.
         tags: tags of the MLflow run; the value of a secret-named tag (``api_token``) is stored
             masked, as is a URL's password in any tag (`composer_cfg.secrets`). The tracking
@@ -86,6 +88,7 @@ class MLFlowLogger(LoggerDestination):
         *,
         log_level: Level = LogLevel.BATCH,
         flush_interval: PositiveInt = 100,
+        flush_seconds: PositiveFloat | None = None,
         rank_zero_only: bool = True,
         tags: Annotated[Mapping[str, str], RunTags()] | None = None,
         timeout: PositiveFloat = 30.0,
@@ -95,7 +98,9 @@ class MLFlowLogger(LoggerDestination):
         self.experiment_name = experiment_name
         self.log_level = LogLevel.parse(log_level)
         self.flush_interval = positive_int("flush_interval", flush_interval)
-        self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH)
+        self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH, seconds=flush_seconds)
+        self.flush_seconds = self.flush_schedule.seconds
+        self._timed = self.flush_seconds is not None
         self.rank_zero_only = bool(rank_zero_only)
         self.tags = redact(dict(tags or {}))
         self.timeout = float(POSITIVE.check("timeout", timeout))
@@ -162,6 +167,9 @@ class MLFlowLogger(LoggerDestination):
             elif key in self._valid_keys or self._accepts_metric(key, refused):
                 metrics.append(Metric(key, number, now, step))
         self._enqueue(self._metrics, metrics)
+        if self._timed and self.flush_schedule.seconds_due():
+            self.flush_schedule.restart()
+            self._queue_delivery()
         if refused:
             raise ValueError(f"MLflow refuses the metric name(s) {', '.join(refused)}; the call's other "
                              f"metrics were logged")

@@ -16,7 +16,15 @@ from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.formatting import format_log_data_value
 from composer_cfg.hyperparameters import flatten
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import PUBLISHED_DIR, Level, PositiveInt, PublishedDirTemplate, positive_int, require_rank_field
+from composer_cfg.params import (
+    PUBLISHED_DIR,
+    Level,
+    PositiveFloat,
+    PositiveInt,
+    PublishedDirTemplate,
+    positive_int,
+    require_rank_field,
+)
 from composer_cfg.state import State
 from composer_cfg.templates import DIST_FIELDS, Template, default_artifact_name, literal
 from composer_cfg.values import scalar
@@ -39,6 +47,8 @@ class TensorboardLogger(LoggerDestination):
         rank_zero_only: only global rank 0 writes; with False every rank writes its own
             directory, so `log_dir` must contain ``{rank}`` when there are several ranks.
         log_level: threshold (default BATCH).
+        flush_seconds: also flush at the first event once this many seconds have passed since
+            the last flush; None: off.
 
     Values that are not scalars (strings, lists, tensors of several elements) are skipped,
     with one warning per key. The writer is tensorboardX, imported when first needed.
@@ -56,12 +66,14 @@ class TensorboardLogger(LoggerDestination):
         rank_zero_only: bool = True,
         *,
         log_level: Level = LogLevel.BATCH,
+        flush_seconds: PositiveFloat | None = None,
     ) -> None:
         self._log_dir = PUBLISHED_DIR.check("log_dir", log_dir)
         self.check_config({"log_dir": log_dir, "rank_zero_only": rank_zero_only}, dist.current().world_size)
         self.log_level = LogLevel.parse(log_level)
         self.flush_interval = positive_int("flush_interval", flush_interval)
-        self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH, at=FLUSH_EVENTS)
+        self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH, at=FLUSH_EVENTS, seconds=flush_seconds)
+        self.flush_seconds = self.flush_schedule.seconds
         self.rank_zero_only = bool(rank_zero_only)
         self._writer: Any = None
         self._directory: Path | None = None
