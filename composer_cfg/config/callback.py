@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from composer_cfg.config.compose import config_problems, job_directory_of, report
+from composer_cfg.config.sweep_job import current_sweep_job
 from composer_cfg.errors import ConfigError
 from composer_cfg.params import job_directory
 
@@ -34,9 +35,8 @@ class CheckWhatRuns(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":  # a run was checked at its start
-            self._check(config, Path(hydra_cfg.runtime.output_dir))
+        if current_sweep_job() is not None:  # a run was checked at its start
+            self._check(config, Path(HydraConfig.get().runtime.output_dir))
 
     def _check(self, config: DictConfig, directory: Path | None, key: str | None = None) -> None:
         from hydra.core.hydra_config import HydraConfig

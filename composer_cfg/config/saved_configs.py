@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from composer_cfg.config.sweep_job import current_sweep_job
 from composer_cfg.files import replacing
 from composer_cfg.secrets import redact
 
@@ -25,9 +26,9 @@ def save_masked_configs(cfg: DictConfig, run_name: str) -> None:
     for name, content in (("config.yaml", job), ("hydra.yaml", hydra_node),
                           ("overrides.yaml", list(hydra_cfg.overrides.task))):
         _write(output / name, redact(content))
-    sweep = Path(hydra_cfg.runtime.cwd) / str(hydra_cfg.sweep.dir) / "multirun.yaml"  # jobs run elsewhere (chdir)
-    if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
-        mask_saved(sweep)
+    job = current_sweep_job()
+    if job is not None:
+        mask_saved(job.directory / "multirun.yaml")
 
 
 def mask_saved(path: Path) -> None:

@@ -22,8 +22,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from composer_cfg.config.sweep_job import current_sweep_job, sweep_directory
 from composer_cfg.files import replacing
-from composer_cfg.secrets import redact
 
 LOG = logging.getLogger("composer_cfg")
 JOBS = "sweep-jobs.jsonl"
@@ -38,20 +38,20 @@ class SweepSummary(Callback):
         from hydra.core.hydra_config import HydraConfig
         from hydra.core.utils import JobStatus
 
-        hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode is None or hydra_cfg.mode.name != "MULTIRUN":
+        job = current_sweep_job()
+        if job is None:
             return
         completed = job_return.status == JobStatus.COMPLETED
         metrics = job_return.return_value if completed else None
         row = {
-            "job": int(hydra_cfg.job.num),
-            "overrides": redact(list(hydra_cfg.overrides.task)),
+            "job": job.number,
+            "overrides": list(job.overrides),
             "status": "COMPLETED" if completed else "FAILED",
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             if isinstance(metrics, Mapping) else {},
-            "directory": str(hydra_cfg.runtime.output_dir),
+            "directory": str(HydraConfig.get().runtime.output_dir),
         }
-        sweep = _sweep_dir(hydra_cfg)
+        sweep = job.directory
         descriptor = os.open(sweep / JOBS, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             # Jobs ending at once in other processes wait here: each row whole, each table complete.
@@ -62,7 +62,7 @@ class SweepSummary(Callback):
             os.close(descriptor)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep = _sweep_dir(config.hydra)
+        sweep = sweep_directory(config.hydra)
         written = summarise(sweep)
         if written:
             print(f"sweep summary: {', '.join(str(path) for path in written)}")
@@ -134,10 +134,3 @@ def draw_chart(rows: list[dict[str, Any]], path: Path) -> Path | None:
         figure.savefig(file, format="png")
     plt.close(figure)
     return path
-
-
-def _sweep_dir(hydra_cfg: Any) -> Path:
-    """The sweep directory, absolute (jobs run in their own directories)."""
-    sweep = Path(str(hydra_cfg.sweep.dir))
-    return sweep if sweep.is_absolute() else Path(str(hydra_cfg.runtime.cwd)) / sweep
-
