@@ -52,14 +52,14 @@ class Resume(str, Enum):
         return self.value
 
 
-def run_manifest(run_name: str, rank: int) -> Path:
-    """The manifest of `run_name`'s `rank`, under the working directory."""
-    return manifest_path(Path(run_name).absolute(), rank)
+def run_manifest(run_name: str, rank: int, root: Path | None = None) -> Path:
+    """The manifest of `run_name`'s `rank`, under `root` (default: the working directory)."""
+    return manifest_path((root or Path()).absolute() / run_name, rank)
 
 
-def existing_run(run_name: str, rank: int) -> dict[str, Any] | None:
-    """The record of a run named `run_name` here (rank `rank`), or None when there is none."""
-    return read_manifest(run_manifest(run_name, rank)).get("run")
+def existing_run(run_name: str, rank: int, root: Path | None = None) -> dict[str, Any] | None:
+    """The record of a run named `run_name` under `root` (rank `rank`), or None when there is none."""
+    return read_manifest(run_manifest(run_name, rank, root)).get("run")
 
 
 def timestamp_fields(timestamp: Timestamp) -> dict[str, int]:

@@ -22,10 +22,9 @@ from composer_cfg import dist
 from composer_cfg.config.annotations import meanings_of, type_hints
 from composer_cfg.config.problems import Problem, catch
 from composer_cfg.imports import import_object
-from composer_cfg.manifest import manifest_path, read_manifest
 from composer_cfg.meaning import LocalPath, Meaning
 from composer_cfg.params import StoreRoot, TemplateParam, directory_to_create, working_directory
-from composer_cfg.resume import Resume
+from composer_cfg.resume import Resume, existing_run, run_manifest
 from composer_cfg.run_name import given_run_name, launcher_run_name
 
 
@@ -79,14 +78,14 @@ def disk_problems(config: Mapping[str, Any], resume: Resume | None = Resume.NEVE
 
 
 def _manifest(run_name: str) -> Path:
-    return manifest_path(working_directory() / run_name, dist.current().rank)
+    return run_manifest(run_name, dist.current().rank, working_directory())
 
 
 def _run_record(run_name: str) -> Any:
     """The run record a resumable run keeps in its manifest here, or None (also when the path can
     not hold one: what is in the way is reported apart)."""
     try:
-        return read_manifest(_manifest(run_name)).get("run")
+        return existing_run(run_name, dist.current().rank, working_directory())
     except (NotADirectoryError, PermissionError):
         return None
 
