@@ -24,7 +24,13 @@ from composer_cfg.formatting import has_control_character
 from composer_cfg.imports import import_object
 from composer_cfg.log_level import LogLevel
 from composer_cfg.meaning import LocalPath, Meaning
-from composer_cfg.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name, default_artifact_name
+from composer_cfg.templates import (
+    DIST_FIELDS,
+    TIME_FIELDS,
+    Template,
+    check_artifact_name,
+    default_artifact_name,
+)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
@@ -257,6 +263,21 @@ class LevelParam(Meaning):
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
+class OneOf(Meaning):
+    """One of a few words, exactly as written (``block``, ``drop``)."""
+
+    choices: tuple[str, ...]
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> str:
+        if not isinstance(value, str) or value not in self.choices:
+            raise ConfigError(f"{key}: expected {self.describe()}, got {value!r}", key=key)
+        return value
+
+    def describe(self) -> str:
+        return f"one of {', '.join(self.choices)}"
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
 class CallablePath(Meaning):
     """A callable, or the import path of one (``my_module.my_filter``, imported under the one
     import policy, `composer_cfg.imports`), that can be called with the arguments `call` names."""
@@ -302,3 +323,9 @@ NonNegativeInt = Annotated[int, NON_NEGATIVE_INT]
 PositiveFloat = Annotated[float, POSITIVE]
 NonNegativeFloat = Annotated[float, NON_NEGATIVE]
 Level = Annotated[Union[LogLevel, int, str], LevelParam()]
+#: What a remote destination does when its queue is full, and with what it could not deliver
+#: (see `composer_cfg.delivery`).
+WHEN_FULL = OneOf(("block", "drop"))
+WhenFull = Annotated[str, WHEN_FULL]
+UNDELIVERED = OneOf(("spool", "drop"))
+Undelivered = Annotated[str, UNDELIVERED]

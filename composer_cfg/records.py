@@ -86,6 +86,13 @@ def _finite(value: Any) -> Any:
     return _finite(_json_safe(value))  # numpy, torch...: their JSON form, walked the same way
 
 
+def record_line(level: Any, run_name_json: str, rank: int, timestamp: Any, when: float, data: Mapping[str, Any]) -> str:
+    """One record (see above) as its line, newline included; `run_name_json` is ``json.dumps(run_name)``."""
+    return (f'{{"level": "{level.name}", "run_name": {run_name_json}, "rank": {rank}, '
+            f'"epoch": {timestamp.epoch}, "batch": {timestamp.batch}, "batch_in_epoch": {timestamp.batch_in_epoch}, '
+            f'"sample": {timestamp.sample}, "time": {when!r}, "data": {encode_data(data)}}}\n')
+
+
 def resume_record(run_name: str, rank: int, timestamp: Any) -> str:
     """The line a resumed run appends before its first record (see above)."""
     point = {"epoch": int(timestamp.epoch), "batch": int(timestamp.batch), "sample": int(timestamp.sample)}

@@ -8,6 +8,11 @@ config tree names, configured by the same overrides as the ``composer-cfg`` comm
 record's own level, timestamp and wall-clock time. A second sync sends only what is new: each
 destination's progress and the identity of its record (an MLflow run id, a W&B run id) are kept
 in the run manifest beside the records file, so the next sync adds to the same tracker run.
+
+A tracker that could not deliver during the run left a spool,
+``undelivered-<destination>-rank<rank>.jsonl`` (see `composer_cfg.delivery`): it is synced into
+that destination alone, adding to the tracker run the live run created; the run's other records
+files are not synced into a destination that has a spool there (it has the rest already).
 """
 
 from __future__ import annotations
@@ -71,7 +76,10 @@ def sync(
             continue
         run_name, rank = records[0]["run_name"], records[0].get("rank", 0)
         manifest_file = manifest_path(file.parent, rank)
+        spools = read_manifest(manifest_file).get("spools", {})
         for name in destinations:
+            if spools.get(file.name, name) != name or (file.name not in spools and name in spools.values()):
+                continue  # a spool goes to its own destination, which had everything else live
             destination = instantiate_destinations(node, into={}, only=[name])[name]
             if destination.rank_zero_only and rank != 0:
                 continue  # as in the run itself: only rank 0's records reach it

@@ -318,8 +318,8 @@ for step in range(5):
 
 def land_sigterm(frame, event, arg):
     # The signal arrives as MLFlowLogger appends the call's metrics to its queue, under its lock.
-    if event == "c_call" and arg.__name__ == "extend" and frame.f_code.co_name == "_enqueue" \\
-            and frame.f_code.co_filename.endswith("mlflow.py"):
+    if event == "c_call" and arg.__name__ == "append" and frame.f_code.co_name == "put" \\
+            and frame.f_code.co_filename.endswith("delivery.py"):
         sys.setprofile(None)
         print("SIGTERM sent from inside log_data", flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -439,15 +439,15 @@ def test_flush_seconds_sends_queued_metrics_at_the_first_event_or_metric_once_th
         clock.now = 4.9
         logger.run_event("batch_start")
         client = store()
-        assert destination._last_request is None  # nothing was sent
+        assert destination.wait(30) == 1  # nothing was sent
         clock.now = 5.0
         logger.run_event("batch_start")
-        destination._last_request.result(timeout=30)
+        assert destination.wait(30) == 0
         assert [(m.step, m.value) for m in client.get_metric_history(destination.run_id, "a")] == [(1, 1.0)]
         logger.state.timestamp = logger.state.timestamp.copy(batch=2)
         logger.data_batch({"a": 2.0})
         clock.now = 10.0
         logger.data_batch({"a": 3.0})  # a metric is an opportunity too
-        destination._last_request.result(timeout=30)
+        assert destination.wait(30) == 0
         history = client.get_metric_history(destination.run_id, "a")
         assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.0), (2, 3.0)]

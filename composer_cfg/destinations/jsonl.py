@@ -13,7 +13,7 @@ from composer_cfg.events import Event
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.log_level import LogLevel
 from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveFloat, PositiveInt, positive_int
-from composer_cfg.records import encode_data, resume_record
+from composer_cfg.records import record_line, resume_record
 from composer_cfg.state import State
 
 if TYPE_CHECKING:
@@ -93,12 +93,8 @@ class JSONLinesLogger(RunFileDestination):
         if header is None:
             self._run_file.resolve(state)
             header = self._header = (json.dumps(state.run_name), state.rank)
-        timestamp, when = state.timestamp, state.log_time
-        record = (
-            f'{{"level": "{log_level.name}", "run_name": {header[0]}, "rank": {header[1]}, '
-            f'"epoch": {timestamp.epoch}, "batch": {timestamp.batch}, "batch_in_epoch": {timestamp.batch_in_epoch}, '
-            f'"sample": {timestamp.sample}, "time": {time.time() if when is None else when!r}, "data": {encode_data(data)}}}\n'
-        )
+        when = state.log_time
+        record = record_line(log_level, header[0], header[1], state.timestamp, time.time() if when is None else when, data)
         with self._lock:
             if self._closed:  # a call still in flight when the Logger closed
                 raise RuntimeError(f"JSONLinesLogger for {self._run_file.path} is closed: it writes no more")

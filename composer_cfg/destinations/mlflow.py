@@ -12,7 +12,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
-from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, wait
+from composer_cfg.background import FINALIZE_RESERVE, wait
+from composer_cfg.delivery import Courier, DeliveryPolicy, DeliveryQueue, Record, Spool
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
 from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
@@ -20,11 +21,13 @@ from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
 from composer_cfg.flush_schedule import FlushSchedule
 from composer_cfg.hyperparameters import flatten
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import POSITIVE, Level, NameTemplate, PositiveFloat, PositiveInt, positive_int
+from composer_cfg.params import (POSITIVE, Level, NameTemplate, PositiveFloat, PositiveInt, Undelivered, WhenFull,
+                                 positive_int)
 from composer_cfg.secrets import redact, redact_text
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import DIST_FIELDS, Template
+from composer_cfg.timestamp import Timestamp
 from composer_cfg.values import scalar
 
 if TYPE_CHECKING:
@@ -62,8 +65,14 @@ class MLFlowLogger(LoggerDestination):
             URI's password is masked in messages; when there is one, MLflow's own "View run"
             lines, which would show it, are not printed.
         timeout: the longest, in seconds, the training thread waits for the tracking store: when
-            the run starts at `Event.INIT`, and in all at close (delivering what is left, then
-            ending the run).
+            the run starts at `Event.INIT`, for room in a full queue, and in all at close
+            (delivering what is left, then ending the run).
+        queue_size, when_full, undelivered: the delivery queue (`composer_cfg.delivery`): at most
+            `queue_size` logged calls wait for the store; when it is full the training thread
+            waits for room (``block``, at most `timeout` seconds, once per outage) or does not
+            (``drop``); what leaves the queue undelivered, then or at close, is appended to
+            ``{run_name}/undelivered-mlflow-rank<rank>.jsonl`` (``spool``: ``composer-cfg-sync``
+            adds it to the same MLflow run later) or lost (``drop``), and counted.
 
     Every request runs in order on a background thread: logging only enqueues, so a slow or hung
     server never stalls training (a run started by a first data call, without INIT, does not even
@@ -71,6 +80,8 @@ class MLFlowLogger(LoggerDestination):
     name) is a `ValueError` at the call that logs it, naming it; the call's other metrics are
     kept. Metrics and parameters leave the queue only once the store has taken them, so a failed
     or interrupted request is sent again at the next flush (MLflow ignores exact duplicates).
+    At close, what is still queued after `timeout` is spooled (a warning says where) or, with
+    ``undelivered=drop``, lost (an error says how much).
     `finalize` ends the run FINISHED, FAILED or KILLED and releases the store's connections.
     """
 
@@ -92,6 +103,9 @@ class MLFlowLogger(LoggerDestination):
         rank_zero_only: bool = True,
         tags: Annotated[Mapping[str, str], RunTags()] | None = None,
         timeout: PositiveFloat = 30.0,
+        queue_size: PositiveInt = 10_000,
+        when_full: WhenFull = "block",
+        undelivered: Undelivered = "spool",
     ) -> None:
         self._tracking_uri = Template(tracking_uri, DIST_FIELDS, key="tracking_uri")
         self._run_name = Template(run_name, DIST_FIELDS, key="run_name")
@@ -104,19 +118,20 @@ class MLFlowLogger(LoggerDestination):
         self.rank_zero_only = bool(rank_zero_only)
         self.tags = redact(dict(tags or {}))
         self.timeout = float(POSITIVE.check("timeout", timeout))
+        self.policy = DeliveryPolicy.checked(queue_size, when_full, undelivered, self.timeout)
+        self._queue = DeliveryQueue("MLflow", self.policy, self._spool)
+        self._name = "mlflow"  # its name in the Logger, known at INIT: the spool's file is named after it
+        self._where: tuple[str, int] | None = None  # the run's name and rank, once started
+        self._close_timestamp = Timestamp()
         self.run_id: str | None = None
         self._continued: str | None = None  # the id of an existing run to add to (`continue_run`)
         self.tracking_uri: str | None = None
         self._client: Any = None
-        self._worker = BackgroundWorker("mlflow")
-        self._lock = threading.Lock()  # the queues and the flags below
+        self._courier = Courier("mlflow", self._send, self._pending)
+        self._lock = threading.Lock()  # the parameters and the flags below
         self._start_lock = threading.Lock()
         self._started: Future[Any] | None = None  # creating the run, on the worker
         self._params: list[Any] = []  # parameters not yet taken by the store, oldest first
-        self._metrics: list[Any] = []  # metrics likewise
-        self._delivering = False  # a delivery is queued or running on the worker
-        self._last_request: Future[Any] | None = None
-        self._failure: Exception | None = None  # a request that failed, to report on this thread
         self._closing = False  # close started: no more data (artifacts still, until finalize)
         self._close_started = 0.0
         self._finished = False
@@ -155,18 +170,17 @@ class MLFlowLogger(LoggerDestination):
         if log_level is LogLevel.FIT:
             self._log_params(data)
             return
-        from mlflow.entities import Metric
-
-        now = int((time.time() if state.log_time is None else state.log_time) * 1000)
-        step = int(state.timestamp.batch)
-        metrics, refused = [], []
+        metrics, refused = {}, []
         for key, value in data.items():
             number = scalar(value)
             if number is None:
                 self._skip(key, value)
             elif key in self._valid_keys or self._accepts_metric(key, refused):
-                metrics.append(Metric(key, number, now, step))
-        self._enqueue(self._metrics, metrics)
+                metrics[key] = number
+        if metrics:
+            self._check_open()
+            self._queue.put(Record(log_level, state.timestamp, time.time() if state.log_time is None else state.log_time,
+                                   metrics))
         if self._timed and self.flush_schedule.seconds_due():
             self.flush_schedule.restart()
             self._queue_delivery()
@@ -174,11 +188,9 @@ class MLFlowLogger(LoggerDestination):
             raise ValueError(f"MLflow refuses the metric name(s) {', '.join(refused)}; the call's other "
                              f"metrics were logged")
 
-    def _enqueue(self, queue: list[Any], items: list[Any]) -> None:
-        with self._lock:
-            if self._closing:  # a call still in flight when the Logger closed: nothing would send it
-                raise RuntimeError(f"MLFlowLogger for {self.shown_uri} is closed: it takes no more data")
-            queue.extend(items)
+    def _check_open(self) -> None:
+        if self._closing:  # a call still in flight when the Logger closed: nothing would send it
+            raise RuntimeError(f"MLFlowLogger for {self.shown_uri} is closed: it takes no more data")
 
     def _accepts_metric(self, key: str, refused: list[str]) -> bool:
         from mlflow.utils.validation import _validate_metric  # MLflow's own rules, as its store applies them
@@ -220,7 +232,9 @@ class MLFlowLogger(LoggerDestination):
                 LOG.warning("MLFlowLogger: parameter %r was already logged as %r; MLflow parameters can not "
                             "change, so %r is not logged", key, known, text)
             # else: the same value again: already queued or delivered (a batch may not repeat a key)
-        self._enqueue(self._params, params)
+        with self._lock:
+            self._check_open()
+            self._params.extend(params)
         self._queue_delivery()  # parameters are few and logged once: send them now
         if refused:
             raise ValueError(f"MLflow refuses the parameter name(s) {', '.join(refused)}; the others were logged")
@@ -239,7 +253,7 @@ class MLFlowLogger(LoggerDestination):
         directory, _, name = artifact_name.rpartition("/")
         staged = staged_dir / name  # MLflow names the artifact after the file
         shutil.copyfile(file_path, staged)  # the caller may change or delete the file once we return
-        self._request(self._upload, staged, directory or None, artifact_name, overwrite)
+        self._courier.request(self._upload, staged, directory or None, artifact_name, overwrite)
 
     def _upload(self, staged: Path, directory: str | None, artifact_name: str, overwrite: bool) -> None:
         try:
@@ -254,76 +268,64 @@ class MLFlowLogger(LoggerDestination):
 
     def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
         """Queue the buffered metrics for sending; raise a request that failed since the last flush."""
-        self._report_failure()
+        self._courier.raise_failure()
         self._queue_delivery()
 
     def checkpoint_saved(self, state: State, logger: Logger) -> None:
         """Send what is queued and wait (at most `timeout` seconds) until the store has it."""
         self.flush(state, logger)
-        request = self._last_request
+        request = self._courier.last_request
         if request is not None:
             try:
                 wait("sending metrics to MLflow at a checkpoint", request, self.timeout)
             except TimeoutError:
                 raise
-            except Exception:  # noqa: BLE001 - the request's own failure: remembered by its callback
-                self._report_failure()
+            except Exception:  # noqa: BLE001 - the request's own failure: remembered by the courier
+                self._courier.raise_failure()
 
     def _queue_delivery(self) -> None:
-        with self._lock:
-            if self._started is None or self._delivering or not (self._metrics or self._params):
-                return
-            self._delivering = True
-        self._request(self._deliver)
+        if self._started is not None:  # the run's creation is queued first
+            self._courier.deliver_soon()
 
-    def _deliver(self) -> None:
-        """On the worker: send the queues in order, parameters first, in requests within MLflow's
-        limits. Items leave a queue only once the store has them; after a failure the rest waits
-        for the next flush."""
-        try:
-            run_id = self._run_id_or_fail()
-            while True:
-                with self._lock:
-                    params = self._params[:MAX_PARAMS_PER_BATCH]
-                    metrics = self._metrics[: MAX_ENTITIES_PER_BATCH - len(params)]
-                    if not params and not metrics:
-                        self._delivering = False
-                        return
-                self._client.log_batch(run_id, metrics=metrics, params=params)
-                with self._lock:
-                    del self._params[: len(params)]
-                    del self._metrics[: len(metrics)]
-        except BaseException:
+    def _pending(self) -> bool:
+        with self._lock:
+            return bool(self._params) or len(self._queue) > 0
+
+    def _send(self) -> bool:
+        """On the worker: send one request within MLflow's limits, parameters first; what it held
+        leaves the queues only once the store has it. False when nothing waited."""
+        from mlflow.entities import Metric
+
+        run_id = self._run_id_or_fail()
+        with self._lock:
+            params = self._params[:MAX_PARAMS_PER_BATCH]
+        room = MAX_ENTITIES_PER_BATCH - len(params)
+        metrics, records = [], 0
+        for record in self._queue.waiting(room):
+            if metrics and len(metrics) + len(record.data) > room:
+                break
+            when, step = int(record.time * 1000), int(record.timestamp.batch)
+            metrics += [Metric(key, value, when, step) for key, value in record.data.items()]
+            records += 1
+        if not params and not records:
+            return False
+        for start in range(0, max(len(metrics), 1), room):  # one call may hold more than a request takes
+            self._client.log_batch(run_id, metrics=metrics[start:start + room], params=params)
             with self._lock:
-                self._delivering = False
-            raise
+                del self._params[: len(params)]
+            params = []
+        self._queue.delivered(records)
+        return True
 
     def _run_id_or_fail(self) -> str:
         if self.run_id is None:
             raise RuntimeError(f"there is no MLflow run at {self.shown_uri}: starting it failed")
         return self.run_id
 
-    def _request(self, call: Any, *args: Any) -> None:
-        """Queue a request on the worker; a failure is reported at the next flush or at close."""
-        future = self._worker.submit(call, *args)
-        future.add_done_callback(self._remember_failure)
-        self._last_request = future
-
-    def _remember_failure(self, future: Future[Any]) -> None:
-        error = future.exception()
-        if error is not None:
-            with self._lock:
-                self._failure = self._failure or error  # type: ignore[assignment]
-
-    def _report_failure(self) -> None:
-        with self._lock:
-            error, self._failure = self._failure, None
-        if error is not None:
-            raise error
-
     # -- lifecycle ---------------------------------------------------------------------------
 
     def init(self, state: State, logger: Logger) -> None:
+        self._name = logger.name_of(self)
         self._start(state, block=True)
 
     def close(self, state: State, logger: Logger) -> None:
@@ -332,39 +334,66 @@ class MLFlowLogger(LoggerDestination):
         with self._start_lock, self._lock:
             self._closing = True
             self._close_started = time.monotonic()
+            self._close_timestamp = state.timestamp
         self._queue_delivery()
 
     def post_close(self) -> None:
-        """Wait for every queued request (at most `timeout` seconds in all with `finalize`)."""
-        if self._last_request is None:
+        """Wait for every queued request (at most `timeout` seconds in all with `finalize`, which
+        says what was not delivered)."""
+        if self._courier.last_request is None:
             return
         try:
             # keep some of the time for finalize: recording how the run ended matters most
             reserve = min(FINALIZE_RESERVE, self.timeout / 4)
-            wait("sending the last requests to MLflow", self._last_request, self._time_left(reserve), FINALIZE_RESERVE)
-        except TimeoutError as error:
-            with self._lock:
-                left = len(self._metrics) + len(self._params)
-            raise TimeoutError(f"{error}; {left} metric and parameter value(s) were not delivered to "
-                               f"{self.shown_uri}") from None
-        except Exception:  # noqa: BLE001 - remembered by its callback, reported just below
+            wait("sending the last requests to MLflow", self._courier.last_request, self._time_left(reserve),
+                 FINALIZE_RESERVE)
+        except Exception:  # noqa: BLE001 - a timeout: the worker goes on until finalize; a failure: just below
             pass
-        self._report_failure()
+        self._courier.raise_failure()
+
+    def report(self) -> dict[str, Any]:
+        """The delivery queue's counts (`DeliveryQueue.report`)."""
+        return self._queue.report()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until the requests queued so far are done (at most `timeout` seconds); return how
+        many logged calls are still queued (a flush point queues them)."""
+        self._courier.wait(timeout)
+        return len(self._queue)
+
+    def _give_up(self) -> None:
+        """What the store has not taken leaves for the spool (or is dropped), parameters first as one
+        FIT record; a warning says where it waits, an error how much was lost."""
         with self._lock:
-            left = len(self._metrics) + len(self._params)
-        if left:
-            raise RuntimeError(f"{left} metric and parameter value(s) were not delivered to {self.shown_uri}")
+            params, self._params = self._params, []
+        first = [Record(LogLevel.FIT, self._close_timestamp, time.time(), {p.key: p.value for p in params})] if params else []
+        self._queue.give_up(first)
+        summary = self._queue.summary()
+        if summary and self._queue.report()["dropped"]:
+            raise RuntimeError(summary)
+        if summary:
+            LOG.warning("MLFlowLogger: %s", summary)
+
+    def _spool(self) -> Spool | None:
+        """The spool of this run and rank (see `composer_cfg.delivery`), once the run has started."""
+        if self._where is None:
+            return None
+        return Spool(self._name, *self._where, identity=self.run_identity)
 
     def finalize(self, status: RunStatus) -> None:
-        """End the MLflow run with `status`; release the store's connections and the worker."""
+        """End the MLflow run with `status` (the worker delivers what is queued first); spool or drop
+        what the store did not take; release the store's connections and the worker."""
         self._finished = True
         try:
             if self._started is not None:
                 wait("starting the MLflow run", self._started, self._time_left())
-                self._worker.call("ending the MLflow run", self._end_run, status, timeout=self._time_left())
-                self._report_failure()  # of an artifact other destinations published while closing
+                self._courier.worker.call("ending the MLflow run", self._end_run, status, timeout=self._time_left())
+                self._courier.raise_failure()  # of an artifact other destinations published while closing
         finally:
-            self._release()
+            try:
+                self._give_up()
+            finally:
+                self._release()
 
     def _end_run(self, status: RunStatus) -> None:
         """`set_terminated`; MLflow then prints "View run <url>" lines, left out when the URI holds a
@@ -392,8 +421,8 @@ class MLFlowLogger(LoggerDestination):
         of file descriptors otherwise), stop the worker, remove staged files."""
         client, self._client = self._client, None
         if client is not None:
-            self._worker.submit(_dispose_store, client)
-        self._worker.stop()
+            self._courier.worker.submit(_dispose_store, client)
+        self._courier.worker.stop()
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
@@ -410,8 +439,9 @@ class MLFlowLogger(LoggerDestination):
                     fields = state.template_fields()
                     uri = _absolute_sqlite_uri(self._tracking_uri.fill(fields))
                     self.tracking_uri = uri
-                    self._started = self._worker.submit(self._create_run, uri, self._run_name.fill(fields))
-                    self._started.add_done_callback(self._remember_failure)
+                    self._where = (state.run_name, state.rank)
+                    self._queue.what = f"MLflow ({self.shown_uri})"
+                    self._started = self._courier.request(self._create_run, uri, self._run_name.fill(fields))
                 started = self._started
         if block:
             wait(f"starting an MLflow run at {self.shown_uri}", started, self.timeout)

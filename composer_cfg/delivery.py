@@ -1,0 +1,300 @@
+"""`DeliveryQueue`: the records a remote destination has not delivered yet: bounded, counted, and
+kept in a local spool when they can not be delivered.
+
+A remote destination (a tracker) puts each logged call on its queue from the training thread
+and sends the queue from a background thread. Its `DeliveryPolicy` says what happens when the
+back end does not keep up:
+
+* ``queue_size``: records that may wait in memory.
+* ``when_full``: ``block`` (the logging thread waits for room, at most ``block_seconds``; after
+  one wait that timed out it no longer waits until a delivery succeeds, so an outage costs one
+  wait, not one per call) or ``drop`` (the new record leaves at once, never waiting).
+* ``undelivered``: what becomes of a record that leaves that way, or that is still waiting when
+  the destination gives up at close: ``spool`` (appended to
+  ``{run_name}/undelivered-<destination>-rank<rank>.jsonl``, a JSON Lines records file that
+  ``composer-cfg-sync`` delivers later into the same tracker run) or ``drop`` (counted, lost).
+
+Nothing leaves silently: `report` gives the counts, the destination says them at close, and the
+Logger writes them to the run manifest.
+
+>>> from composer_cfg.log_level import LogLevel
+>>> from composer_cfg.timestamp import Timestamp
+>>> queue = DeliveryQueue("docs", DeliveryPolicy(queue_size=1, when_full="drop", undelivered="drop"))
+>>> for batch in (1, 2):
+...     queue.put(Record(LogLevel.BATCH, Timestamp(batch=batch), 0.0, {"loss": 0.5}))
+>>> [record.timestamp.batch for record in queue.waiting()], queue.report()["dropped"]
+([1], 1)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from composer_cfg.background import BackgroundWorker, budget
+from composer_cfg.log_level import LogLevel
+from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
+from composer_cfg.params import POSITIVE_INT, UNDELIVERED, WHEN_FULL
+from composer_cfg.records import record_line
+from composer_cfg.timestamp import Timestamp
+
+
+class DeliveryPolicy(NamedTuple):
+    """How a remote destination's queue behaves when its back end does not keep up (see above)."""
+
+    queue_size: int = 10_000
+    when_full: str = "block"
+    undelivered: str = "spool"
+    block_seconds: float = 30.0
+
+    @classmethod
+    def checked(cls, queue_size: Any, when_full: Any, undelivered: Any, block_seconds: float) -> DeliveryPolicy:
+        """The policy, each value checked as the config validator checks it (`ConfigError` naming its key)."""
+        return cls(POSITIVE_INT.check("queue_size", queue_size), WHEN_FULL.check("when_full", when_full),
+                   UNDELIVERED.check("undelivered", undelivered), block_seconds)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One logged call as a remote destination keeps it until it is delivered."""
+
+    level: LogLevel
+    timestamp: Timestamp
+    time: float  # wall-clock seconds of the call
+    data: dict[str, Any]
+
+
+class Spool:
+    """Records a destination could not deliver, appended as JSON Lines beside the run's manifest.
+
+    The first write also records, in the manifest, which destination the file belongs to and the
+    identity of its tracker run, so that ``composer-cfg-sync`` sends the file to that destination
+    alone and adds to that same run.
+    """
+
+    def __init__(self, destination: str, run_name: str, rank: int, identity: Callable[[], dict[str, Any]],
+                 root: Path | None = None) -> None:
+        directory = (root or Path()).absolute() / run_name
+        self.path = directory / f"undelivered-{destination}-rank{rank}.jsonl"
+        self._manifest = manifest_path(directory, rank)
+        self._destination = destination
+        self._header = (json.dumps(run_name), rank)
+        self._identity = identity
+        self._registered = False
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Append `records` and make them durable (flushed and fsynced) before returning."""
+        if not self._registered:
+            self._register()
+        run_name, rank = self._header
+        text = "".join(record_line(r.level, run_name, rank, r.timestamp, r.time, r.data) for r in records)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+
+    def _register(self) -> None:
+        manifest = read_manifest(self._manifest)
+        manifest.setdefault("spools", {})[self.path.name] = self._destination
+        entry = manifest.setdefault("sync", {}).setdefault(self.path.name, {}).setdefault(self._destination, {})
+        identity = self._identity()
+        if identity and not entry.get("identity"):
+            entry["identity"] = identity
+        write_manifest(self._manifest, manifest)
+        self._registered = True
+
+
+@dataclass
+class _Counts:
+    delivered: int = 0
+    spooled: int = 0
+    dropped: int = 0
+    peak: int = 0
+    blocked_seconds: float = 0.0
+    spool_errors: list[str] = field(default_factory=list)
+
+
+class DeliveryQueue:
+    """Records waiting for delivery, oldest first, under a `DeliveryPolicy`.
+
+    The logging thread calls `put`; the delivering thread reads `waiting` and, once the back end
+    has taken the first n, calls `delivered(n)`. `give_up` empties the queue into the spool (or
+    drops it). Thread-safe.
+    """
+
+    def __init__(self, what: str, policy: DeliveryPolicy, spool: Callable[[], Spool | None] | None = None) -> None:
+        self.what = what
+        self.policy = policy
+        self._spool_factory = spool
+        self._spool: Spool | None = None
+        self._records: list[Record] = []
+        self._cond = threading.Condition()
+        self._stalled = False  # a wait for room timed out and nothing was delivered since
+        self._counts = _Counts()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def put(self, record: Record) -> None:
+        """Queue `record`; when the queue is full, wait or let it go as the policy says."""
+        policy = self.policy
+        with self._cond:
+            if len(self._records) >= policy.queue_size and policy.when_full == "block" and not self._stalled:
+                started = time.monotonic()
+                room = self._cond.wait_for(lambda: len(self._records) < policy.queue_size,
+                                           budget(policy.block_seconds))
+                self._counts.blocked_seconds += time.monotonic() - started
+                self._stalled = not room
+            if len(self._records) < policy.queue_size:
+                self._records.append(record)
+                self._counts.peak = max(self._counts.peak, len(self._records))
+                return
+        self._let_go([record])
+
+    def waiting(self, limit: int | None = None) -> list[Record]:
+        """The oldest `limit` records waiting (all of them by default), still in the queue."""
+        with self._cond:
+            return self._records[:limit]
+
+    def delivered(self, count: int) -> None:
+        """The back end has the `count` oldest records: they leave the queue."""
+        with self._cond:
+            count = min(count, len(self._records))  # those given up meanwhile count as given up
+            del self._records[:count]
+            self._counts.delivered += count
+            self._stalled = False
+            self._cond.notify_all()
+
+    def give_up(self, first: Sequence[Record] = ()) -> int:
+        """Let `first` and then every waiting record go (to the spool, or dropped); return how many."""
+        with self._cond:
+            records, self._records = [*first, *self._records], []
+            self._cond.notify_all()
+        if records:
+            self._let_go(records)
+        return len(records)
+
+    @property
+    def spool_path(self) -> Path | None:
+        """The spool file, once something was written to it."""
+        return self._spool.path if self._spool is not None else None
+
+    def report(self) -> dict[str, Any]:
+        """What became of the records so far: ``queued`` (waiting now), ``peak_queued``,
+        ``delivered``, ``spooled``, ``dropped``, ``blocked_seconds`` (the logging thread's waits
+        for room), and ``spool`` (the spool file, when there is one)."""
+        counts = self._counts
+        report: dict[str, Any] = {"queued": len(self._records), "peak_queued": counts.peak,
+                                  "delivered": counts.delivered, "spooled": counts.spooled, "dropped": counts.dropped,
+                                  "blocked_seconds": round(counts.blocked_seconds, 6)}
+        if self._spool is not None:
+            report["spool"] = str(self._spool.path)
+        if counts.spool_errors:
+            report["spool_errors"] = list(counts.spool_errors)
+        return report
+
+    def summary(self) -> str | None:
+        """One sentence on what was not delivered, for the end of the run; None when nothing."""
+        counts = self._counts
+        parts = []
+        if counts.spooled:
+            parts.append(f"{counts.spooled} record(s) were not delivered to {self.what} and wait in "
+                         f"{self._spool.path if self._spool else 'the spool'}: `composer-cfg-sync <run dir> --to "
+                         f"<destination>` delivers them")
+        if counts.dropped:
+            why = f" (spool failed: {counts.spool_errors[-1]})" if counts.spool_errors else ""
+            parts.append(f"{counts.dropped} record(s) were not delivered to {self.what} and are lost{why}")
+        return "; ".join(parts) or None
+
+    def _let_go(self, records: list[Record]) -> None:
+        with self._cond:  # one writer of the spool and the counts at a time
+            if self.policy.undelivered == "spool":
+                try:
+                    if self._spool is None and self._spool_factory is not None:
+                        self._spool = self._spool_factory()
+                    if self._spool is None:
+                        raise RuntimeError("no spool: the run's name is not known yet")
+                    self._spool.write(records)
+                    self._counts.spooled += len(records)
+                    return
+                except Exception as error:  # noqa: BLE001 - a full disk: the records are counted lost, and why
+                    self._counts.spool_errors.append(f"{type(error).__name__}: {error}")
+            self._counts.dropped += len(records)
+
+
+class Courier:
+    """A remote destination's requests, run in order on one background thread: deliveries of its
+    `DeliveryQueue` (at most one queued or running at a time) and any other request (starting a
+    run, an upload). A request that fails is kept, to be raised on a logging thread
+    (`raise_failure`) rather than lost on the worker.
+
+    `send` delivers some of what waits and returns whether it sent anything; `pending` says
+    whether anything waits. A delivery sends until nothing does.
+    """
+
+    def __init__(self, name: str, send: Callable[[], bool], pending: Callable[[], bool]) -> None:
+        self.worker = BackgroundWorker(name)
+        self._send = send
+        self._pending = pending
+        self._lock = threading.Lock()
+        self._delivering = False
+        self._failure: BaseException | None = None
+        #: The request queued last: once it is done, every earlier one is.
+        self.last_request: Future[Any] | None = None
+
+    def request(self, call: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue `call(*args)` on the worker; a failure is kept for `raise_failure`."""
+        future = self.worker.submit(call, *args)
+        future.add_done_callback(self._remember_failure)
+        self.last_request = future
+        return future
+
+    def deliver_soon(self) -> None:
+        """Queue a delivery, unless one is queued or running (it will send what waits now too)."""
+        with self._lock:
+            if self._delivering or not self._pending():
+                return
+            self._delivering = True
+        self.request(self._deliver)
+
+    def wait(self, timeout: float | None) -> None:
+        """Wait until every request queued so far is done, at most `timeout` seconds (its failure is
+        kept for `raise_failure`)."""
+        request = self.last_request
+        if request is not None:
+            futures.wait([request], timeout)
+
+    def raise_failure(self) -> None:
+        """Raise the first request failure since the last call, if any."""
+        with self._lock:
+            error, self._failure = self._failure, None
+        if error is not None:
+            raise error
+
+    def _deliver(self) -> None:
+        try:
+            while True:
+                if not self._send():
+                    with self._lock:  # with deliver_soon's lock: a record queued now is not left behind
+                        if not self._pending():
+                            self._delivering = False
+                            return
+        except BaseException:
+            with self._lock:
+                self._delivering = False
+            raise
+
+    def _remember_failure(self, future: Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:
+            with self._lock:
+                self._failure = self._failure or error
