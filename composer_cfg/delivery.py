@@ -29,6 +29,7 @@ Logger writes them to the run manifest.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -45,6 +46,8 @@ from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
 from composer_cfg.params import POSITIVE_INT, UNDELIVERED, WHEN_FULL
 from composer_cfg.records import record_line
 from composer_cfg.timestamp import Timestamp
+
+LOG = logging.getLogger("composer_cfg")
 
 
 class DeliveryPolicy(NamedTuple):
@@ -113,13 +116,48 @@ class Spool:
         self._registered = True
 
 
+class Admission:
+    """The `when_full` half of a `DeliveryPolicy`, for any queue guarded by a `Condition`: whether
+    one more item may wait, waiting for room (``block``) at most ``block_seconds``, and once per
+    outage: after a wait that timed out, none until the back end takes something again.
+
+    >>> queue, cond = [1, 2], threading.Condition()
+    >>> admission = Admission(DeliveryPolicy(queue_size=2, when_full="drop"), cond)
+    >>> with cond:
+    ...     admission.admit(lambda: len(queue))
+    False
+    """
+
+    def __init__(self, policy: DeliveryPolicy, cond: threading.Condition) -> None:
+        self.policy = policy
+        self._cond = cond
+        self._stalled = False  # a wait for room timed out and nothing was taken since
+        self.waits = 0
+        self.blocked_seconds = 0.0
+
+    def admit(self, size: Callable[[], int]) -> bool:
+        """With the condition's lock held: whether one more item fits, `size` being how many wait."""
+        policy = self.policy
+        if size() >= policy.queue_size and policy.when_full == "block" and not self._stalled:
+            started = time.monotonic()
+            room = self._cond.wait_for(lambda: size() < policy.queue_size, budget(policy.block_seconds))
+            self.waits += 1
+            self.blocked_seconds += time.monotonic() - started
+            self._stalled = not room
+        return size() < policy.queue_size
+
+    def taken(self) -> None:
+        """With the lock held: the back end took something; room may follow, and waiting is worth it again."""
+        self._stalled = False
+        self._cond.notify_all()
+
+
 @dataclass
 class _Counts:
     delivered: int = 0
     spooled: int = 0
     dropped: int = 0
     peak: int = 0
-    blocked_seconds: float = 0.0
     spool_errors: list[str] = field(default_factory=list)
 
 
@@ -138,7 +176,7 @@ class DeliveryQueue:
         self._spool: Spool | None = None
         self._records: list[Record] = []
         self._cond = threading.Condition()
-        self._stalled = False  # a wait for room timed out and nothing was delivered since
+        self._admission = Admission(policy, self._cond)
         self._counts = _Counts()
 
     def __len__(self) -> int:
@@ -146,15 +184,8 @@ class DeliveryQueue:
 
     def put(self, record: Record) -> None:
         """Queue `record`; when the queue is full, wait or let it go as the policy says."""
-        policy = self.policy
         with self._cond:
-            if len(self._records) >= policy.queue_size and policy.when_full == "block" and not self._stalled:
-                started = time.monotonic()
-                room = self._cond.wait_for(lambda: len(self._records) < policy.queue_size,
-                                           budget(policy.block_seconds))
-                self._counts.blocked_seconds += time.monotonic() - started
-                self._stalled = not room
-            if len(self._records) < policy.queue_size:
+            if self._admission.admit(self._records.__len__):
                 self._records.append(record)
                 self._counts.peak = max(self._counts.peak, len(self._records))
                 return
@@ -171,8 +202,7 @@ class DeliveryQueue:
             count = min(count, len(self._records))  # those given up meanwhile count as given up
             del self._records[:count]
             self._counts.delivered += count
-            self._stalled = False
-            self._cond.notify_all()
+            self._admission.taken()
 
     def give_up(self, first: Sequence[Record] = ()) -> int:
         """Let `first` and then every waiting record go (to the spool, or dropped); return how many."""
@@ -190,12 +220,13 @@ class DeliveryQueue:
 
     def report(self) -> dict[str, Any]:
         """What became of the records so far: ``queued`` (waiting now), ``peak_queued``,
-        ``delivered``, ``spooled``, ``dropped``, ``blocked_seconds`` (the logging thread's waits
-        for room), and ``spool`` (the spool file, when there is one)."""
-        counts = self._counts
+        ``delivered``, ``spooled``, ``dropped``, ``waits`` and ``blocked_seconds`` (the logging
+        threads' waits for room: how many, how long in all), and ``spool`` (the spool file, when
+        there is one). Every record put is queued, delivered, spooled or dropped."""
+        counts, admission = self._counts, self._admission
         report: dict[str, Any] = {"queued": len(self._records), "peak_queued": counts.peak,
                                   "delivered": counts.delivered, "spooled": counts.spooled, "dropped": counts.dropped,
-                                  "blocked_seconds": round(counts.blocked_seconds, 6)}
+                                  "waits": admission.waits, "blocked_seconds": admission.blocked_seconds}
         if self._spool is not None:
             report["spool"] = str(self._spool.path)
         if counts.spool_errors:
@@ -214,6 +245,16 @@ class DeliveryQueue:
             why = f" (spool failed: {counts.spool_errors[-1]})" if counts.spool_errors else ""
             parts.append(f"{counts.dropped} record(s) were not delivered to {self.what} and are lost{why}")
         return "; ".join(parts) or None
+
+    def settle(self, first: Sequence[Record] = ()) -> None:
+        """At the end: `give_up` (`first`, then what waits), then say it: a warning naming the
+        spool when everything left was spooled, a `RuntimeError` when records were lost."""
+        self.give_up(first)
+        summary = self.summary()
+        if summary and self._counts.dropped:
+            raise RuntimeError(summary)
+        if summary:
+            LOG.warning("%s", summary)
 
     def _let_go(self, records: list[Record]) -> None:
         with self._cond:  # one writer of the spool and the counts at a time
@@ -238,11 +279,13 @@ class Courier:
     (`raise_failure`) rather than lost on the worker.
 
     `send` delivers some of what waits and returns whether it sent anything; `pending` says
-    whether anything waits. A delivery sends until nothing does.
+    whether anything waits. A delivery sends until nothing does. Closing may take `timeout`
+    seconds in all (`time_left`).
     """
 
-    def __init__(self, name: str, send: Callable[[], bool], pending: Callable[[], bool]) -> None:
+    def __init__(self, name: str, send: Callable[[], bool], pending: Callable[[], bool], timeout: float) -> None:
         self.worker = BackgroundWorker(name)
+        self.timeout = timeout
         self._send = send
         self._pending = pending
         self._lock = threading.Lock()
@@ -250,6 +293,18 @@ class Courier:
         self._failure: BaseException | None = None
         #: The request queued last: once it is done, every earlier one is.
         self.last_request: Future[Any] | None = None
+        self._close_by: float | None = None  # time.monotonic() by which closing must be done
+
+    def start_closing(self) -> None:
+        """Closing starts now and may take `timeout` seconds in all (see `time_left`)."""
+        self._close_by = time.monotonic() + self.timeout
+
+    def time_left(self, reserve: float = 0.0) -> float:
+        """Seconds left for closing, keeping `reserve` of them for later (the clock starts at
+        `start_closing`, or now)."""
+        if self._close_by is None:
+            self.start_closing()
+        return max(0.0, self._close_by - reserve - time.monotonic())  # type: ignore[operator]
 
     def request(self, call: Callable[..., Any], *args: Any) -> Future[Any]:
         """Queue `call(*args)` on the worker; a failure is kept for `raise_failure`."""

@@ -71,7 +71,8 @@ def sync(
     world_sizes = _world_sizes(files)
     results = []
     for file in files:
-        records = list(read_records(file))
+        # In step order (a spool holds what overflowed before what was still queued at the end).
+        records = sorted(read_records(file), key=lambda record: (record["epoch"], record["batch"]))
         if not records:
             continue
         run_name, rank = records[0]["run_name"], records[0].get("rank", 0)

@@ -143,6 +143,38 @@ def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_spools_wha
         (step, 1.0 / (step + 1)) for step in range(6)]
 
 
+@pytest.mark.parametrize("when_full", ["drop", "block"])
+def test_a_stopped_server_delays_logging_no_more_than_the_queue_policy_and_a_sync_completes_the_run(
+        mlflow: MlflowServer, hung_client_env, when_full):
+    destination = MLFlowLogger(tracking_uri=mlflow.url, experiment_name=f"policy-{uuid.uuid4().hex}",
+                               flush_interval=1, timeout=1, queue_size=2, when_full=when_full)
+    logger = Logger(State("policy"), {"mlflow": destination})
+    logger.run_event("init")
+    next_batch(logger, {"loss": 0.0})
+    assert destination.wait(30) == 0  # delivered before the outage
+    with mlflow.stopped():
+        for step in range(1, 11):
+            next_batch(logger, {"loss": float(step)})
+        report = destination.report()
+        # The first delivery in the outage hangs; the queue fills; what does not fit is spooled at
+        # once (drop), or after one wait of `timeout` for room, and never another (block).
+        assert (report["waits"], report["queued"]) == ((0, 2) if when_full == "drop" else (1, 2))
+        assert report["spooled"] == 8 and report["dropped"] == 0
+        with pytest.raises(TimeoutError, match="ending the MLflow run did not finish"):
+            logger.close()
+    report = destination.report()
+    assert (report["delivered"], report["spooled"], report["dropped"], report["queued"]) == (1, 10, 0, 0)
+    spool = Path(report["spool"])
+    assert sorted(r["batch"] for r in read_records(spool)) == list(range(1, 11))
+    assert mlflow.healthy()
+    (synced,) = sync("policy", ["mlflow"], [f"logger.destinations.mlflow.tracking_uri={mlflow.url}"])
+    assert synced.sent == 10
+    client = MlflowClient(tracking_uri=mlflow.url)
+    # (the request that hung may land too: MLflow keeps one copy of a point sent twice)
+    assert [(m.step, m.value) for m in client.get_metric_history(destination.run_id, "loss")] == [
+        (step, float(step)) for step in range(11)]
+
+
 # -- SIGTERM ends a process whose back end hangs ---------------------------------------------------
 
 SIGTERM_CHILD = """

@@ -859,3 +859,34 @@ def test_a_local_publish_never_follows_a_planted_link(tmp_path, victim, overwrit
     assert victim.read_text() == "precious" and not nowhere.exists()
     for name in ("a.txt", "b.txt"):
         assert not (store / "run" / name).is_symlink() and (store / "run" / name).read_text() == f"published {name}"
+
+
+# The upload queue is bounded: a store that does not keep up makes the logging thread wait for
+# room (block) or lets the artifact go, said and counted (drop).
+
+@pytest.mark.parametrize("when_full", ["drop", "block"])
+def test_a_full_upload_queue_waits_for_room_or_drops_and_says_so(scripted, staging_root, when_full, caplog):
+    before_put, started, release = hold_upload_of(b"held")
+    scripted.before_put = before_put
+    destination = ObjectStoreLogger("scripted://bucket", num_concurrent_uploads=1, queue_size=2, when_full=when_full,
+                                    close_timeout=0.2 if when_full == "block" else 30)
+    logger = opened(destination)
+    offer(logger, "a.txt", "held", overwrite=False)
+    assert started.wait(10)
+    offer(logger, "b.txt", "b", overwrite=False)  # waits behind the held upload: the queue is full
+    offer(logger, "b.txt", "b2", overwrite=True)  # a new version of a waiting one takes its place
+    offer(logger, "c.txt", "c", overwrite=False)  # one too many: waited for (block, 0.2 s), then let go
+    offer(logger, "d.txt", "d", overwrite=False)  # an outage costs one wait, not one per artifact
+    release.set()
+    with pytest.raises(RuntimeError) as raised:
+        logger.close()
+    assert str(raised.value) == ("2 artifact(s) were not uploaded to scripted://bucket: the upload queue was full: "
+                                 "/bucket/c.txt, /bucket/d.txt")
+    assert [message for message in caplog.messages if "is full" in message] == [
+        f"ObjectStoreLogger: the upload queue to scripted://bucket is full; artifact {name!r} is not uploaded"
+        for name in ("c.txt", "d.txt")]
+    assert (stored("a.txt"), stored("b.txt")) == (b"held", b"b2")
+    report = destination.report()
+    assert report | {"blocked_seconds": 0} == {"queued": 0, "peak_queued": 2, "uploaded": 2, "failed": 0, "dropped": 2,
+                                               "waits": 1 if when_full == "block" else 0, "blocked_seconds": 0}
+    assert list(staging_root.iterdir()) == []  # no staged copy left

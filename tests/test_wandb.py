@@ -55,7 +55,8 @@ def test_a_run_ending_in_an_exception_finishes_with_exit_code_1():
 def test_wandb_s_patches_of_sys_exit_and_excepthook_are_undone_when_its_run_finishes():
     before = sys.exit, sys.excepthook
     with Logger(State("wb_hooks"), WandBLogger()) as logger:
-        logger.data_batch({"loss": 1.0})
+        logger.data_batch({"loss": 1.0})  # starts the run, on W&B's background thread
+        assert logger.destinations[0].wait(30) == 0
         assert (sys.exit, sys.excepthook) != before  # wandb installed its own while the run is live
     assert (sys.exit, sys.excepthook) == before
 

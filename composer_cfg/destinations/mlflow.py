@@ -127,13 +127,12 @@ class MLFlowLogger(LoggerDestination):
         self._continued: str | None = None  # the id of an existing run to add to (`continue_run`)
         self.tracking_uri: str | None = None
         self._client: Any = None
-        self._courier = Courier("mlflow", self._send, self._pending)
+        self._courier = Courier("mlflow", self._send, self._pending, self.timeout)
         self._lock = threading.Lock()  # the parameters and the flags below
         self._start_lock = threading.Lock()
         self._started: Future[Any] | None = None  # creating the run, on the worker
         self._params: list[Any] = []  # parameters not yet taken by the store, oldest first
         self._closing = False  # close started: no more data (artifacts still, until finalize)
-        self._close_started = 0.0
         self._finished = False
         self._valid_keys: set[str] = set()
         self._param_values: dict[str, str] = {}
@@ -333,7 +332,7 @@ class MLFlowLogger(LoggerDestination):
         Other destinations may still publish files (their final flush) until `finalize`."""
         with self._start_lock, self._lock:
             self._closing = True
-            self._close_started = time.monotonic()
+            self._courier.start_closing()
             self._close_timestamp = state.timestamp
         self._queue_delivery()
 
@@ -345,7 +344,7 @@ class MLFlowLogger(LoggerDestination):
         try:
             # keep some of the time for finalize: recording how the run ended matters most
             reserve = min(FINALIZE_RESERVE, self.timeout / 4)
-            wait("sending the last requests to MLflow", self._courier.last_request, self._time_left(reserve),
+            wait("sending the last requests to MLflow", self._courier.last_request, self._courier.time_left(reserve),
                  FINALIZE_RESERVE)
         except Exception:  # noqa: BLE001 - a timeout: the worker goes on until finalize; a failure: just below
             pass
@@ -367,12 +366,7 @@ class MLFlowLogger(LoggerDestination):
         with self._lock:
             params, self._params = self._params, []
         first = [Record(LogLevel.FIT, self._close_timestamp, time.time(), {p.key: p.value for p in params})] if params else []
-        self._queue.give_up(first)
-        summary = self._queue.summary()
-        if summary and self._queue.report()["dropped"]:
-            raise RuntimeError(summary)
-        if summary:
-            LOG.warning("MLFlowLogger: %s", summary)
+        self._queue.settle(first)
 
     def _spool(self) -> Spool | None:
         """The spool of this run and rank (see `composer_cfg.delivery`), once the run has started."""
@@ -386,8 +380,8 @@ class MLFlowLogger(LoggerDestination):
         self._finished = True
         try:
             if self._started is not None:
-                wait("starting the MLflow run", self._started, self._time_left())
-                self._courier.worker.call("ending the MLflow run", self._end_run, status, timeout=self._time_left())
+                wait("starting the MLflow run", self._started, self._courier.time_left())
+                self._courier.worker.call("ending the MLflow run", self._end_run, status, timeout=self._courier.time_left())
                 self._courier.raise_failure()  # of an artifact other destinations published while closing
         finally:
             try:
@@ -411,10 +405,6 @@ class MLFlowLogger(LoggerDestination):
                     os.environ.pop(_SUPPRESS_URLS, None)
                 else:
                     os.environ[_SUPPRESS_URLS] = before
-
-    def _time_left(self, reserve: float = 0.0) -> float:
-        """What is left of `timeout` since close started, keeping `reserve` seconds for finalize."""
-        return max(0.0, self.timeout - reserve - (time.monotonic() - self._close_started))
 
     def _release(self) -> None:
         """Close the database connections MLflow keeps per store (an in-process sweep would run out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, budget
+from composer_cfg.delivery import DeliveryPolicy
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.transient import is_transient
 from composer_cfg.destinations.uploads import UploadQueue
@@ -28,6 +29,7 @@ from composer_cfg.params import (
     StoreRoot,
     StoreURL,
     TemplateParam,
+    WhenFull,
     local_root,
     positive_int,
 )
@@ -65,6 +67,10 @@ class ObjectStoreLogger(LoggerDestination):
             jitter of up to `retry_backoff`.
         close_timeout: at close, how long to wait for pending uploads; those still running after
             it are reported as not delivered.
+        queue_size, when_full: at most `queue_size` artifacts wait or upload at once (a new
+            version of a waiting one takes its place); one more makes the logging thread wait
+            for room (``block``: at most `close_timeout` seconds, once per outage) or is not
+            uploaded (``drop``: a warning names it, and `post_close` raises naming them all).
 
     The file is copied to a staging directory before `log_file_artifact` returns (the caller
     may delete it). An upload is atomic: a reader sees the whole object or none (local files:
@@ -89,6 +95,8 @@ class ObjectStoreLogger(LoggerDestination):
         max_retries: NonNegativeInt = 4,
         retry_backoff: NonNegativeFloat = 1.0,
         close_timeout: PositiveFloat = 120.0,
+        queue_size: PositiveInt = 100,
+        when_full: WhenFull = "block",
     ) -> None:
         self.url = StoreRoot().check("url", url)  # a known protocol whose package is installed
         self._object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
@@ -100,7 +108,9 @@ class ObjectStoreLogger(LoggerDestination):
         self.max_retries = NON_NEGATIVE_INT.check("max_retries", max_retries)
         self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
         self.close_timeout = float(POSITIVE.check("close_timeout", close_timeout))
-        self._uploads = UploadQueue(self._upload, positive_int("num_concurrent_uploads", num_concurrent_uploads))
+        policy = DeliveryPolicy.checked(queue_size, when_full, "drop", self.close_timeout)
+        self._uploads = UploadQueue(self._upload, positive_int("num_concurrent_uploads", num_concurrent_uploads),
+                                    policy=policy)
         self._staging: Path | None = None
         self._lock = threading.Lock()
         self._fields: dict[str, Any] | None = None
@@ -142,10 +152,18 @@ class ObjectStoreLogger(LoggerDestination):
             raise RuntimeError(f"ObjectStoreLogger for {self.url} is closed: it takes no more artifacts")
         staged = self._stage(file_path, artifact_name)
         try:
-            self._uploads.submit(target, staged, overwrite)
+            queued = self._uploads.submit(target, staged, overwrite)
         except Exception:
             staged.unlink(missing_ok=True)
             raise
+        if not queued:
+            staged.unlink(missing_ok=True)
+            LOG.warning("ObjectStoreLogger: the upload queue to %s is full; artifact %r is not uploaded", self.url,
+                        artifact_name)
+
+    def report(self) -> dict[str, Any]:
+        """The upload queue's counts (`UploadQueue.report`)."""
+        return self._uploads.report()
 
     def get_file_artifact(
         self, artifact_name: str, destination: str | Path, overwrite: bool = False, progress_bar: bool = True,
@@ -200,6 +218,9 @@ class ObjectStoreLogger(LoggerDestination):
             if undelivered:
                 raise TimeoutError(f"{len(undelivered)} upload(s) to {self.url} did not finish within "
                                    f"{allowed:.3g} s: {', '.join(undelivered)}")
+            if self._uploads.dropped:
+                raise RuntimeError(f"{len(self._uploads.dropped)} artifact(s) were not uploaded to {self.url}: the "
+                                   f"upload queue was full: {', '.join(self._uploads.dropped)}")
             self._raise_failures()
         finally:
             if self._staging is not None:

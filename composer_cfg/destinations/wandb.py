@@ -7,16 +7,19 @@ import os
 import re
 import sys
 import threading
+import time
 import warnings
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
-from composer_cfg.background import BackgroundWorker
+from composer_cfg.background import FINALIZE_RESERVE, wait
+from composer_cfg.delivery import Courier, DeliveryPolicy, DeliveryQueue, Record, Spool
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.wandb_params import check_init_params
 from composer_cfg.errors import ConfigError
 from composer_cfg.log_level import LogLevel
-from composer_cfg.params import DIRECTORY, POSITIVE, Level, PositiveFloat
+from composer_cfg.params import DIRECTORY, POSITIVE, Level, PositiveFloat, PositiveInt, Undelivered, WhenFull
 from composer_cfg.secrets import redact, redact_override
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
@@ -43,9 +46,15 @@ class WandBLogger(LoggerDestination):
         mode: ``offline`` (default: nothing leaves the machine; ``wandb sync`` uploads later),
             ``online`` or ``disabled``.
         dir: where the run directory is written (default: the working directory).
-        timeout: the longest, in seconds, the training thread waits for W&B to finish the run.
+        timeout: the longest, in seconds, the training thread waits for W&B: to start the run at
+            `Event.INIT`, for room in a full queue, and in all at close (delivering what is
+            left, then finishing the run).
+        queue_size, when_full, undelivered: the delivery queue (`composer_cfg.delivery`), as
+            for `MLFlowLogger`; the spool is ``{run_name}/undelivered-wandb-rank<rank>.jsonl``.
 
-    The run is finished with exit code 0 when the run FINISHED, else 1 (FAILED, KILLED).
+    Every call into W&B (starting the run, logging, artifacts, finishing) runs in order on a
+    background thread: logging only enqueues. The run is finished with exit code 0 when the run
+    FINISHED, else 1 (FAILED, KILLED).
     Secrets are masked in the ``config`` of `init_kwargs` (`composer_cfg.secrets`); W&B records
     the command line in its run metadata, so when the command line holds a secret, that metadata
     is not collected (W&B's ``x_disable_meta`` setting).
@@ -74,6 +83,9 @@ class WandBLogger(LoggerDestination):
         log_level: Level = LogLevel.BATCH,
         init_params: Mapping[str, Any] | None = None,
         timeout: PositiveFloat = 60.0,
+        queue_size: PositiveInt = 10_000,
+        when_full: WhenFull = "block",
+        undelivered: Undelivered = "spool",
     ) -> None:
         self.check_config({"init_kwargs": init_kwargs, "init_params": init_params}, 1)
         extra = init_kwargs or init_params
@@ -85,12 +97,19 @@ class WandBLogger(LoggerDestination):
         self.rank_zero_only = bool(rank_zero_only)
         self.log_level = LogLevel.parse(log_level)
         self.timeout = float(POSITIVE.check("timeout", timeout))
+        self.policy = DeliveryPolicy.checked(queue_size, when_full, undelivered, self.timeout)
+        self._queue = DeliveryQueue("W&B", self.policy, self._spool)
+        self._courier = Courier("wandb", self._send, lambda: len(self._queue) > 0, self.timeout)
         self.run: Any = None
         self._location: str | None = None  # the run's directory, once it has one
         self._id: str | None = None  # the W&B run's id, once it has one
+        self._name = "wandb"  # its name in the Logger, known at INIT: the spool's file is named after it
+        self._where: tuple[str, int] | None = None  # the run's name and rank, once started
+        self._started: Future[Any] | None = None  # starting the run, on the worker
+        self._closing = False  # close started: no more data (artifacts still, until finalize)
         self._finished = False
         self._process_hooks: tuple[tuple[Any, Any], tuple[Any, Any]] | None = None  # (before, wandb's)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
@@ -117,12 +136,43 @@ class WandBLogger(LoggerDestination):
             self.init_kwargs.update(id=identity["id"], resume="allow")
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        with self._lock:
-            run = self.run or self._start(state)
-            if log_level is LogLevel.FIT:
-                run.config.update(data, allow_val_change=True)
-            else:
-                run.log(data, step=int(state.timestamp.batch))
+        self._start(state, block=False)
+        if self._closing:  # a call still in flight when the Logger closed: nothing would send it
+            raise RuntimeError("WandBLogger is closed: it takes no more data")
+        self._queue.put(Record(log_level, state.timestamp, time.time() if state.log_time is None else state.log_time,
+                               data))
+        self._courier.deliver_soon()
+
+    def _send(self) -> bool:
+        """On the worker: give W&B the oldest waiting call; False when none waits."""
+        waiting = self._queue.waiting(1)
+        if not waiting:
+            return False
+        record, run = waiting[0], self._run_or_fail()
+        if record.level is LogLevel.FIT:
+            run.config.update(record.data, allow_val_change=True)
+        else:
+            run.log(record.data, step=int(record.timestamp.batch))
+        self._queue.delivered(1)
+        return True
+
+    def _run_or_fail(self) -> Any:
+        if self.run is None:
+            raise RuntimeError("there is no W&B run: starting it failed")
+        return self.run
+
+    def report(self) -> dict[str, Any]:
+        """The delivery queue's counts (`DeliveryQueue.report`)."""
+        return self._queue.report()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until the calls queued so far reached W&B (at most `timeout` seconds); return how
+        many logged calls are still queued."""
+        self._courier.wait(timeout)
+        return len(self._queue)
+
+    def _spool(self) -> Spool | None:
+        return None if self._where is None else Spool(self._name, *self._where, identity=self.run_identity)
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
@@ -138,9 +188,11 @@ class WandBLogger(LoggerDestination):
         artifact = wandb.Artifact(name, type=kind)
         artifact.add_file(str(file_path), name=Path(artifact_name).name)
         timestamp = state.timestamp
-        with self._lock:
-            run = self.run or self._start(state)
-            run.log_artifact(artifact, aliases=["latest", f"ep{timestamp.epoch}-ba{timestamp.batch}"])
+        self._start(state, block=False)
+        self._courier.request(self._log_artifact, artifact, ["latest", f"ep{timestamp.epoch}-ba{timestamp.batch}"])
+
+    def _log_artifact(self, artifact: Any, aliases: list[str]) -> None:
+        self._run_or_fail().log_artifact(artifact, aliases=aliases)
 
     def join_sweep(self, sweep: str, overrides: Sequence[str]) -> None:
         """The sweep is the run's group (unless one is configured); each override is a tag (W&B
@@ -149,21 +201,49 @@ class WandBLogger(LoggerDestination):
         self.init_kwargs["tags"] = [*(self.init_kwargs.get("tags") or []), *(o[:MAX_TAG] for o in overrides)]
 
     def init(self, state: State, logger: Logger) -> None:
-        with self._lock:
-            if self.run is None:
-                self._start(state)
+        self._name = logger.name_of(self)
+        self._start(state, block=True)
+
+    def close(self, state: State, logger: Logger) -> None:
+        """Take no more data; deliver what is queued. Artifacts are still taken until `finalize`."""
+        self._closing = True
+        self._courier.start_closing()
+        self._courier.deliver_soon()
+
+    def post_close(self) -> None:
+        """Wait for the queued calls (at most `timeout` seconds in all with `finalize`)."""
+        if self._courier.last_request is None:
+            return
+        try:
+            reserve = min(FINALIZE_RESERVE, self.timeout / 4)  # finishing the run matters most
+            wait("delivering the last calls to W&B", self._courier.last_request, self._courier.time_left(reserve),
+                 FINALIZE_RESERVE)
+        except Exception:  # noqa: BLE001 - a timeout: the worker goes on until finalize; a failure: just below
+            pass
+        self._courier.raise_failure()
 
     def finalize(self, status: RunStatus) -> None:
-        """Finish the W&B run, exit code 0 for FINISHED, else 1 (waiting at most `timeout` s)."""
+        """Finish the W&B run, exit code 0 for FINISHED, else 1 (the worker delivers what is queued
+        first); spool or drop what W&B did not take; undo wandb's process-wide patches."""
         with self._lock:
-            run, self.run, self._finished = self.run, None, True
-        if run is not None:
-            worker = BackgroundWorker("wandb")
+            started, self._finished = self._started, True
+        try:
+            if started is not None:
+                wait("starting the W&B run", started, self._courier.time_left())
+                self._courier.worker.call("finishing the W&B run", self._finish, status.exit_code,
+                                          timeout=self._courier.time_left())
+                self._courier.raise_failure()
+        finally:
             try:
-                worker.call("finishing the W&B run", run.finish, status.exit_code, timeout=self.timeout)
+                self._queue.settle()
             finally:
-                worker.stop()
+                self._courier.worker.stop()
                 self._restore_process_hooks()
+
+    def _finish(self, exit_code: int) -> None:
+        run, self.run = self.run, None
+        if run is not None:
+            run.finish(exit_code)
 
     def _restore_process_hooks(self) -> None:
         """Undo wandb's patches of `sys.exit` and `sys.excepthook` (it never does), unless something
@@ -177,12 +257,23 @@ class WandBLogger(LoggerDestination):
         if sys.excepthook == hook_by_wandb:
             sys.excepthook = hook_before
 
-    def _start(self, state: State) -> Any:
-        """Start the W&B run (the caller holds the lock)."""
+    def _start(self, state: State, block: bool) -> None:
+        """Queue the run's start on first use; with `block` (at INIT), wait for it, at most `timeout`
+        seconds. Only ever one run: a start that timed out is not queued again."""
+        with self._lock:
+            if self._finished:  # a call still in flight when the Logger closed: no second run
+                raise RuntimeError("WandBLogger is closed: its run is finished")
+            if self._started is None:
+                self._where = (state.run_name, state.rank)
+                self._started = self._courier.request(self._init_run, self._init_params(state))
+            started = self._started
+        if block:
+            wait("starting the W&B run", started, self.timeout)
+
+    def _init_params(self, state: State) -> dict[str, Any]:
+        """`wandb.init`'s keyword arguments for this run."""
         import wandb
 
-        if self._finished:  # a call still in flight when the Logger closed: no second run
-            raise RuntimeError("WandBLogger is closed: its run is finished")
         params = dict(self.init_kwargs)
         # wandb's process-wide settings keep the first working directory: say where, every time
         # (a sweep's next job runs in another directory of the same process).
@@ -196,10 +287,15 @@ class WandBLogger(LoggerDestination):
         # our FileLogger captures the console
         params.setdefault("settings", wandb.Settings(console="off", x_disable_meta=secret_in_argv))
         params.setdefault("reinit", "create_new")  # several loggers in one process: several runs
+        return {key: value for key, value in params.items() if value is not None}
+
+    def _init_run(self, params: dict[str, Any]) -> None:
+        """On the worker: start the W&B run."""
+        import wandb
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             before = sys.exit, sys.excepthook
-            self.run = wandb.init(**{key: value for key, value in params.items() if value is not None})
+            self.run = wandb.init(**params)
             self._process_hooks = before, (sys.exit, sys.excepthook)
         self._location, self._id = self.run.dir, self.run.id
-        return self.run
