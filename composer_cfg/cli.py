@@ -272,10 +272,10 @@ def _app(cfg: DictConfig) -> Any:
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     for name, destination in logger.destinations.items():
         print(f"  {name}: {redact_text(destination.output_location() or 'nothing written')}")
-    overhead = logger.overhead()
-    if overhead:
-        print("logging overhead (time in each destination on the threads that logged):")
-        print("\n".join(summary_lines(overhead)))
+    report = summary_lines(logger.report())
+    if report:
+        print("logging, per destination" + (" (time on the threads that logged):" if logger.overhead() else ":"))
+        print("\n".join(report))
     plot = plot_metrics(logger)
     if plot is not None:
         print(f"  plot: {plot.resolve()}")

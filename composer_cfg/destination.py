@@ -135,6 +135,12 @@ class LoggerDestination:
         """Record how the run ended (FINISHED, FAILED, KILLED) and release what is still open;
         called last, once, on every destination, even when its `close` raised."""
 
+    def report(self) -> dict[str, Any]:
+        """What this destination can say of its own work so far, as plain JSON numbers: a remote
+        one its queue (``queued``, ``delivered``, ``spooled``, ``dropped``...), a file writer its
+        ``bytes_written``; {} by default. The Logger adds them to its `Logger.report`."""
+        return {}
+
     def run_identity(self) -> dict[str, Any]:
         """What names this destination's record of the run in its back end (a tracker's run id),
         as plain JSON values; {} when there is nothing to name. Asked once the record exists."""

@@ -16,9 +16,10 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
+from composer_cfg.manifest import read_manifest, write_manifest
 from composer_cfg.overhead import KIND_OF, Meter
+from composer_cfg.resume import Resume, RunKeeper, run_manifest
 from composer_cfg.secrets import redact
-from composer_cfg.resume import Resume, RunKeeper
 from composer_cfg.state import State
 from composer_cfg.status import RunStatus
 from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
@@ -55,7 +56,7 @@ class Logger:
     """
 
     def __init__(self, state: State, destinations: DestinationsGiven = None, *, resume: Resume | str = Resume.NEVER,
-                 defer_tensors: bool = False, measure_overhead: bool = False) -> None:
+                 defer_tensors: bool = False, measure_overhead: bool = False, record_report: bool = True) -> None:
         """`resume` (see `composer_cfg.resume`): with ``auto`` or ``must`` the run is recorded in
         its manifest at `Event.INIT`, an existing run is continued, and destinations that can not
         take back what a killed attempt sent after its last checkpoint (`holds_until_checkpoint`)
@@ -63,13 +64,16 @@ class Logger:
         a FINISHED close; what is held when the run fails or is killed is dropped.
         `defer_tensors`: keep logged tensors on their device until the next flush point and
         copy them to the host in one batched transfer (`composer_cfg.deferred`).
-        `measure_overhead`: count and time every call into each destination (`overhead`)."""
-        for key, value in (("defer_tensors", defer_tensors), ("measure_overhead", measure_overhead)):
+        `measure_overhead`: count and time every call into each destination (`overhead`).
+        `record_report`: False keeps `report` out of the run's manifest (a replay of another run)."""
+        for key, value in (("defer_tensors", defer_tensors), ("measure_overhead", measure_overhead),
+                           ("record_report", record_report)):
             if type(value) is not bool:
                 raise TypeError(f"{key} must be true or false, got {value!r}")
         self._state = state
         policy = Resume.parse(resume)
         self._keeper = None if policy is Resume.NEVER else RunKeeper(state, policy)
+        self._record_report_at_close = record_report
         self._deferred = DeferredValues(self._checked, self._send) if defer_tensors else None
         if self._deferred is not None:
             self.data = self._data_deferred  # type: ignore[method-assign]  # the default path stays as it was
@@ -281,6 +285,7 @@ class Logger:
                     failures += self._each(lambda m: m.finalize(status), members, "finalize")[1]
                     if self._keeper is not None and self._recording:
                         self._keeper.end(status)
+                    self._record_report()
                     new = self._new(failures)
                     for member in members:
                         member.ledger.report()
@@ -309,11 +314,42 @@ class Logger:
                         type(close_error).__name__, close_error)
             exc.add_note(f"closing the logger afterwards also failed: {type(close_error).__name__}: {close_error}")
 
+    def report(self) -> dict[str, dict[str, Any]]:
+        """What each active destination did so far, by name: with `measure_overhead`, what it cost
+        the threads that logged (`overhead`), and what it says of its own work
+        (`LoggerDestination.report`: bytes written, its delivery queue's counts). Destinations with
+        nothing to say are left out. At close it is written to the run's manifest (see `close`)."""
+        report = {}
+        for member in self._members:
+            figures = member.meter.report() if member.meter is not None else {}
+            try:
+                figures.update(member.destination.report())
+            except Exception as error:  # noqa: BLE001 - a report never breaks a run
+                figures["report_error"] = f"{type(error).__name__}: {error}"
+            if figures:
+                report[member.name] = figures
+        return report
+
     def overhead(self) -> dict[str, dict[str, Any]]:
         """With `measure_overhead`, what each active destination cost the threads that logged, so far
         (`composer_cfg.overhead.Meter.report`: calls, seconds and µs per call of its data calls, events,
         artifacts and closing, and its total seconds), by name; {} without it."""
         return {m.name: m.meter.report() for m in self._members if m.meter is not None}
+
+    def _record_report(self) -> None:
+        """At close: `report` goes into the run's manifest (``"logging"``) when the run keeps one
+        (resumable), measures itself, or has a remote destination (what it delivered, spooled or
+        dropped must be on record)."""
+        if not self._record_report_at_close or not (
+                self._keeper or any(m.meter is not None or m.destination.remote for m in self._members)):
+            return
+        path = run_manifest(self._state.run_name, self._state.rank)
+        try:
+            manifest = read_manifest(path)
+            manifest["logging"] = self.report()
+            write_manifest(path, manifest)
+        except (OSError, ValueError) as error:  # the run's own data is already where it goes
+            LOG.warning("could not record the logging report in %s: %s: %s", path, type(error).__name__, error)
 
     def name_of(self, destination: LoggerDestination) -> str:
         """The destination's name in the config, or its class name."""

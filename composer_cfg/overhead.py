@@ -59,29 +59,49 @@ class Meter:
         return report
 
 
-def summary_lines(overhead: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per destination, for the end of a run: its data calls, what they cost, and its total.
+def summary_lines(report: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per destination of a `Logger.report`, for the end of a run: its data calls and what
+    they cost (when measured), bytes written, and what became of what it had to deliver.
 
-    >>> summary_lines({"file": {"data": {"calls": 4, "seconds": 2e-5, "us_per_call": 5.0}, "total_seconds": 0.5}})
-    ['  file: 4 data calls, 5.0 µs per call; 500.0 ms on the logging thread in all']
+    >>> summary_lines({"file": {"data": {"calls": 4, "seconds": 2e-5, "us_per_call": 5.0}, "total_seconds": 0.5,
+    ...                         "bytes_written": 1234},
+    ...                "mlflow": {"queued": 0, "peak_queued": 3, "delivered": 40, "spooled": 2, "dropped": 0}})
+    ['  file: 4 data calls, 5.0 µs per call; 500.0 ms on the logging thread in all; 1,234 bytes written', '  mlflow: records: 40 delivered, 2 spooled, 0 dropped, 0 queued (at most 3)']
     """
-    return [f"  {name}: {report['data']['calls']} data calls, {report['data']['us_per_call']:.1f} µs per call; "
-            f"{report['total_seconds'] * 1e3:.1f} ms on the logging thread in all"
-            for name, report in overhead.items()]
+    lines = []
+    for name, figures in report.items():
+        parts = []
+        if "data" in figures:
+            parts.append(f"{figures['data']['calls']} data calls, {figures['data']['us_per_call']:.1f} µs per call; "
+                         f"{figures['total_seconds'] * 1e3:.1f} ms on the logging thread in all")
+        if "bytes_written" in figures:
+            parts.append(f"{figures['bytes_written']:,} bytes written")
+        if "delivered" in figures or "uploaded" in figures:
+            done = (f"records: {figures['delivered']} delivered, {figures['spooled']} spooled" if "delivered" in figures
+                    else f"artifacts: {figures['uploaded']} uploaded, {figures['failed']} failed")
+            parts.append(f"{done}, {figures['dropped']} dropped, {figures['queued']} queued "
+                         f"(at most {figures['peak_queued']})")
+        if "report_error" in figures:
+            parts.append(f"no report: {figures['report_error']}")
+        if parts:
+            lines.append(f"  {name}: {'; '.join(parts)}")
+    return lines
 
 
-def as_metrics(overhead: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """The figures as flat ``logger/<destination>/<kind>_...`` metrics, to log like any other data.
+def as_metrics(report: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The numbers of a `Logger.report` (or `Logger.overhead`) as flat ``logger/<destination>/...``
+    metrics, to log like any other data.
 
-    >>> as_metrics({"file": {"data": {"calls": 4, "seconds": 2e-5, "us_per_call": 5.0}, "total_seconds": 0.5}})
-    {'logger/file/data_calls': 4, 'logger/file/data_us_per_call': 5.0, 'logger/file/total_seconds': 0.5}
+    >>> as_metrics({"file": {"data": {"calls": 4, "seconds": 2e-5, "us_per_call": 5.0}, "total_seconds": 0.5,
+    ...                      "bytes_written": 1234, "spool": "a path"}})
+    {'logger/file/data_calls': 4, 'logger/file/data_us_per_call': 5.0, 'logger/file/total_seconds': 0.5, 'logger/file/bytes_written': 1234}
     """
     metrics: dict[str, float] = {}
-    for name, report in overhead.items():
-        for kind, figures in report.items():
-            if kind == "total_seconds":
-                metrics[f"logger/{name}/total_seconds"] = figures
-            else:
-                metrics[f"logger/{name}/{kind}_calls"] = figures["calls"]
-                metrics[f"logger/{name}/{kind}_us_per_call"] = figures["us_per_call"]
+    for name, figures in report.items():
+        for key, value in figures.items():
+            if key in KINDS:
+                metrics[f"logger/{name}/{key}_calls"] = value["calls"]
+                metrics[f"logger/{name}/{key}_us_per_call"] = value["us_per_call"]
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[f"logger/{name}/{key}"] = value
     return metrics

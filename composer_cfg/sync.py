@@ -68,6 +68,9 @@ def sync(
         raise ConfigError("--to: name at least one destination, e.g. --to mlflow,tensorboard")
     cfg = compose_config([f"logger/destinations=[{','.join(destinations)}]", *overrides], config_dir=config_dir)
     node = cfg.logger
+    for name in destinations:  # what a replay can not deliver fails the sync (sent again next time), unspooled
+        if node.destinations.get(name) is not None and "undelivered" in node.destinations[name]:
+            node.destinations[name].undelivered = "drop"
     world_sizes = _world_sizes(files)
     results = []
     for file in files:
@@ -92,7 +95,8 @@ def sync(
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
                 dist_info = DistInfo(rank=rank, world_size=world_sizes[run_name])
-                _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}), pending, synced, progress)
+                _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}, record_report=False), pending,
+                        synced, progress)
                 entry = {"identity": destination.run_identity() or entry.get("identity", {}),
                          "through": _through(pending, entry.get("through"))}
                 manifest = read_manifest(manifest_file)  # as it is now: another sync may have written it

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from composer_cfg import Logger, MLFlowLogger, ObjectStoreLogger, State, build_logger, exit_hooks
 from composer_cfg.records import read_records
 from composer_cfg.sync import sync
+from wandb_records import offline_run
 from servers import Lines, MlflowServer, SilentListener, child_env, mlflow, mlflow_server, silent_listener  # noqa: F401
 
 MARGIN = 10.0  # seconds: generous, only the bound matters
@@ -173,6 +174,54 @@ def test_a_stopped_server_delays_logging_no_more_than_the_queue_policy_and_a_syn
     # (the request that hung may land too: MLflow keeps one copy of a point sent twice)
     assert [(m.step, m.value) for m in client.get_metric_history(destination.run_id, "loss")] == [
         (step, float(step)) for step in range(11)]
+
+
+WANDB_HUNG_CHILD = """
+import logging, os, sys
+logging.basicConfig(format="%(message)s")
+from composer_cfg import Logger, State, WandBLogger
+destination = WandBLogger(mode="online", timeout=2, queue_size=5, when_full="drop")
+logger = Logger(State("wb_outage"), {"wandb": destination})
+for step in range(20):
+    logger.data_batch({"loss": float(step)})
+    logger.state.timestamp = logger.state.timestamp.to_next_batch()
+print("logged", destination.report(), flush=True)
+try:
+    logger.close()
+except TimeoutError as error:
+    print("close:", error, flush=True)
+print("closed", destination.report(), flush=True)
+sys.stderr.flush()
+# wandb's own exit hook waits for its service process, which keeps retrying the server (W&B's
+# behaviour, after everything composer_cfg controls has ended: see the README's W&B section).
+os._exit(0)
+"""
+
+
+def test_a_w_and_b_server_that_never_answers_costs_logging_nothing_and_its_records_wait_in_the_spool(
+        tmp_path, silent_listener):
+    env = {**child_env(), "WANDB_MODE": "online", "WANDB_BASE_URL": silent_listener.url, "WANDB_API_KEY": "a" * 40}
+    # Files, not pipes: wandb's service process inherits them and outlives the child a while.
+    with open(tmp_path / "out", "w+") as out, open(tmp_path / "err", "w+") as err:
+        status = subprocess.run([sys.executable, "-c", WANDB_HUNG_CHILD], cwd=tmp_path, env=env, stdout=out,
+                                stderr=err, timeout=60 + MARGIN).returncode
+    done = subprocess.CompletedProcess([], status, (tmp_path / "out").read_text(), (tmp_path / "err").read_text())
+    assert done.returncode == 0, done.stderr
+    spool = tmp_path / "wb_outage/undelivered-wandb-rank0.jsonl"
+    logged, close, closed = done.stdout.splitlines()
+    # W&B's start hangs on its worker; the queue fills at 5 and the rest goes straight to the spool.
+    assert logged == ("logged {'queued': 5, 'peak_queued': 5, 'delivered': 0, 'spooled': 15, 'dropped': 0, "
+                      f"'waits': 0, 'blocked_seconds': 0.0, 'spool': '{spool}'}}")
+    assert re.fullmatch(r"close: starting the W&B run did not finish within [0-9.]+ s \(the back end did not answer\)",
+                        close)
+    assert closed.startswith("closed {'queued': 0, 'peak_queued': 5, 'delivered': 0, 'spooled': 20, 'dropped': 0")
+    assert (f"20 record(s) were not delivered to W&B and wait in {spool}: `composer-cfg-sync <run dir> --to "
+            f"<destination>` delivers them") in done.stderr.splitlines()
+    # Every call is in the spool, and a sync delivers it (here into W&B offline: no run started to add to).
+    (synced,) = sync(tmp_path / "wb_outage", ["wandb"])
+    assert synced.sent == 20
+    history = offline_run(Path("wandb"))["history"]
+    assert {step: values["loss"] for step, values in history.items()} == {step: float(step) for step in range(20)}
 
 
 # -- SIGTERM ends a process whose back end hangs ---------------------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from composer_cfg import InMemoryLogger, Logger, LogLevel, State, TrainingLoop
+from composer_cfg.manifest import read_manifest
 from composer_cfg.overhead import KINDS, as_metrics
 from conftest import Recorder
 from test_cli import cli
@@ -63,12 +65,28 @@ def test_nothing_is_measured_by_default():
         Logger(State("run"), measure_overhead=1)
 
 
-def test_the_run_summary_shows_what_each_destination_cost(tmp_path):
-    out = cli("run_name=demo", "hydra.run.dir=run", "logger.measure_overhead=true", cwd=tmp_path)
+def test_the_run_summary_and_the_manifest_show_what_each_destination_did(tmp_path):
+    out = cli("run_name=demo", "hydra.run.dir=run", "logger.measure_overhead=true", "+logger/destinations=jsonl",
+              cwd=tmp_path)
     summary = out.stdout.splitlines()
-    start = summary.index("logging overhead (time in each destination on the threads that logged):")
+    start = summary.index("logging, per destination (time on the threads that logged):")
     figures = r" data calls, \d+\.\d µs per call; \d+\.\d ms on the logging thread in all"
-    lines = summary[start + 1:start + 4]
-    for line, expected in zip(lines, [r"  file: 4", r"  in_memory: 52", r"  progress_bar: 52"]):
-        assert re.fullmatch(expected + figures, line), line
-    assert summary[start + 4].startswith("  plot: ")
+    lines = summary[start + 1:start + 5]
+    for line, expected in zip(lines, [r"  file: 4" + figures + r"; [\d,]+ bytes written", r"  in_memory: 52" + figures,
+                                      r"  progress_bar: 52" + figures, r"  jsonl: 52" + figures + r"; [\d,]+ bytes written"]):
+        assert re.fullmatch(expected, line), line
+    assert summary[start + 5].startswith("  plot: ")
+    # The same figures, in the run's manifest; they add up, and the bytes are those on disk.
+    report = read_manifest(tmp_path / "run/demo/run-rank0.json")["logging"]
+    assert sorted(report) == ["file", "in_memory", "jsonl", "progress_bar"]
+    assert report["jsonl"]["bytes_written"] == (tmp_path / "run/demo/metrics-rank0.jsonl").stat().st_size
+    assert report["file"]["bytes_written"] == (tmp_path / "run/demo/logs-rank0.txt").stat().st_size
+    assert "  jsonl: 52 data calls" in lines[3] and f"{report['jsonl']['bytes_written']:,} bytes written" in lines[3]
+    for figures in report.values():
+        assert figures["total_seconds"] == pytest.approx(sum(figures[kind]["seconds"] for kind in KINDS))
+
+
+def test_a_run_with_nothing_remote_and_nothing_measured_writes_no_manifest():
+    with Logger(State("run"), Recorder()) as logger:
+        logger.data_batch({"loss": 0.5})
+    assert logger.report() == {} and not Path("run").exists()

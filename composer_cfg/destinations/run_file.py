@@ -26,10 +26,16 @@ def check_file_names(filename: str, artifact_name: str | None) -> None:
 class RunFileDestination(LoggerDestination):
     """A destination that writes a `RunFile` named by its ``filename`` and ``artifact_name``."""
 
+    _run_file: RunFile
+
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
         if isinstance(params.get("filename"), str):
             check_file_names(params["filename"], params.get("artifact_name"))
+
+    def report(self) -> dict[str, Any]:
+        """``bytes_written``: what this run added to its file so far, as far as the OS has it."""
+        return {"bytes_written": self._run_file.bytes_written()}
 
 
 class RunFile:
@@ -54,6 +60,7 @@ class RunFile:
         self.path: str | None = None
         self.artifact_name: str | None = None
         self._opened = False
+        self._size_at_open = 0
 
     def resolve(self, state: State) -> str:
         """Fix the file's absolute path and artifact name (once: a later change of working
@@ -85,7 +92,15 @@ class RunFile:
                 ) from None
             raise
         self._opened = True
+        self._size_at_open = self.file.tell()  # an appended file's earlier attempts are not this run's
         return self.file
+
+    def bytes_written(self) -> int:
+        """Bytes this run added to the file that reached the OS (0 before it opens)."""
+        try:
+            return os.stat(self.path).st_size - self._size_at_open if self._opened else 0  # type: ignore[arg-type]
+        except FileNotFoundError:  # removed under us
+            return 0
 
     def sync(self) -> None:
         """Flush to the OS (survives the process being killed), then fsync (survives the machine)."""
