@@ -1,13 +1,16 @@
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.util import tensor_util
 
-from composer_cfg import ConfigError, Logger, LogLevel, State, TensorboardLogger, Timestamp, TrainingLoop, build_logger
+from composer_cfg import (ConfigError, Event, Logger, LogLevel, State, TensorboardLogger, Timestamp, TrainingLoop,
+                          build_logger)
 from conftest import Recorder, ranks
 
 
@@ -46,6 +49,56 @@ def test_scalars_read_back_with_exact_steps_and_values(caplog):
         "TensorboardLogger: 'vector' is not a scalar (list); its values are not written",
         "TensorboardLogger: 'phase' is not a scalar (str); its values are not written",
     ]
+
+
+def test_a_call_is_one_event_with_each_scalar_under_the_tag_tensorboardx_gives_its_key(caplog):
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        with Logger(State("run"), TensorboardLogger()) as logger:
+            for batch in (4, 5):
+                logger.state.timestamp = Timestamp(batch=batch)
+                logger.state.log_time = 1000.25 + batch  # a replay's own time
+                logger.data_batch({"loss/train": 0.5 * batch, "acc@1": np.float64(0.25), "note": "x",
+                                   "metrics/accuracy": torch.tensor(float(batch)), "hist": [1, 2]})
+    events = read("run/tensorboard")
+    # "acc@1" is the tag add_scalar made of it: tensorboardX replaces what TensorBoard's names do not allow
+    assert {tag: [(e.wall_time, e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]} == {
+        "loss/train": [(1004.25, 4, 2.0), (1005.25, 5, 2.5)],
+        "acc_1": [(1004.25, 4, 0.25), (1005.25, 5, 0.25)],
+        "metrics/accuracy": [(1004.25, 4, 4.0), (1005.25, 5, 5.0)],
+    }
+    (event_file,) = Path("run/tensorboard").iterdir()
+    summaries = [event for event in EventFileLoader(str(event_file)).Load() if event.HasField("summary")]
+    assert [(event.step, [value.tag for value in event.summary.value]) for event in summaries] == [
+        (4, ["loss/train", "acc_1", "metrics/accuracy"]), (5, ["loss/train", "acc_1", "metrics/accuracy"])]
+    assert caplog.messages == [
+        "TensorboardLogger: 'note' is not a scalar (str); its values are not written",
+        "TensorboardLogger: 'hist' is not a scalar (list); its values are not written",
+    ]
+
+
+def test_without_a_log_time_an_event_carries_the_time_of_the_call():
+    with Logger(State("run"), TensorboardLogger()) as logger:
+        before = time.time()
+        logger.data_batch({"loss": 1.0})
+        after = time.time()
+    (loss,) = read("run/tensorboard").Scalars("loss")
+    assert before <= loss.wall_time <= after
+
+
+def test_a_flush_or_a_checkpoint_puts_every_event_logged_before_it_on_disk():
+    """Read back with TensorBoard's reader while the file is open, after each of 50 calls."""
+    with Logger(State("run"), TensorboardLogger(flush_interval=1000)) as logger:
+        logger.data_fit({"lr": 0.1})
+        for batch in range(50):
+            logger.state.timestamp = Timestamp(batch=batch)
+            logger.data_batch({"loss": float(batch)})
+            if batch % 2:
+                logger.run_event(Event.BATCH_CHECKPOINT)
+            else:
+                logger.flush()
+            events = read("run/tensorboard")
+            assert [(e.step, e.value) for e in events.Scalars("loss")] == [(b, float(b)) for b in range(batch + 1)]
+            assert len(events.Tensors("hparams/text_summary")) == 1
 
 
 def test_many_steps_are_all_kept():
@@ -129,9 +182,8 @@ def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
         assert [c for c in published.calls if c[0] == "artifact"] == []
         clock.now = 5.0
         logger.run_event("batch_start")
-        # tensorboardX writes events on a thread of its own, so what a flush finds written is not
-        # certain: the flush is seen as the publish it ends with, the data at close
         assert len([c for c in published.calls if c[0] == "artifact"]) == 1
+        assert [(e.step, e.value) for e in read("run/tensorboard").Scalars("loss")] == [(1, 0.5)]  # on disk
         clock.now = 9.9
         logger.run_event("batch_start")
         assert len([c for c in published.calls if c[0] == "artifact"]) == 1

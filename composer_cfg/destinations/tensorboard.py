@@ -30,6 +30,7 @@ from composer_cfg.templates import DIST_FIELDS, Template, default_artifact_name,
 from composer_cfg.values import scalar
 
 if TYPE_CHECKING:
+    from composer_cfg.destinations.tensorboard_events import EventFile
     from composer_cfg.logger import Logger
 
 LOG = logging.getLogger("composer_cfg")
@@ -50,8 +51,10 @@ class TensorboardLogger(LoggerDestination):
         flush_seconds: also flush at the first event once this many seconds have passed since
             the last flush; None: off.
 
-    Values that are not scalars (strings, lists, tensors of several elements) are skipped,
-    with one warning per key. The writer is tensorboardX, imported when first needed.
+    Each data call is one event holding its scalars, written to the event file when logged (on
+    the caller's thread); values that are not scalars (strings, lists, tensors of several
+    elements) are skipped, with one warning per key. A flush puts every event logged before it
+    on disk. The records are tensorboardX's, imported when first needed.
     """
 
     thread_safe = True
@@ -75,7 +78,7 @@ class TensorboardLogger(LoggerDestination):
         self.flush_schedule = FlushSchedule(self.flush_interval, LogLevel.BATCH, at=FLUSH_EVENTS, seconds=flush_seconds)
         self.flush_seconds = self.flush_schedule.seconds
         self.rank_zero_only = bool(rank_zero_only)
-        self._writer: Any = None
+        self._writer: EventFile | None = None
         self._directory: Path | None = None
         self._artifact_dir = ""
         self._skipped: set[str] = set()
@@ -100,24 +103,27 @@ class TensorboardLogger(LoggerDestination):
         with self._lock:
             self._write(self._writer or self._open(state), state, log_level, data)
 
-    def _write(self, writer: Any, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
+    def _write(self, events: EventFile, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         step = int(state.timestamp.batch)
         if log_level is LogLevel.FIT:
             rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in flatten(data).items())
-            writer.add_text("hparams", "| key | value |\n|---|---|\n" + rows, global_step=step, walltime=state.log_time)
+            events.text("hparams", "| key | value |\n|---|---|\n" + rows, step, state.log_time)
             return
+        numbers = []
         for key, value in data.items():
             number = scalar(value)
             if number is not None:
-                writer.add_scalar(key, number, global_step=step, walltime=state.log_time)
+                numbers.append((key, number))
             elif key not in self._skipped:
                 self._skipped.add(key)
                 LOG.warning("TensorboardLogger: %r is not a scalar (%s); its values are not written",
                             key, type(value).__name__)
+        if numbers:
+            events.scalars(numbers, step, state.log_time)
 
-    def _open(self, state: State) -> Any:
-        """Create the writer (the caller holds the lock)."""
-        from tensorboardX import SummaryWriter
+    def _open(self, state: State) -> EventFile:
+        """Create the event file (the caller holds the lock)."""
+        from composer_cfg.destinations.tensorboard_events import EventFile
 
         if self._closed:  # a call still in flight when the Logger closed: no second event file
             raise RuntimeError(f"TensorboardLogger for {self._directory} is closed: it writes no more")
@@ -127,12 +133,11 @@ class TensorboardLogger(LoggerDestination):
         # tensorboardX names a file by the second it was created and truncates one of the same name;
         # readers take files in name order. The nanosecond and the process keep a second writer in
         # the same second (a sync, a resumed run) from erasing the first, and sort after it.
-        self._writer = SummaryWriter(logdir=str(self._directory), flush_secs=3600,
-                                     filename_suffix=f".{time.time_ns()}.{os.getpid()}.rank{state.rank}")
+        self._writer = EventFile(self._directory, f".{time.time_ns()}.{os.getpid()}.rank{state.rank}")
         return self._writer
 
     def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
-        """Write buffered events to disk and publish the event files."""
+        """Put every event logged so far on disk and publish the event files."""
         with self._lock:
             if self._writer is None or self._directory is None:
                 return

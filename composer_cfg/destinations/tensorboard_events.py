@@ -1,0 +1,59 @@
+"""`EventFile`: one TensorBoard event file, written on the caller's thread (tensorboardX's records).
+
+tensorboardX's `SummaryWriter` hands every event to a writer thread through a process queue,
+one event per scalar, and its ``flush`` only flushes what that thread has already taken: nothing
+says an event logged before a flush is on disk after it. Here the file is tensorboardX's own
+`EventsWriter` (the one its `SummaryWriter` writes through, so the file's name and records are
+the same), fed directly: a data call is one event holding all its scalars, written when logged,
+and `flush` puts everything written so far on disk (tensorboardX's flush ends with an fsync).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterable
+
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.summary import scalar, text
+
+
+class EventFile:
+    """``events.out.tfevents.<second>.<host><filename_suffix>`` in `directory` (created if need be)."""
+
+    def __init__(self, directory: Path, filename_suffix: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._events = EventsWriter(str(directory / "events"), filename_suffix)
+        self._events.flush()  # a reader finds a valid event file (its version record) from the start
+        self._tags: dict[str, str] = {}
+
+    def tag(self, key: str) -> str:
+        """The tag `SummaryWriter.add_scalar` gives `key` (tensorboardX replaces characters
+        TensorBoard's names do not allow: ``acc@1`` is ``acc_1``), learnt once per key."""
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = scalar(key, 0.0).value[0].tag
+        return tag
+
+    def scalars(self, values: Iterable[tuple[str, float]], step: int, wall_time: float | None) -> None:
+        """One event with a value per (key, number); `wall_time` None: now."""
+        value = Summary.Value
+        summary = Summary(value=[value(tag=self.tag(key), simple_value=number) for key, number in values])
+        self._write(summary, step, wall_time)
+
+    def text(self, tag: str, content: str, step: int, wall_time: float | None) -> None:
+        """A text summary (tag ``<tag>/text_summary``), as `SummaryWriter.add_text` writes it."""
+        self._write(text(tag, content), step, wall_time)
+
+    def _write(self, summary: Summary, step: int, wall_time: float | None) -> None:
+        when = time.time() if wall_time is None else wall_time
+        self._events.write_event(Event(summary=summary, step=step, wall_time=when))
+
+    def flush(self) -> None:
+        """Every event written so far is in the file, on disk."""
+        self._events.flush()
+
+    def close(self) -> None:
+        self._events.close()
