@@ -162,6 +162,9 @@ def main() -> None:
                                                  floats),
                 f"5 destinations, MLflow at +{args.latency_ms:g} ms": run_loop(
                     Logger(State("five"), destinations(uri), measure_overhead=True), args.steps, step, 100, floats),
+                "5 destinations, offload_writers": run_loop(
+                    Logger(State("offloaded"), destinations(uri), measure_overhead=True, offload_writers=True),
+                    args.steps, step, 100, floats),
             }
             for mode, defer in (("8 tensors/step, eager", False), ("8 tensors/step, defer_tensors", True)):
                 DeviceTensor.transfers = 0

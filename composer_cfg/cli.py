@@ -272,11 +272,11 @@ def _app(cfg: DictConfig) -> Any:
           + ", ".join(f"{key}={value:.4f}" for key, value in metrics.items()))
     for name, destination in logger.destinations.items():
         print(f"  {name}: {redact_text(destination.output_location() or 'nothing written')}")
+    plot = plot_metrics(logger)
+    if plot is not None:
+        print(f"  plot: {plot.resolve()}")
     report = summary_lines(logger.report())
     if report:
         print("logging, per destination" + (" (time on the threads that logged):" if logger.overhead() else ":"))
         print("\n".join(report))
-    plot = plot_metrics(logger)
-    if plot is not None:
-        print(f"  plot: {plot.resolve()}")
     return metrics

@@ -37,6 +37,9 @@ class LoggerDestination:
       the config validator names the missing ones and the ``pip install`` that adds them.
     * `aliases`: old names of parameters (old name -> name), accepted by the constructor and
       listed in no YAML file (`check_config` refuses both at once).
+    * `offloadable`: it only writes files of its own, so with ``Logger(offload_writers=True)``
+      its data, hyperparameters and events may be written on a thread of its own
+      (`composer_cfg.offload`).
     * `hyperparameters_as_fit_data`: trackers and record files take `log_hyperparameters` as FIT
       data, their native form for hyperparameters; others (a text log, a bar) ignore them.
 
@@ -59,6 +62,7 @@ class LoggerDestination:
     requires: ClassVar[Mapping[str, str]] = {}
     aliases: ClassVar[Mapping[str, str]] = {}
     hyperparameters_as_fit_data: ClassVar[bool] = False
+    offloadable: ClassVar[bool] = False
     flush_schedule: FlushSchedule | None = None
     #: Its back end can not take back points a killed attempt sent after its last checkpoint (a
     #: tracker): in a resumable run the Logger holds its data until each checkpoint.

@@ -17,6 +17,7 @@ from composer_cfg.events import Event
 from composer_cfg.failures import FailureLedger, raise_first
 from composer_cfg.log_level import LogLevel
 from composer_cfg.manifest import read_manifest, write_manifest
+from composer_cfg.offload import offloaded_methods
 from composer_cfg.overhead import KIND_OF, Meter
 from composer_cfg.resume import Resume, RunKeeper, run_manifest
 from composer_cfg.secrets import redact
@@ -56,7 +57,8 @@ class Logger:
     """
 
     def __init__(self, state: State, destinations: DestinationsGiven = None, *, resume: Resume | str = Resume.NEVER,
-                 defer_tensors: bool = False, measure_overhead: bool = False, record_report: bool = True) -> None:
+                 defer_tensors: bool = False, measure_overhead: bool = False, offload_writers: bool = False,
+                 record_report: bool = True) -> None:
         """`resume` (see `composer_cfg.resume`): with ``auto`` or ``must`` the run is recorded in
         its manifest at `Event.INIT`, an existing run is continued, and destinations that can not
         take back what a killed attempt sent after its last checkpoint (`holds_until_checkpoint`)
@@ -65,9 +67,12 @@ class Logger:
         `defer_tensors`: keep logged tensors on their device until the next flush point and
         copy them to the host in one batched transfer (`composer_cfg.deferred`).
         `measure_overhead`: count and time every call into each destination (`overhead`).
+        `offload_writers`: the destinations that allow it (`offloadable`: JSON Lines, TensorBoard, a text log
+        capturing nothing)
+        write on a thread of their own (`composer_cfg.offload`).
         `record_report`: False keeps `report` out of the run's manifest (a replay of another run)."""
         for key, value in (("defer_tensors", defer_tensors), ("measure_overhead", measure_overhead),
-                           ("record_report", record_report)):
+                           ("offload_writers", offload_writers), ("record_report", record_report)):
             if type(value) is not bool:
                 raise TypeError(f"{key} must be true or false, got {value!r}")
         self._state = state
@@ -77,7 +82,8 @@ class Logger:
         self._deferred = DeferredValues(self._checked, self._send) if defer_tensors else None
         if self._deferred is not None:
             self.data = self._data_deferred  # type: ignore[method-assign]  # the default path stays as it was
-        members = [_Member(name, dest, Meter() if measure_overhead else None) for name, dest in _named(destinations)]
+        members = [_Member(name, dest, Meter() if measure_overhead else None, offload_writers and dest.offloadable)
+                   for name, dest in _named(destinations)]
         self.destinations = Destinations((m.name, m.destination) for m in members)
         self._names = {id(m.destination): m.name for m in members}
         self._members = tuple(m for m in members if not (m.destination.rank_zero_only and state.rank != 0))
@@ -446,7 +452,8 @@ class _Member:
     methods (behind a lock of its own unless it declares itself thread-safe, and timed by its
     `Meter` if it has one), its failures."""
 
-    def __init__(self, name: str, destination: LoggerDestination, meter: Meter | None = None) -> None:
+    def __init__(self, name: str, destination: LoggerDestination, meter: Meter | None = None,
+                 offload: bool = False) -> None:
         self.name = name
         self.destination = destination
         threshold = destination.log_level  # a level, its name or its value (a destination may write "epoch")
@@ -458,10 +465,12 @@ class _Member:
         self.flush_schedule = destination.flush_schedule
         self.meter = meter
         lock = None if destination.thread_safe else threading.RLock()
-        for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event", "checkpoint_saved", "flush",
-                       "close", "post_close", "finalize"):
-            bound = getattr(destination, method)
-            bound = bound if lock is None else _locked(lock, bound)
+        methods = {method: getattr(destination, method) if lock is None else _locked(lock, getattr(destination, method))
+                   for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event",
+                                  "checkpoint_saved", "flush", "close", "post_close", "finalize")}
+        if offload:
+            methods = offloaded_methods(name, methods)
+        for method, bound in methods.items():
             setattr(self, method, bound if meter is None or method not in KIND_OF else meter.timed(KIND_OF[method], bound))
 
 

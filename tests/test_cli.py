@@ -47,6 +47,8 @@ def test_demo_with_the_default_config(tmp_path):
         "  in_memory: in memory (10 keys)",
         "  progress_bar: the console (stderr)",
         f"  plot: {run / 'demo' / 'metrics-rank0.png'}",
+        "logging, per destination:",
+        f"  file: {(run / 'demo' / 'logs-rank0.txt').stat().st_size:,} bytes written",
     ]
     bars = out.stderr.splitlines()
     assert [bar.split(":")[0] for bar in bars] == ["Epoch     0 train", "Epoch     1 train", "Epoch     2 train"]
@@ -73,7 +75,9 @@ def test_override_a_key(tmp_path):
 
 
 def destination_names(out: subprocess.CompletedProcess) -> list[str]:
-    return [line.split(":")[0].strip() for line in out.stdout.splitlines()[1:] if not line.startswith("  plot:")]
+    """The destinations the run's summary lists (before its logging report)."""
+    lines = out.stdout.split("\nlogging, per destination")[0].splitlines()[1:]
+    return [line.split(":")[0].strip() for line in lines if not line.startswith("  plot:")]
 
 
 def test_select_several(tmp_path):

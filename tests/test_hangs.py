@@ -128,7 +128,7 @@ def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_spools_wha
     # What the store did not take waits in the spool, and the warning says where.
     spool = Path("stopped/undelivered-mlflow-rank0.jsonl").absolute()
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
-        f"MLFlowLogger: 3 record(s) were not delivered to MLflow ({mlflow.url}) and wait in {spool}: "
+        f"3 record(s) were not delivered to MLflow ({mlflow.url}) and wait in {spool}: "
         f"`composer-cfg-sync <run dir> --to <destination>` delivers them"]
     assert [(r["batch"], r["data"]) for r in read_records(spool)] == [
         (step, {"loss": 1.0 / (step + 1), "acc": step / 10}) for step in range(3, 6)]
@@ -392,7 +392,7 @@ def test_on_sigterm_a_hung_tracker_never_costs_a_local_file_its_last_flush(tmp_p
     assert len(records) == 500  # closed before anything waited on the network
     assert "closing destination 'mlflow' after SIGTERM: finalize failed: TimeoutError" in stderr
     spool = tmp_path / "local_first/undelivered-mlflow-rank0.jsonl"  # said, not lost
-    assert (f"MLFlowLogger: 500 record(s) were not delivered to MLflow ({mlflow.url}) and wait in {spool}" in stderr)
+    assert (f"500 record(s) were not delivered to MLflow ({mlflow.url}) and wait in {spool}" in stderr)
     assert [r["data"]["step"] for r in read_records(spool)] == [float(step) for step in range(500)]
 
 

@@ -90,7 +90,7 @@ def test_once_the_app_opts_in_composer_cfgs_presets_join_its_group(tmp_path):
     assert config.startswith("config: {'logger': {'destinations': {'file': {'_target_': 'composer_cfg.FileLogger'")
     assert "'in_memory': {" in config and "'progress_bar': {" in config
     assert config.endswith("'_target_': 'composer_cfg.Logger', 'allowed_modules': [], 'defer_tensors': False, "
-                           "'measure_overhead': False}, 'task_name': 'train'}")
+                           "'measure_overhead': False, 'offload_writers': False}, 'task_name': 'train'}")
     own = run(tmp_path, "train.py", "logger=many_loggers", "hydra.run.dir=run")  # its own options still win
     assert own.returncode == 0 and "'csv': {'_target_': 'lightning.pytorch.loggers.csv_logs.CSVLogger'" in own.stdout
 

@@ -71,11 +71,12 @@ def test_the_run_summary_and_the_manifest_show_what_each_destination_did(tmp_pat
     summary = out.stdout.splitlines()
     start = summary.index("logging, per destination (time on the threads that logged):")
     figures = r" data calls, \d+\.\d µs per call; \d+\.\d ms on the logging thread in all"
-    lines = summary[start + 1:start + 5]
+    assert summary[start - 1].startswith("  plot: ")
+    lines = summary[start + 1:]
     for line, expected in zip(lines, [r"  file: 4" + figures + r"; [\d,]+ bytes written", r"  in_memory: 52" + figures,
                                       r"  progress_bar: 52" + figures, r"  jsonl: 52" + figures + r"; [\d,]+ bytes written"]):
         assert re.fullmatch(expected, line), line
-    assert summary[start + 5].startswith("  plot: ")
+    assert len(lines) == 4
     # The same figures, in the run's manifest; they add up, and the bytes are those on disk.
     report = read_manifest(tmp_path / "run/demo/run-rank0.json")["logging"]
     assert sorted(report) == ["file", "in_memory", "jsonl", "progress_bar"]

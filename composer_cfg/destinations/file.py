@@ -90,6 +90,9 @@ class FileLogger(RunFileDestination):
         self.flush_seconds = self.flush_schedule.seconds
         self.overwrite = bool(overwrite)
         self._streams = [name for name, wanted in (("stdout", capture_stdout), ("stderr", capture_stderr)) if wanted]
+        # Printed lines are written from the printing thread: data lines written on another would
+        # no longer fall between them where they were logged.
+        self.offloadable = not self._streams  # type: ignore[misc]
         self._lines = {name: capture.LineAssembler(f"[{name}]: ") for name in self._streams}
         self._captures: list[tuple[Any, Any]] = []
         self._unfinished = 0  # threads with a printed line not yet ended

@@ -49,6 +49,7 @@ class JSONLinesLogger(RunFileDestination):
 
     thread_safe = True
     hyperparameters_as_fit_data = True
+    offloadable = True  # it only writes its own file(s)
 
     def __init__(
         self,

@@ -59,6 +59,7 @@ class TensorboardLogger(LoggerDestination):
 
     thread_safe = True
     hyperparameters_as_fit_data = True
+    offloadable = True  # it only writes its own file(s)
     holds_until_checkpoint = True  # readers keep every event of a step written twice
     requires = {"tensorboardX": "tensorboard"}
 

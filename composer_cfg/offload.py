@@ -1,0 +1,111 @@
+"""`Offloaded`: a local writer's calls, made in order on a background thread of its own.
+
+With ``Logger(..., offload_writers=True)`` the destinations that allow it (`offloadable`: the
+JSON Lines and TensorBoard writers, and a text log that captures no stream: they only write
+their own files) receive their data,
+hyperparameters and events on a thread of their own: the logging thread copies the call's
+state (its timestamp, and its wall-clock time, read now) and queues the call. Encoding and
+writing happen on that thread, in the order of the calls. A checkpoint and `close` wait until
+every queued call is written, then run on the calling thread, so what a checkpoint promises
+(everything logged before it is on disk) still holds. A call that failed on the thread is raised
+at the next call (or at the checkpoint, or close). At most `limit` calls wait: past that, a
+logging call waits for the writer (a stalled disk slows logging instead of filling memory).
+
+>>> calls = []
+>>> offloaded = Offloaded("docs")
+>>> from composer_cfg.state import State
+>>> offloaded.later(lambda state, value: calls.append((state.run_name, value)), State("run"), 1)
+>>> offloaded.now(lambda: calls)
+[('run', 1)]
+>>> offloaded.stop()
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future
+from typing import Any
+
+from composer_cfg.background import BackgroundWorker
+from composer_cfg.state import State
+
+
+class Offloaded:
+    """Calls queued for one destination's thread (see above)."""
+
+    def __init__(self, name: str, limit: int = 10_000) -> None:
+        self._worker = BackgroundWorker(f"offload-{name}")
+        self._room = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._failure: BaseException | None = None
+        self._last: Future[Any] | None = None
+
+    def later(self, call: Callable[..., Any], state: State, *args: Any) -> None:
+        """Queue ``call(snapshot, *args)``, `snapshot` being `state` as it is now; first raise the
+        failure of an earlier call, if there is one."""
+        self.raise_failure()
+        snapshot = copy.copy(state)
+        if snapshot.log_time is None:
+            snapshot.log_time = time.time()
+        self._room.acquire()
+        self._last = self._worker.submit(self._run, call, snapshot, args)
+
+    def now(self, call: Callable[..., Any], *args: Any) -> Any:
+        """Wait until every queued call is done, raise the failure of one, then ``call(*args)`` here."""
+        last = self._last
+        if last is not None:
+            futures.wait([last])
+        self.raise_failure()
+        return call(*args)
+
+    def raise_failure(self) -> None:
+        """Raise the first failure of a queued call since the last one raised, if any."""
+        if self._failure is None:
+            return
+        with self._lock:
+            error, self._failure = self._failure, None
+        if error is not None:
+            raise error
+
+    def stop(self) -> None:
+        """Let the thread end once the calls queued so far are done."""
+        self._worker.stop()
+
+    def _run(self, call: Callable[..., Any], state: State, args: tuple[Any, ...]) -> None:
+        try:
+            call(state, *args)
+        except Exception as error:  # noqa: BLE001 - raised on a logging thread (`raise_failure`)
+            with self._lock:
+                self._failure = self._failure or error
+        finally:
+            self._room.release()
+
+
+def offloaded_methods(name: str, methods: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """A destination's bound methods (`LoggerDestination`'s names), its writing ones made on a
+    thread of its own (see above); `close` waits for them, then ends the thread."""
+    offloaded = Offloaded(name)
+    log_data, log_hyperparameters = methods["log_data"], methods["log_hyperparameters"]
+    run_event, flush = methods["run_event"], methods["flush"]
+    checkpoint_saved, close = methods["checkpoint_saved"], methods["close"]
+
+    def close_then_stop(state: State, logger: Any) -> None:
+        try:
+            offloaded.now(close, state, logger)
+        finally:
+            offloaded.stop()
+
+    return {
+        **methods,
+        "log_data": lambda state, level, data: offloaded.later(log_data, state, level, data),
+        "log_hyperparameters": lambda state, data: offloaded.later(log_hyperparameters, state, data),
+        "run_event": lambda event, state, logger: offloaded.later(
+            lambda snapshot: run_event(event, snapshot, logger), state),
+        "flush": lambda state, logger: offloaded.later(flush, state, logger),
+        "checkpoint_saved": lambda state, logger: offloaded.now(checkpoint_saved, state, logger),
+        "close": close_then_stop,
+    }

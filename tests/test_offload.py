@@ -1,0 +1,108 @@
+"""``offload_writers``: the JSON Lines and TensorBoard writers write on threads of their own, and
+what they write is what they would have written on the logging thread."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, State, TensorboardLogger, TrainingLoop
+from composer_cfg.records import read_records
+
+
+def run(offload: bool, name: str) -> Logger:
+    logger = Logger(State(name), {"jsonl": JSONLinesLogger(flush_interval=7), "tb": TensorboardLogger(flush_interval=5),
+                                  "memory": InMemoryLogger()}, offload_writers=offload)
+    with logger:
+        loop = TrainingLoop(logger)
+        logger.log_hyperparameters({"lr": 0.1, "model": {"depth": 2}})
+        for epoch in loop.epochs(2):
+            for batch in loop.batches(30):
+                logger.data_batch({"loss": 1.0 / (batch + 1), "acc": epoch + batch / 100})
+            logger.data_epoch({"loss/epoch": float(epoch)})
+    return logger
+
+
+def scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(directory)).Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_offloaded_writers_write_what_they_write_on_the_logging_thread():
+    run(False, "inline")
+    logger = run(True, "offloaded")
+    inline = [(r["level"], r["epoch"], r["batch"], r["data"]) for r in read_records("inline/metrics-rank0.jsonl")]
+    offloaded = [(r["level"], r["epoch"], r["batch"], r["data"]) for r in read_records("offloaded/metrics-rank0.jsonl")]
+    assert offloaded == inline and len(inline) == 63  # hyperparameters, 60 batches, 2 epochs
+    assert scalars(Path("offloaded/tensorboard")) == scalars(Path("inline/tensorboard"))
+    assert len(scalars(Path("offloaded/tensorboard"))["loss"]) == 60
+    assert logger.destinations["memory"].most_recent_values["loss/epoch"] == 1.0  # not offloadable: as before
+
+
+def test_each_record_keeps_the_time_of_its_call_not_of_its_writing():
+    logger = Logger(State("timed"), {"jsonl": JSONLinesLogger()}, offload_writers=True)
+    logger.state.log_time = 1234.5
+    logger.data_batch({"loss": 1.0})
+    logger.state.log_time = None
+    logger.data_batch({"loss": 2.0})
+    logger.close()
+    first, second = read_records("timed/metrics-rank0.jsonl")
+    assert first["time"] == 1234.5 and second["time"] > 1_700_000_000
+
+
+def test_eight_threads_calls_each_reach_the_file_once_in_each_threads_order():
+    logger = Logger(State("threads"), {"jsonl": JSONLinesLogger()}, offload_writers=True)
+
+    def log(thread: int) -> None:
+        for index in range(1000):
+            logger.data_batch({"thread": thread, "index": index})
+
+    threads = [threading.Thread(target=log, args=(thread,)) for thread in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    logger.close()
+    records = [r["data"] for r in read_records("threads/metrics-rank0.jsonl")]
+    assert len(records) == 8000
+    for thread in range(8):
+        assert [r["index"] for r in records if r["thread"] == thread] == list(range(1000))
+
+
+def test_a_checkpoint_waits_until_everything_logged_before_it_is_on_disk():
+    logger = Logger(State("ckpt"), {"jsonl": JSONLinesLogger(flush_interval=10_000), "tb": TensorboardLogger()},
+                    offload_writers=True)
+    logger.run_event("init")
+    for batch in range(50):
+        logger.state.timestamp = logger.state.timestamp.copy(batch=batch)
+        logger.data_batch({"loss": float(batch)})
+    logger.run_event("batch_checkpoint")
+    assert [r["batch"] for r in read_records("ckpt/metrics-rank0.jsonl")] == list(range(50))  # before close
+    assert [step for step, _ in scalars(Path("ckpt/tensorboard"))["loss"]] == list(range(50))
+    logger.close()
+
+
+def test_a_write_that_fails_on_the_writers_thread_is_raised_at_the_next_checkpoint_naming_the_destination(caplog):
+    logger = Logger(State("full"), {"full": JSONLinesLogger("/dev/full", overwrite=True, flush_interval=1),
+                                    "memory": InMemoryLogger()}, offload_writers=True)
+    logger.data_batch({"loss": 1.0})
+    with pytest.raises(OSError) as raised:
+        logger.run_event("batch_checkpoint")
+    assert raised.value.errno == 28
+    assert "raised by destination 'full' in checkpoint_saved: OSError" in raised.value.__notes__[0]
+    assert logger.destinations["memory"].most_recent_values == {"loss": 1.0}  # the others keep logging
+    logger.close()  # the same failure again is counted, not raised (as for any destination)
+    assert any("destination 'full' failed again in close (OSError: [Errno 28]" in m for m in caplog.messages)
+
+
+def test_only_writers_that_allow_it_are_offloaded():
+    assert (JSONLinesLogger.offloadable, TensorboardLogger.offloadable) == (True, True)
+    assert InMemoryLogger.offloadable is False  # read at once
+    # A text log offloads only when it captures nothing: data lines stay between printed ones
+    assert FileLogger().offloadable is False and FileLogger(capture_stderr=False).offloadable is False
+    assert FileLogger(capture_stdout=False, capture_stderr=False).offloadable is True
+    with pytest.raises(TypeError, match="offload_writers must be true or false, got 'yes'"):
+        Logger(State("x"), offload_writers="yes")
