@@ -117,6 +117,21 @@ class LoggerDestination:
         """Download `artifact_name` to `destination`."""
         raise NotImplementedError(f"{type(self).__name__} cannot download artifacts")
 
+    @classmethod
+    def hooked_events(cls) -> frozenset[Event]:
+        """The events this class does something at (overrides the hook of); every event when it
+        overrides `run_event` itself. At any other event, `run_event` only flushes when due.
+
+        >>> class Flusher(LoggerDestination):
+        ...     def epoch_end(self, state, logger): ...
+        >>> sorted(event.value for event in Flusher.hooked_events())
+        ['epoch_end']
+        """
+        if cls.run_event is not LoggerDestination.run_event:
+            return frozenset(Event)
+        base = LoggerDestination
+        return frozenset(event for event in Event if getattr(cls, event.value) is not getattr(base, event.value))
+
     def run_event(self, event: Event | str, state: State, logger: Logger) -> None:
         """Call the hook named after `event`, then `flush` if the `flush_schedule` says one is due
         (whether the `Logger` fires the event or a caller drives the destination by hand)."""

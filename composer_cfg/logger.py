@@ -468,6 +468,7 @@ class _Member:
         methods = {method: getattr(destination, method) if lock is None else _locked(lock, getattr(destination, method))
                    for method in ("log_data", "log_hyperparameters", "log_file_artifact", "run_event",
                                   "checkpoint_saved", "flush", "close", "post_close", "finalize")}
+        methods["run_event"] = _only_hooked_or_due(destination, methods["run_event"])
         if offload:
             methods = offloaded_methods(name, methods)
         for method, bound in methods.items():
@@ -505,6 +506,18 @@ class _Held:
     def drop(self) -> None:
         with self._lock:
             self._calls = []
+
+
+def _only_hooked_or_due(destination: LoggerDestination, run_event: Callable[..., Any]) -> Callable[..., Any]:
+    """`run_event`, skipped at an event the destination has no hook for and after which its
+    flush is not due: nothing would happen (`LoggerDestination.hooked_events`)."""
+    hooked, schedule = destination.hooked_events(), destination.flush_schedule
+
+    def call(event: Event, state: State, logger: Logger) -> None:
+        if event in hooked or (schedule is not None and schedule.due(event, state.timestamp)):
+            run_event(event, state, logger)
+
+    return call
 
 
 def _locked(lock: threading.RLock, method: Callable[..., Any]) -> Callable[..., Any]:
