@@ -41,6 +41,42 @@ def budget(timeout: float | None, reserve: float = 0.0) -> float | None:
     return left if timeout is None else min(timeout, left)
 
 
+class KeptFailure:
+    """The first failure of work done on another thread, kept to be raised on a calling thread.
+
+    >>> kept = KeptFailure()
+    >>> kept.keep(OSError("disk full")); kept.keep(OSError("again"))
+    >>> kept.pending, str(kept.take())
+    (True, 'disk full')
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether a failure is kept (read without the lock: a hot path may check it often)."""
+        return self._error is not None
+
+    def keep(self, error: BaseException) -> None:
+        """Keep `error` unless an earlier one is kept."""
+        with self._lock:
+            self._error = self._error or error
+
+    def take(self) -> BaseException | None:
+        """The kept failure (None if none), no longer kept."""
+        with self._lock:
+            error, self._error = self._error, None
+        return error
+
+    def raise_kept(self) -> None:
+        """Raise the kept failure, if any; it is then no longer kept."""
+        error = self.take()
+        if error is not None:
+            raise error
+
+
 class BackgroundWorker:
     """One daemon thread running submitted calls in submission order."""
 
@@ -55,10 +91,26 @@ class BackgroundWorker:
         future: Future[Any] = Future()
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"composer_cfg-{self.name}", daemon=True)
-                self._thread.start()
+                self._start()
             self._queue.put((future, call, args))
         return future
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"composer_cfg-{self.name}", daemon=True)
+        self._thread.start()
+
+    def post(self, call: Callable[..., Any], *args: Any) -> None:
+        """Queue `call(*args)` with no `Future` (nothing to wait on, cheaper): the call handles its
+        own failures."""
+        with self._lock:
+            if self._thread is None:
+                self._start()
+            self._queue.put((None, call, args))
+
+    @property
+    def backlog(self) -> int:
+        """Calls queued and not yet started (about: another thread may change it meanwhile)."""
+        return self._queue.qsize()
 
     def call(self, what: str, call: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """Run `call(*args)` on the worker and return its result, waiting at most `timeout` seconds.
@@ -81,6 +133,9 @@ class BackgroundWorker:
             if item is _STOP:
                 return
             future, call, args = item
+            if future is None:
+                call(*args)
+                continue
             if not future.set_running_or_notify_cancel():
                 continue
             try:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from composer_cfg.background import BackgroundWorker, budget
+from composer_cfg.background import BackgroundWorker, KeptFailure, budget
 from composer_cfg.log_level import LogLevel
 from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
 from composer_cfg.params import POSITIVE_INT, UNDELIVERED, WHEN_FULL
@@ -290,7 +290,7 @@ class Courier:
         self._pending = pending
         self._lock = threading.Lock()
         self._delivering = False
-        self._failure: BaseException | None = None
+        self._failure = KeptFailure()
         #: The request queued last: once it is done, every earlier one is.
         self.last_request: Future[Any] | None = None
         self._close_by: float | None = None  # time.monotonic() by which closing must be done
@@ -330,10 +330,7 @@ class Courier:
 
     def raise_failure(self) -> None:
         """Raise the first request failure since the last call, if any."""
-        with self._lock:
-            error, self._failure = self._failure, None
-        if error is not None:
-            raise error
+        self._failure.raise_kept()
 
     def _deliver(self) -> None:
         try:
@@ -351,5 +348,4 @@ class Courier:
     def _remember_failure(self, future: Future[Any]) -> None:
         error = future.exception()
         if error is not None:
-            with self._lock:
-                self._failure = self._failure or error
+            self._failure.keep(error)

@@ -23,12 +23,11 @@ logging call waits for the writer (a stalled disk slows logging instead of filli
 from __future__ import annotations
 
 import copy
-import queue
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from composer_cfg.background import BackgroundWorker, KeptFailure
 from composer_cfg.state import State
 
 
@@ -36,76 +35,42 @@ class Offloaded:
     """Calls queued for one destination's thread (see above)."""
 
     def __init__(self, name: str, limit: int = 10_000) -> None:
-        self.name = name
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._worker = BackgroundWorker(f"offload-{name}")
         self._limit = limit
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._failure = KeptFailure()
 
     def later(self, call: Callable[..., Any], state: State, *args: Any) -> None:
         """Queue ``call(snapshot, *args)``, `snapshot` being `state` as it is now; first raise the
         failure of an earlier call, if there is one."""
-        if self._failure is not None:
-            self.raise_failure()
+        if self._failure.pending:
+            self._failure.raise_kept()
         snapshot = copy.copy(state)
         if snapshot.log_time is None:
             snapshot.log_time = time.time()
-        if self._thread is None:
-            self._start()
-        elif self._queue.qsize() >= self._limit:  # the writer is behind: wait until it caught up
+        if self._worker.backlog >= self._limit:  # the writer is behind: wait until it caught up
             self._wait()
-        self._queue.put((call, snapshot, args))
+        self._worker.post(self._run, call, snapshot, args)
 
     def now(self, call: Callable[..., Any], *args: Any) -> Any:
         """Wait until every queued call is done, raise the failure of one, then ``call(*args)`` here."""
         self._wait()
-        self.raise_failure()
+        self._failure.raise_kept()
         return call(*args)
+
+    def stop(self) -> None:
+        """Let the thread end once the calls queued so far are done."""
+        self._worker.stop()
 
     def _wait(self) -> None:
         """Until the calls queued so far are done (no lock is shared with the thread otherwise:
         a logging call never waits for a write in progress)."""
-        if self._thread is not None:
-            done = threading.Event()
-            self._queue.put(done)
-            done.wait()
+        self._worker.submit(lambda: None).result()
 
-    def raise_failure(self) -> None:
-        """Raise the first failure of a queued call since the last one raised, if any."""
-        with self._lock:
-            error, self._failure = self._failure, None
-        if error is not None:
-            raise error
-
-    def stop(self) -> None:
-        """Let the thread end once the calls queued so far are done."""
-        with self._lock:
-            if self._thread is not None:
-                self._queue.put(None)
-                self._thread = None
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"composer_cfg-offload-{self.name}",
-                                                daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            call, state, args = item
-            try:
-                call(state, *args)
-            except Exception as error:  # noqa: BLE001 - raised on a logging thread (`raise_failure`)
-                with self._lock:
-                    self._failure = self._failure or error
+    def _run(self, call: Callable[..., Any], state: State, args: tuple[Any, ...]) -> None:
+        try:
+            call(state, *args)
+        except Exception as error:  # noqa: BLE001 - raised on a logging thread (`later`, `now`)
+            self._failure.keep(error)
 
 
 def offloaded_methods(name: str, methods: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:

@@ -10,6 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, State, TensorboardLogger, TrainingLoop
+from composer_cfg.offload import Offloaded
 from composer_cfg.records import read_records
 
 
@@ -106,3 +107,27 @@ def test_only_writers_that_allow_it_are_offloaded():
     assert FileLogger(capture_stdout=False, capture_stderr=False).offloadable is True
     with pytest.raises(TypeError, match="offload_writers must be true or false, got 'yes'"):
         Logger(State("x"), offload_writers="yes")
+
+
+def test_a_writer_that_falls_behind_makes_logging_wait_instead_of_queueing_without_bound():
+    writing, release, written = threading.Event(), threading.Event(), []
+    offloaded = Offloaded("slow", limit=2)
+    state = State("slow")
+
+    def write(snapshot, index):
+        writing.set()
+        release.wait(30)
+        written.append(index)
+
+    offloaded.later(write, state, 0)
+    assert writing.wait(30)  # the first call is being written (held)
+    for index in (1, 2):  # two waiting: the limit
+        offloaded.later(write, state, index)
+    fourth = threading.Thread(target=offloaded.later, args=(write, state, 3))
+    fourth.start()
+    fourth.join(0.5)
+    assert fourth.is_alive()  # waits for the writer, does not queue a third call
+    release.set()
+    fourth.join(30)
+    assert offloaded.now(lambda: written) == [0, 1, 2, 3]
+    offloaded.stop()
