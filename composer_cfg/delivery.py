@@ -38,7 +38,7 @@ from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from composer_cfg.background import BackgroundWorker, KeptFailure, budget
 from composer_cfg.log_level import LogLevel
@@ -78,9 +78,10 @@ class Record:
 class Spool:
     """Records a destination could not deliver, appended as JSON Lines beside the run's manifest.
 
-    The first write also records, in the manifest, which destination the file belongs to and the
-    identity of its tracker run, so that ``composer-cfg-sync`` sends the file to that destination
-    alone and adds to that same run.
+    Its entry in the manifest names the destination the file belongs to and the identity of its
+    tracker run (as soon as there is one: `close` records it if the first write came before),
+    so that ``composer-cfg-sync`` sends the file to that destination alone and adds to that run.
+    Each write reaches the OS before it returns (it survives the process); `close` fsyncs.
     """
 
     def __init__(self, destination: str, run_name: str, rank: int, identity: Callable[[], dict[str, Any]],
@@ -91,19 +92,31 @@ class Spool:
         self._destination = destination
         self._header = (json.dumps(run_name), rank)
         self._identity = identity
-        self._registered = False
+        self._identified = False  # the manifest names the tracker run
+        self._file: IO[str] | None = None
 
     def write(self, records: Sequence[Record]) -> None:
-        """Append `records` and make them durable (flushed and fsynced) before returning."""
-        if not self._registered:
-            self._register()
+        """Append `records`, flushed to the OS before returning."""
         run_name, rank = self._header
         text = "".join(record_line(r.level, run_name, rank, r.timestamp, r.time, r.data) for r in records)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
+        if self._file is None:
+            self._register()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open until close
+        self._file.write(text)
+        self._file.flush()
+
+    def close(self) -> None:
+        """Fsync and close the file; record the tracker run's identity if it was not known before."""
+        if self._file is None:
+            return
+        try:
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+            self._file = None
+        if not self._identified:
+            self._register()
 
     def _register(self) -> None:
         manifest = read_manifest(self._manifest)
@@ -112,8 +125,8 @@ class Spool:
         identity = self._identity()
         if identity and not entry.get("identity"):
             entry["identity"] = identity
+        self._identified = bool(entry.get("identity"))
         write_manifest(self._manifest, manifest)
-        self._registered = True
 
 
 class Admission:
@@ -157,6 +170,7 @@ class _Counts:
     delivered: int = 0
     spooled: int = 0
     dropped: int = 0
+    in_doubt: int = 0
     peak: int = 0
     spool_errors: list[str] = field(default_factory=list)
 
@@ -169,12 +183,16 @@ class DeliveryQueue:
     drops it). Thread-safe.
     """
 
-    def __init__(self, what: str, policy: DeliveryPolicy, spool: Callable[[], Spool | None] | None = None) -> None:
+    def __init__(self, what: str, policy: DeliveryPolicy, spool: Callable[[], Spool | None] | None = None,
+                 on_full: Callable[[], None] | None = None) -> None:
         self.what = what
         self.policy = policy
         self._spool_factory = spool
+        self._on_full = on_full
         self._spool: Spool | None = None
+        self._spool_lock = threading.Lock()  # writing the spool never holds the queue
         self._records: list[Record] = []
+        self._sending = 0  # of the oldest records, how many the back end is being sent
         self._cond = threading.Condition()
         self._admission = Admission(policy, self._cond)
         self._counts = _Counts()
@@ -183,7 +201,10 @@ class DeliveryQueue:
         return len(self._records)
 
     def put(self, record: Record) -> None:
-        """Queue `record`; when the queue is full, wait or let it go as the policy says."""
+        """Queue `record`; when the queue is full, have it delivered (`on_full`), and wait or let
+        the record go as the policy says."""
+        if len(self._records) >= self.policy.queue_size and self._on_full is not None:
+            self._on_full()  # a full queue is a flush point: the back end may simply not have been asked
         with self._cond:
             if self._admission.admit(self._records.__len__):
                 self._records.append(record)
@@ -192,9 +213,12 @@ class DeliveryQueue:
         self._let_go([record])
 
     def waiting(self, limit: int | None = None) -> list[Record]:
-        """The oldest `limit` records waiting (all of them by default), still in the queue."""
+        """The oldest `limit` records waiting (all of them by default), still in the queue: the
+        back end is being sent them until `delivered`."""
         with self._cond:
-            return self._records[:limit]
+            waiting = self._records[:limit]
+            self._sending = len(waiting)
+            return waiting
 
     def delivered(self, count: int) -> None:
         """The back end has the `count` oldest records: they leave the queue."""
@@ -202,31 +226,31 @@ class DeliveryQueue:
             count = min(count, len(self._records))  # those given up meanwhile count as given up
             del self._records[:count]
             self._counts.delivered += count
+            self._sending = 0
             self._admission.taken()
 
     def give_up(self, first: Sequence[Record] = ()) -> int:
         """Let `first` and then every waiting record go (to the spool, or dropped); return how many."""
         with self._cond:
-            records, self._records = [*first, *self._records], []
+            self._counts.in_doubt += min(self._sending, len(self._records))
+            records, self._records, self._sending = [*first, *self._records], [], 0
             self._cond.notify_all()
         if records:
             self._let_go(records)
         return len(records)
 
-    @property
-    def spool_path(self) -> Path | None:
-        """The spool file, once something was written to it."""
-        return self._spool.path if self._spool is not None else None
-
     def report(self) -> dict[str, Any]:
         """What became of the records so far: ``queued`` (waiting now), ``peak_queued``,
-        ``delivered``, ``spooled``, ``dropped``, ``waits`` and ``blocked_seconds`` (the logging
-        threads' waits for room: how many, how long in all), and ``spool`` (the spool file, when
-        there is one). Every record put is queued, delivered, spooled or dropped."""
+        ``delivered``, ``spooled``, ``dropped``, ``in_doubt`` (of those spooled or dropped, how
+        many were being sent when they were given up: the back end may have them too),
+        ``waits`` and ``blocked_seconds`` (the logging threads' waits for room: how many, how
+        long in all), and ``spool`` (the spool file, when there is one). Every record put is
+        queued, delivered, spooled or dropped (and so is each record `give_up` is handed)."""
         counts, admission = self._counts, self._admission
         report: dict[str, Any] = {"queued": len(self._records), "peak_queued": counts.peak,
                                   "delivered": counts.delivered, "spooled": counts.spooled, "dropped": counts.dropped,
-                                  "waits": admission.waits, "blocked_seconds": admission.blocked_seconds}
+                                  "in_doubt": counts.in_doubt, "waits": admission.waits,
+                                  "blocked_seconds": admission.blocked_seconds}
         if self._spool is not None:
             report["spool"] = str(self._spool.path)
         if counts.spool_errors:
@@ -250,6 +274,12 @@ class DeliveryQueue:
         """At the end: `give_up` (`first`, then what waits), then say it: a warning naming the
         spool when everything left was spooled, a `RuntimeError` when records were lost."""
         self.give_up(first)
+        with self._spool_lock:
+            if self._spool is not None:
+                try:
+                    self._spool.close()
+                except OSError as error:  # its records reached the OS; only the fsync failed
+                    self._counts.spool_errors.append(f"{type(error).__name__}: {error}")
         summary = self.summary()
         if summary and self._counts.dropped:
             raise RuntimeError(summary)
@@ -257,7 +287,7 @@ class DeliveryQueue:
             LOG.warning("%s", summary)
 
     def _let_go(self, records: list[Record]) -> None:
-        with self._cond:  # one writer of the spool and the counts at a time
+        with self._spool_lock:  # one writer of the spool and of these counts at a time
             if self.policy.undelivered == "spool":
                 try:
                     if self._spool is None and self._spool_factory is not None:

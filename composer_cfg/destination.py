@@ -117,20 +117,21 @@ class LoggerDestination:
         """Download `artifact_name` to `destination`."""
         raise NotImplementedError(f"{type(self).__name__} cannot download artifacts")
 
-    @classmethod
-    def hooked_events(cls) -> frozenset[Event]:
-        """The events this class does something at (overrides the hook of); every event when it
-        overrides `run_event` itself. At any other event, `run_event` only flushes when due.
+    def hooked_events(self) -> frozenset[Event]:
+        """The events this destination does something at: those whose hook its class (or the
+        instance itself) overrides; every event when it overrides `run_event`. At any other
+        event, `run_event` only flushes when due. The `Logger` asks once, when it is built.
 
         >>> class Flusher(LoggerDestination):
         ...     def epoch_end(self, state, logger): ...
-        >>> sorted(event.value for event in Flusher.hooked_events())
+        >>> sorted(event.value for event in Flusher().hooked_events())
         ['epoch_end']
         """
-        if cls.run_event is not LoggerDestination.run_event:
+        own, base = getattr(self, "__dict__", {}), LoggerDestination
+        if type(self).run_event is not base.run_event or "run_event" in own:
             return frozenset(Event)
-        base = LoggerDestination
-        return frozenset(event for event in Event if getattr(cls, event.value) is not getattr(base, event.value))
+        return frozenset(event for event in Event
+                         if event.value in own or getattr(type(self), event.value) is not getattr(base, event.value))
 
     def run_event(self, event: Event | str, state: State, logger: Logger) -> None:
         """Call the hook named after `event`, then `flush` if the `flush_schedule` says one is due

@@ -67,9 +67,8 @@ class Logger:
         `defer_tensors`: keep logged tensors on their device until the next flush point and
         copy them to the host in one batched transfer (`composer_cfg.deferred`).
         `measure_overhead`: count and time every call into each destination (`overhead`).
-        `offload_writers`: the destinations that allow it (`offloadable`: JSON Lines, TensorBoard, a text log
-        capturing nothing)
-        write on a thread of their own (`composer_cfg.offload`).
+        `offload_writers`: the destinations that allow it (`offloadable`: JSON Lines, TensorBoard, a
+        text log capturing nothing) write on a thread of their own (`composer_cfg.offload`).
         `record_report`: False keeps `report` out of the run's manifest (a replay of another run)."""
         for key, value in (("defer_tensors", defer_tensors), ("measure_overhead", measure_overhead),
                            ("offload_writers", offload_writers), ("record_report", record_report)):
@@ -511,9 +510,10 @@ class _Held:
 def _only_hooked_or_due(destination: LoggerDestination, run_event: Callable[..., Any]) -> Callable[..., Any]:
     """`run_event`, skipped at an event the destination has no hook for and after which its
     flush is not due: nothing would happen (`LoggerDestination.hooked_events`)."""
-    hooked, schedule = destination.hooked_events(), destination.flush_schedule
+    hooked = destination.hooked_events()
 
     def call(event: Event, state: State, logger: Logger) -> None:
+        schedule = destination.flush_schedule  # read now: a destination may set it at INIT
         if event in hooked or (schedule is not None and schedule.due(event, state.timestamp)):
             run_event(event, state, logger)
 

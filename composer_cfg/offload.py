@@ -2,14 +2,15 @@
 
 With ``Logger(..., offload_writers=True)`` the destinations that allow it (`offloadable`: the
 JSON Lines and TensorBoard writers, and a text log that captures no stream: they only write
-their own files) receive their data,
-hyperparameters and events on a thread of their own: the logging thread copies the call's
-state (its timestamp, and its wall-clock time, read now) and queues the call. Encoding and
-writing happen on that thread, in the order of the calls. A checkpoint and `close` wait until
-every queued call is written, then run on the calling thread, so what a checkpoint promises
-(everything logged before it is on disk) still holds. A call that failed on the thread is raised
-at the next call (or at the checkpoint, or close). At most `limit` calls wait: past that, a
-logging call waits for the writer (a stalled disk slows logging instead of filling memory).
+their own files) receive their data, hyperparameters and events on a thread of their own: the
+logging thread copies the call's state (its timestamp, and its wall-clock time, read now) and
+queues the call. Encoding and writing happen on that thread, in the order of the calls.
+`Event.INIT`, a checkpoint and `close` wait until every queued call is written, then run on the
+calling thread, so a destination failing to start still fails the start, and what a checkpoint
+promises (everything logged before it is on disk) still holds. A call that failed on the thread
+is raised after the next call is queued (or after the checkpoint or close has run). At most
+`limit` calls wait: past that, a logging call waits for the writer (a stalled disk slows
+logging instead of filling memory). After `close`, a call raises.
 
 >>> calls = []
 >>> offloaded = Offloaded("docs")
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from composer_cfg.background import BackgroundWorker, KeptFailure
+from composer_cfg.events import Event
 from composer_cfg.state import State
 
 
@@ -35,30 +37,45 @@ class Offloaded:
     """Calls queued for one destination's thread (see above)."""
 
     def __init__(self, name: str, limit: int = 10_000) -> None:
+        self.name = name
         self._worker = BackgroundWorker(f"offload-{name}")
         self._limit = limit
         self._failure = KeptFailure()
+        self._stopped = False
 
     def later(self, call: Callable[..., Any], state: State, *args: Any) -> None:
-        """Queue ``call(snapshot, *args)``, `snapshot` being `state` as it is now; first raise the
-        failure of an earlier call, if there is one."""
-        if self._failure.pending:
-            self._failure.raise_kept()
+        """Queue ``call(snapshot, *args)``, `snapshot` being `state` as it is now; then raise the
+        failure of an earlier call, if there is one (this call is queued all the same)."""
+        if self._stopped:  # a call still in flight when the Logger closed
+            raise RuntimeError(f"the writer of {self.name!r} is closed: it writes no more")
         snapshot = copy.copy(state)
         if snapshot.log_time is None:
             snapshot.log_time = time.time()
         if self._worker.backlog >= self._limit:  # the writer is behind: wait until it caught up
             self._wait()
         self._worker.post(self._run, call, snapshot, args)
+        if self._failure.pending:
+            self._failure.raise_kept()
 
     def now(self, call: Callable[..., Any], *args: Any) -> Any:
-        """Wait until every queued call is done, raise the failure of one, then ``call(*args)`` here."""
+        """Wait until every queued call is done, then ``call(*args)`` here; then raise the failure
+        of a queued call, if there was one (a note on the call's own error, if it raised too)."""
         self._wait()
-        self._failure.raise_kept()
-        return call(*args)
+        earlier = self._failure.take()
+        try:
+            result = call(*args)
+        except BaseException as error:
+            if earlier is not None:
+                error.add_note(f"an earlier write on the writer's thread failed too: {type(earlier).__name__}: "
+                               f"{earlier}")
+            raise
+        if earlier is not None:
+            raise earlier
+        return result
 
     def stop(self) -> None:
-        """Let the thread end once the calls queued so far are done."""
+        """Take no more calls; the thread ends once the calls queued so far are done."""
+        self._stopped = True
         self._worker.stop()
 
     def _wait(self) -> None:
@@ -75,11 +92,19 @@ class Offloaded:
 
 def offloaded_methods(name: str, methods: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """A destination's bound methods (`LoggerDestination`'s names), its writing ones made on a
-    thread of its own (see above); `close` waits for them, then ends the thread."""
+    thread of its own (see above). `Event.INIT` (a destination failing to start fails the
+    start), checkpoints and `close` wait for the queued calls and run on the calling thread;
+    `close` then ends the thread."""
     offloaded = Offloaded(name)
     log_data, log_hyperparameters = methods["log_data"], methods["log_hyperparameters"]
     run_event, flush = methods["run_event"], methods["flush"]
     checkpoint_saved, close = methods["checkpoint_saved"], methods["close"]
+
+    def event(event: Event, state: State, logger: Any) -> None:
+        if event is Event.INIT:
+            offloaded.now(run_event, event, state, logger)
+        else:
+            offloaded.later(lambda snapshot: run_event(event, snapshot, logger), state)
 
     def close_then_stop(state: State, logger: Any) -> None:
         try:
@@ -91,8 +116,7 @@ def offloaded_methods(name: str, methods: dict[str, Callable[..., Any]]) -> dict
         **methods,
         "log_data": lambda state, level, data: offloaded.later(log_data, state, level, data),
         "log_hyperparameters": lambda state, data: offloaded.later(log_hyperparameters, state, data),
-        "run_event": lambda event, state, logger: offloaded.later(
-            lambda snapshot: run_event(event, snapshot, logger), state),
+        "run_event": event,
         "flush": lambda state, logger: offloaded.later(flush, state, logger),
         "checkpoint_saved": lambda state, logger: offloaded.now(checkpoint_saved, state, logger),
         "close": close_then_stop,

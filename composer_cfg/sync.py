@@ -48,6 +48,7 @@ class Synced:
     sent: int  # records (or parts of records) sent this time
     location: str | None = None  # where they went, as the destination says
     refused: list[str] = field(default_factory=list)  # one line per kind of value the back end refused
+    skipped: str | None = None  # why this file was not sent to this destination at all
 
 
 def sync(
@@ -82,8 +83,12 @@ def sync(
         manifest_file = manifest_path(file.parent, rank)
         spools = read_manifest(manifest_file).get("spools", {})
         for name in destinations:
-            if spools.get(file.name, name) != name or (file.name not in spools and name in spools.values()):
-                continue  # a spool goes to its own destination, which had everything else live
+            if spools.get(file.name, name) != name:
+                continue  # another destination's spool
+            if file.name not in spools and name in spools.values():
+                results.append(Synced(file, name, 0, skipped=f"the run logged to {name} itself; its spool "
+                                                            f"completes it"))
+                continue
             destination = instantiate_destinations(node, into={}, only=[name])[name]
             if destination.rank_zero_only and rank != 0:
                 continue  # as in the run itself: only rank 0's records reach it
@@ -194,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
     for synced in results:
+        if synced.skipped:
+            print(f"{synced.destination}: skipped {synced.records_file}: {synced.skipped}")
+            continue
         where = f" into {synced.location}" if synced.location else ""
         print(f"{synced.destination}: {synced.sent} new record(s) from {synced.records_file}{where}")
         for line in synced.refused:

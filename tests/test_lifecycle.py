@@ -17,6 +17,7 @@ from composer_cfg import (
     ObjectStoreLogger,
     RunStatus,
     State,
+    TrainingLoop,
     build_logger,
 )
 from composer_cfg.destinations.registry import BUILT_IN
@@ -244,3 +245,28 @@ def test_the_object_store_drains_after_every_final_flush(tmp_path):
         print("the last line")
     assert (tmp_path / "store/run/logs-rank0.txt").read_bytes() == Path("run/logs-rank0.txt").read_bytes()
     assert Path("run/logs-rank0.txt").read_text().endswith("[stdout]: the last line\n")
+
+
+def test_events_a_destination_has_no_hook_for_are_skipped_but_a_schedule_set_at_init_and_instance_hooks_count():
+    class SetsItsScheduleAtInit(LoggerDestination):
+        def __init__(self):
+            self.flushes, self.hooked = 0, []
+
+        def init(self, state, logger):
+            self.flush_schedule = FlushSchedule(2, LogLevel.BATCH)
+
+        def flush(self, state, logger):
+            self.flushes += 1
+
+    destination = SetsItsScheduleAtInit()
+    destination.epoch_end = lambda state, logger: destination.hooked.append("epoch_end")  # a hook on the instance
+    logger = Logger(State("run"), destination)
+    with logger:
+        logger.run_event("init")
+        loop = TrainingLoop(logger)
+        for _ in loop.epochs(1):
+            for _ in loop.batches(4):
+                pass
+    assert destination.hooked == ["epoch_end"]
+    assert destination.flushes >= 2  # every 2 batches (and wherever else its schedule says)
+    assert Event.EPOCH_END in destination.hooked_events() and Event.BATCH_START not in destination.hooked_events()

@@ -451,3 +451,28 @@ def test_flush_seconds_sends_queued_metrics_at_the_first_event_or_metric_once_th
         assert destination.wait(30) == 0
         history = client.get_metric_history(destination.run_id, "a")
         assert sorted((m.step, m.value) for m in history) == [(1, 1.0), (2, 2.0), (2, 3.0)]
+
+
+def test_a_full_queue_is_a_flush_point_even_without_events():
+    destination = MLFlowLogger(flush_interval=1000, queue_size=5, timeout=60)
+    logger = Logger(State("ml_run"), destination)
+    for batch in range(40):  # no event: only a full queue asks for a delivery
+        logger.state.timestamp = logger.state.timestamp.copy(batch=batch)
+        logger.data_batch({"a": float(batch)})
+    logger.close()
+    report = destination.report()
+    assert (report["delivered"], report["spooled"], report["dropped"]) == (40, 0, 0)
+    assert history(store(), destination.run_id, "a") == [(batch, float(batch)) for batch in range(40)]
+
+
+def test_a_spool_written_before_the_run_existed_still_names_the_run_it_belongs_to():
+    from composer_cfg.manifest import read_manifest
+
+    destination = MLFlowLogger(queue_size=1, when_full="drop", flush_interval=1000)
+    logger = Logger(State("ml_run"), destination)
+    for batch in range(3):  # no INIT: the first call only queues the run's creation
+        logger.state.timestamp = logger.state.timestamp.copy(batch=batch)
+        logger.data_batch({"a": float(batch)})
+    logger.close()
+    manifest = read_manifest(Path("ml_run/run-rank0.json"))
+    assert manifest["sync"]["undelivered-mlflow-rank0.jsonl"]["mlflow"]["identity"] == {"run_id": destination.run_id}

@@ -194,3 +194,13 @@ def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_and_keeps_the_man
     assert out.returncode == 1
     assert out.stderr.splitlines()[-1].startswith(f"composer-cfg-sync: error: MlflowException: Run with id={'0' * 32} not found")
     assert json.loads(Path("run/run-rank0.json").read_text()) == manifest
+
+
+def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
+    # A replay fires no batch_end: a full queue must start a delivery itself, not wait out
+    # `timeout` and drop the rest.
+    records = jsonl_run(epochs=2, batches=40)
+    (synced,) = sync("run", ["mlflow"], ["logger.destinations.mlflow.queue_size=7",
+                                         "logger.destinations.mlflow.timeout=60"])
+    assert synced.sent == len(records) == 83
+    assert mlflow_series(run_id()) == series(records)

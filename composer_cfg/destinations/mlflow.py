@@ -119,7 +119,7 @@ class MLFlowLogger(LoggerDestination):
         self.tags = redact(dict(tags or {}))
         self.timeout = float(POSITIVE.check("timeout", timeout))
         self.policy = DeliveryPolicy.checked(queue_size, when_full, undelivered, self.timeout)
-        self._queue = DeliveryQueue("MLflow", self.policy, self._spool)
+        self._queue = DeliveryQueue("MLflow", self.policy, self._spool, on_full=self._queue_delivery)
         self._name = "mlflow"  # its name in the Logger, known at INIT: the spool's file is named after it
         self._where: tuple[str, int] | None = None  # the run's name and rank, once started
         self._close_timestamp = Timestamp()
@@ -461,8 +461,6 @@ def _dispose_store(client: Any) -> None:
     engine = getattr(store, "engine", None)
     if engine is not None:
         engine.dispose()
-
-
 
 
 def _absolute_sqlite_uri(uri: str) -> str:

@@ -98,7 +98,7 @@ class WandBLogger(LoggerDestination):
         self.log_level = LogLevel.parse(log_level)
         self.timeout = float(POSITIVE.check("timeout", timeout))
         self.policy = DeliveryPolicy.checked(queue_size, when_full, undelivered, self.timeout)
-        self._queue = DeliveryQueue("W&B", self.policy, self._spool)
+        self._queue = DeliveryQueue("W&B", self.policy, self._spool, on_full=lambda: self._courier.deliver_soon())
         self._courier = Courier("wandb", self._send, lambda: len(self._queue) > 0, self.timeout)
         self.run: Any = None
         self._location: str | None = None  # the run's directory, once it has one
