@@ -6,9 +6,9 @@ and sends the queue from a background thread. Its `DeliveryPolicy` says what hap
 back end does not keep up:
 
 * ``queue_size``: records that may wait in memory.
-* ``when_full``: ``block`` (the logging thread waits for room, at most ``block_seconds``; after
-  one wait that timed out it no longer waits until a delivery succeeds, so an outage costs one
-  wait, not one per call) or ``drop`` (the new record leaves at once, never waiting).
+* ``when_full``: ``drop`` (the new record leaves at once, never waiting) or ``block`` (the
+  logging thread waits for room, at most ``block_seconds``; after one wait that timed out it no
+  longer waits until a delivery succeeds, so an outage costs one wait, not one per call).
 * ``undelivered``: what becomes of a record that leaves that way, or that is still waiting when
   the destination gives up at close: ``spool`` (appended to
   ``{run_name}/undelivered-<destination>-rank<rank>.jsonl``, a JSON Lines records file that
@@ -54,7 +54,7 @@ class DeliveryPolicy(NamedTuple):
     """How a remote destination's queue behaves when its back end does not keep up (see above)."""
 
     queue_size: int = 10_000
-    when_full: str = "block"
+    when_full: str = "drop"
     undelivered: str = "spool"
     block_seconds: float = 30.0
 

@@ -69,8 +69,9 @@ def sync(
         raise ConfigError("--to: name at least one destination, e.g. --to mlflow,tensorboard")
     cfg = compose_config([f"logger/destinations=[{','.join(destinations)}]", *overrides], config_dir=config_dir)
     node = cfg.logger
-    for name in destinations:  # what a replay can not deliver fails the sync (sent again next time), unspooled
-        if node.destinations.get(name) is not None and "undelivered" in node.destinations[name]:
+    for name in destinations:  # a replay waits for the tracker; what it can not deliver fails the sync (sent
+        if node.destinations.get(name) is not None and "undelivered" in node.destinations[name]:  # again next time)
+            node.destinations[name].when_full = "block"
             node.destinations[name].undelivered = "drop"
     world_sizes = _world_sizes(files)
     results = []

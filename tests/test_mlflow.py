@@ -454,7 +454,7 @@ def test_flush_seconds_sends_queued_metrics_at_the_first_event_or_metric_once_th
 
 
 def test_a_full_queue_is_a_flush_point_even_without_events():
-    destination = MLFlowLogger(flush_interval=1000, queue_size=5, timeout=60)
+    destination = MLFlowLogger(flush_interval=1000, queue_size=5, timeout=60, when_full="block")
     logger = Logger(State("ml_run"), destination)
     for batch in range(40):  # no event: only a full queue asks for a delivery
         logger.state.timestamp = logger.state.timestamp.copy(batch=batch)

@@ -69,8 +69,9 @@ class MLFlowLogger(LoggerDestination):
             (delivering what is left, then ending the run).
         queue_size, when_full, undelivered: the delivery queue (`composer_cfg.delivery`): at most
             `queue_size` logged calls wait for the store; when it is full the training thread
-            waits for room (``block``, at most `timeout` seconds, once per outage) or does not
-            (``drop``); what leaves the queue undelivered, then or at close, is appended to
+            does not wait (``drop``, the default) or waits for room (``block``, at most
+            `timeout` seconds, once per outage); what leaves the queue undelivered, then or at
+            close, is appended to
             ``{run_name}/undelivered-mlflow-rank<rank>.jsonl`` (``spool``: ``composer-cfg-sync``
             adds it to the same MLflow run later) or lost (``drop``), and counted.
 
@@ -104,7 +105,7 @@ class MLFlowLogger(LoggerDestination):
         tags: Annotated[Mapping[str, str], RunTags()] | None = None,
         timeout: PositiveFloat = 30.0,
         queue_size: PositiveInt = 10_000,
-        when_full: WhenFull = "block",
+        when_full: WhenFull = "drop",
         undelivered: Undelivered = "spool",
     ) -> None:
         self._tracking_uri = Template(tracking_uri, DIST_FIELDS, key="tracking_uri")

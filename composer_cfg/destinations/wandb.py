@@ -84,7 +84,7 @@ class WandBLogger(LoggerDestination):
         init_params: Mapping[str, Any] | None = None,
         timeout: PositiveFloat = 60.0,
         queue_size: PositiveInt = 10_000,
-        when_full: WhenFull = "block",
+        when_full: WhenFull = "drop",
         undelivered: Undelivered = "spool",
     ) -> None:
         self.check_config({"init_kwargs": init_kwargs, "init_params": init_params}, 1)
