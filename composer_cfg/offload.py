@@ -23,37 +23,50 @@ logging instead of filling memory). After `close`, a call raises.
 
 from __future__ import annotations
 
+import collections
 import copy
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from composer_cfg.background import BackgroundWorker, KeptFailure
+from composer_cfg.background import KeptFailure
 from composer_cfg.events import Event
 from composer_cfg.state import State
 
 
 class Offloaded:
-    """Calls queued for one destination's thread (see above)."""
+    """Calls queued for one destination's thread (see above). The thread is woken once `batch`
+    calls wait, at an event, and when a caller waits for it: a data call alone only appends to a
+    queue, so the thread writes calls in groups instead of being woken by each."""
 
-    def __init__(self, name: str, limit: int = 10_000) -> None:
+    def __init__(self, name: str, limit: int = 10_000, batch: int = 64) -> None:
         self.name = name
-        self._worker = BackgroundWorker(f"offload-{name}")
-        self._limit = limit
+        self._calls: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
+        self._limit, self._batch = limit, batch
         self._failure = KeptFailure()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self._stopped = False
 
-    def later(self, call: Callable[..., Any], state: State, *args: Any) -> None:
-        """Queue ``call(snapshot, *args)``, `snapshot` being `state` as it is now; then raise the
-        failure of an earlier call, if there is one (this call is queued all the same)."""
+    def later(self, call: Callable[..., Any], state: State, *args: Any, wake: bool = False) -> None:
+        """Queue ``call(snapshot, *args)``, `snapshot` being `state` as it is now (`wake`: have it
+        written soon); then raise the failure of an earlier call, if there is one (this call is
+        queued all the same)."""
         if self._stopped:  # a call still in flight when the Logger closed
             raise RuntimeError(f"the writer of {self.name!r} is closed: it writes no more")
         snapshot = copy.copy(state)
         if snapshot.log_time is None:
             snapshot.log_time = time.time()
-        if self._worker.backlog >= self._limit:  # the writer is behind: wait until it caught up
+        if self._thread is None:
+            self._start()
+        waiting = len(self._calls)
+        if waiting >= self._limit:  # the writer is behind: wait until it caught up
             self._wait()
-        self._worker.post(self._run, call, snapshot, args)
+        self._calls.append((call, snapshot, args))
+        if wake or waiting + 1 >= self._batch:
+            self._wake.set()
         if self._failure.pending:
             self._failure.raise_kept()
 
@@ -76,18 +89,43 @@ class Offloaded:
     def stop(self) -> None:
         """Take no more calls; the thread ends once the calls queued so far are done."""
         self._stopped = True
-        self._worker.stop()
+        if self._thread is not None:
+            self._calls.append(None)
+            self._wake.set()
 
     def _wait(self) -> None:
         """Until the calls queued so far are done (no lock is shared with the thread otherwise:
         a logging call never waits for a write in progress)."""
-        self._worker.submit(lambda: None).result()
+        if self._thread is not None:
+            done = threading.Event()
+            self._calls.append(done)
+            self._wake.set()
+            done.wait()
 
-    def _run(self, call: Callable[..., Any], state: State, args: tuple[Any, ...]) -> None:
-        try:
-            call(state, *args)
-        except Exception as error:  # noqa: BLE001 - raised on a logging thread (`later`, `now`)
-            self._failure.keep(error)
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._write, name=f"composer_cfg-offload-{self.name}", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _write(self) -> None:
+        calls = self._calls
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while calls:
+                item = calls.popleft()
+                if item is None:
+                    return
+                if isinstance(item, threading.Event):
+                    item.set()
+                    continue
+                call, state, args = item
+                try:
+                    call(state, *args)
+                except Exception as error:  # noqa: BLE001 - raised on a logging thread (`later`, `now`)
+                    self._failure.keep(error)
 
 
 def offloaded_methods(name: str, methods: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
@@ -104,7 +142,7 @@ def offloaded_methods(name: str, methods: dict[str, Callable[..., Any]]) -> dict
         if event is Event.INIT:
             offloaded.now(run_event, event, state, logger)
         else:
-            offloaded.later(lambda snapshot: run_event(event, snapshot, logger), state)
+            offloaded.later(lambda snapshot: run_event(event, snapshot, logger), state, wake=True)
 
     def close_then_stop(state: State, logger: Any) -> None:
         try:
@@ -117,7 +155,7 @@ def offloaded_methods(name: str, methods: dict[str, Callable[..., Any]]) -> dict
         "log_data": lambda state, level, data: offloaded.later(log_data, state, level, data),
         "log_hyperparameters": lambda state, data: offloaded.later(log_hyperparameters, state, data),
         "run_event": event,
-        "flush": lambda state, logger: offloaded.later(flush, state, logger),
+        "flush": lambda state, logger: offloaded.later(flush, state, logger, wake=True),
         "checkpoint_saved": lambda state, logger: offloaded.now(checkpoint_saved, state, logger),
         "close": close_then_stop,
     }

@@ -113,7 +113,7 @@ def test_only_writers_that_allow_it_are_offloaded():
 
 def test_a_writer_that_falls_behind_makes_logging_wait_instead_of_queueing_without_bound():
     writing, release, written = threading.Event(), threading.Event(), []
-    offloaded = Offloaded("slow", limit=2)
+    offloaded = Offloaded("slow", limit=2, batch=1)  # woken at every call
     state = State("slow")
 
     def write(snapshot, index):
@@ -166,11 +166,12 @@ def test_a_failed_write_is_raised_at_the_next_call_which_is_written_all_the_same
     flaky = Flaky()
     logger = Logger(State("flaky"), {"flaky": flaky}, offload_writers=True)
     logger.data_batch({"fail": 1})
-    try:
-        logger.data_batch({"marker": 1})
-        known = False
-    except OSError:
-        known = True  # the thread had already failed: raised here, after queueing the marker
+    known = False
+    for call in (lambda: logger.data_batch({"marker": 1}), logger.flush):  # a flush wakes the writer
+        try:
+            call()
+        except OSError:
+            known = True  # the thread had already failed: raised here, after queueing the call
     assert flaky.marker_written.wait(30)  # the failure is known by now
     with contextlib.nullcontext() if known else pytest.raises(OSError, match="disk hiccup"):
         logger.data_batch({"loss": 2.0})
