@@ -6,7 +6,8 @@ FileLogger (batch level), JSON Lines, InMemory, TensorBoard, and MLflow against 
 ``mlflow server`` (SQLite store) reached through a loopback proxy that holds every request
 `--latency-ms` before forwarding it (a distant tracking server). Reported: the time spent in
 logging calls (``data_batch`` and the events, flushes included) as a percentage of the step, the
-p50/p99/max of ``data_batch``, and how long ``close`` took. Then the tensor case: host transfers
+p50/p99/max of ``data_batch``, and how long ``close`` took; the five destinations again with
+``offload_writers`` (the writers on threads of their own). Then the tensor case: host transfers
 of 8 scalar tensors logged every step, eager and with ``defer_tensors`` (counted with the CPU
 tensor subclass of the tests).
 
