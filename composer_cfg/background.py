@@ -91,26 +91,10 @@ class BackgroundWorker:
         future: Future[Any] = Future()
         with self._lock:
             if self._thread is None:
-                self._start()
+                self._thread = threading.Thread(target=self._run, name=f"composer_cfg-{self.name}", daemon=True)
+                self._thread.start()
             self._queue.put((future, call, args))
         return future
-
-    def _start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"composer_cfg-{self.name}", daemon=True)
-        self._thread.start()
-
-    def post(self, call: Callable[..., Any], *args: Any) -> None:
-        """Queue `call(*args)` with no `Future` (nothing to wait on, cheaper): the call handles its
-        own failures."""
-        with self._lock:
-            if self._thread is None:
-                self._start()
-            self._queue.put((None, call, args))
-
-    @property
-    def backlog(self) -> int:
-        """Calls queued and not yet started (about: another thread may change it meanwhile)."""
-        return self._queue.qsize()
 
     def call(self, what: str, call: Callable[..., Any], *args: Any, timeout: float) -> Any:
         """Run `call(*args)` on the worker and return its result, waiting at most `timeout` seconds.
@@ -133,9 +117,6 @@ class BackgroundWorker:
             if item is _STOP:
                 return
             future, call, args = item
-            if future is None:
-                call(*args)
-                continue
             if not future.set_running_or_notify_cancel():
                 continue
             try:
