@@ -84,9 +84,8 @@ class Spool:
     Each write reaches the OS before it returns (it survives the process); `close` fsyncs.
     """
 
-    def __init__(self, destination: str, run_name: str, rank: int, identity: Callable[[], dict[str, Any]],
-                 root: Path | None = None) -> None:
-        directory = (root or Path()).absolute() / run_name
+    def __init__(self, destination: str, run_name: str, rank: int, identity: Callable[[], dict[str, Any]]) -> None:
+        directory = Path(run_name).absolute()
         self.path = directory / f"undelivered-{destination}-rank{rank}.jsonl"
         self._manifest = manifest_path(directory, rank)
         self._destination = destination
@@ -379,3 +378,30 @@ class Courier:
         error = future.exception()
         if error is not None:
             self._failure.keep(error)
+
+
+class QueuedDelivery:
+    """What a destination that delivers through a `DeliveryQueue` and a `Courier` shares: its
+    report, waiting for its requests, and its spool. It sets `_queue`, `_courier`, `_name` (its
+    name in the Logger) and `_where` (the run's name and rank, once started)."""
+
+    _queue: DeliveryQueue
+    _courier: Courier
+    _name: str
+    _where: tuple[str, int] | None
+
+    run_identity: Callable[[], dict[str, Any]]  # the destination's (`LoggerDestination.run_identity`)
+
+    def report(self) -> dict[str, Any]:
+        """The delivery queue's counts (`DeliveryQueue.report`)."""
+        return self._queue.report()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until the requests queued so far are done (at most `timeout` seconds); return how
+        many logged calls are still queued."""
+        self._courier.wait(timeout)
+        return len(self._queue)
+
+    def _spool(self) -> Spool | None:
+        """The spool of this run and rank, once the run has started."""
+        return None if self._where is None else Spool(self._name, *self._where, identity=self.run_identity)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
 from composer_cfg.background import FINALIZE_RESERVE, wait
-from composer_cfg.delivery import Courier, DeliveryPolicy, DeliveryQueue, Record, Spool
+from composer_cfg.delivery import Courier, DeliveryPolicy, DeliveryQueue, QueuedDelivery, Record
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
 from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
@@ -43,7 +43,7 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 5000
 
 
-class MLFlowLogger(LoggerDestination):
+class MLFlowLogger(QueuedDelivery, LoggerDestination):
     """Sends metrics (``step=batch``), FIT data as parameters, and artifacts to MLflow.
 
     Args:
@@ -351,16 +351,6 @@ class MLFlowLogger(LoggerDestination):
             pass
         self._courier.raise_failure()
 
-    def report(self) -> dict[str, Any]:
-        """The delivery queue's counts (`DeliveryQueue.report`)."""
-        return self._queue.report()
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until the requests queued so far are done (at most `timeout` seconds); return how
-        many logged calls are still queued (a flush point queues them)."""
-        self._courier.wait(timeout)
-        return len(self._queue)
-
     def _give_up(self) -> None:
         """What the store has not taken leaves for the spool (or is dropped), parameters first as one
         FIT record; a warning says where it waits, an error how much was lost."""
@@ -368,12 +358,6 @@ class MLFlowLogger(LoggerDestination):
             params, self._params = self._params, []
         first = [Record(LogLevel.FIT, self._close_timestamp, time.time(), {p.key: p.value for p in params})] if params else []
         self._queue.settle(first)
-
-    def _spool(self) -> Spool | None:
-        """The spool of this run and rank (see `composer_cfg.delivery`), once the run has started."""
-        if self._where is None:
-            return None
-        return Spool(self._name, *self._where, identity=self.run_identity)
 
     def finalize(self, status: RunStatus) -> None:
         """End the MLflow run with `status` (the worker delivers what is queued first); spool or drop

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Mapping, Sequence
 
 from composer_cfg.background import FINALIZE_RESERVE, wait
-from composer_cfg.delivery import Courier, DeliveryPolicy, DeliveryQueue, Record, Spool
+from composer_cfg.delivery import Courier, DeliveryPolicy, DeliveryQueue, QueuedDelivery, Record
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.wandb_params import check_init_params
 from composer_cfg.errors import ConfigError
@@ -32,7 +32,7 @@ MAX_TAG = 64
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
-class WandBLogger(LoggerDestination):
+class WandBLogger(QueuedDelivery, LoggerDestination):
     """Logs to a W&B run: EPOCH and BATCH data with ``step=batch``, FIT data into the run's config.
 
     Args (the first eight in Composer 0.8's order):
@@ -160,19 +160,6 @@ class WandBLogger(LoggerDestination):
         if self.run is None:
             raise RuntimeError("there is no W&B run: starting it failed")
         return self.run
-
-    def report(self) -> dict[str, Any]:
-        """The delivery queue's counts (`DeliveryQueue.report`)."""
-        return self._queue.report()
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until the calls queued so far reached W&B (at most `timeout` seconds); return how
-        many logged calls are still queued."""
-        self._courier.wait(timeout)
-        return len(self._queue)
-
-    def _spool(self) -> Spool | None:
-        return None if self._where is None else Spool(self._name, *self._where, identity=self.run_identity)
 
     def log_file_artifact(
         self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
