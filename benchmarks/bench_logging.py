@@ -19,7 +19,7 @@ import tracemalloc
 from pathlib import Path
 
 from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LogLevel, State
-from composer_cfg.values import normalise  # noqa: F401 - timed by name, in best_us's statements
+from composer_cfg.core.values import normalise  # noqa: F401 - timed by name, in best_us's statements
 
 BATCH = LogLevel.BATCH
 DATA = {"loss/train": 0.1234567, "accuracy": 0.875, "lr": 0.001, "trainer/global_step": 12}

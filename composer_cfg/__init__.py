@@ -23,24 +23,24 @@ from composer_cfg.destinations import (
     TensorboardLogger,
     WandBLogger,
 )
-from composer_cfg.errors import ConfigError
-from composer_cfg.events import Event
-from composer_cfg.exit_hooks import close_at_exit
-from composer_cfg.flush_schedule import FlushSchedule
-from composer_cfg.formatting import format_log_data_value
-from composer_cfg.log_level import LogLevel
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.events import Event
+from composer_cfg.runtime.exit_hooks import close_at_exit
+from composer_cfg.core.flush_schedule import FlushSchedule
+from composer_cfg.core.formatting import format_log_data_value
+from composer_cfg.core.log_level import LogLevel
 from composer_cfg.logger import Logger
-from composer_cfg.loop import TrainingLoop
-from composer_cfg.state import State
-from composer_cfg.status import Killed, RunStatus
-from composer_cfg.templates import (
+from composer_cfg.core.loop import TrainingLoop
+from composer_cfg.core.state import State
+from composer_cfg.core.status import Killed, RunStatus
+from composer_cfg.core.templates import (
     FORMAT_NAME_WITH_DIST_AND_TIME_TABLE,
     FORMAT_NAME_WITH_DIST_TABLE,
     format_name_with_dist,
     format_name_with_dist_and_time,
 )
-from composer_cfg.time_value import Time, TimeUnit
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.core.time_value import Time, TimeUnit
+from composer_cfg.core.timestamp import Timestamp
 
 __version__ = "0.1.0"
 

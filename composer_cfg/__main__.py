@@ -1,5 +1,5 @@
 """``python -m composer_cfg``: the same as the ``composer-cfg`` command."""
 
-from composer_cfg.cli import main
+from composer_cfg.cli.command import main
 
 main()

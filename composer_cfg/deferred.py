@@ -3,7 +3,7 @@
 A training loop that logs a device tensor every batch would otherwise wait for the device once
 per value (every host copy is a synchronisation). With ``Logger(..., defer_tensors=True)``:
 
-* a call whose data holds a tensor is checked at once (`composer_cfg.values.normalise`, so a
+* a call whose data holds a tensor is checked at once (`composer_cfg.core.values.normalise`, so a
   bad key still raises at the call; FIT data redacted, as without deferral) and queued, its tensors kept as detached copies *on their
   device* (a device-side copy: the caller may change its tensor afterwards), with the level,
   the routes, and a copy of the state carrying the call's timestamp and wall-clock time;
@@ -25,8 +25,8 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from composer_cfg.log_level import LogLevel
-    from composer_cfg.state import State
+    from composer_cfg.core.log_level import LogLevel
+    from composer_cfg.core.state import State
 
 #: Queued calls after which the queue is delivered even without a flush point (bounds memory).
 MAX_PENDING = 10_000

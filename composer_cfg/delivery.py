@@ -17,8 +17,8 @@ back end does not keep up:
 Nothing leaves silently: `report` gives the counts, the destination says them at close, and the
 Logger writes them to the run manifest.
 
->>> from composer_cfg.log_level import LogLevel
->>> from composer_cfg.timestamp import Timestamp
+>>> from composer_cfg.core.log_level import LogLevel
+>>> from composer_cfg.core.timestamp import Timestamp
 >>> queue = DeliveryQueue("docs", DeliveryPolicy(queue_size=1, when_full="drop", undelivered="drop"))
 >>> for batch in (1, 2):
 ...     queue.put(Record(LogLevel.BATCH, Timestamp(batch=batch), 0.0, {"loss": 0.5}))
@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from composer_cfg.background import BackgroundWorker, KeptFailure, budget
-from composer_cfg.log_level import LogLevel
+from composer_cfg.core.log_level import LogLevel
 from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
-from composer_cfg.params import POSITIVE_INT, UNDELIVERED, WHEN_FULL
-from composer_cfg.records import record_line
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.config.params import POSITIVE_INT, UNDELIVERED, WHEN_FULL
+from composer_cfg.run.records import record_line
+from composer_cfg.core.timestamp import Timestamp
 
 LOG = logging.getLogger("composer_cfg")
 

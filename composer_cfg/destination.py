@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from composer_cfg.events import Event
-from composer_cfg.flush_schedule import FlushSchedule
-from composer_cfg.log_level import LogLevel
-from composer_cfg.state import State
-from composer_cfg.status import RunStatus
+from composer_cfg.core.events import Event
+from composer_cfg.core.flush_schedule import FlushSchedule
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.state import State
+from composer_cfg.core.status import RunStatus
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -77,7 +77,7 @@ class LoggerDestination:
         """
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        """Receive `data`, already normalised (see `composer_cfg.values`) and shared with the other
+        """Receive `data`, already normalised (see `composer_cfg.core.values`) and shared with the other
         destinations: do not modify it. Its values never change after the call; the dict may."""
 
     def log_file_artifact(

@@ -10,21 +10,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from composer_cfg import exit_hooks
+from composer_cfg.runtime import exit_hooks
 from composer_cfg.deferred import DeferredValues
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.events import Event
-from composer_cfg.failures import FailureLedger, raise_first
-from composer_cfg.log_level import LogLevel
+from composer_cfg.core.events import Event
+from composer_cfg.runtime.failures import FailureLedger, raise_first
+from composer_cfg.core.log_level import LogLevel
 from composer_cfg.manifest import read_manifest, write_manifest
 from composer_cfg.offload import offloaded_methods
 from composer_cfg.overhead import KIND_OF, Meter
-from composer_cfg.resume import Resume, RunKeeper, run_manifest
-from composer_cfg.secrets import redact
-from composer_cfg.state import State
-from composer_cfg.status import RunStatus
-from composer_cfg.templates import TIME_FIELDS, Template, check_artifact_name
-from composer_cfg.values import normalise
+from composer_cfg.run.resume import Resume, RunKeeper, run_manifest
+from composer_cfg.core.secrets import redact
+from composer_cfg.core.state import State
+from composer_cfg.core.status import RunStatus
+from composer_cfg.core.templates import TIME_FIELDS, Template, check_artifact_name
+from composer_cfg.core.values import normalise
 
 DestinationsGiven = (LoggerDestination | Sequence[LoggerDestination | None] | Mapping[str, LoggerDestination | None]
                      | None)
@@ -59,7 +59,7 @@ class Logger:
     def __init__(self, state: State, destinations: DestinationsGiven = None, *, resume: Resume | str = Resume.NEVER,
                  defer_tensors: bool = False, measure_overhead: bool = False, offload_writers: bool = False,
                  record_report: bool = True) -> None:
-        """`resume` (see `composer_cfg.resume`): with ``auto`` or ``must`` the run is recorded in
+        """`resume` (see `composer_cfg.run.resume`): with ``auto`` or ``must`` the run is recorded in
         its manifest at `Event.INIT`, an existing run is continued, and destinations that can not
         take back what a killed attempt sent after its last checkpoint (`holds_until_checkpoint`)
         receive data at each checkpoint event (``batch_checkpoint``, ``epoch_checkpoint``) and at
@@ -115,9 +115,9 @@ class Logger:
     def data(self, log_level: LogLevel | int | str, data: dict[str, Any]) -> None:
         """Send `data` to every destination that takes `log_level`.
 
-        The data is checked and normalised once (`composer_cfg.values.normalise`: string keys,
+        The data is checked and normalised once (`composer_cfg.core.values.normalise`: string keys,
         host copies of tensors...) and the same result goes to every destination. FIT data (the
-        hyperparameters, a logged config) has its secrets masked first (`composer_cfg.secrets`);
+        hyperparameters, a logged config) has its secrets masked first (`composer_cfg.core.secrets`);
         EPOCH and BATCH data, metrics on the hot path, is not inspected.
         """
         try:
@@ -406,7 +406,7 @@ class Logger:
         return done, failures
 
     def _new(self, failures: list[tuple[_Member, str, Exception]]) -> list[tuple[str, str, Exception]]:
-        """The failures that are news (see `composer_cfg.failures`), as (name, method, error)."""
+        """The failures that are news (see `composer_cfg.runtime.failures`), as (name, method, error)."""
         with self._lock:
             return [(member.name, what, error) for member, what, error in failures if member.ledger.is_new(error, what)]
 

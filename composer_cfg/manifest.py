@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from composer_cfg.files import replacing
+from composer_cfg.run.files import replacing
 
 
 def manifest_path(directory: Path, rank: int) -> Path:

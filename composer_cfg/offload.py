@@ -14,7 +14,7 @@ logging instead of filling memory). After `close`, a call raises.
 
 >>> calls = []
 >>> offloaded = Offloaded("docs")
->>> from composer_cfg.state import State
+>>> from composer_cfg.core.state import State
 >>> offloaded.later(lambda state, value: calls.append((state.run_name, value)), State("run"), 1)
 >>> offloaded.now(lambda: calls)
 [('run', 1)]
@@ -31,8 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from composer_cfg.background import KeptFailure
-from composer_cfg.events import Event
-from composer_cfg.state import State
+from composer_cfg.core.events import Event
+from composer_cfg.core.state import State
 
 
 class Offloaded:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from composer_cfg import LoggerDestination, LogLevel
-from composer_cfg.dist import DistInfo
+from composer_cfg.core.dist import DistInfo
 
 
 class Recorder(LoggerDestination):
@@ -84,7 +84,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     """The clock `FlushSchedule` reads for ``flush_seconds``, at 0 until a test moves it."""
-    from composer_cfg import flush_schedule
+    from composer_cfg.core import flush_schedule
 
     fake = Clock()
     monkeypatch.setattr(flush_schedule, "monotonic", fake)

@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from composer_cfg import build_logger, compose_config
-from composer_cfg.demo import run_demo
+from composer_cfg.cli.demo import run_demo
 
 COMMAND = Path(sys.executable).parent / "composer-cfg"
 
@@ -177,7 +177,7 @@ def test_introspection_does_not_create_the_run_directory(tmp_path, args):
 
 def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
     cli("run_name=viz", "hydra.run.dir=run", "+logger/destinations=[jsonl,tensorboard]", cwd=tmp_path)
-    from composer_cfg.records import read_records
+    from composer_cfg.run.records import read_records
     from tensorboard.backend.event_processing import event_accumulator as ea
 
     records = list(read_records(tmp_path / "run" / "viz" / "metrics-rank0.jsonl"))
@@ -187,7 +187,7 @@ def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
     assert [e.step for e in events.Scalars("loss/train")] == list(range(48))
     assert [e.value for e in events.Scalars("loss/train")] == pytest.approx([r["data"]["loss/train"] for r in records
                                                                             if r["level"] == "BATCH"])
-    plot = subprocess.run([sys.executable, "-m", "composer_cfg.plot", "run", "--metrics", "loss/train"], cwd=tmp_path,
+    plot = subprocess.run([sys.executable, "-m", "composer_cfg.run.plot", "run", "--metrics", "loss/train"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert plot.returncode == 0 and (tmp_path / "run" / "metrics.png").stat().st_size > 0
 

@@ -13,10 +13,10 @@ import pytest
 
 from composer_cfg import ConfigError, MLFlowLogger, WandBLogger
 from composer_cfg.delivery import DeliveryPolicy, DeliveryQueue, Record, Spool
-from composer_cfg.log_level import LogLevel
+from composer_cfg.core.log_level import LogLevel
 from composer_cfg.manifest import read_manifest
-from composer_cfg.records import read_records
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.run.records import read_records
+from composer_cfg.core.timestamp import Timestamp
 
 PRODUCERS, PER_PRODUCER = 4, 2000
 

@@ -5,8 +5,9 @@ import textwrap
 
 import pytest
 
-from composer_cfg import ConfigError, dist
-from composer_cfg.dist import DistInfo
+from composer_cfg import ConfigError
+from composer_cfg.core import dist
+from composer_cfg.core.dist import DistInfo
 
 
 def test_single_process_by_default():
@@ -84,7 +85,7 @@ def in_a_process_group(tmp_path, body: str) -> str:
     """Run `body` in a fresh process that has a one-rank gloo group; return what it printed."""
     script = (
         "import os, torch.distributed as d\n"
-        "from composer_cfg import dist\n"
+        "from composer_cfg.core import dist\n"
         f"d.init_process_group('gloo', init_method='file://{tmp_path / 'store'}', rank=0, world_size=1)\n"
         f"{textwrap.dedent(body)}\n"
         "d.destroy_process_group()\n"

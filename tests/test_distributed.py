@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from composer_cfg import ConfigError
-from composer_cfg.dist import DistInfo
-from composer_cfg.run_name import resolve_run_name
+from composer_cfg.core.dist import DistInfo
+from composer_cfg.core.run_name import resolve_run_name
 
 BIN = Path(sys.executable).parent
 CLEAN_ENV = {k: v for k, v in os.environ.items()

@@ -136,7 +136,7 @@ def test_a_sigterm_during_close_lets_the_close_finish_then_ends_the_process(tmp_
 def test_a_close_that_hangs_can_not_keep_sigterm_from_ending_the_process(tmp_path):
     out = run(RECORDS_STATUS + """
     import time
-    from composer_cfg import exit_hooks
+    from composer_cfg.runtime import exit_hooks
     exit_hooks.SIGTERM_GRACE = 1.0
 
     class Hangs(LoggerDestination):

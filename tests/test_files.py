@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from composer_cfg import FileLogger, JSONLinesLogger, Logger, State
-from composer_cfg.demo import plot_metrics, run_demo
+from composer_cfg.cli.demo import plot_metrics, run_demo
 from composer_cfg.destinations import InMemoryLogger
-from composer_cfg.files import replacing
+from composer_cfg.run.files import replacing
 
 VICTIM_TEXT = "precious\n"
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from composer_cfg import Logger, MLFlowLogger, ObjectStoreLogger, State, build_logger, exit_hooks
-from composer_cfg.records import read_records
-from composer_cfg.sync import sync
+from composer_cfg import Logger, MLFlowLogger, ObjectStoreLogger, State, build_logger
+from composer_cfg.runtime import exit_hooks
+from composer_cfg.run.records import read_records
+from composer_cfg.run.sync import sync
 from wandb_records import offline_run
 from servers import Lines, MlflowServer, SilentListener, child_env, mlflow, mlflow_server, silent_listener  # noqa: F401
 
@@ -230,7 +231,8 @@ def test_a_w_and_b_server_that_never_answers_costs_logging_nothing_and_its_recor
 
 SIGTERM_CHILD = """
 import sys, time
-from composer_cfg import build_logger, exit_hooks
+from composer_cfg import build_logger
+from composer_cfg.runtime import exit_hooks
 exit_hooks.SIGTERM_GRACE = 2
 logger = build_logger(overrides=["run_name=hung", "logger/destinations=[mlflow]",
                                  "logger.destinations.mlflow.tracking_uri=" + sys.argv[1],
@@ -346,7 +348,7 @@ def test_a_run_started_by_a_data_call_never_blocks_and_is_created_once(mlflow: M
 LOCAL_FIRST_CHILD = """
 import sys
 from composer_cfg import JSONLinesLogger, Logger, MLFlowLogger, ObjectStoreLogger, State, close_at_exit
-from composer_cfg import exit_hooks
+from composer_cfg.runtime import exit_hooks
 exit_hooks.SIGTERM_GRACE = 8
 # Listed first, the hung tracker (and a store that never answers) must not keep the local file from
 # its last flush, nor the run from being ended: waits are cut to the grace period.

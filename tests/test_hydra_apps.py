@@ -13,7 +13,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from composer_cfg.records import read_records
+from composer_cfg.run.records import read_records
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -167,7 +167,7 @@ def test_a_typo_in_the_apps_yaml_is_one_line_naming_the_apps_file(tmp_path):
     config.write_text(config.read_text() + "logger:\n  destinations:\n    file:\n      log_levl: batch\n")
     out = run(tmp_path, "train.py", "hydra.run.dir=run")
     assert out.returncode == 1
-    assert (f"composer_cfg.errors.ConfigError: logger.destinations.file.log_levl: unknown key for FileLogger; did "
+    assert (f"composer_cfg.core.errors.ConfigError: logger.destinations.file.log_levl: unknown key for FileLogger; did "
             f"you mean 'log_level'? allowed: filename, artifact_name, capture_stdout, capture_stderr, buffer_size, "
             f"log_level, log_interval, flush_interval, flush_seconds, overwrite (from config.yaml in file://{tmp_path / 'conf'})"
             ) in out.stderr.splitlines()
@@ -200,7 +200,7 @@ def test_an_app_records_its_own_config_with_the_same_helper_as_the_command(tmp_p
     files["train.py"] = MINIMAL["train.py"].replace(
         "from composer_cfg import TrainingLoop, instantiate_logger",
         "from composer_cfg import TrainingLoop, instantiate_logger\n"
-        "        from composer_cfg.run_config import describe_hydra_job, log_run_config").replace(
+        "        from composer_cfg.run.run_config import describe_hydra_job, log_run_config").replace(
         "            with logger:\n",
         "            with logger:\n"
         "                log_run_config(logger, describe_hydra_job(cfg, logger.state.run_name))\n")

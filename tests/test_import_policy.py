@@ -1,4 +1,4 @@
-"""The one import policy (`composer_cfg.imports`): code a config names is imported only from
+"""The one import policy (`composer_cfg.config.imports`): code a config names is imported only from
 composer_cfg and the modules it lists, whichever path names it."""
 
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from composer_cfg import ConfigError
-from composer_cfg.imports import allowing, import_object
+from composer_cfg.config.imports import allowing, import_object
 
 
 @pytest.fixture

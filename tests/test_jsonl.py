@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from composer_cfg import JSONLinesLogger, Logger, LogLevel, State, TrainingLoop
-from composer_cfg.records import read_records
+from composer_cfg.run.records import read_records
 from conftest import Recorder, ranks
 
 

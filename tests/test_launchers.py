@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
-from composer_cfg.records import read_records
+from composer_cfg.run.records import read_records
 from wandb_records import offline_run
 
 JOBS = [(0, 1, 0), (1, 1, 1), (2, 2, 0), (3, 2, 1)]  # job number, epochs, seed
@@ -76,7 +76,7 @@ def test_sweep_in_process_starts_every_writer_afresh(tmp_path):
 
 def test_a_sweep_that_hydra_stops_at_a_failed_job_still_has_its_summary(tmp_path):
     (tmp_path / "diverging.py").write_text(
-        "from composer_cfg.demo import run_demo\n\n"
+        "from composer_cfg.cli.demo import run_demo\n\n"
         "def run(logger, diverge=False, **params):\n"
         "    if diverge:\n"
         "        raise RuntimeError('diverged')\n"

@@ -130,7 +130,7 @@ def test_build_logger_closes_everything_when_a_destination_fails_to_start(tmp_pa
     finally:
         sys.path.remove(str(tmp_path))
     assert vars(sys.stdout).get("write") is write
-    from composer_cfg import exit_hooks
+    from composer_cfg.runtime import exit_hooks
 
     assert exit_hooks.guarded() == []
 

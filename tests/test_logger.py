@@ -182,7 +182,7 @@ def test_in_memory_logger_threshold_through_the_logger():
 
 def test_hyperparameters_reach_each_destination_in_its_own_form(recorder):
     from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger
-    from composer_cfg.records import read_records
+    from composer_cfg.run.records import read_records
 
     memory = InMemoryLogger()
     hyperparameters = {"optimizer": {"name": "sgd", "betas": [0.9, 0.99]}, "seed": 0, "hub": {"api_token": "t0k"}}

@@ -308,7 +308,8 @@ def test_an_interrupted_run_keeps_every_metric_logged_before_it_and_ends_killed(
 
 SIGTERM_IN_LOG_DATA_CHILD = """
 import os, signal, sys
-from composer_cfg import build_logger, exit_hooks
+from composer_cfg import build_logger
+from composer_cfg.runtime import exit_hooks
 exit_hooks.SIGTERM_GRACE = 3
 logger = build_logger(overrides=["run_name=interrupted", "logger/destinations=[mlflow]",
                                  "logger.destinations.mlflow.flush_interval=1000"])

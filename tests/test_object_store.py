@@ -265,7 +265,7 @@ def test_selected_from_the_config_with_the_demo_checkpoints(tmp_path):
     overrides = ["run_name=cfg", "logger/destinations=[object_store]",
                  f"logger.destinations.object_store.url={tmp_path / 'bucket'}"]
     with build_logger(overrides=overrides) as logger:
-        from composer_cfg.demo import run_demo
+        from composer_cfg.cli.demo import run_demo
 
         run_demo(logger, epochs=2, batches_per_epoch=2)
     assert sorted(p.name for p in (tmp_path / "bucket/cfg/checkpoints").iterdir()) == ["ep0-rank0.npz", "ep1-rank0.npz"]

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from composer_cfg import (FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LoggerDestination, State,
                           TensorboardLogger, TrainingLoop)
 from composer_cfg.offload import Offloaded
-from composer_cfg.records import read_records
+from composer_cfg.run.records import read_records
 
 
 def run(offload: bool, name: str) -> Logger:

@@ -6,7 +6,7 @@ from pathlib import Path
 from composer_cfg import JSONLinesLogger, Logger, State, TrainingLoop
 from conftest import ranks
 
-PLOT = [sys.executable, "-m", "composer_cfg.plot"]
+PLOT = [sys.executable, "-m", "composer_cfg.run.plot"]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -66,7 +66,7 @@ def test_console_script_is_installed():
 
 
 def test_a_value_logged_once_is_a_visible_point_and_the_title_clears_the_panels():
-    from composer_cfg.plot import draw
+    from composer_cfg.run.plot import draw
 
     series = {"hparams/lr": {0: ([0], [0.1])}, "loss/train": {0: (list(range(100)), [1.0 / (b + 1) for b in range(100)])}}
     figure = draw(series, ["hparams/lr", "loss/train"], title="run")
@@ -79,7 +79,7 @@ def test_a_value_logged_once_is_a_visible_point_and_the_title_clears_the_panels(
 
 def test_the_demo_plots_every_metric_logged_over_time(tmp_path):
     from composer_cfg import InMemoryLogger
-    from composer_cfg.demo import plot_metrics, run_demo
+    from composer_cfg.cli.demo import plot_metrics, run_demo
 
     with Logger(State("demo"), InMemoryLogger()) as logger:
         run_demo(logger, epochs=2, batches_per_epoch=4)

@@ -122,7 +122,7 @@ def test_the_sync_example_runs_as_shown(tmp_path):
     lines = re.search(r"```sh\n(.*?)```", section, re.S).group(1).splitlines()
     for line in lines[:2]:  # the others need a tracking server or a W&B account
         command = line.split("#")[0].split()
-        module = {"composer-cfg": "composer_cfg", "composer-cfg-sync": "composer_cfg.sync"}[command[0]]
+        module = {"composer-cfg": "composer_cfg", "composer-cfg-sync": "composer_cfg.run.sync"}[command[0]]
         out = subprocess.run([sys.executable, "-m", module, *command[1:]], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
         assert out.returncode == 0, (line, out.stderr)

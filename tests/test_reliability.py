@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from composer_cfg import ConfigError, FileLogger, InMemoryLogger, Logger, State, build_logger
-from composer_cfg.formatting import format_log_data_value
-from composer_cfg.records import read_records
+from composer_cfg.core.formatting import format_log_data_value
+from composer_cfg.run.records import read_records
 
 # A child that logs to every file-writing destination, reporting progress on stdout.
 CHILD = """

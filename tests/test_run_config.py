@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 from tensorboard.util import tensor_util
 
-from composer_cfg.records import read_records
-from composer_cfg.run_config import git_state
+from composer_cfg.run.records import read_records
+from composer_cfg.run.run_config import git_state
 from wandb_records import offline_run
 
 SECRET = "PLANTED-s3cr3t-7f1e"
@@ -130,7 +130,7 @@ def test_log_config_false_logs_no_config(tmp_path):
 
 
 def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_path, monkeypatch):
-    from composer_cfg.sync import sync
+    from composer_cfg.run.sync import sync
 
     out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=later", "hydra.run.dir=run", "demo.epochs=1",
                           "demo.batches_per_epoch=2", "logger/destinations=[jsonl]"],

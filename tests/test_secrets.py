@@ -1,4 +1,4 @@
-"""The secrets policy (`composer_cfg.secrets`), and the pieces that apply it: one table of keys."""
+"""The secrets policy (`composer_cfg.core.secrets`), and the pieces that apply it: one table of keys."""
 
 import io
 import logging
@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from composer_cfg.config.secret_overrides import by_reference, secrets_in
-from composer_cfg.masked_output import MaskedStream, mask_output
-from composer_cfg.secrets import (
+from composer_cfg.cli.masked_output import MaskedStream, mask_output
+from composer_cfg.core.secrets import (
     MASK,
     is_secret_key,
     redact,

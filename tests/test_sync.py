@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import ConfigError, TrainingLoop, build_logger
-from composer_cfg.records import read_records
-from composer_cfg.sync import sync
+from composer_cfg.run.records import read_records
+from composer_cfg.run.sync import sync
 from wandb_records import offline_run, offline_runs
 
 RECORDS = Path("run/metrics-rank0.jsonl")
@@ -161,14 +161,14 @@ def test_every_rank_of_a_run_is_replayed_into_its_own_tracker_run_or_rank_zero_a
 def test_the_command_reports_bad_input_in_one_line_and_sends_nothing(args, stderr):
     jsonl_run(epochs=1, batches=1)
     before = sorted(Path(".").rglob("*"))
-    out = subprocess.run([sys.executable, "-m", "composer_cfg.sync", *args], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", *args], capture_output=True, text=True, timeout=120)
     assert (out.returncode, out.stderr.splitlines(), out.stdout) == (2, [stderr], "")
     assert sorted(Path(".").rglob("*")) == before
 
 
 def test_the_command_says_what_it_sent_where():
     records = jsonl_run(epochs=1, batches=2)
-    out = subprocess.run([sys.executable, "-m", "composer_cfg.sync", "run", "--to", "tensorboard"],
+    out = subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "tensorboard"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
@@ -189,7 +189,7 @@ def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_and_keeps_the_man
     manifest["sync"]["metrics-rank0.jsonl"]["mlflow"] = {"identity": {"run_id": "0" * 32},
                                                           "through": {"epoch": 0, "batch": 0, "keys": []}}
     Path("run/run-rank0.json").write_text(json.dumps(manifest))
-    out = subprocess.run([sys.executable, "-m", "composer_cfg.sync", "run", "--to", "mlflow"],
+    out = subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow"],
                          capture_output=True, text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
     assert out.returncode == 1
     assert out.stderr.splitlines()[-1].startswith(f"composer-cfg-sync: error: MlflowException: Run with id={'0' * 32} not found")

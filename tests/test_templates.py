@@ -13,7 +13,7 @@ from composer_cfg import (
     format_name_with_dist,
     format_name_with_dist_and_time,
 )
-from composer_cfg.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name
+from composer_cfg.core.templates import DIST_FIELDS, TIME_FIELDS, Template, check_artifact_name
 
 
 def test_reference_examples():

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 
 from composer_cfg import Event, FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LoggerDestination, State, TrainingLoop
-from composer_cfg.records import read_records
+from composer_cfg.run.records import read_records
 
 DATA_LINE = re.compile(r'\[BATCH\]\[batch=(\d+)\]: \{ "thread": (\d+), "i": (\d+), \}')
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from composer_cfg import ConfigError, FileLogger, Logger, State, Time, Timestamp, TimeUnit
-from composer_cfg.dist import DistInfo
+from composer_cfg.core.dist import DistInfo
 
 
 def test_defaults_are_zero():

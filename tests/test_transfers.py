@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import (FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LogLevel, MLFlowLogger, State,
                           TensorboardLogger, TrainingLoop)
-from composer_cfg.records import read_records
+from composer_cfg.run.records import read_records
 from conftest import Recorder
 from counting_tensor import DeviceTensor, on_device
 
@@ -242,7 +242,7 @@ def test_a_call_made_while_another_thread_delivers_the_queue_stays_behind_it():
 
 
 def test_deferred_fit_data_has_its_secrets_masked_as_without_deferral():
-    from composer_cfg.secrets import MASK
+    from composer_cfg.core.secrets import MASK
 
     stamps = Stamps()
     with Logger(State("run"), stamps, defer_tensors=True) as logger:

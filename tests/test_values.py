@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LogLevel, State, TensorboardLogger
 from composer_cfg.destinations import jsonl as jsonl_module
-from composer_cfg.records import read_records
+from composer_cfg.run.records import read_records
 from conftest import Recorder
 
 

@@ -16,9 +16,9 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from composer_cfg.errors import ConfigError
-from composer_cfg.meaning import CheckContext, Meaning
-from composer_cfg.templates import PREVIEW
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.config.meaning import CheckContext, Meaning
+from composer_cfg.core.templates import PREVIEW
 
 #: pydantic's error types, as this project says what was expected.
 _EXPECTED = {

@@ -9,20 +9,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from composer_cfg import dist
+from composer_cfg.core import dist
 from composer_cfg.config.compose import compose_config, node_path, raise_logger_problems
 from composer_cfg.config.sweep_job import current_sweep_job
 from composer_cfg.config.validate import LOGGER_KEYS
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.errors import ConfigError
-from composer_cfg.events import Event
-from composer_cfg.exit_hooks import close_at_exit
-from composer_cfg.imports import allowing
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.events import Event
+from composer_cfg.runtime.exit_hooks import close_at_exit
+from composer_cfg.config.imports import allowing
 from composer_cfg.logger import Logger
-from composer_cfg.resume import Resume
-from composer_cfg.run_name import resolve_run_name
-from composer_cfg.state import State
-from composer_cfg.status import RunStatus
+from composer_cfg.run.resume import Resume
+from composer_cfg.core.run_name import resolve_run_name
+from composer_cfg.core.state import State
+from composer_cfg.core.status import RunStatus
 
 __all__ = ["build_logger", "compose_config", "instantiate_logger"]
 LOG = logging.getLogger("composer_cfg")
@@ -64,7 +64,7 @@ def instantiate_logger(
     no second composition. The run's name: `state`'s, else `run_name`, else ``COMPOSER_RUN_NAME``
     or ``RUN_NAME``, else one generated and agreed by every rank. ``None`` (``logger=null``,
     ``logger=none``) means no logging: a Logger with no destinations. `resume` (never, the
-    default; auto; must): what to do when the run already exists (see `composer_cfg.resume`).
+    default; auto; must): what to do when the run already exists (see `composer_cfg.run.resume`).
 
     If a destination fails to build or to start, every destination built is closed (status
     FAILED: files flushed, stream captures undone, hooks removed) before the error is raised.

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from composer_cfg import dist
+from composer_cfg.core import dist
 from composer_cfg.config.annotations import meanings_of, type_hints
 from composer_cfg.config.problems import Problem, catch
-from composer_cfg.imports import import_object
-from composer_cfg.meaning import LocalPath, Meaning
-from composer_cfg.params import StoreRoot, TemplateParam, directory_to_create, working_directory
-from composer_cfg.resume import Resume, existing_run, run_manifest
-from composer_cfg.run_name import given_run_name, launcher_run_name
+from composer_cfg.config.imports import import_object
+from composer_cfg.config.meaning import LocalPath, Meaning
+from composer_cfg.config.params import StoreRoot, TemplateParam, directory_to_create, working_directory
+from composer_cfg.run.resume import Resume, existing_run, run_manifest
+from composer_cfg.core.run_name import given_run_name, launcher_run_name
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ Only the job's part is masked; the ``hydra`` node, which launchers read, is left
 At ``on_job_start``, in whatever process the launcher runs the job (the command's own, a joblib
 worker, a submitit process), it remembers the secrets of the job's config, resolved (so an
 ``${oc.env:...}`` reference counts by the value it gives), masks the process's output
-(`composer_cfg.masked_output`) until the process ends (Hydra prints a failed job's overrides and
+(`composer_cfg.cli.masked_output`) until the process ends (Hydra prints a failed job's overrides and
 traceback after the last callback), and rewrites masked the ``.hydra/`` files Hydra saved just
 before (in an app of your own; the ``composer-cfg`` command saves them masked itself). At
 ``on_job_end`` it masks what the job hands back to the launcher (the `JobReturn`'s overrides and
@@ -33,8 +33,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from composer_cfg.config.saved_configs import mask_saved
-from composer_cfg.masked_output import mask_output
-from composer_cfg.secrets import MASK, is_reference, is_secret_key, redact, remember, secret_values
+from composer_cfg.cli.masked_output import mask_output
+from composer_cfg.core.secrets import MASK, is_reference, is_secret_key, redact, remember, secret_values
 
 
 class MaskSecrets(Callback):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from composer_cfg.errors import ConfigError
+from composer_cfg.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

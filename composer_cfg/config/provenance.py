@@ -8,8 +8,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from composer_cfg.secrets import redact_override
-from composer_cfg.templates import PREVIEW, preview
+from composer_cfg.core.secrets import redact_override
+from composer_cfg.core.templates import PREVIEW, preview
 
 
 class Provenance:

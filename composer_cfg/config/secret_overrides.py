@@ -3,7 +3,7 @@
 Hydra records the command line's overrides wherever it writes (``.hydra/``, ``multirun.yaml``,
 its log lines, a launcher's pickles such as submitit's ``_submitted.pkl``), and libraries read
 ``sys.argv`` (W&B's run metadata). `by_reference` moves each literal secret of an override (a
-value under a secret key, a URL's password: `composer_cfg.secrets`) into an environment variable,
+value under a secret key, a URL's password: `composer_cfg.core.secrets`) into an environment variable,
 which every job process inherits, and writes ``${oc.env:NAME}`` in its place: the job resolves
 it when it builds its logger, and what Hydra records holds the reference, not the value.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from composer_cfg.secrets import secret_values
+from composer_cfg.core.secrets import secret_values
 
 ENV_PREFIX = "COMPOSER_CFG_SECRET_"
 

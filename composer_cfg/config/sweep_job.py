@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from composer_cfg.secrets import redact
+from composer_cfg.core.secrets import redact
 
 
 @dataclass(frozen=True)

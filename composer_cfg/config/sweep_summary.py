@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from composer_cfg.config.sweep_job import current_sweep_job, sweep_directory
-from composer_cfg.files import replacing
+from composer_cfg.run.files import replacing
 
 LOG = logging.getLogger("composer_cfg")
 JOBS = "sweep-jobs.jsonl"

@@ -2,9 +2,9 @@
 
 Each ``_target_`` node, at any depth (a destination, the demo, a node nested in a parameter), is
 checked against its callable's signature (torchtune's ``validate`` idea): its import path under
-the one import policy (`composer_cfg.imports`), unknown keys, missing required ones, and each
+the one import policy (`composer_cfg.config.imports`), unknown keys, missing required ones, and each
 value against its annotation (`composer_cfg.config.annotations`: types and the meanings of
-`composer_cfg.params`). Then a destination's own rules across parameters (`check_config`), and
+`composer_cfg.config.params`). Then a destination's own rules across parameters (`check_config`), and
 the rules between destinations and the disk (`composer_cfg.config.disk`).
 """
 
@@ -18,12 +18,12 @@ from composer_cfg.config.annotations import check_value, type_hints
 from composer_cfg.config.disk import disk_problems
 from composer_cfg.config.problems import Problem, catch
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.errors import suggest
-from composer_cfg.imports import ALLOWED_MODULES_KEY, allowing, check_module_names, import_object
+from composer_cfg.core.errors import suggest
+from composer_cfg.config.imports import ALLOWED_MODULES_KEY, allowing, check_module_names, import_object
 from composer_cfg.logger import Logger
-from composer_cfg.resume import Resume
-from composer_cfg.run_name import given_run_name
-from composer_cfg.secrets import MASK, is_secret_key
+from composer_cfg.run.resume import Resume
+from composer_cfg.core.run_name import given_run_name
+from composer_cfg.core.secrets import MASK, is_secret_key
 
 #: Keys Hydra's instantiate reads itself.
 HYDRA_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from composer_cfg.errors import ConfigError
+from composer_cfg.core.errors import ConfigError
 
 
 def yaml_error(error: Any) -> ConfigError:

@@ -5,7 +5,7 @@
 created earlier) are captured too. One patch per stream fans out to every sink; `stop` removes a
 sink, and the last one out restores the stream. `uncaptured` gives terminal UI (progress bars) a
 view of a stream that bypasses every sink. What is written is masked
-(`composer_cfg.secrets.redact_text`) before any sink or the stream gets it.
+(`composer_cfg.core.secrets.redact_text`) before any sink or the stream gets it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any, Callable, TextIO
 
-from composer_cfg.secrets import redact_text
+from composer_cfg.core.secrets import redact_text
 
 Sink = Callable[[str], None]
 

@@ -8,12 +8,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from composer_cfg.destinations import capture
 from composer_cfg.destinations.run_file import RunFile, RunFileDestination
-from composer_cfg.events import Event
-from composer_cfg.flush_schedule import FlushSchedule
-from composer_cfg.formatting import format_log_text
-from composer_cfg.log_interval import LogInterval
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import (
+from composer_cfg.core.events import Event
+from composer_cfg.core.flush_schedule import FlushSchedule
+from composer_cfg.core.formatting import format_log_text
+from composer_cfg.core.log_interval import LogInterval
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import (
     ArtifactTemplate,
     BufferSize,
     BufferSizeParam,
@@ -23,7 +23,7 @@ from composer_cfg.params import (
     PositiveInt,
     positive_int,
 )
-from composer_cfg.state import State
+from composer_cfg.core.state import State
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger

@@ -9,10 +9,10 @@ from typing import Any
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.columns import Series, TimeRows
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import Level
-from composer_cfg.state import State
-from composer_cfg.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import Level
+from composer_cfg.core.state import State
+from composer_cfg.core.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
 
 class InMemoryLogger(LoggerDestination):
     """Keeps every logged value; for tests, notebooks and callbacks that read metrics back.

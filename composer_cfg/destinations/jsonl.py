@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from composer_cfg.destinations.run_file import RunFile, RunFileDestination
-from composer_cfg.events import Event
-from composer_cfg.flush_schedule import FlushSchedule
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import ArtifactTemplate, FileTemplate, Level, PositiveFloat, PositiveInt, positive_int
-from composer_cfg.records import record_line, resume_record
-from composer_cfg.state import State
+from composer_cfg.core.events import Event
+from composer_cfg.core.flush_schedule import FlushSchedule
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import ArtifactTemplate, FileTemplate, Level, PositiveFloat, PositiveInt, positive_int
+from composer_cfg.run.records import record_line, resume_record
+from composer_cfg.core.state import State
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -24,7 +24,7 @@ FLUSH_EVENTS = (Event.EPOCH_END, Event.EVAL_END, Event.FIT_END)
 
 
 class JSONLinesLogger(RunFileDestination):
-    """Writes each call as one line of JSON (see `composer_cfg.records` for the format).
+    """Writes each call as one line of JSON (see `composer_cfg.run.records` for the format).
 
     Args:
         filename: template of the file's path, one per rank.
@@ -40,7 +40,7 @@ class JSONLinesLogger(RunFileDestination):
         overwrite: replace an existing file; when False an existing file is an error.
 
     >>> from composer_cfg import Logger, State
-    >>> from composer_cfg.records import read_records
+    >>> from composer_cfg.run.records import read_records
     >>> with Logger(State("docs"), JSONLinesLogger("docs.jsonl", overwrite=True)) as logger:
     ...     logger.data_batch({"loss": 0.25})
     >>> [(r["level"], r["batch"], r["data"]) for r in read_records("docs.jsonl")]

@@ -18,17 +18,17 @@ from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
 from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
 from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
-from composer_cfg.flush_schedule import FlushSchedule
-from composer_cfg.hyperparameters import flatten
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import (POSITIVE, Level, NameTemplate, PositiveFloat, PositiveInt, Undelivered, WhenFull,
+from composer_cfg.core.flush_schedule import FlushSchedule
+from composer_cfg.core.hyperparameters import flatten
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import (POSITIVE, Level, NameTemplate, PositiveFloat, PositiveInt, Undelivered, WhenFull,
                                  positive_int)
-from composer_cfg.secrets import redact, redact_text
-from composer_cfg.state import State
-from composer_cfg.status import RunStatus
-from composer_cfg.templates import DIST_FIELDS, Template
-from composer_cfg.timestamp import Timestamp
-from composer_cfg.values import scalar
+from composer_cfg.core.secrets import redact, redact_text
+from composer_cfg.core.state import State
+from composer_cfg.core.status import RunStatus
+from composer_cfg.core.templates import DIST_FIELDS, Template
+from composer_cfg.core.timestamp import Timestamp
+from composer_cfg.core.values import scalar
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -61,7 +61,7 @@ class MLFlowLogger(QueuedDelivery, LoggerDestination):
             passed since the last flush; None: off.
         rank_zero_only: only global rank 0 talks to the tracking store.
         tags: tags of the MLflow run; the value of a secret-named tag (``api_token``) is stored
-            masked, as is a URL's password in any tag (`composer_cfg.secrets`). The tracking
+            masked, as is a URL's password in any tag (`composer_cfg.core.secrets`). The tracking
             URI's password is masked in messages; when there is one, MLflow's own "View run"
             lines, which would show it, are not printed.
         timeout: the longest, in seconds, the training thread waits for the tracking store: when

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from composer_cfg.errors import ConfigError
-from composer_cfg.meaning import LocalPath, Meaning
-from composer_cfg.params import TemplateParam, working_directory
-from composer_cfg.templates import DIST_FIELDS, Template, preview
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.config.meaning import LocalPath, Meaning
+from composer_cfg.config.params import TemplateParam, working_directory
+from composer_cfg.core.templates import DIST_FIELDS, Template, preview
 
 _TEMPLATE = TemplateParam(DIST_FIELDS)
 

@@ -15,9 +15,9 @@ from composer_cfg.delivery import DeliveryPolicy
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.transient import is_transient
 from composer_cfg.destinations.uploads import UploadQueue
-from composer_cfg.files import unique_beside, write_exclusively
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import (
+from composer_cfg.run.files import unique_beside, write_exclusively
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import (
     NON_NEGATIVE,
     CallablePath,
     NON_NEGATIVE_INT,
@@ -33,8 +33,8 @@ from composer_cfg.params import (
     local_root,
     positive_int,
 )
-from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, check_artifact_name
+from composer_cfg.core.state import State
+from composer_cfg.core.templates import DIST_FIELDS, Template, check_artifact_name
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, TextIO, Union
 
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.capture import uncaptured
-from composer_cfg.errors import ConfigError
-from composer_cfg.formatting import format_log_text
-from composer_cfg.log_level import LogLevel
-from composer_cfg.meaning import Meaning
-from composer_cfg.params import Level
-from composer_cfg.state import State
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.formatting import format_log_text
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.meaning import Meaning
+from composer_cfg.config.params import Level
+from composer_cfg.core.state import State
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger

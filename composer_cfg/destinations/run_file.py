@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Mapping
 
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.files import open_text
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import ARTIFACT_NAME, FILE, check_published_path, require_rank_field
-from composer_cfg.state import State
-from composer_cfg.templates import default_artifact_name, literal
+from composer_cfg.run.files import open_text
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import ARTIFACT_NAME, FILE, check_published_path, require_rank_field
+from composer_cfg.core.state import State
+from composer_cfg.core.templates import default_artifact_name, literal
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger

@@ -9,14 +9,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from composer_cfg import dist
+from composer_cfg.core import dist
 from composer_cfg.destination import LoggerDestination
-from composer_cfg.events import Event
-from composer_cfg.flush_schedule import FlushSchedule
-from composer_cfg.formatting import format_log_data_value
-from composer_cfg.hyperparameters import flatten
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import (
+from composer_cfg.core.events import Event
+from composer_cfg.core.flush_schedule import FlushSchedule
+from composer_cfg.core.formatting import format_log_data_value
+from composer_cfg.core.hyperparameters import flatten
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import (
     PUBLISHED_DIR,
     Level,
     PositiveFloat,
@@ -25,9 +25,9 @@ from composer_cfg.params import (
     positive_int,
     require_rank_field,
 )
-from composer_cfg.state import State
-from composer_cfg.templates import DIST_FIELDS, Template, default_artifact_name, literal
-from composer_cfg.values import scalar
+from composer_cfg.core.state import State
+from composer_cfg.core.templates import DIST_FIELDS, Template, default_artifact_name, literal
+from composer_cfg.core.values import scalar
 
 if TYPE_CHECKING:
     from composer_cfg.destinations.tensorboard_events import EventFile

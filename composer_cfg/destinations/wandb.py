@@ -17,12 +17,12 @@ from composer_cfg.background import FINALIZE_RESERVE, wait
 from composer_cfg.delivery import Courier, DeliveryPolicy, DeliveryQueue, QueuedDelivery, Record
 from composer_cfg.destination import LoggerDestination
 from composer_cfg.destinations.wandb_params import check_init_params
-from composer_cfg.errors import ConfigError
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import DIRECTORY, POSITIVE, Level, PositiveFloat, PositiveInt, Undelivered, WhenFull
-from composer_cfg.secrets import redact, redact_override
-from composer_cfg.state import State
-from composer_cfg.status import RunStatus
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import DIRECTORY, POSITIVE, Level, PositiveFloat, PositiveInt, Undelivered, WhenFull
+from composer_cfg.core.secrets import redact, redact_override
+from composer_cfg.core.state import State
+from composer_cfg.core.status import RunStatus
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger
@@ -55,7 +55,7 @@ class WandBLogger(QueuedDelivery, LoggerDestination):
     Every call into W&B (starting the run, logging, artifacts, finishing) runs in order on a
     background thread: logging only enqueues. The run is finished with exit code 0 when the run
     FINISHED, else 1 (FAILED, KILLED).
-    Secrets are masked in the ``config`` of `init_kwargs` (`composer_cfg.secrets`); W&B records
+    Secrets are masked in the ``config`` of `init_kwargs` (`composer_cfg.core.secrets`); W&B records
     the command line in its run metadata, so when the command line holds a secret, that metadata
     is not collected (W&B's ``x_disable_meta`` setting).
     """

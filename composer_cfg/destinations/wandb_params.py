@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from composer_cfg.errors import ConfigError, suggest
+from composer_cfg.core.errors import ConfigError, suggest
 
 #: WandBLogger's parameters (``wandb.init``'s arguments), by the `wandb.Settings` field that checks them.
 SETTINGS_FIELDS = {"mode": "mode", "project": "project", "entity": "entity", "group": "run_group",

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping
 
-from composer_cfg.errors import ConfigError
+from composer_cfg.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

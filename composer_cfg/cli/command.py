@@ -6,7 +6,7 @@ Hydra then runs with `CheckWhatRuns`, which checks the config it actually compos
 config directory (``-cd DIR``) is Hydra's primary config path, the packaged configs behind it,
 for the check and for the run alike.
 
-Secrets: everything the command prints or logs is masked (`composer_cfg.masked_output`) with the
+Secrets: everything the command prints or logs is masked (`composer_cfg.cli.masked_output`) with the
 secrets of its overrides and composed configs remembered; Hydra is given the overrides with each
 literal secret passed by reference (`composer_cfg.config.secret_overrides`), and each job runs
 with `MaskSecrets`.
@@ -34,9 +34,9 @@ from composer_cfg.config.compose import (
 from composer_cfg.config.masking_callback import config_secrets
 from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_last
 from composer_cfg.config.secret_overrides import by_reference, secrets_in
-from composer_cfg.errors import ConfigError
-from composer_cfg.masked_output import mask_output
-from composer_cfg.secrets import redact, redact_exception, redact_override, redact_text, remember
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.cli.masked_output import mask_output
+from composer_cfg.core.secrets import redact, redact_exception, redact_override, redact_text, remember
 
 SHOW_SECRETS = "COMPOSER_CFG_SHOW_SECRETS"
 
@@ -133,8 +133,8 @@ def _resumable_run_directory(overrides: list[str], config_name: str) -> list[str
     Nothing when ``hydra.run.dir`` is given, or the config can not be composed (the check says why)."""
     from hydra import compose
 
-    from composer_cfg.resume import Resume
-    from composer_cfg.run_name import given_run_name, launcher_run_name
+    from composer_cfg.run.resume import Resume
+    from composer_cfg.core.run_name import given_run_name, launcher_run_name
 
     if any(override.lstrip("+").startswith("hydra.run.dir=") for override in overrides):
         return []
@@ -197,8 +197,8 @@ def _one_run_for_all_ranks(cfg: DictConfig, overrides: Sequence[str]) -> list[st
     (unless ``hydra.run.dir`` is given); each rank gets its own job log, and only rank 0
     saves the composed config.
     """
-    from composer_cfg import dist
-    from composer_cfg.run_name import resolve_run_name
+    from composer_cfg.core import dist
+    from composer_cfg.core.run_name import resolve_run_name
 
     info = dist.current()
     if info.world_size == 1:
@@ -239,13 +239,13 @@ def _app(cfg: DictConfig) -> Any:
     """Build the logger, run the demo, say where everything went."""
     from hydra.utils import instantiate
 
-    from composer_cfg import dist
+    from composer_cfg.core import dist
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.saved_configs import save_masked_configs
-    from composer_cfg.demo import demo_state, plot_metrics
+    from composer_cfg.cli.demo import demo_state, plot_metrics
     from composer_cfg.overhead import summary_lines
-    from composer_cfg.resume import Resume
-    from composer_cfg.run_config import describe_hydra_job, log_run_config
+    from composer_cfg.run.resume import Resume
+    from composer_cfg.run.run_config import describe_hydra_job, log_run_config
 
     try:
         resume = Resume.parse(cfg.get("resume") or Resume.NEVER)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from time import monotonic
 
-from composer_cfg.events import Event
-from composer_cfg.log_level import LogLevel
-from composer_cfg.params import POSITIVE
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.core.events import Event
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.params import POSITIVE
+from composer_cfg.core.timestamp import Timestamp
 
 
 class FlushSchedule:

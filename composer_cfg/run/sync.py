@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from composer_cfg.dist import DistInfo
-from composer_cfg.errors import ConfigError
-from composer_cfg.events import Event
-from composer_cfg.exit_hooks import close_at_exit
-from composer_cfg.log_level import LogLevel
+from composer_cfg.core.dist import DistInfo
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.events import Event
+from composer_cfg.runtime.exit_hooks import close_at_exit
+from composer_cfg.core.log_level import LogLevel
 from composer_cfg.logger import Logger
 from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
-from composer_cfg.records import read_records
-from composer_cfg.state import State
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.run.records import read_records
+from composer_cfg.core.state import State
+from composer_cfg.core.timestamp import Timestamp
 
 PROG = "composer-cfg-sync"
 

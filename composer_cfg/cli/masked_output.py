@@ -1,4 +1,4 @@
-"""What a process prints and logs, with secrets masked by `composer_cfg.secrets.redact_text`.
+"""What a process prints and logs, with secrets masked by `composer_cfg.core.secrets.redact_text`.
 
 `mask_output` wraps ``sys.stdout`` and ``sys.stderr`` (every write is masked) and installs a log
 record factory (every record's message and traceback is masked before any handler sees it:
@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Any, Callable, TextIO
 
-from composer_cfg.secrets import redact_text
+from composer_cfg.core.secrets import redact_text
 
 _TRACEBACKS = logging.Formatter()
 

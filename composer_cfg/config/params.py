@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Mapping, Union
 
-from composer_cfg.errors import ConfigError
-from composer_cfg.formatting import has_control_character
-from composer_cfg.imports import import_object
-from composer_cfg.log_level import LogLevel
-from composer_cfg.meaning import LocalPath, Meaning
-from composer_cfg.templates import (
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.formatting import has_control_character
+from composer_cfg.config.imports import import_object
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.config.meaning import LocalPath, Meaning
+from composer_cfg.core.templates import (
     DIST_FIELDS,
     TIME_FIELDS,
     Template,
@@ -280,7 +280,7 @@ class OneOf(Meaning):
 @dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
 class CallablePath(Meaning):
     """A callable, or the import path of one (``my_module.my_filter``, imported under the one
-    import policy, `composer_cfg.imports`), that can be called with the arguments `call` names."""
+    import policy, `composer_cfg.config.imports`), that can be called with the arguments `call` names."""
 
     call: str  # e.g. "(state, log_level, artifact_name)"
 

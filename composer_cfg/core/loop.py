@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from composer_cfg.events import Event
+from composer_cfg.core.events import Event
 from composer_cfg.logger import Logger
 
 

@@ -11,23 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from composer_cfg import dist
-from composer_cfg.events import Event
-from composer_cfg.files import replacing
-from composer_cfg.log_level import LogLevel
+from composer_cfg.core import dist
+from composer_cfg.core.events import Event
+from composer_cfg.run.files import replacing
+from composer_cfg.core.log_level import LogLevel
 from composer_cfg.logger import Logger
-from composer_cfg.loop import TrainingLoop
-from composer_cfg.params import PositiveInt, TimedArtifactTemplate
-from composer_cfg.resume import existing_run
-from composer_cfg.run_name import resolve_run_name
-from composer_cfg.state import State
-from composer_cfg.templates import TIME_FIELDS, Template
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.core.loop import TrainingLoop
+from composer_cfg.config.params import PositiveInt, TimedArtifactTemplate
+from composer_cfg.run.resume import existing_run
+from composer_cfg.core.run_name import resolve_run_name
+from composer_cfg.core.state import State
+from composer_cfg.core.templates import TIME_FIELDS, Template
+from composer_cfg.core.timestamp import Timestamp
 
 
 def demo_state(run_name: str | None) -> State:
     """The state a demo run starts from: the run's name and, when a run of that name here has
-    marked a checkpoint (see `composer_cfg.resume`), the start of the epoch after it."""
+    marked a checkpoint (see `composer_cfg.run.resume`), the start of the epoch after it."""
     info = dist.current()
     state = State(resolve_run_name(run_name, info), dist_info=info)
     mark = (existing_run(state.run_name, state.rank) or {}).get("checkpoint")
@@ -120,8 +120,8 @@ def plot_metrics(logger: Logger) -> Path | None:
     except ImportError:
         return None
     from composer_cfg.destinations import InMemoryLogger, JSONLinesLogger
-    from composer_cfg.plot import plot_series, series_from_memory, series_from_records
-    from composer_cfg.records import read_records
+    from composer_cfg.run.plot import plot_series, series_from_memory, series_from_records
+    from composer_cfg.run.records import read_records
 
     state = logger.state
     series = {}

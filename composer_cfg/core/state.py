@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from composer_cfg import dist
-from composer_cfg.run_name import check_run_name
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.core import dist
+from composer_cfg.core.run_name import check_run_name
+from composer_cfg.core.timestamp import Timestamp
 
 
 class State:
     """The run's name, its position in time and the rank facts of this process.
 
     The run name names directories, so it is checked like one from any other source
-    (`composer_cfg.run_name.check_run_name`): `ConfigError` for ``"../x"``, here and when it is
+    (`composer_cfg.core.run_name.check_run_name`): `ConfigError` for ``"../x"``, here and when it is
     assigned. Attributes are mutable; a loop advances time by replacing the timestamp:
 
     >>> state = State("demo")

@@ -6,7 +6,7 @@ import operator
 from datetime import timedelta
 from typing import Any, Union
 
-from composer_cfg.time_value import Time, TimeUnit, time_class
+from composer_cfg.core.time_value import Time, TimeUnit, time_class
 
 Duration = Union[timedelta, float, int, None]
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from composer_cfg.files import replacing
-from composer_cfg.records import read_records
+from composer_cfg.run.files import replacing
+from composer_cfg.run.records import read_records
 
 #: metric -> rank -> (batches, values)
 Series = dict[str, dict[int, tuple[list[int], list[float]]]]
@@ -39,7 +39,7 @@ def series_from_records(records: Iterable[dict[str, Any]]) -> Series:
 
 def plot_series(series: Series, metrics: Sequence[str], output: str | Path, title: str = "") -> Path:
     """Write a PNG (or the format `output`'s suffix names) with one panel per metric (values
-    against batch, one line per rank), atomically: see `composer_cfg.files.replacing`."""
+    against batch, one line per rank), atomically: see `composer_cfg.run.files.replacing`."""
     import matplotlib.pyplot as plt
 
     figure = draw(series, metrics, title)

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from composer_cfg import background
-from composer_cfg.status import Killed, RunStatus
+from composer_cfg.core.status import Killed, RunStatus
 
 if TYPE_CHECKING:
     from composer_cfg.logger import Logger

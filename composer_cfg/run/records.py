@@ -25,14 +25,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from composer_cfg.formatting import MAX_TEXT
+from composer_cfg.core.formatting import MAX_TEXT
 
 LOG = logging.getLogger("composer_cfg")
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
 def encode_data(data: Mapping[str, Any]) -> str:
-    """`data` (normalised: see `composer_cfg.values`) as strict JSON."""
+    """`data` (normalised: see `composer_cfg.core.values`) as strict JSON."""
     try:
         text = _ENCODER.encode(data)
     except ValueError:  # a non-finite float somewhere (strict JSON has none): walk the data once

@@ -16,11 +16,11 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from composer_cfg.errors import ConfigError
+from composer_cfg.core.errors import ConfigError
 from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
-from composer_cfg.state import State
-from composer_cfg.status import RunStatus
-from composer_cfg.timestamp import COUNTERS, Timestamp
+from composer_cfg.core.state import State
+from composer_cfg.core.status import RunStatus
+from composer_cfg.core.timestamp import COUNTERS, Timestamp
 
 if TYPE_CHECKING:
     from composer_cfg.destination import LoggerDestination

@@ -6,10 +6,10 @@ import os
 import time
 from typing import Mapping
 
-from composer_cfg.dist import DistInfo
-from composer_cfg.errors import ConfigError
-from composer_cfg.formatting import has_control_character
-from composer_cfg.templates import check_name_length
+from composer_cfg.core.dist import DistInfo
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.formatting import has_control_character
+from composer_cfg.core.templates import check_name_length
 
 ENV_VARIABLES = ("COMPOSER_RUN_NAME", "RUN_NAME")
 

@@ -20,10 +20,10 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from composer_cfg import dist
-from composer_cfg.errors import ConfigError
-from composer_cfg.formatting import has_control_character
-from composer_cfg.timestamp import COUNTERS, DURATIONS, Timestamp
+from composer_cfg.core import dist
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.formatting import has_control_character
+from composer_cfg.core.timestamp import COUNTERS, DURATIONS, Timestamp
 
 #: Fields every template may use, with a sample value of the type they are filled with.
 DIST_FIELDS: dict[str, Any] = {

@@ -19,7 +19,7 @@ import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from composer_cfg.errors import ConfigError
+from composer_cfg.core.errors import ConfigError
 
 OWN_MODULES = ("composer_cfg",)
 #: Where a config lists the modules it may import from, besides `OWN_MODULES`.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from composer_cfg.log_level import LogLevel
-from composer_cfg.timestamp import Timestamp
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.timestamp import Timestamp
 
 
 class LogInterval:
