@@ -12,25 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations import (
-    FileLogger,
-    InMemoryLogger,
-    JSONLinesLogger,
-    MLFlowLogger,
-    ObjectStoreLogger,
-    ProgressBarLogger,
-    TensorboardLogger,
-    WandBLogger,
-)
+from composer_cfg.compat.destination import LoggerDestination
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.events import Event
-from composer_cfg.runtime.exit_hooks import close_at_exit
 from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.formatting import format_log_data_value
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.logger import Logger
+from composer_cfg.core.logger import Logger
 from composer_cfg.core.loop import TrainingLoop
+from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.sink import DeliveryPolicy, KeyedSink, Sink, SinkContext
 from composer_cfg.core.state import State
 from composer_cfg.core.status import Killed, RunStatus
 from composer_cfg.core.templates import (
@@ -41,6 +32,17 @@ from composer_cfg.core.templates import (
 )
 from composer_cfg.core.time_value import Time, TimeUnit
 from composer_cfg.core.timestamp import Timestamp
+from composer_cfg.destinations import (
+    FileLogger,
+    InMemoryLogger,
+    JSONLinesLogger,
+    MLFlowLogger,
+    ObjectStoreLogger,
+    ProgressBarLogger,
+    TensorboardLogger,
+    WandBLogger,
+)
+from composer_cfg.runtime.exit_hooks import close_at_exit
 
 __version__ = "0.1.0"
 
@@ -54,11 +56,14 @@ __all__ = [
     "FORMAT_NAME_WITH_DIST_AND_TIME_TABLE",
     "FORMAT_NAME_WITH_DIST_TABLE",
     "ConfigError",
+    "DeliveryPolicy",
     "Event",
     "FileLogger",
     "FlushSchedule",
     "InMemoryLogger",
     "JSONLinesLogger",
+    "KeyedSink",
+    "Kind",
     "Killed",
     "LogLevel",
     "Logger",
@@ -66,7 +71,10 @@ __all__ = [
     "MLFlowLogger",
     "ObjectStoreLogger",
     "ProgressBarLogger",
+    "Record",
     "RunStatus",
+    "Sink",
+    "SinkContext",
     "State",
     "TensorboardLogger",
     "Time",

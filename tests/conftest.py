@@ -56,6 +56,19 @@ def _isolated(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+def until(condition, timeout: float = 30.0) -> bool:
+    """Whether `condition()` holds within `timeout` seconds, polled: for what a destination's own
+    thread does in its own time (a scheduled flush on a thread channel)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def ranks(world_size: int, rank: int = 0) -> DistInfo:
     return DistInfo(rank=rank, local_rank=rank, world_size=world_size, local_world_size=world_size)
 

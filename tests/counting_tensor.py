@@ -1,4 +1,5 @@
-"""`DeviceTensor`: a CPU tensor that plays a device tensor and counts every copy to the host.
+"""`DeviceTensor`: a CPU tensor that plays a device tensor (``is_cpu`` is False) and counts every
+copy to the host.
 
 Any operation that reads a value out to the host (``.to(...)``, ``.cpu()``, ``.item()``,
 ``.tolist()``, ``.numpy()``, ``float(t)``...) adds one to `DeviceTensor.transfers` and returns a
@@ -19,6 +20,10 @@ HOST_READS = frozenset({"to", "cpu", "item", "tolist", "numpy", "__float__", "__
 
 class DeviceTensor(torch.Tensor):
     transfers = 0
+
+    @property
+    def is_cpu(self) -> bool:  # it plays a tensor on a device: logging keeps it there until a flush point
+        return False
 
     @classmethod
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

@@ -57,7 +57,9 @@ CATALOGUE = [
      "Hydra 1.3 cannot remove one option of a multi-select (~logger/destinations=file, hydra#2843); "
      "use ~logger.destinations.file or logger.destinations.file=null"),
     ([f"{F}._target_=composer_cfg.FileLoger"], [f"{F}._target_"], "composer_cfg has no attribute 'FileLoger'; did you mean 'FileLogger'?"),
-    ([f"{F}._target_=composer_cfg.Logger"], [f"{F}._target_"], "'composer_cfg.Logger' is not a LoggerDestination subclass"),
+    ([f"{F}._target_=composer_cfg.Logger"], [f"{F}._target_"], "'composer_cfg.Logger' is not a LoggerDestination or Sink subclass"),
+    (["++logger.destinations.file._args_=[a.txt]"], ["logger.destinations.file._args_"],
+     "positional argument 0 of FileLogger is 'filename', which is also given by name: give it once"),
     ([f"{F}._target_=no_such_package.Thing"], [f"{F}._target_"],
      "'no_such_package.Thing' is outside the modules this config may import from (composer_cfg); if you trust it, "
      "add its module to logger.allowed_modules, e.g. 'logger.allowed_modules=[no_such_package]'"),
@@ -65,10 +67,11 @@ CATALOGUE = [
      "no module named 'no_such_package'"),
     (["++logger.destinations.mine={log_level: batch}"], ["logger.destinations.mine._target_"], "missing; expected the import path"),
     (["logger._target_=composer_cfg.FileLogger"], ["logger._target_"], "is not a Logger subclass"),
-    (["++logger.extra=1"], ["logger.extra"], "unknown key; allowed: destinations, allowed_modules, defer_tensors, measure_overhead, offload_writers"),
-    (["++logger.defer_tensor=true"], ["logger.defer_tensor"], "unknown key; did you mean 'defer_tensors'? allowed: destinations, allowed_modules, defer_tensors, measure_overhead, offload_writers"),
-    (["logger.defer_tensors=sometimes"], ["logger.defer_tensors"], "expected a boolean (true/false), got 'sometimes' (str)"),
-    (["logger.offload_writers=yes please"], ["logger.offload_writers"], "expected a boolean (true/false), got 'yes please' (str)"),
+    (["++logger.extra=1"], ["logger.extra"], "unknown key; allowed: destinations, allowed_modules, measure_overhead"),
+    (["++logger.measure_overhaed=true"], ["logger.measure_overhaed"], "unknown key; did you mean 'measure_overhead'? allowed: destinations, allowed_modules, measure_overhead"),
+    (["logger.measure_overhead=sometimes"], ["logger.measure_overhead"], "expected a boolean (true/false), got 'sometimes' (str)"),
+    # switches of the last release that are now what always happens
+    (["++logger.offload_writers=true"], ["logger.offload_writers"], "unknown key; allowed: destinations, allowed_modules, measure_overhead"),
     (["demo.epochs=0"], ["demo.epochs"], "expected a positive integer, got 0"),
     (["demo.learning_rate=fast"], ["demo.learning_rate"], "expected a number, got 'fast' (str)"),
     (['demo.checkpoint="/ckpt/{epoch}.npz"'], ["demo.checkpoint"], "is absolute"),
@@ -414,7 +417,7 @@ def test_nested_targets_from_an_allowed_module_are_built_and_checked(tmp_path, m
     good = node.replace("east", "2")
     with build_logger(overrides=["run_name=n", *STORE, "logger.allowed_modules=[my_options]", good]) as logger:
         (store,) = logger.destinations
-        assert store._storage_options == {"auto_mkdir": {"region": 2}}
+        assert store.storage_options == {"auto_mkdir": {"region": 2}}
 
 
 # A representative subset, as the command meets them: exit 2, one line each, nothing created.

@@ -1,6 +1,7 @@
 """The composer-cfg command, end to end through its real entry point."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ from composer_cfg import build_logger, compose_config
 from composer_cfg.cli.demo import run_demo
 
 COMMAND = Path(sys.executable).parent / "composer-cfg"
+# a record of Hydra's job logging on the console, such as matplotlib's first-run font cache note
+HYDRA_LOG_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\]\[[\w.]+\]\[[A-Z]+\] - ")
 
 
 def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -40,7 +43,7 @@ def test_demo_with_the_default_config(tmp_path):
         checkpoint = np.load(run / "demo" / "checkpoints" / f"ep{epoch}-rank0.npz")
         assert checkpoint["weights"].shape == (8,) and int(checkpoint["epoch"]) == epoch
     assert not list(run.rglob("*.partial"))
-    summary = out.stdout.splitlines()
+    summary = [line for line in out.stdout.splitlines() if not HYDRA_LOG_RECORD.match(line)]
     assert summary[0].startswith("run demo (rank 0 of 1) finished: loss/epoch=")
     assert summary[1:] == [
         f"  file: {run / 'demo' / 'logs-rank0.txt'}",
@@ -177,8 +180,9 @@ def test_introspection_does_not_create_the_run_directory(tmp_path, args):
 
 def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
     cli("run_name=viz", "hydra.run.dir=run", "+logger/destinations=[jsonl,tensorboard]", cwd=tmp_path)
-    from composer_cfg.run.records import read_records
     from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from composer_cfg.run.records import read_records
 
     records = list(read_records(tmp_path / "run" / "viz" / "metrics-rank0.jsonl"))
     assert [r["level"] for r in records].count("BATCH") == 48 and len(records) == 2 + 48 + 3  # FIT: config, hparams

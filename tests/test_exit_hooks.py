@@ -20,8 +20,8 @@ from composer_cfg import (
     State,
     build_logger,
     close_at_exit,
-    exit_hooks,
 )
+from composer_cfg.runtime import exit_hooks
 
 
 def wakeup_fd() -> int:
@@ -97,24 +97,24 @@ def test_at_exit_an_unhandled_exception_marks_the_run_failed(tmp_path):
 
 
 def test_on_sigterm_the_with_block_closes_with_killed_even_inside_a_destination(tmp_path):
-    """The signal lands while a destination holds its lock: the handler does not wait for that
-    lock (it would never be released); the stack unwinds, and the with block closes."""
+    """The signal lands while a sink writes, its channel's lock held: the handler does not wait for
+    that lock (it would never be released); the stack unwinds, and the with block closes."""
     out = run(RECORDS_STATUS + """
-    from composer_cfg import JSONLinesLogger
+    from composer_cfg import JSONLinesLogger, Sink
 
-    class SignalInside(JSONLinesLogger):
-        def log_data(self, state, log_level, data):
-            with self._lock:
-                os.kill(os.getpid(), signal.SIGTERM)  # lands while this destination's lock is held
-                self._pending.append("never finished\\n")
+    class SignalInside(Sink):
+        def write(self, records):
+            os.kill(os.getpid(), signal.SIGTERM)  # lands while this destination's channel lock is held
+            open("never.txt", "w").write("never finished")
 
-    with close_at_exit(Logger(State("run"), [JSONLinesLogger(), SignalInside("other.jsonl"), RecordsStatus()])) as logger:
+    with close_at_exit(Logger(State("run"), [JSONLinesLogger(), SignalInside(), RecordsStatus()])) as logger:
         logger.data_batch({"loss": 1.0})
     print("not reached")
     """, tmp_path)
     assert out.returncode == -signal.SIGTERM and out.stdout == ""
     assert (tmp_path / "status.txt").read_text() == "KILLED"
     assert (tmp_path / "run/metrics-rank0.jsonl").read_text().count("\n") == 1
+    assert not (tmp_path / "never.txt").exists()
 
 
 def test_a_sigterm_during_close_lets_the_close_finish_then_ends_the_process(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from composer_cfg import ConfigError, FileLogger, Logger, LoggerDestination, LogLevel, State, TrainingLoop, build_logger
-from conftest import Recorder, ranks
+from conftest import Recorder, ranks, until
 
 
 def quiet(**kwargs) -> FileLogger:
@@ -111,7 +111,9 @@ def test_file_opens_at_init_or_first_write():
         destination.filename
     assert not Path("run").exists()
     logger.run_event("init")
-    assert destination.filename == str(Path("run/logs-rank0.txt").absolute()) and Path("run/logs-rank0.txt").exists()
+    # As in Composer: the name the template gives; where it is: output_location()
+    assert destination.filename == "run/logs-rank0.txt" and Path("run/logs-rank0.txt").exists()
+    assert destination.output_location() == str(Path("run/logs-rank0.txt").absolute())
     logger.run_event("init")  # firing INIT again is harmless
     logger.close()
 
@@ -372,8 +374,9 @@ def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
         def log_file_artifact(self, state, log_level, artifact_name, file_path, *, overwrite):
             published.append(lines(file_path))
 
-    # system buffering: a line is on disk only once the file is flushed
+    # system buffering: a line is on disk only once the file is flushed, on the log's own thread
     destination = quiet(log_level="batch", buffer_size=-1, flush_interval=1000, flush_seconds=5)
+    assert destination.channel_kind == "thread"
     with Logger(State("run"), [destination, PublishRecorder()]) as logger:
         logger.run_event("init")
         logger.data_batch({"loss": 0.5})
@@ -385,7 +388,7 @@ def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
         assert lines("run/logs-rank0.txt") == []
         logger.run_event("batch_start")
         expected = ['[BATCH][batch=0]: { "loss": 0.5000, }', '[BATCH][batch=0]: { "loss": 0.2500, }']
-        assert lines("run/logs-rank0.txt") == expected and published == [expected]
+        assert until(lambda: lines("run/logs-rank0.txt") == expected and published == [expected])
         clock.now = 9.9
         logger.run_event("batch_start")
         assert len(published) == 1

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from composer_cfg import format_log_data_value
-from composer_cfg.core.formatting import _as_is, escape_text, format_log_text, _render
+from composer_cfg.core.formatting import _as_is, _render, escape_text, format_log_text
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ answers, a real `mlflow server` stopped with SIGSTOP, an S3 endpoint that never 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -18,12 +19,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from composer_cfg import Logger, MLFlowLogger, ObjectStoreLogger, State, build_logger
-from composer_cfg.runtime import exit_hooks
+from composer_cfg import JSONLinesLogger, Logger, MLFlowLogger, ObjectStoreLogger, State, build_logger
 from composer_cfg.run.records import read_records
 from composer_cfg.run.sync import sync
-from wandb_records import offline_run
+from composer_cfg.runtime import exit_hooks
 from servers import Lines, MlflowServer, SilentListener, child_env, mlflow, mlflow_server, silent_listener  # noqa: F401
+from wandb_records import offline_run
 
 MARGIN = 10.0  # seconds: generous, only the bound matters
 
@@ -59,6 +60,9 @@ def next_batch(logger: Logger, data: dict) -> None:
 # -- starting: build_logger against a tracking server that never answers ---------------------------
 
 
+TIMEOUT = 5  # seconds: long enough that a second wait for the hung start would show
+
+
 def test_build_logger_against_a_silent_tracking_server_times_out_and_leaves_nothing_open(
         silent_listener, hung_client_env, tmp_path):
     handler_before = signal.getsignal(signal.SIGTERM)
@@ -67,15 +71,15 @@ def test_build_logger_against_a_silent_tracking_server_times_out_and_leaves_noth
     writes_before = vars(sys.stdout).get("write"), vars(sys.stderr).get("write")
     overrides = ["run_name=hang", "+logger/destinations=mlflow",
                  f"logger.destinations.mlflow.tracking_uri={silent_listener.url}",
-                 "logger.destinations.mlflow.timeout=2"]
+                 f"logger.destinations.mlflow.timeout={TIMEOUT}"]
     start = time.monotonic()
     with pytest.raises(TimeoutError) as raised:
         build_logger(overrides=overrides)
     elapsed = time.monotonic() - start
 
-    assert str(raised.value) == (f"starting an MLflow run at {silent_listener.url} did not finish within 2 s "
-                                 f"(the back end did not answer)")
-    assert elapsed < 2 + MARGIN
+    assert str(raised.value) == (f"destination 'mlflow' at {silent_listener.url} did not start within {TIMEOUT} s "
+                                 f"(its back end did not answer)")
+    assert TIMEOUT <= elapsed < TIMEOUT * 1.6  # one wait: closing after the failed start does not wait again
     assert silent_listener.accepted >= 1  # the request really reached the hung server
     # Nothing stays open or installed: the FileLogger (which opened its file and captured the
     # streams at INIT, before MLflow's start hung) was closed and its capture undone.
@@ -118,23 +122,21 @@ def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_spools_wha
             next_batch(logger, {"loss": 1.0 / (step + 1), "acc": step / 10})
             assert time.monotonic() - start < MARGIN  # logging only enqueues: training never waits
         start = time.monotonic()
-        with pytest.raises(TimeoutError) as raised:
-            logger.close()
+        logger.close()  # left behind, not raised: training never fails because a tracker stopped answering
         elapsed = time.monotonic() - start
 
-    # close waits at most `timeout` in all: 3/4 of it for the last requests, the rest to end the run.
-    assert elapsed < 1 + MARGIN
-    assert re.fullmatch(r"ending the MLflow run did not finish within 0\.2\d* s \(the back end did not answer\)",
-                        str(raised.value))
-    # What the store did not take waits in the spool, and the warning says where.
+    assert elapsed < 1 + MARGIN  # close waits at most `timeout`
+    # What the store did not take waits in the spool, and the warnings say so and where.
     spool = Path("stopped/undelivered-mlflow-rank0.jsonl").absolute()
+    where = f"'mlflow' at {mlflow.url} (run {destination.run_id})"
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
-        f"3 record(s) were not delivered to MLflow ({mlflow.url}) and wait in {spool}: "
+        f"destination {where} did not finish closing within 1 s; 3 record(s) it had not taken were given up (spool)",
+        f"3 record(s) were not delivered to {where} and wait in {spool}: "
         f"`composer-cfg-sync <run dir> --to <destination>` delivers them"]
     assert [(r["batch"], r["data"]) for r in read_records(spool)] == [
         (step, {"loss": 1.0 / (step + 1), "acc": step / 10}) for step in range(3, 6)]
     report = destination.report()
-    assert (report["delivered"], report["spooled"], report["dropped"], report["queued"]) == (3, 3, 0, 0)
+    assert (report["delivered"], report["spooled"], report["dropped"], report["queued"]) == (4, 3, 0, 0)  # + the marker
     # The server works again once continued (the requests left in the background may land now);
     # a sync of the spool completes the same run's history.
     assert mlflow.healthy()
@@ -143,6 +145,47 @@ def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_spools_wha
     assert (synced.records_file.absolute(), synced.sent) == (spool, 3)
     assert [(m.step, m.value) for m in client.get_metric_history(destination.run_id, "loss")] == [
         (step, 1.0 / (step + 1)) for step in range(6)]
+
+
+def test_a_server_that_stops_answering_before_checkpoints_never_fails_or_stalls_a_resumable_run(
+        mlflow: MlflowServer, hung_client_env, caplog):
+    destination = MLFlowLogger(tracking_uri=mlflow.url, experiment_name=f"checkpoints-{uuid.uuid4().hex}",
+                               flush_interval=1, timeout=2)
+    logger = Logger(State("checkpoints"), {"jsonl": JSONLinesLogger(flush_interval=1), "mlflow": destination},
+                    resume="auto")  # a resumable run: the tracker's data waits for each checkpoint
+
+    def batches(steps: range) -> None:
+        for step in steps:
+            next_batch(logger, {"loss": float(step)})
+            if (step + 1) % 4 == 0:
+                logger.run_event("batch_checkpoint")
+
+    logger.run_event("init")
+    batches(range(4))
+    assert destination.wait(30) == 0
+    with mlflow.stopped():
+        start = time.monotonic()
+        batches(range(4, 12))  # two checkpoints with the server stopped: no error
+        elapsed = time.monotonic() - start
+        logger.close()
+    assert elapsed < 2 * 1.5  # one timeout at the first checkpoint, none at the second
+    assert sum("did not finish writing within 2 s at a checkpoint" in m for m in caplog.messages) == 1
+    assert [r["data"]["loss"] for r in read_records("checkpoints/metrics-rank0.jsonl")] == [float(s) for s in range(12)]
+    spooled = list(read_records(destination.report()["spool"]))
+    assert sorted(r["batch"] for r in spooled if "artifact" not in r) == list(range(4, 12))
+    log = Path("checkpoints/metrics-rank0.jsonl").absolute()  # published at each checkpoint and at close
+    assert {(r["artifact"]["name"], r["artifact"]["file"]) for r in spooled if "artifact" in r} == {
+        ("checkpoints/metrics-rank0.jsonl", str(log))}
+    run = json.loads(Path("checkpoints/run-rank0.json").read_text())["run"]
+    assert (run["status"], run["checkpoint"]["batch"]) == ("FINISHED", 12)  # both checkpoints recorded
+    assert mlflow.healthy()
+    skipped, synced = sync("checkpoints", ["mlflow"], [f"logger.destinations.mlflow.tracking_uri={mlflow.url}"])
+    assert skipped.skipped and (synced.sent, synced.refused) == (8 + 3, [])  # 8 steps; 3 publications of the log
+    client = MlflowClient(tracking_uri=mlflow.url)
+    assert [(m.step, m.value) for m in client.get_metric_history(destination.run_id, "loss")] == [
+        (step, float(step)) for step in range(12)]
+    stored = Path(client.download_artifacts(destination.run_id, "checkpoints/metrics-rank0.jsonl", tempfile.mkdtemp()))
+    assert stored.read_bytes() == log.read_bytes()  # the whole log, as the run left it
 
 
 @pytest.mark.parametrize("when_full", ["drop", "block"])
@@ -162,8 +205,7 @@ def test_a_stopped_server_delays_logging_no_more_than_the_queue_policy_and_a_syn
         # once (drop), or after one wait of `timeout` for room, and never another (block).
         assert (report["waits"], report["queued"]) == ((0, 2) if when_full == "drop" else (1, 2))
         assert report["spooled"] == 8 and report["dropped"] == 0
-        with pytest.raises(TimeoutError, match="ending the MLflow run did not finish"):
-            logger.close()
+        logger.close()  # bounded; what waited is spooled
     report = destination.report()
     assert (report["delivered"], report["spooled"], report["dropped"], report["queued"]) == (1, 10, 0, 0)
     spool = Path(report["spool"])
@@ -189,10 +231,7 @@ for step in range(20):
     logger.data_batch({"loss": float(step)})
     logger.state.timestamp = logger.state.timestamp.to_next_batch()
 print("logged", destination.report(), flush=True)
-try:
-    logger.close()
-except TimeoutError as error:
-    print("close:", error, flush=True)
+logger.close()
 print("closed", destination.report(), flush=True)
 sys.stderr.flush()
 # wandb's own exit hook waits for its service process, which keeps retrying the server (W&B's
@@ -211,14 +250,13 @@ def test_a_w_and_b_server_that_never_answers_costs_logging_nothing_and_its_recor
     done = subprocess.CompletedProcess([], status, (tmp_path / "out").read_text(), (tmp_path / "err").read_text())
     assert done.returncode == 0, done.stderr
     spool = tmp_path / "wb_outage/undelivered-wandb-rank0.jsonl"
-    logged, close, closed = done.stdout.splitlines()
-    # W&B's start hangs on its worker; the queue fills at 5 and the rest goes straight to the spool.
+    logged, closed = done.stdout.splitlines()
+    # W&B's start hangs on its thread; the queue fills at 5 and the rest goes straight to the spool.
     assert logged == ("logged {'queued': 5, 'peak_queued': 5, 'delivered': 0, 'spooled': 15, 'dropped': 0, "
-                      f"'in_doubt': 0, 'waits': 0, 'blocked_seconds': 0.0, 'spool': '{spool}'}}")
-    assert re.fullmatch(r"close: starting the W&B run did not finish within [0-9.]+ s \(the back end did not answer\)",
-                        close)
+                      f"'failed': 0, 'in_doubt': 0, 'waits': 0, 'blocked_seconds': 0.0, 'spool': '{spool}'}}")
+    # A run that never started: close does not wait for it again; nothing is raised, everything is spooled.
     assert closed.startswith("closed {'queued': 0, 'peak_queued': 5, 'delivered': 0, 'spooled': 20, 'dropped': 0")
-    assert (f"20 record(s) were not delivered to W&B and wait in {spool}: `composer-cfg-sync <run dir> --to "
+    assert (f"20 record(s) were not delivered to 'wandb' and wait in {spool}: `composer-cfg-sync <run dir> --to "
             f"<destination>` delivers them") in done.stderr.splitlines()
     # Every call is in the spool, and a sync delivers it (here into W&B offline: no run started to add to).
     (synced,) = sync(tmp_path / "wb_outage", ["wandb"])
@@ -394,9 +432,10 @@ def test_on_sigterm_a_hung_tracker_never_costs_a_local_file_its_last_flush(tmp_p
     assert status == -signal.SIGTERM and elapsed < 8 + MARGIN
     records = (tmp_path / "local_first/metrics-rank0.jsonl").read_text().splitlines()
     assert len(records) == 500  # closed before anything waited on the network
-    assert "closing destination 'mlflow' after SIGTERM: finalize failed: TimeoutError" in stderr
+    where = f"'mlflow' at {mlflow.url} \\(run [0-9a-f]+\\)"
+    assert re.search(f"destination {where} did not finish closing within [0-9.]+ s", stderr)
     spool = tmp_path / "local_first/undelivered-mlflow-rank0.jsonl"  # said, not lost
-    assert (f"500 record(s) were not delivered to MLflow ({mlflow.url}) and wait in {spool}" in stderr)
+    assert re.search(f"500 record\\(s\\) were not delivered to {where} and wait in {re.escape(str(spool))}", stderr)
     assert [r["data"]["step"] for r in read_records(spool)] == [float(step) for step in range(500)]
 
 
@@ -408,7 +447,7 @@ def test_on_sigterm_a_slow_upload_still_leaves_time_to_end_the_tracked_run(tmp_p
     experiment = f"slow-{uuid.uuid4().hex}"
     status, elapsed, stderr = run_until_sigterm(tmp_path, mlflow.url, experiment, silent_listener.url)
     assert status == -signal.SIGTERM and elapsed < 8 + MARGIN
-    assert re.search(r"closing destination 'store' after SIGTERM: post_close failed: TimeoutError: 2 upload\(s\) to "
+    assert re.search(r"closing destination 'store' after SIGTERM: close failed: TimeoutError: 2 upload\(s\) to "
                      r"s3://bucket/runs did not finish within [0-9.]+ s: bucket/runs/ckpt.bin, "
                      r"bucket/runs/local_first/metrics-rank0.jsonl", stderr)  # the log's final publication too
     client = MlflowClient(tracking_uri=mlflow.url)

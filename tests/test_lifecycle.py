@@ -20,6 +20,8 @@ from composer_cfg import (
     TrainingLoop,
     build_logger,
 )
+from composer_cfg.compat.destination import SinkDestination
+from composer_cfg.core.sink import CHANNELS, DeliveryPolicy
 from composer_cfg.destinations.registry import BUILT_IN
 from conftest import Recorder, ranks
 
@@ -104,7 +106,7 @@ def test_a_destination_failing_at_init_closes_everything_and_undoes_capture():
     assert caught.value.__notes__ == ["raised by destination 'broken' in init: OSError: no GPU"]
     assert (vars(sys.stdout).get("write"), vars(sys.stderr).get("write")) == writes  # capture undone
     print("after the failed start")  # reaches no log file
-    assert file._run_file.file is None and Path("run/logs-rank0.txt").read_text() == ""
+    assert file.sink().run_file.file is None and Path("run/logs-rank0.txt").read_text() == ""
     with pytest.raises(RuntimeError, match="this Logger is closed: it takes no more data"):
         logger.data_batch({"loss": 1.0})
     with pytest.raises(RuntimeError, match="this Logger is closed: it fires no more events"):
@@ -231,8 +233,10 @@ def test_a_flush_schedule_is_applied_by_the_logger():
 
 def test_every_built_in_destination_declares_its_policies():
     for name, cls in BUILT_IN.items():
-        assert cls.thread_safe, name  # each locks around its own writes, never while calling out
+        assert cls.channel_kind in CHANNELS, name
+        assert isinstance(cls.delivery_policy, DeliveryPolicy) and isinstance(cls.event_hooks, frozenset), name
         assert callable(cls.check_config) and cls.check_config.__self__ is cls, name
+        assert issubclass(cls, SinkDestination) and cls.make_sink is not SinkDestination.make_sink, name
 
 
 def test_the_object_store_drains_after_every_final_flush(tmp_path):

@@ -29,12 +29,14 @@ def test_bad_destinations_are_type_errors(bad):
         Logger(State("r"), bad)
 
 
-def test_same_dict_object_reaches_every_destination_in_order():
+def test_one_record_per_call_reaches_every_destination_in_order_and_the_callers_dict_is_its_own():
     a, b = Recorder(), Recorder()
     logger = Logger(State("r"), [a, b])
-    logger.data(LogLevel.EPOCH, DATA)
+    data = dict(DATA)
+    logger.data(LogLevel.EPOCH, data)
+    data["loss"] = 99.0  # the caller reuses its dict the moment the call returns
     assert a.calls == [("data", LogLevel.EPOCH, DATA)] == b.calls
-    assert a.calls[0][2] is DATA and b.calls[0][2] is DATA
+    assert a.calls[0][2] is b.calls[0][2] and a.calls[0][2] is not data  # one record, built once
 
 
 @pytest.mark.parametrize("level", [LogLevel.BATCH, 3, "3", "batch", " Batch "])

@@ -1,6 +1,7 @@
 """ObjectStoreLogger against a local directory, memory, and a real S3 protocol server (moto)."""
 
 import errno
+import gc
 import logging
 import os
 import re
@@ -406,6 +407,7 @@ def test_overwrite_false_for_a_name_being_uploaded_is_refused_at_the_call(script
     assert started.wait(10)
     with pytest.raises(FileExistsError, match=r"^/bucket/a.txt is already being uploaded and overwrite is False\n"):
         offer(logger, "a.txt", "second", overwrite=False)
+    gc.collect()  # the error's traceback held the refused artifact a while
     assert len(list(staging_root.glob("composer_cfg-staging-*/*"))) == 1  # the refused copy is gone
     release.set()
     logger.close()
@@ -890,3 +892,19 @@ def test_a_full_upload_queue_waits_for_room_or_drops_and_says_so(scripted, stagi
     assert report | {"blocked_seconds": 0} == {"queued": 0, "peak_queued": 2, "uploaded": 2, "failed": 0, "dropped": 2,
                                                "waits": 1 if when_full == "block" else 0, "blocked_seconds": 0}
     assert list(staging_root.iterdir()) == []  # no staged copy left
+
+
+def test_an_upload_left_unfinished_at_close_has_its_s3_multipart_upload_aborted(s3):
+    """A large upload still running when close gives up (a SIGTERM's grace, close_timeout) leaves
+    an unfinished multipart upload, whose parts S3 keeps (and bills) until it is aborted."""
+    _, fs, options = s3
+    store = ObjectStoreLogger("s3://bucket/runs", storage_options=options)
+    logger = opened(store)
+    mpu = fs.call_s3("create_multipart_upload", Bucket="bucket", Key="runs/big.bin")  # as put_file starts one
+    fs.call_s3("upload_part", Bucket="bucket", Key="runs/big.bin", UploadId=mpu["UploadId"], PartNumber=1,
+               Body=b"x" * 5 * 2**20)
+    fs.call_s3("create_multipart_upload", Bucket="bucket", Key="runs/someone-elses.bin")
+    store.sink().abort(["bucket/runs/big.bin"])
+    left = [upload["Key"] for upload in fs.call_s3("list_multipart_uploads", Bucket="bucket").get("Uploads", [])]
+    assert left == ["runs/someone-elses.bin"]  # ours aborted, nothing else touched
+    logger.close()

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli import cli
 
 from composer_cfg import InMemoryLogger, Logger, LogLevel, State, TrainingLoop
-from composer_cfg.manifest import read_manifest
-from composer_cfg.overhead import KINDS, as_metrics
+from composer_cfg.run.run_record import read_manifest
+from composer_cfg.runtime.meter import KINDS, as_metrics
 from conftest import Recorder
-from test_cli import cli
 
 
 class Slow(Recorder):
@@ -38,7 +38,7 @@ def test_calls_are_counted_per_destination_and_kind_and_the_times_add_up():
     assert list(overhead) == ["slow", "epochs"]
     slow_figures, epoch_figures = overhead["slow"], overhead["epochs"]
     assert {kind: slow_figures[kind]["calls"] for kind in KINDS} == {"data": 6, "events": fired, "artifacts": 0,
-                                                                     "close": 3}
+                                                                     "close": 1}
     assert epoch_figures["data"]["calls"] == 1  # the batch calls never reached it: its threshold filters them
     assert slow_figures["data"]["seconds"] >= 0.006  # six calls of at least a millisecond each
     assert slow_figures["data"]["us_per_call"] == pytest.approx(slow_figures["data"]["seconds"] / 6 * 1e6)
@@ -67,27 +67,31 @@ def test_nothing_is_measured_by_default():
 
 def test_the_run_summary_and_the_manifest_show_what_each_destination_did(tmp_path):
     out = cli("run_name=demo", "hydra.run.dir=run", "logger.measure_overhead=true", "+logger/destinations=jsonl",
-              cwd=tmp_path)
+              "resume=auto", cwd=tmp_path)  # a resumable run keeps a manifest
     summary = out.stdout.splitlines()
     start = summary.index("logging, per destination (time on the threads that logged):")
     figures = r" data calls, \d+\.\d µs per call; \d+\.\d ms on the logging thread in all"
     assert summary[start - 1].startswith("  plot: ")
     lines = summary[start + 1:]
-    for line, expected in zip(lines, [r"  file: 4" + figures + r"; [\d,]+ bytes written", r"  in_memory: 52" + figures,
-                                      r"  progress_bar: 52" + figures, r"  jsonl: 52" + figures + r"; [\d,]+ bytes written"]):
+    for line, expected in zip(lines, [r"  file: 4" + figures + r"; [\d,]+ bytes written", r"  in_memory: 53" + figures,
+                                      r"  progress_bar: 52" + figures, r"  jsonl: 53" + figures + r"; [\d,]+ bytes written"]):
         assert re.fullmatch(expected, line), line
     assert len(lines) == 4
     # The same figures, in the run's manifest; they add up, and the bytes are those on disk.
+    # (The demo's last epoch's log lines and checkpoint are written after the report was made.)
     report = read_manifest(tmp_path / "run/demo/run-rank0.json")["logging"]
     assert sorted(report) == ["file", "in_memory", "jsonl", "progress_bar"]
     assert report["jsonl"]["bytes_written"] == (tmp_path / "run/demo/metrics-rank0.jsonl").stat().st_size
     assert report["file"]["bytes_written"] == (tmp_path / "run/demo/logs-rank0.txt").stat().st_size
-    assert "  jsonl: 52 data calls" in lines[3] and f"{report['jsonl']['bytes_written']:,} bytes written" in lines[3]
+    assert "  jsonl: 53 data calls" in lines[3] and f"{report['jsonl']['bytes_written']:,} bytes written" in lines[3]
     for figures in report.values():
         assert figures["total_seconds"] == pytest.approx(sum(figures[kind]["seconds"] for kind in KINDS))
 
 
-def test_a_run_with_nothing_remote_and_nothing_measured_writes_no_manifest():
+def test_a_run_that_neither_resumes_nor_spools_writes_no_manifest_even_when_measured():
     with Logger(State("run"), Recorder()) as logger:
         logger.data_batch({"loss": 0.5})
     assert logger.report() == {} and not Path("run").exists()
+    with Logger(State("measured"), Recorder(), measure_overhead=True) as logger:
+        logger.data_batch({"loss": 0.5})
+    assert logger.report()["Recorder"]["data"]["calls"] == 1 and not Path("measured").exists()

@@ -1,6 +1,6 @@
 import io
-from pathlib import Path
 import re
+from pathlib import Path
 
 import pytest
 

@@ -14,11 +14,10 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import ConfigError, Event, JSONLinesLogger, Logger, MLFlowLogger, State, Timestamp, build_logger
-from composer_cfg.run.files import open_text
-from composer_cfg.manifest import manifest_path, read_manifest
-from composer_cfg.run.records import read_records
-from composer_cfg.run.resume import existing_run
 from composer_cfg.core.status import RunStatus
+from composer_cfg.run.files import open_text
+from composer_cfg.run.records import read_records
+from composer_cfg.run.run_record import existing_run, manifest_path, read_manifest
 from wandb_records import offline_runs
 
 TESTS = Path(__file__).parent

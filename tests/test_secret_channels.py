@@ -156,7 +156,7 @@ def test_a_tracking_uri_password_is_masked_when_the_tracking_server_does_not_ans
                          env=child_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"))
     assert out.returncode == 1
     shown = silent_listener.url.replace("http://", "http://alice:***@")
-    assert f"composer-cfg: error: TimeoutError: starting an MLflow run at {shown} did not finish within 1 s" in out.stderr
+    assert f"composer-cfg: error: TimeoutError: destination 'mlflow' at {shown} did not start within 1 s" in out.stderr
     assert IN_URI not in out.stdout + out.stderr and files_holding(tmp_path, IN_URI) == []
 
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.cli.masked_output import MaskedStream, mask_output
+from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.core.secrets import (
     MASK,
     is_secret_key,

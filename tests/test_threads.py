@@ -17,7 +17,17 @@ from typing import Any, Callable
 
 import pytest
 
-from composer_cfg import Event, FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LoggerDestination, State, TrainingLoop
+from composer_cfg import (
+    Event,
+    FileLogger,
+    InMemoryLogger,
+    JSONLinesLogger,
+    Logger,
+    LoggerDestination,
+    LogLevel,
+    State,
+    TrainingLoop,
+)
 from composer_cfg.run.records import read_records
 
 DATA_LINE = re.compile(r'\[BATCH\]\[batch=(\d+)\]: \{ "thread": (\d+), "i": (\d+), \}')
@@ -246,8 +256,7 @@ class CountingDestination(LoggerDestination):
         self.events = events + 1
 
 
-def test_a_destination_not_declaring_thread_safety_is_never_entered_by_two_threads():
-    assert CountingDestination.thread_safe is False  # the base class default
+def test_a_destination_is_never_entered_by_two_threads():
     counting = CountingDestination()
     threads, calls = 8, 100
     with Logger(State("run"), counting) as logger:
@@ -265,27 +274,26 @@ def test_a_destination_not_declaring_thread_safety_is_never_entered_by_two_threa
 
 
 class MeetingDestination(LoggerDestination):
-    """Declares itself thread-safe; each call waits until two calls are inside at once."""
+    """A data call from thread `meets` waits until the other thread's call is inside a destination too."""
 
-    thread_safe = True
-
-    def __init__(self) -> None:
-        self.barrier = threading.Barrier(2, timeout=60)
+    def __init__(self, barrier: threading.Barrier, log_level: LogLevel, meets: int) -> None:
+        self.barrier, self.log_level, self.meets = barrier, log_level, meets
         self.met = 0
 
     def log_data(self, state, log_level, data):
-        self.barrier.wait()  # raises BrokenBarrierError if the Logger let only one thread in
-        self.met += 1
+        if data.get("meet") == self.meets:
+            self.barrier.wait()  # raises BrokenBarrierError if one destination's lock held the other's caller
+            self.met += 1
 
 
-def test_a_destination_declaring_thread_safety_is_entered_concurrently():
-    # The control for the test above: the Logger serialises only what does not declare itself safe,
-    # and an undeclared destination in the same Logger does not serialise the others.
-    meeting, counting = MeetingDestination(), CountingDestination()
-    with Logger(State("run"), [counting, meeting]) as logger:
-        run_together(2, lambda index: logger.data_batch({"x": index}))
-    assert meeting.met == 2
-    assert counting.calls == 2
+def test_a_thread_inside_one_destination_never_holds_up_another_destination():
+    # The control for the test above: destinations are serialised one by one, not all together.
+    barrier = threading.Barrier(2, timeout=60)
+    fit_only, everything = MeetingDestination(barrier, LogLevel.FIT, 0), MeetingDestination(barrier, LogLevel.BATCH, 1)
+    with Logger(State("run"), [fit_only, everything]) as logger:
+        # thread 0's call reaches fit_only first and waits there; thread 1's reaches only everything
+        run_together(2, lambda index: logger.data_fit({"meet": 0}) if index == 0 else logger.data_batch({"meet": 1}))
+    assert (fit_only.met, everything.met) == (1, 1)
 
 
 def test_events_from_one_thread_while_others_log_leave_complete_files():
@@ -331,28 +339,28 @@ def test_events_from_one_thread_while_others_log_leave_complete_files():
 
 
 class Gate(LoggerDestination):
-    """Holds a data call inside the Logger (as a slow destination would) until told to go on."""
-
-    thread_safe = True
+    """Holds a data call inside the Logger (as a slow destination would) until the Logger closes."""
 
     def __init__(self) -> None:
         self.armed = False
         self.inside = threading.Event()
-        self.go_on = threading.Event()
+        self.logger: Logger | None = None
 
     def log_data(self, state, log_level, data):
         if self.armed:
             self.inside.set()
-            assert self.go_on.wait(timeout=60)
+            deadline = time.monotonic() + 60
+            while not self.logger.closing and time.monotonic() < deadline:  # type: ignore[union-attr]
+                time.sleep(0.001)
 
 
 @pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
-def test_a_data_call_in_flight_when_the_logger_closes_never_reopens_a_closed_file(overwrite):
+def test_a_data_call_in_flight_when_the_logger_closes_is_delivered_whole_and_a_later_one_refused(overwrite):
     # A background thread (an async eval) is inside data_batch while the main thread leaves
     # `with logger:`. The Gate stands for the time spent in the destinations before the files.
     gate = Gate()
     text_log = quiet_file(overwrite=overwrite)
-    logger = Logger(State("run"), [gate, text_log, JSONLinesLogger(overwrite=overwrite)])
+    logger = gate.logger = Logger(State("run"), [gate, text_log, JSONLinesLogger(overwrite=overwrite)])
     for i in range(5):
         logger.data_batch({"thread": 0, "i": i})
     gate.armed = True
@@ -366,19 +374,13 @@ def test_a_data_call_in_flight_when_the_logger_closes_never_reopens_a_closed_fil
 
     thread = threading.Thread(target=late)
     thread.start()
-    try:
-        assert gate.inside.wait(timeout=60)
-        logger.close()  # every file is closed and complete now
-        gate.go_on.set()
-        thread.join(timeout=60)
-        assert not thread.is_alive()
-    finally:
-        gate.go_on.set()
-        reopened = vars(text_log).get("_file")
-        if reopened is not None:  # cleanup only: a file reopened after close would leak into later tests
-            reopened.close()
-    before = [(0, i) for i in range(5)]
-    assert text_pairs("run/logs-rank0.txt") == before  # not replaced by a reopened file
-    assert jsonl_pairs("run/metrics-rank0.jsonl") == before
-    # the late record is not silently dropped: its caller is told the Logger had closed
-    assert len(errors) == 1 and "closed" in str(errors[0]), errors
+    assert gate.inside.wait(timeout=60)
+    logger.close()  # waits for the call in flight, then closes every file, complete
+    thread.join(timeout=60)
+    assert not thread.is_alive() and errors == []
+    whole = [(0, i) for i in range(5)] + [(1, 0)]
+    assert text_pairs("run/logs-rank0.txt") == whole == jsonl_pairs("run/metrics-rank0.jsonl")
+    # a call made once close has started is refused, loudly: never written to a reopened file
+    with pytest.raises(RuntimeError, match="this Logger is closed: it takes no more data"):
+        logger.data_batch({"thread": 2, "i": 0})
+    assert text_log.sink().run_file.file is None and text_pairs("run/logs-rank0.txt") == whole

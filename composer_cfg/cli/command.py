@@ -22,6 +22,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from composer_cfg.cli.masked_output import mask_output
 from composer_cfg.config.callback import PROG, print_errors
 from composer_cfg.config.command_line import CommandLine, jobs, read
 from composer_cfg.config.compose import (
@@ -35,7 +36,6 @@ from composer_cfg.config.masking_callback import config_secrets
 from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_last
 from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.core.errors import ConfigError
-from composer_cfg.cli.masked_output import mask_output
 from composer_cfg.core.secrets import redact, redact_exception, redact_override, redact_text, remember
 
 SHOW_SECRETS = "COMPOSER_CFG_SHOW_SECRETS"
@@ -133,8 +133,8 @@ def _resumable_run_directory(overrides: list[str], config_name: str) -> list[str
     Nothing when ``hydra.run.dir`` is given, or the config can not be composed (the check says why)."""
     from hydra import compose
 
-    from composer_cfg.run.resume import Resume
     from composer_cfg.core.run_name import given_run_name, launcher_run_name
+    from composer_cfg.run.resume import Resume
 
     if any(override.lstrip("+").startswith("hydra.run.dir=") for override in overrides):
         return []
@@ -239,13 +239,13 @@ def _app(cfg: DictConfig) -> Any:
     """Build the logger, run the demo, say where everything went."""
     from hydra.utils import instantiate
 
-    from composer_cfg.core import dist
+    from composer_cfg.cli.demo import demo_state, plot_metrics
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.saved_configs import save_masked_configs
-    from composer_cfg.cli.demo import demo_state, plot_metrics
-    from composer_cfg.overhead import summary_lines
+    from composer_cfg.core import dist
     from composer_cfg.run.resume import Resume
     from composer_cfg.run.run_config import describe_hydra_job, log_run_config
+    from composer_cfg.runtime.meter import summary_lines
 
     try:
         resume = Resume.parse(cfg.get("resume") or Resume.NEVER)

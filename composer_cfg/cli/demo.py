@@ -11,18 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from composer_cfg.config.params import PositiveInt, TimedArtifactTemplate
 from composer_cfg.core import dist
 from composer_cfg.core.events import Event
-from composer_cfg.run.files import replacing
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.logger import Logger
+from composer_cfg.core.logger import Logger
 from composer_cfg.core.loop import TrainingLoop
-from composer_cfg.config.params import PositiveInt, TimedArtifactTemplate
-from composer_cfg.run.resume import existing_run
 from composer_cfg.core.run_name import resolve_run_name
 from composer_cfg.core.state import State
 from composer_cfg.core.templates import TIME_FIELDS, Template
 from composer_cfg.core.timestamp import Timestamp
+from composer_cfg.run.files import replacing
+from composer_cfg.run.run_record import existing_run
 
 
 def demo_state(run_name: str | None) -> State:

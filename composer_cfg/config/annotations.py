@@ -16,8 +16,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from composer_cfg.core.errors import ConfigError
 from composer_cfg.config.meaning import CheckContext, Meaning
+from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.templates import PREVIEW
 
 #: pydantic's error types, as this project says what was expected.

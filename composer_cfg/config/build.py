@@ -9,20 +9,20 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from composer_cfg.core import dist
 from composer_cfg.config.compose import compose_config, node_path, raise_logger_problems
+from composer_cfg.config.imports import allowing
 from composer_cfg.config.sweep_job import current_sweep_job
 from composer_cfg.config.validate import LOGGER_KEYS
-from composer_cfg.destination import LoggerDestination
+from composer_cfg.core import dist
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.events import Event
-from composer_cfg.runtime.exit_hooks import close_at_exit
-from composer_cfg.config.imports import allowing
-from composer_cfg.logger import Logger
-from composer_cfg.run.resume import Resume
+from composer_cfg.core.logger import Logger
 from composer_cfg.core.run_name import resolve_run_name
+from composer_cfg.core.sink import Policies
 from composer_cfg.core.state import State
 from composer_cfg.core.status import RunStatus
+from composer_cfg.run.resume import Resume
+from composer_cfg.runtime.exit_hooks import close_at_exit
 
 __all__ = ["build_logger", "compose_config", "instantiate_logger"]
 LOG = logging.getLogger("composer_cfg")
@@ -78,7 +78,7 @@ def instantiate_logger(
     if state is None:
         dist_info = dist.current()
         state = State(resolve_run_name(run_name, dist_info), dist_info=dist_info)
-    built: dict[str, LoggerDestination] = {}
+    built: dict[str, Policies] = {}
     if node is None:
         logger = Logger(state, resume=policy)
     else:
@@ -100,8 +100,8 @@ def instantiate_logger(
 
 
 def instantiate_destinations(
-    node: DictConfig, into: dict[str, LoggerDestination], only: Sequence[str] | None = None
-) -> dict[str, LoggerDestination]:
+    node: DictConfig, into: dict[str, Policies], only: Sequence[str] | None = None
+) -> dict[str, Policies]:
     """Build, into `into` (by name, in order), each destination a validated ``logger`` node
     selects (or those of them named in `only`); none is started. A destination that fails to
     build is a `ConfigError` naming it."""

@@ -16,9 +16,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from composer_cfg.config.compose import config_problems, job_directory_of, report
+from composer_cfg.config.params import job_directory
 from composer_cfg.config.sweep_job import current_sweep_job
 from composer_cfg.core.errors import ConfigError
-from composer_cfg.config.params import job_directory
 
 PROG = "composer-cfg"
 

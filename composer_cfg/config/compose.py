@@ -12,14 +12,14 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from composer_cfg.core import dist
+from composer_cfg.config.params import job_directory
+from composer_cfg.config.problems import Problem
 from composer_cfg.config.provenance import source_of
 from composer_cfg.config.search_path import packaged_configs_last
-from composer_cfg.config.problems import Problem
 from composer_cfg.config.validate import validate
 from composer_cfg.config.yaml_errors import yaml_error
+from composer_cfg.core import dist
 from composer_cfg.core.errors import ConfigError
-from composer_cfg.config.params import job_directory
 from composer_cfg.core.secrets import redact_override
 from composer_cfg.core.templates import TIME_FIELDS
 

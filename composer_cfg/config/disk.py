@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from composer_cfg.core import dist
 from composer_cfg.config.annotations import meanings_of, type_hints
-from composer_cfg.config.problems import Problem, catch
 from composer_cfg.config.imports import import_object
 from composer_cfg.config.meaning import LocalPath, Meaning
 from composer_cfg.config.params import StoreRoot, TemplateParam, directory_to_create, working_directory
-from composer_cfg.run.resume import Resume, existing_run, run_manifest
+from composer_cfg.config.problems import Problem, catch
+from composer_cfg.core import dist
 from composer_cfg.core.run_name import given_run_name, launcher_run_name
+from composer_cfg.run.resume import Resume
+from composer_cfg.run.run_record import existing_run, manifest_path, run_directory
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def disk_problems(config: Mapping[str, Any], resume: Resume | None = Resume.NEVE
 
 
 def _manifest(run_name: str) -> Path:
-    return run_manifest(run_name, dist.current().rank, working_directory())
+    return manifest_path(run_directory(run_name, working_directory()), dist.current().rank)
 
 
 def _run_record(run_name: str) -> Any:

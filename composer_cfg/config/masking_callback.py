@@ -32,8 +32,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from composer_cfg.config.saved_configs import mask_saved
 from composer_cfg.cli.masked_output import mask_output
+from composer_cfg.config.saved_configs import mask_saved
 from composer_cfg.core.secrets import MASK, is_reference, is_secret_key, redact, remember, secret_values
 
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Mapping, Union
 
+from composer_cfg.config.imports import import_object
+from composer_cfg.config.meaning import LocalPath, Meaning
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.formatting import has_control_character
-from composer_cfg.config.imports import import_object
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.config.meaning import LocalPath, Meaning
+from composer_cfg.core.sink import DeliveryPolicy
 from composer_cfg.core.templates import (
     DIST_FIELDS,
     TIME_FIELDS,
@@ -324,8 +325,15 @@ PositiveFloat = Annotated[float, POSITIVE]
 NonNegativeFloat = Annotated[float, NON_NEGATIVE]
 Level = Annotated[Union[LogLevel, int, str], LevelParam()]
 #: What a remote destination does when its queue is full, and with what it could not deliver
-#: (see `composer_cfg.delivery`).
+#: (see `composer_cfg.core.sink.DeliveryPolicy`).
 WHEN_FULL = OneOf(("block", "drop"))
 WhenFull = Annotated[str, WHEN_FULL]
 UNDELIVERED = OneOf(("spool", "drop"))
 Undelivered = Annotated[str, UNDELIVERED]
+
+
+def checked_delivery(queue_size: Any, when_full: Any, undelivered: Any, timeout: float | None) -> DeliveryPolicy:
+    """A destination's `DeliveryPolicy`, each value checked as the config validator checks it
+    (`ConfigError` naming its key)."""
+    return DeliveryPolicy(POSITIVE_INT.check("queue_size", queue_size), WHEN_FULL.check("when_full", when_full),
+                          UNDELIVERED.check("undelivered", undelivered), timeout)

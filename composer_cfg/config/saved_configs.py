@@ -7,8 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from composer_cfg.config.sweep_job import current_sweep_job
-from composer_cfg.run.files import replacing
 from composer_cfg.core.secrets import redact
+from composer_cfg.run.files import replacing
 
 
 def save_masked_configs(cfg: DictConfig, run_name: str) -> None:

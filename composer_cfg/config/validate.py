@@ -16,21 +16,21 @@ from typing import Any, Mapping
 
 from composer_cfg.config.annotations import check_value, type_hints
 from composer_cfg.config.disk import disk_problems
-from composer_cfg.config.problems import Problem, catch
-from composer_cfg.destination import LoggerDestination
-from composer_cfg.core.errors import suggest
 from composer_cfg.config.imports import ALLOWED_MODULES_KEY, allowing, check_module_names, import_object
-from composer_cfg.logger import Logger
-from composer_cfg.run.resume import Resume
+from composer_cfg.config.problems import Problem, catch
+from composer_cfg.core.errors import suggest
+from composer_cfg.core.logger import Logger
 from composer_cfg.core.run_name import given_run_name
 from composer_cfg.core.secrets import MASK, is_secret_key
+from composer_cfg.core.sink import Policies
+from composer_cfg.run.resume import Resume
 
 #: Keys Hydra's instantiate reads itself.
 HYDRA_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recursive_"})
 #: The keys of the logger node besides Hydra's: what composer_cfg reads there.
 LOGGER_KEYS = ("destinations", "allowed_modules")
 #: The Logger's own settings a logger node may hold: passed to its constructor, checked against its signature.
-LOGGER_SETTINGS = ("defer_tensors", "measure_overhead", "offload_writers")
+LOGGER_SETTINGS = ("measure_overhead",)
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
@@ -90,7 +90,7 @@ def _check_logger(problems: list[Problem], logger: Any, world_size: int) -> None
         return
     for name, node in destinations.items():
         if node is not None:
-            check_node(problems, f"logger.destinations.{name}", node, LoggerDestination, world_size)
+            check_node(problems, f"logger.destinations.{name}", node, Policies, world_size)
 
 
 def check_node(problems: list[Problem], path: str, node: Any, base: type, world_size: int) -> None:
@@ -153,6 +153,10 @@ def check_params(
     if len(args) > len(positional) and not any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values()):
         problems.append(Problem(f"{path}._args_", f"{name} takes at most {len(positional)} positional arguments, "
                                                   f"got {len(args)}"))
+    for index, key in enumerate(positional[:len(args)]):
+        if key in params:
+            problems.append(Problem(f"{path}._args_", f"positional argument {index} of {name} is {key!r}, which is "
+                                                      f"also given by name: give it once"))
     given = {**dict(zip(positional, args)), **params}
     for key in params:
         if key not in accepted and not takes_any:
@@ -196,7 +200,8 @@ def _target_class(problems: list[Problem], path: str, node: Mapping[str, Any], b
             problems.append(Problem(f"{path}._target_", f"{target!r} is not callable"))
             return None
     elif not (inspect.isclass(found) and issubclass(found, base)):
-        problems.append(Problem(f"{path}._target_", f"{target!r} is not a {base.__name__} subclass"))
+        what = "LoggerDestination or Sink" if base is Policies else base.__name__
+        problems.append(Problem(f"{path}._target_", f"{target!r} is not a {what} subclass"))
         return None
     return found
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from time import monotonic
 
+from composer_cfg.config.params import POSITIVE
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.config.params import POSITIVE
 from composer_cfg.core.timestamp import Timestamp
 
 
@@ -42,6 +42,14 @@ class FlushSchedule:
     def due(self, event: Event, timestamp: Timestamp) -> bool:
         """Whether a flush is due right after `event`, at `timestamp`."""
         return self._due_by_count(event, timestamp) or self.seconds is not None and self.seconds_due()
+
+    def may_flush_at(self, event: Event) -> bool:
+        """Whether a flush can ever be due right after `event` (asked once, to route events)."""
+        if self.seconds is not None or event in self.at:
+            return True
+        if self.unit is LogLevel.BATCH:
+            return event is Event.BATCH_END or event is Event.EPOCH_END
+        return self.unit is LogLevel.EPOCH and event is Event.EPOCH_END
 
     def seconds_due(self) -> bool:
         """With `seconds` set: whether that many have passed since the last `restart`."""

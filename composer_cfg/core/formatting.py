@@ -47,10 +47,17 @@ def _fixed4(number: float) -> str:
 
 
 # Exact types first: the hot path is a dict of plain numbers.
+def _integer(number: int) -> str:
+    try:
+        return str(number)
+    except ValueError:  # more digits than Python writes as text
+        raise _TooManyDigits() from None
+
+
 _SCALARS: dict[type, Callable[[Any], str]] = {
     type(None): str,
     bool: str,
-    int: str,
+    int: _integer,
     float: _fixed4,
 }
 
@@ -81,8 +88,11 @@ def _text_format(escape: Callable[[str], str], name: str, doc: str) -> Callable[
                     escaped[index] = escape(escaped[index])
                 values = tuple(escaped)
             if template:
-                text = template % values
-                if len(text) <= MAX_TEXT:
+                try:
+                    text = template % values
+                except ValueError:  # an integer too long to write as text: the walk below names its key
+                    text = ""
+                if text and len(text) <= MAX_TEXT:
                     return text
         try:
             text = _render(data, (), escape)
@@ -151,7 +161,7 @@ def _render(data: Any, parents: tuple[int, ...], escape: Callable[[str], str]) -
     if isinstance(data, str):
         return f'"{escape(data)}"'
     if isinstance(data, int):
-        return str(data)
+        return _integer(data)
     if isinstance(data, float):
         return _fixed4(data)
     torch = sys.modules.get("torch")
@@ -217,6 +227,13 @@ class _Unformattable(_Refused):
     def public(self, key: str | None = None) -> Exception:
         where = f"log data value for key {key!r}" if key else "log data value"
         return TypeError(f"{where} can not be turned into text: its __str__ raised {self}")
+
+
+class _TooManyDigits(_Refused):
+    def public(self, key: str | None = None) -> Exception:
+        where = f"log data value for key {key!r}" if key else "log data value"
+        return ValueError(f"{where} can not be written as text: an integer of more than "
+                          f"{sys.get_int_max_str_digits()} digits (Python's limit: sys.set_int_max_str_digits)")
 
 
 def _enter(container: object, parents: tuple[int, ...]) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 from composer_cfg.core.events import Event
-from composer_cfg.logger import Logger
+from composer_cfg.core.logger import Logger
 
 
 class TrainingLoop:

@@ -116,9 +116,10 @@ class LineAssembler:
         self._partial: dict[int, list[str]] = {}  # thread -> pieces of its unfinished line
         self._sizes: dict[int, int] = {}
 
-    def feed(self, text: str) -> str:
-        """The whole lines `text` completes (prefixed, each ending in a line break), as one string."""
-        thread = threading.get_ident()
+    def feed(self, text: str, thread: int | None = None) -> str:
+        """The whole lines `text` (written by `thread`, default: this one) completes (prefixed, each
+        ending in a line break), as one string."""
+        thread = threading.get_ident() if thread is None else thread
         if "\r\n" in text:
             text = text.replace("\r\n", "\n")
         end = text.rfind("\n")

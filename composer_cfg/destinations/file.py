@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any
+import time
+from collections.abc import Sequence
+from typing import IO, Any
 
-from composer_cfg.destinations import capture
-from composer_cfg.destinations.run_file import RunFile, RunFileDestination
-from composer_cfg.core.events import Event
-from composer_cfg.core.flush_schedule import FlushSchedule
-from composer_cfg.core.formatting import format_log_text
-from composer_cfg.core.log_interval import LogInterval
-from composer_cfg.core.log_level import LogLevel
+from composer_cfg.compat.destination import SinkDestination
 from composer_cfg.config.params import (
     ArtifactTemplate,
     BufferSize,
@@ -23,18 +18,25 @@ from composer_cfg.config.params import (
     PositiveInt,
     positive_int,
 )
-from composer_cfg.core.state import State
-
-if TYPE_CHECKING:
-    from composer_cfg.logger import Logger
-
+from composer_cfg.core.events import Event
+from composer_cfg.core.flush_schedule import FlushSchedule
+from composer_cfg.core.formatting import format_log_text
+from composer_cfg.core.log_interval import LogInterval
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.record import Kind, Printed, Record
+from composer_cfg.core.sink import Sink, SinkContext
+from composer_cfg.core.status import RunStatus
+from composer_cfg.core.timestamp import Timestamp
+from composer_cfg.destinations import capture
+from composer_cfg.destinations.run_file import RunFile, RunFileParams
 
 _PREFIXES = {level: f"[{level.name}][batch=" for level in LogLevel}
 #: Besides every `flush_interval` units of the threshold level, the log is flushed at these events.
 FLUSH_EVENTS = (Event.EPOCH_START, Event.EVAL_START, Event.FIT_END)
+_NO_TIME = Timestamp()
 
 
-class FileLogger(RunFileDestination):
+class FileLogger(RunFileParams, SinkDestination):
     """Writes ``[EPOCH][batch=2]: { "loss": 0.1235, }`` lines to a file per rank.
 
     Args:
@@ -43,26 +45,30 @@ class FileLogger(RunFileDestination):
         artifact_name: template of the name the file is published under on every flush; default:
             `filename` with ``/`` separators and no leading ``/``.
         capture_stdout, capture_stderr: also write what the process prints, as
-            ``[stdout]: ...`` / ``[stderr]: ...`` lines, from when the file opens until `close`.
-        buffer_size: the file's buffering (1: line buffered; -1: the system default).
+            ``[stdout]: ...`` / ``[stderr]: ...`` lines, from when the file opens until it closes.
+        buffer_size: the file's buffering. 1 (line buffered, the default): each line is written on
+            the thread that logs it, and is in the file when the call returns. Otherwise (-1: the
+            system's default, or a size in bytes) lines are written on a thread of the log's own,
+            in order; when the file captures printed output it stays on the logging threads, so
+            each thread's prints and data lines keep their order.
         log_level: threshold; calls above it are not written.
         log_interval: at the threshold level, write only every n-th epoch (EPOCH) or batch (BATCH):
             the calls of a unit are kept when ``(epoch + 1) % n == 0`` (resp. ``batch``), decided at
-            ``epoch_start``/``batch_start`` as in Composer, or from ``state.timestamp`` at each call
-            when those events are not fired (see `LogInterval`). FIT calls are always written.
+            ``epoch_start``/``batch_start`` as in Composer, or from the timestamp at each call when
+            those events are not fired (see `LogInterval`). FIT calls are always written.
         flush_interval: with a BATCH threshold, flush every n batches (at ``batch_end``); with
             EPOCH, every n epochs (at ``epoch_end``). Also flushed at ``epoch_start``,
-            ``eval_start``, ``fit_end`` and `close`. Each flush publishes the file as an artifact.
+            ``eval_start``, ``fit_end`` and at close. Each flush publishes the file as an artifact.
         flush_seconds: also flush at the first event once this many seconds have passed since
             the last flush; None: off.
         overwrite: replace an existing log file; when False an existing file is an error.
 
     The file opens at `Event.INIT` or at the first write, whichever comes first. Every call is
     one whole line, whichever threads log and print at once; a printed line left unfinished is
-    ended when the same thread logs data, and at `close`.
+    ended when the same thread logs data, and at close.
     """
 
-    thread_safe = True
+    takes_hyperparameters = False  # a text log shows data, not the run's config
 
     def __init__(
         self,
@@ -79,143 +85,138 @@ class FileLogger(RunFileDestination):
         overwrite: bool = False,
     ) -> None:
         self.buffer_size = BufferSizeParam().check("buffer_size", buffer_size)
-        self._run_file = RunFile("log file", filename, artifact_name, overwrite=overwrite, buffering=buffer_size)
+        self._file = (filename, artifact_name)
+        RunFile("log file", filename, artifact_name, overwrite=overwrite, buffering=buffer_size)  # checks the names
         self.log_level = LogLevel.parse(log_level)
         self.log_interval = positive_int("log_interval", log_interval)
-        self._interval = LogInterval(self.log_interval, self.log_level)
-        self._sampled_level = self._interval.level  # the one level log_interval thins out
         self.flush_interval = positive_int("flush_interval", flush_interval)
         unit = self.log_level if self.log_level is not LogLevel.FIT else None
         self.flush_schedule = FlushSchedule(self.flush_interval, unit, at=FLUSH_EVENTS, seconds=flush_seconds)
         self.flush_seconds = self.flush_schedule.seconds
         self.overwrite = bool(overwrite)
-        self._streams = [name for name, wanted in (("stdout", capture_stdout), ("stderr", capture_stderr)) if wanted]
-        # Printed lines are written from the printing thread: data lines written on another would
-        # no longer fall between them where they were logged.
-        self.offloadable = not self._streams  # type: ignore[misc]
-        self._lines = {name: capture.LineAssembler(f"[{name}]: ") for name in self._streams}
-        self._captures: list[tuple[Any, Any]] = []
-        self._unfinished = 0  # threads with a printed line not yet ended
-        self._capture_error: Exception | None = None
-        self._lock = threading.RLock()  # re-entrant: a signal handler may close while a write is in progress
-        self._file: IO[str] | None = None
-        self._closed = False
-        self._logger: Logger | None = None
+        self.streams = tuple(name for name, wanted in (("stdout", capture_stdout), ("stderr", capture_stderr))
+                             if wanted)
+        self.channel_kind = "inline" if self.buffer_size == 1 or self.streams else "thread"
+        sampled = LogInterval(self.log_interval, self.log_level).level
+        self.event_hooks = frozenset({Event.EPOCH_START} if sampled is LogLevel.EPOCH else
+                                {Event.BATCH_START} if sampled is LogLevel.BATCH else ())
 
     @property
     def filename(self) -> str:
-        """The log file's absolute path; known once the file is open (at INIT or the first write)."""
-        return self._run_file.known("filename")
+        """The log file's name, as its template filled it (``run/logs-rank0.txt``); known once the
+        file is open (at INIT or the first write)."""
+        return self.sink().run_file.known("name")
 
     @property
     def artifact_name(self) -> str:
         """The name the log file is published under."""
-        return self._run_file.known("artifact_name")
+        return self.sink().run_file.known("artifact_name")
 
-    def output_location(self) -> str | None:
-        return self._run_file.location()
+    def make_sink(self) -> Sink:
+        return FileSink(self)
 
-    def run_identity(self) -> dict[str, Any]:
-        return {"filename": self._run_file.path} if self._run_file.location() else {}
 
-    def continue_run(self, identity: Mapping[str, Any]) -> None:
-        """Append to the log file, after a line saying where the run resumed."""
-        self._run_file.append = True
+class FileSink(Sink):
+    """Writes a `FileLogger`'s records (see there)."""
 
-    # -- data --------------------------------------------------------------------------------
+    def __init__(self, settings: FileLogger) -> None:
+        filename, artifact_name = settings._file
+        self.run_file = RunFile("log file", filename, artifact_name, overwrite=settings.overwrite,
+                                buffering=settings.buffer_size)
+        self._interval = LogInterval(settings.log_interval, settings.log_level)
+        self._sampled = self._interval.level  # the one level log_interval thins out
+        self._streams = settings.streams
+        self._lines = {name: capture.LineAssembler(f"[{name}]: ") for name in self._streams}
+        self._captures: list[Any] = []
+        self._capture_error: Exception | None = None
+        self._unfinished = 0  # threads with a printed line not yet ended
+        self._file: IO[str] | None = None
+        self._publish: Any = None
 
-    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        timestamp = state.timestamp
-        if log_level is self._sampled_level and not self._interval.keeps(timestamp):
-            return
-        line = f"{_PREFIXES[log_level]}{timestamp.batch}]: {format_log_text(data)}\n"
-        with self._lock:
-            file = self._file or self._open(state)
-            if self._unfinished:  # a thread printed part of a line: end this thread's first
-                file.write("".join(lines.finish(threading.get_ident()) for lines in self._lines.values()))
-                self._count_unfinished()
-            file.write(line)
+    def open(self, context: SinkContext) -> None:
+        self._publish = context.publish
+        self._file = self.run_file.open(context.run, append=context.resumed is not None)
+        if context.resumed is not None:
+            at = context.timestamp
+            self._file.write(f"[resumed]: at epoch {at.epoch} batch {at.batch}; the lines above from that point on "
+                             f"were written by an attempt that did not finish\n")
+        for name in self._streams:
+            handle = capture.start(name, self._captured(name, context.submit))
+            if handle is not None:
+                self._captures.append(handle)
 
-    def _captured(self, name: str, text: str) -> None:
-        """What the program printed: whole lines only. Never raises into the program's ``print``;
-        a failure to write is raised at the next flush or at close instead."""
-        with self._lock:
-            file = self._file
-            if file is None or self._capture_error is not None:
-                return
-            try:
-                chunk = self._lines[name].feed(text)
+    def write(self, records: Sequence[Record]) -> None:
+        file = self._file
+        for record in records:
+            kind = record.kind
+            if kind is Kind.DATA:
+                level, timestamp = record.level, record.timestamp
+                if level is self._sampled and not self._interval.keeps(timestamp):
+                    continue
+                if self._unfinished:  # this thread printed part of a line: end it first
+                    file.write("".join(lines.finish(threading.get_ident()) for lines in self._lines.values()))
+                    self._count_unfinished()
+                file.write(f"{_PREFIXES[level]}{timestamp.batch}]: {format_log_text(record.payload)}\n")
+            elif kind is Kind.PRINTED:
+                printed = record.payload
+                chunk = self._lines[printed.stream].feed(printed.text, printed.thread)
                 self._count_unfinished()
                 if chunk:
                     file.write(chunk)
+            elif kind is Kind.EVENT:
+                self._interval.start(record.timestamp)
+
+    def flush(self, durable: bool) -> None:
+        """Flush and fsync the file, then publish it as an artifact."""
+        self._raise_capture_error()
+        self.run_file.sync()
+        self.run_file.publish(self._publish)
+
+    def close(self, status: RunStatus) -> None:
+        for handle in self._captures:
+            capture.stop(handle)
+        self._captures = []
+        if self._file is None:
+            return
+        try:
+            self._file.write("".join(lines.finish() for lines in self._lines.values()))
+            self._raise_capture_error()
+        finally:
+            self._file = None
+            self.run_file.close()
+        self.run_file.publish(self._publish)
+
+    def identity(self) -> dict[str, Any]:
+        return {"filename": self.run_file.path} if self.run_file.path else {}
+
+    def report(self) -> dict[str, Any]:
+        """``bytes_written``: what this run added to its file so far, as far as the OS has it."""
+        return {"bytes_written": self.run_file.bytes_written()}
+
+    def location(self) -> str | None:
+        return self.run_file.path
+
+    # -- printed output ------------------------------------------------------------------------
+
+    def _captured(self, name: str, submit: Any) -> Any:
+        """What the program prints on `name`, as records of this log's own. Never raises into the
+        program's ``print``; a failure is raised at the next flush or close instead."""
+
+        def sink(text: str) -> None:
+            if self._capture_error is not None:
+                return
+            try:
+                submit(Record(Kind.PRINTED, None, _NO_TIME, time.time(), Printed(name, text, threading.get_ident())))
             except Exception as error:  # noqa: BLE001 - reported by flush/close, not by print
                 self._capture_error = error
 
+        return sink
+
     def _count_unfinished(self) -> None:
         self._unfinished = sum(lines.waiting for lines in self._lines.values())
-
-    # -- events ------------------------------------------------------------------------------
-
-    def init(self, state: State, logger: Logger) -> None:
-        self._logger = logger
-        with self._lock:
-            if self._file is None:
-                self._open(state)
-
-    def epoch_start(self, state: State, logger: Logger) -> None:
-        if self._sampled_level is LogLevel.EPOCH:
-            self._interval.start(state.timestamp)
-
-    def batch_start(self, state: State, logger: Logger) -> None:
-        if self._sampled_level is LogLevel.BATCH:
-            self._interval.start(state.timestamp)
-
-    def flush(self, state: State | None = None, logger: Logger | None = None) -> None:
-        """Flush and fsync the file, then publish it as an artifact through `logger`."""
-        with self._lock:
-            if self._file is None:
-                return
-            self._raise_capture_error()
-            self._run_file.sync()
-        self._run_file.publish(logger or self._logger)
-
-    def close(self, state: State, logger: Logger) -> None:
-        with self._lock:
-            self._closed = True
-            self._stop_capture()
-            if self._file is None:
-                return
-            try:
-                for lines in self._lines.values():
-                    self._file.write(lines.finish())
-                self._raise_capture_error()
-            finally:
-                self._file = None
-                self._run_file.close()
-        self._run_file.publish(logger)
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _open(self, state: State) -> IO[str]:
-        """Open the file and start capturing (the caller holds the lock)."""
-        if self._closed:  # a call still in flight when the Logger closed: never reopen (or truncate)
-            raise RuntimeError(f"FileLogger for {self._run_file.location()} is closed: it writes no more")
-        self._file = self._run_file.open(state)
-        if self._run_file.append:
-            self._file.write(f"[resumed]: at epoch {state.timestamp.epoch} batch {state.timestamp.batch}; the lines "
-                             f"above from that point on were written by an attempt that did not finish\n")
-        for name in self._streams:
-            handle = capture.start(name, lambda text, name=name: self._captured(name, text))
-            if handle is not None:
-                self._captures.append(handle)
-        return self._file
 
     def _raise_capture_error(self) -> None:
         error, self._capture_error = self._capture_error, None
         if error is not None:
             raise OSError(f"writing printed output to the log file failed: {type(error).__name__}: {error}") from error
 
-    def _stop_capture(self) -> None:
-        for handle in self._captures:
-            capture.stop(handle)
-        self._captures = []

@@ -5,21 +5,27 @@ from __future__ import annotations
 import sys
 import threading
 from array import array
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations.columns import Series, TimeRows
-from composer_cfg.core.log_level import LogLevel
+from composer_cfg.compat.destination import SinkDestination
 from composer_cfg.config.params import Level
-from composer_cfg.core.state import State
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.sink import Sink
 from composer_cfg.core.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
+from composer_cfg.destinations.columns import Series, TimeRows
+from composer_cfg.runtime.channel import Channel
 
-class InMemoryLogger(LoggerDestination):
+
+class InMemoryLogger(SinkDestination):
     """Keeps every logged value; for tests, notebooks and callbacks that read metrics back.
 
     Numbers are stored in typed arrays (about 8 bytes per value plus its share of the time
     point), other values as the `Logger` normalised them (host copies of tensors and arrays,
-    copies of containers), so later changes by the caller do not alter the record.
+    copies of containers), so later changes by the caller do not alter the record. Written on
+    the logging thread: what was logged is there when the call returns (a device tensor's value
+    crosses to the host when it is first read, if no flush point came before).
 
     >>> from composer_cfg import Logger, State
     >>> memory = InMemoryLogger()
@@ -35,11 +41,9 @@ class InMemoryLogger(LoggerDestination):
     are built from the stored columns when read; `data` is brought up to date when read.
     """
 
-    thread_safe = True
-
     def __init__(self, log_level: Level = LogLevel.BATCH) -> None:
         self.log_level = LogLevel.parse(log_level)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # between the writer and readers on other threads
         self._series: dict[str, Series] = {}
         self._rows = TimeRows()  # one per distinct (timestamp, level) of a call
         self._last: tuple[Timestamp, LogLevel] | None = None
@@ -47,34 +51,50 @@ class InMemoryLogger(LoggerDestination):
         self._data: dict[str, list[tuple[Timestamp, LogLevel, Any]]] = {}
         self._in_data: dict[str, int] = {}  # key -> how many of its values `data` has taken in
         self._times: dict[int, tuple[Timestamp, LogLevel]] = {}  # row -> its time point, once read
+        self._settle: Callable[[], None] = _nothing
         self.hyperparameters: dict[str, Any] = {}
 
-    def log_hyperparameters(self, state: State, hyperparameters: dict[str, Any]) -> None:
-        """Kept in `hyperparameters` (later values of a key replace earlier ones)."""
-        with self._lock:
-            self.hyperparameters.update(hyperparameters)
+    def make_sink(self) -> Sink:
+        return _MemorySink(self)
 
-    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        timestamp = state.timestamp
+    def attach(self, channel: Channel) -> None:
+        super().attach(channel)
+
+        def settle() -> None:  # a read delivers first what waits for its device tensors
+            logger = channel.context().logger
+            if logger is not None:
+                logger.deliver_waiting()
+
+        self._settle = settle
+
+    def _store(self, records: Sequence[Record]) -> None:
+        """Keep `records` (the sink's write)."""
         with self._lock:
-            last = self._last
-            if last is None or last[0] is not timestamp or last[1] is not log_level:
-                self._row = self._rows.append(timestamp, log_level)
-                self._last = (timestamp, log_level)
-            row = self._row
-            series_of = self._series
-            for key, value in data.items():
-                series = series_of.get(key)
-                if series is None:
-                    series = series_of[key] = Series(value)
-                if type(value) is series.exact_type:
-                    try:
-                        series.values.append(value)
-                        series.rows.append(row)
-                    except OverflowError:
-                        series.add(row, value)
-                else:
+            for record in records:
+                if record.kind is Kind.DATA:
+                    self._keep(record.timestamp, record.level, record.payload)  # type: ignore[arg-type]
+                elif record.kind is Kind.HYPERPARAMETERS:
+                    self.hyperparameters.update(record.payload)
+
+    def _keep(self, timestamp: Timestamp, log_level: LogLevel, data: dict[str, Any]) -> None:
+        last = self._last
+        if last is None or last[0] is not timestamp or last[1] is not log_level:
+            self._row = self._rows.append(timestamp, log_level)
+            self._last = (timestamp, log_level)
+        row = self._row
+        series_of = self._series
+        for key, value in data.items():
+            series = series_of.get(key)
+            if series is None:
+                series = series_of[key] = Series(value)
+            if type(value) is series.exact_type:
+                try:
+                    series.values.append(value)
+                    series.rows.append(row)
+                except OverflowError:
                     series.add(row, value)
+            else:
+                series.add(row, value)
 
     def output_location(self) -> str:
         return f"in memory ({len(self._series)} keys)"
@@ -82,12 +102,14 @@ class InMemoryLogger(LoggerDestination):
     @property
     def most_recent_values(self) -> dict[str, Any]:
         """key -> the last value logged for it."""
+        self._settle()
         with self._lock:
             return {key: series.values[-1] for key, series in self._series.items()}
 
     @property
     def most_recent_timestamps(self) -> dict[str, Timestamp]:
         """key -> the `Timestamp` of the last call that logged it."""
+        self._settle()
         with self._lock:
             return {key: self._time(series.rows[-1])[0] for key, series in self._series.items()}
 
@@ -100,6 +122,7 @@ class InMemoryLogger(LoggerDestination):
         from it comes back with the entries logged after). Entries of one call share one
         `Timestamp` object.
         """
+        self._settle()
         with self._lock:
             data, taken = self._data, self._in_data
             for key, series in self._series.items():
@@ -128,6 +151,7 @@ class InMemoryLogger(LoggerDestination):
         """
         import numpy as np
 
+        self._settle()
         with self._lock:  # a buffer being read can not grow meanwhile
             series = self._series.get(metric)
             if series is None:
@@ -153,3 +177,20 @@ def _to_numpy(values: Any) -> Any:
     if torch is not None and values and all(isinstance(v, torch.Tensor) for v in values):
         return torch.stack([v.detach().cpu() for v in values]).numpy()
     return np.array(values)
+
+
+def _nothing() -> None:
+    pass
+
+
+class _MemorySink(Sink):
+    """Writes into its `InMemoryLogger`'s columns."""
+
+    def __init__(self, memory: InMemoryLogger) -> None:
+        self._memory = memory
+
+    def write(self, records: Sequence[Record]) -> None:
+        self._memory._store(records)
+
+    def location(self) -> str:
+        return self._memory.output_location()

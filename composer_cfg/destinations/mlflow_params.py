@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from composer_cfg.core.errors import ConfigError
 from composer_cfg.config.meaning import LocalPath, Meaning
 from composer_cfg.config.params import TemplateParam, working_directory
+from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.templates import DIST_FIELDS, Template, preview
 
 _TEMPLATE = TemplateParam(DIST_FIELDS)

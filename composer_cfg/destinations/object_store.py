@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable
+from typing import Annotated, Any, Callable
 
-from composer_cfg.background import FINALIZE_RESERVE, BackgroundWorker, budget
-from composer_cfg.delivery import DeliveryPolicy
-from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations.transient import is_transient
-from composer_cfg.destinations.uploads import UploadQueue
-from composer_cfg.run.files import unique_beside, write_exclusively
-from composer_cfg.core.log_level import LogLevel
+from composer_cfg.compat.destination import SinkDestination
 from composer_cfg.config.params import (
     NON_NEGATIVE,
-    CallablePath,
     NON_NEGATIVE_INT,
     POSITIVE,
+    CallablePath,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -30,14 +23,20 @@ from composer_cfg.config.params import (
     StoreURL,
     TemplateParam,
     WhenFull,
+    checked_delivery,
     local_root,
     positive_int,
 )
+from composer_cfg.core.events import Event
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.record import Record
+from composer_cfg.core.sink import KeyedSink, Sink, SinkContext
 from composer_cfg.core.state import State
 from composer_cfg.core.templates import DIST_FIELDS, Template, check_artifact_name
-
-if TYPE_CHECKING:
-    from composer_cfg.logger import Logger
+from composer_cfg.destinations.transient import is_transient
+from composer_cfg.run.files import unique_beside, write_exclusively
+from composer_cfg.runtime.deadline import Deadline
+from composer_cfg.runtime.workers import run_bounded
 
 LOG = logging.getLogger("composer_cfg")
 OBJECT_FIELDS = {**DIST_FIELDS, "artifact_name": "run/file.txt"}
@@ -46,8 +45,8 @@ ArtifactFilter = Callable[[State, LogLevel, str], bool]
 ARTIFACT_FILTER = CallablePath("(state, log_level, artifact_name)")
 
 
-class ObjectStoreLogger(LoggerDestination):
-    """Uploads every file artifact to ``<url>/<object_name>``, in background threads.
+class ObjectStoreLogger(SinkDestination):
+    """Uploads every file artifact to ``<url>/<object_name>``, on threads of its own.
 
     Args:
         url: the root, any fsspec URL: ``file:///data/runs``, a relative path, ``memory://x``,
@@ -65,24 +64,28 @@ class ObjectStoreLogger(LoggerDestination):
             throttling, HTTP 5xx: see `composer_cfg.destinations.transient`) is retried up to
             `max_retries` times, waiting about ``retry_backoff * 2**attempt`` seconds plus a random
             jitter of up to `retry_backoff`.
-        close_timeout: at close, how long to wait for pending uploads; those still running after
-            it are reported as not delivered.
+        close_timeout: at close (and at a checkpoint), how long to wait for pending uploads; those
+            still running after it are reported as not delivered (an unfinished S3 multipart
+            upload of theirs is aborted).
         queue_size, when_full: at most `queue_size` artifacts wait or upload at once (a new
             version of a waiting one takes its place); one more makes the logging thread wait
             for room (``block``: at most `close_timeout` seconds, once per outage) or is not
-            uploaded (``drop``: a warning names it, and `post_close` raises naming them all).
+            uploaded (``drop``: a warning names it, and close raises naming them all).
 
-    The file is copied to a staging directory before `log_file_artifact` returns (the caller
-    may delete it). An upload is atomic: a reader sees the whole object or none (local files:
-    a temporary name, then a rename; object stores: one PUT). ``overwrite=False`` never replaces
-    an existing object (an exclusive create, so racing writers can not both win). Per object name
-    only one upload runs at a time and only the newest waiting version is kept (`UploadQueue`).
-    A failed upload is raised at every later ``batch_end``, ``epoch_end`` and ``fit_end`` and after
-    pending uploads finish, in `post_close` (through a `Logger`: once, then counted).
+    The Logger copies the file before the call returns (the caller may delete it). An upload is
+    atomic: a reader sees the whole object or none (local files: a temporary name, then a rename;
+    object stores: one PUT, or a multipart upload completed at once). ``overwrite=False`` never
+    replaces an existing object (an exclusive create, so racing writers can not both win). Per
+    object name only one upload runs at a time and only the newest waiting version is kept
+    (`composer_cfg.runtime.keyed_channel`). A failed upload is raised at every later
+    ``batch_end``, ``epoch_end`` and ``fit_end``, and at close (through a `Logger`: once, then
+    counted).
     """
 
-    thread_safe = True
+    channel_kind = "keyed"
+    takes_data = False
     remote = True
+    event_hooks = frozenset({Event.BATCH_END, Event.EPOCH_END, Event.FIT_END})  # where failed uploads are raised
 
     def __init__(
         self,
@@ -99,22 +102,17 @@ class ObjectStoreLogger(LoggerDestination):
         when_full: WhenFull = "block",
     ) -> None:
         self.url = StoreRoot().check("url", url)  # a known protocol whose package is installed
-        self._object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
-        self._local = local_root(url) is not None
-        self._storage_options = dict(storage_options or {})
-        self._filesystem: tuple[Any, str] | None = None  # made on first use: it may start I/O threads
-        self._filter = None if should_log_artifact is None else ARTIFACT_FILTER.check("should_log_artifact",
-                                                                                    should_log_artifact)
+        self.object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
+        self.local = local_root(url) is not None
+        self.storage_options = dict(storage_options or {})
+        self.should_log_artifact = None if should_log_artifact is None else ARTIFACT_FILTER.check(
+            "should_log_artifact", should_log_artifact)
+        self.upload_workers = positive_int("num_concurrent_uploads", num_concurrent_uploads)
         self.max_retries = NON_NEGATIVE_INT.check("max_retries", max_retries)
         self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
         self.close_timeout = float(POSITIVE.check("close_timeout", close_timeout))
-        policy = DeliveryPolicy.checked(queue_size, when_full, "drop", self.close_timeout)
-        self._uploads = UploadQueue(self._upload, positive_int("num_concurrent_uploads", num_concurrent_uploads),
-                                    policy=policy)
-        self._staging: Path | None = None
-        self._lock = threading.Lock()
-        self._fields: dict[str, Any] | None = None
-        self._in_place: set[str] = set()  # objects that are the very files published as them
+        self.delivery_policy = checked_delivery(queue_size, when_full, "drop", self.close_timeout)
+        self._files = _FileSystem(self.url, self.storage_options)
 
     def can_log_file_artifacts(self) -> bool:
         return True
@@ -124,46 +122,25 @@ class ObjectStoreLogger(LoggerDestination):
 
     def object_path(self, artifact_name: str, state: State | None = None) -> str:
         """Where `artifact_name` is stored, within the file system (``bucket/prefix/name``)."""
-        if state is not None:
-            self._fields = state.template_fields()
-        if self._fields is None:
+        fields = state.template_fields() if state is not None else self.sink().fields  # type: ignore[attr-defined]
+        if fields is None:
             raise RuntimeError("object names are known only after Event.INIT or the first artifact")
-        name = self._object_name.fill({**self._fields, "artifact_name": artifact_name}).lstrip("/")
+        name = self.object_name.fill({**fields, "artifact_name": artifact_name}).lstrip("/")
         check_artifact_name(name, key="object_name")
-        return f"{self._fs_and_root()[1].rstrip('/')}/{name}"
+        return f"{self._files.root.rstrip('/')}/{name}"
 
     def get_uri_for_artifact(self, artifact_name: str) -> str:
         """The URL of `artifact_name` in the store, e.g. ``s3://bucket/prefix/run/logs.txt``."""
-        return self._fs_and_root()[0].unstrip_protocol(self.object_path(artifact_name))
+        return self._files.fs.unstrip_protocol(self.object_path(artifact_name))
 
-    def log_file_artifact(
-        self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *, overwrite: bool
-    ) -> None:
-        if self._filter is not None and not self._filter(state, log_level, artifact_name):
-            return
-        target = self.object_path(artifact_name, state)
-        if self._local and Path(target).resolve() == Path(file_path).resolve():
-            if target not in self._in_place:  # the object is the live file itself: a copy could only lose lines
-                self._in_place.add(target)
-                LOG.warning("ObjectStoreLogger: %s is already the object for artifact %r (the store holds the live "
-                            "file itself); it is not copied over itself", target, artifact_name)
-            return
-        if self._uploads.stopped:
-            raise RuntimeError(f"ObjectStoreLogger for {self.url} is closed: it takes no more artifacts")
-        staged = self._stage(file_path, artifact_name)
-        try:
-            queued = self._uploads.submit(target, staged, overwrite)
-        except Exception:
-            staged.unlink(missing_ok=True)
-            raise
-        if not queued:
-            staged.unlink(missing_ok=True)
-            LOG.warning("ObjectStoreLogger: the upload queue to %s is full; artifact %r is not uploaded", self.url,
-                        artifact_name)
-
-    def report(self) -> dict[str, Any]:
-        """The upload queue's counts (`UploadQueue.report`)."""
-        return self._uploads.report()
+    def wait(self, timeout: float | None = None) -> list[str]:
+        """Wait until every upload so far has finished (at most `timeout` seconds); the object names
+        still pending."""
+        channel = self.__dict__.get("_channel")
+        if channel is None:
+            return []
+        channel.flush(False, Deadline.after(timeout))
+        return channel.pending()
 
     def get_file_artifact(
         self, artifact_name: str, destination: str | Path, overwrite: bool = False, progress_bar: bool = True,
@@ -176,108 +153,130 @@ class ObjectStoreLogger(LoggerDestination):
             raise FileExistsError(f"{destination} exists: pass overwrite=True to replace it")
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = unique_beside(destination)
-        worker = BackgroundWorker("download")
+        source = self.object_path(artifact_name)
+
+        def download() -> None:
+            with self._files.fs.open(source, "rb") as remote:
+                write_exclusively(remote, partial)
+
         try:
-            worker.call(f"downloading {artifact_name!r} from {self.url}", self._download, artifact_name, partial,
-                        timeout=self.close_timeout if timeout is None else timeout)
+            run_bounded(f"downloading {artifact_name!r} from {self.url}", download,
+                        self.close_timeout if timeout is None else timeout)
             os.replace(partial, destination)
         finally:
-            worker.stop()
             partial.unlink(missing_ok=True)
 
-    def _download(self, artifact_name: str, partial: Path) -> None:
-        with self._fs_and_root()[0].open(self.object_path(artifact_name), "rb") as source:
-            write_exclusively(source, partial)
+    def make_sink(self) -> Sink:
+        return ObjectStoreSink(self)
 
-    def wait(self, timeout: float | None = None) -> list[str]:
-        """Wait until every upload so far has finished (at most `timeout` seconds); return the object
-        names still pending."""
-        return self._uploads.drain(timeout)
 
-    # -- events: failures surface here --------------------------------------------------------
+class _FileSystem:
+    """The store's file system and root path within it, made on first use (it may start I/O threads)."""
 
-    def init(self, state: State, logger: Logger) -> None:
-        self._fields = state.template_fields()
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self._url, self._options = url, options
+        self._made: tuple[Any, str] | None = None
+        self._lock = threading.Lock()
 
-    def batch_end(self, state: State, logger: Logger) -> None:
-        self._raise_failures()
-
-    def epoch_end(self, state: State, logger: Logger) -> None:
-        self._raise_failures()
-
-    def fit_end(self, state: State, logger: Logger) -> None:
-        self._raise_failures()
-
-    def post_close(self) -> None:
-        """Wait (at most `close_timeout` seconds) for the uploads, including the final ones other
-        destinations published while closing; then report what failed or did not finish."""
-        allowed = budget(self.close_timeout, FINALIZE_RESERVE)  # less when a SIGTERM is ending the process
-        try:
-            undelivered = self._uploads.drain(allowed)
-            self._uploads.stop()
-            if undelivered:
-                raise TimeoutError(f"{len(undelivered)} upload(s) to {self.url} did not finish within "
-                                   f"{allowed:.3g} s: {', '.join(undelivered)}")
-            if self._uploads.dropped:
-                raise RuntimeError(f"{len(self._uploads.dropped)} artifact(s) were not uploaded to {self.url}: the "
-                                   f"upload queue was full: {', '.join(self._uploads.dropped)}")
-            self._raise_failures()
-        finally:
-            if self._staging is not None:
-                shutil.rmtree(self._staging, ignore_errors=True)
-                self._staging = None
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _fs_and_root(self) -> tuple[Any, str]:
-        """The file system and the root path within it (made on first use)."""
-        if self._filesystem is None:
-            from fsspec.core import url_to_fs
-
-            with self._lock:
-                if self._filesystem is None:
-                    self._filesystem = url_to_fs(self.url, **self._storage_options)
-        return self._filesystem
-
-    def _stage(self, file_path: Path, artifact_name: str) -> Path:
-        """A private copy of the file (the caller may change or delete it once we return)."""
+    def _make(self) -> tuple[Any, str]:
         with self._lock:
-            if self._staging is None:
-                self._staging = Path(tempfile.mkdtemp(prefix="composer_cfg-staging-"))
-            staging = self._staging
-        handle, staged = tempfile.mkstemp(dir=staging, suffix=f"-{Path(artifact_name).name}")
-        os.close(handle)
-        shutil.copyfile(file_path, staged)
-        return Path(staged)
+            if self._made is None:
+                from fsspec.core import url_to_fs
 
-    def _upload(self, staged: Path, target: str, overwrite: bool) -> None:
+                self._made = url_to_fs(self._url, **self._options)
+            return self._made
+
+    @property
+    def fs(self) -> Any:
+        return self._made[0] if self._made is not None else self._make()[0]
+
+    @property
+    def root(self) -> str:
+        return self._made[1] if self._made is not None else self._make()[1]
+
+
+class ObjectStoreSink(KeyedSink):
+    """Uploads an `ObjectStoreLogger`'s artifacts; `write` runs on several threads at once, one
+    object name each (see `composer_cfg.runtime.keyed_channel`)."""
+
+    def __init__(self, settings: ObjectStoreLogger) -> None:
+        self._settings = settings
+        self.fields: dict[str, Any] | None = None
+        self._state: Any = None
+        self._in_place: set[str] = set()  # objects that are the very files published as them
+
+    def open(self, context: SinkContext) -> None:
+        self.fields = context.run.template_fields()
+        self._state = context.logger.state if context.logger is not None else State(
+            context.run.run_name, context.timestamp, dist_info=context.run.dist)
+
+    def key(self, record: Record) -> str | None:
+        """The object name of an artifact record, or None to leave it out (filtered, or the object
+        is the live file itself). On the calling thread."""
+        settings, artifact = self._settings, record.payload
+        if settings.should_log_artifact is not None and not settings.should_log_artifact(
+                self._state, record.level, artifact.name):
+            return None
+        target = settings.object_path(artifact.name)
+        if settings.local and Path(target).resolve() == Path(artifact.source).resolve():
+            if target not in self._in_place:  # the object is the live file itself: a copy could only lose lines
+                self._in_place.add(target)
+                LOG.warning("ObjectStoreLogger: %s is already the object for artifact %r (the store holds the live "
+                            "file itself); it is not copied over itself", target, artifact.name)
+            return None
+        return target
+
+    def write(self, records: Sequence[Record]) -> None:
+        for record in records:
+            self._upload(record.payload, self._settings.object_path(record.payload.name))
+
+    def abort(self, keys: Sequence[str]) -> None:
+        """Uploads left unfinished at close: abort their S3 multipart uploads, so no parts of them
+        stay in the bucket (nothing to do elsewhere)."""
+        fs = self._settings._files.fs
+        if type(fs).__module__.split(".")[0] != "s3fs":
+            return
+        for key in keys:
+            bucket, _, name = key.partition("/")
+            try:
+                uploads = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=name).get("Uploads", [])
+                for upload in uploads:
+                    if upload["Key"] == name:
+                        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=name, UploadId=upload["UploadId"])
+            except Exception as error:  # noqa: BLE001 - said; the close goes on
+                LOG.warning("ObjectStoreLogger: could not abort the unfinished upload of %s: %s: %s", key,
+                            type(error).__name__, error)
+
+    def location(self) -> str:
+        return self._settings.url
+
+    def _upload(self, artifact: Any, target: str) -> None:
         from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+        settings = self._settings
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(self.max_retries + 1),
-                wait=wait_exponential(multiplier=self.retry_backoff) + wait_random(0, self.retry_backoff),
+                stop=stop_after_attempt(settings.max_retries + 1),
+                wait=wait_exponential(multiplier=settings.retry_backoff) + wait_random(0, settings.retry_backoff),
                 retry=retry_if_exception(is_transient),
                 before_sleep=lambda retry: self._say_retrying(target, retry),
                 reraise=True,
             ):
                 with attempt:
-                    self._publish(staged, target, overwrite)
+                    self._publish(artifact.path, target, artifact.overwrite)
         except FileExistsError:
-            if overwrite:  # not a refusal to replace: a file where a directory of the path should be
+            if artifact.overwrite:  # not a refusal to replace: a file where a directory of the path should be
                 raise
             raise FileExistsError(f"{target} already exists and overwrite is False") from None
-        finally:
-            staged.unlink(missing_ok=True)
 
     def _say_retrying(self, target: str, retry: Any) -> None:
         error = retry.outcome.exception()
         LOG.warning("upload of %s failed (%s: %s); retry %d of %d in %.2g s", target, type(error).__name__, error,
-                    retry.attempt_number, self.max_retries, retry.next_action.sleep)
+                    retry.attempt_number, self._settings.max_retries, retry.next_action.sleep)
 
     def _publish(self, staged: Path, target: str, overwrite: bool) -> None:
         """Make `target` hold the staged file, all at once, replacing it only if `overwrite`."""
-        if self._local:
+        if self._settings.local:
             final = Path(target)
             final.parent.mkdir(parents=True, exist_ok=True)
             partial = unique_beside(final)
@@ -291,15 +290,4 @@ class ObjectStoreLogger(LoggerDestination):
             finally:
                 partial.unlink(missing_ok=True)
         else:
-            self._fs_and_root()[0].put_file(str(staged), target, mode="overwrite" if overwrite else "create")
-
-    def _raise_failures(self) -> None:
-        """From the first failed upload on, raise the latest at every call (as Composer raised at
-        every event once an upload worker had died). The `Logger` raises each distinct failure
-        once and counts the repeats, so a run driven by a Logger sees each failure once."""
-        failures = list(self._uploads.failures)  # a snapshot: uploads may fail meanwhile
-        if failures:
-            latest = failures[-1]
-            so_far = f" ({len(failures)} failed uploads so far)" if len(failures) > 1 else ""
-            raise RuntimeError(f"artifact upload failed: {type(latest).__name__}: {latest}{so_far}") from latest
-
+            self._settings._files.fs.put_file(str(staged), target, mode="overwrite" if overwrite else "create")

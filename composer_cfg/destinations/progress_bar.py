@@ -5,19 +5,22 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Callable, TextIO, Union
+from collections.abc import Sequence
+from typing import Annotated, Any, Callable, TextIO, Union
 
-from composer_cfg.destination import LoggerDestination
-from composer_cfg.destinations.capture import uncaptured
-from composer_cfg.core.errors import ConfigError
-from composer_cfg.core.formatting import format_log_text
-from composer_cfg.core.log_level import LogLevel
+from composer_cfg.compat.destination import SinkDestination
 from composer_cfg.config.meaning import Meaning
 from composer_cfg.config.params import Level
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.events import Event
+from composer_cfg.core.formatting import format_log_text
+from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.record import EventPoint, Kind, Printed, Record
+from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.state import State
-
-if TYPE_CHECKING:
-    from composer_cfg.logger import Logger
+from composer_cfg.core.status import RunStatus
+from composer_cfg.core.timestamp import Timestamp
+from composer_cfg.destinations.capture import uncaptured
 
 BAR_FORMAT = "{l_bar}{bar:25}{r_bar}"
 #: The key shown on each bar, as in Composer.
@@ -41,7 +44,7 @@ def stream_name(value: str, key: str = "stream") -> str:
 ConsolePredicate = Callable[[State, LogLevel], bool]
 
 
-class ProgressBarLogger(LoggerDestination):
+class ProgressBarLogger(SinkDestination):
     """A bar per training epoch and per evaluation, on local rank 0, and console lines.
 
     Args:
@@ -57,7 +60,9 @@ class ProgressBarLogger(LoggerDestination):
     The train bar's total is ``state.dataloader_len``; it shows the latest ``loss/train``.
     """
 
-    thread_safe = True
+    takes_hyperparameters = False
+    event_hooks = frozenset({Event.EPOCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START,
+                        Event.EVAL_AFTER_FORWARD, Event.EVAL_END})
 
     def __init__(
         self,
@@ -68,11 +73,8 @@ class ProgressBarLogger(LoggerDestination):
     ) -> None:
         self.progress_bar = bool(progress_bar)
         self.console = (not self.progress_bar) if log_to_console is None else bool(log_to_console)
-        self._console: ConsolePredicate = _console_predicate(console_log_level, self.console)
+        self.console_predicate: ConsolePredicate = _console_predicate(console_log_level, self.console)
         self._stream_spec: str | TextIO = stream_name(stream) if isinstance(stream, str) else stream
-        self._bars: dict[str, _Bar] = {}
-        self._active: _Bar | None = None
-        self._lock = threading.RLock()
 
     @property
     def stream(self) -> TextIO:
@@ -84,71 +86,94 @@ class ProgressBarLogger(LoggerDestination):
         spec = self._stream_spec
         return f"the console ({spec if isinstance(spec, str) else 'a stream'})"
 
-    def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
-        with self._lock:
-            bar = self._active
-            if bar is not None:
-                key = SHOWN_KEYS[bar.split]
-                if key in data:
-                    bar.postfix = f"{key}={format_log_text(data[key])}"
-            if self._console(state, log_level):
-                self.log_to_console(f"[{log_level.name}][batch={state.timestamp.batch}]: {format_log_text(data)}")
-
     def log_to_console(self, log_str: str) -> None:
         """Write one line to the console, above the active bar if there is one (as Composer 0.8's
-        method of this name does)."""
-        with self._lock:
-            if self._active is not None:
-                self._active.write(log_str)
-            else:
-                print(log_str, file=self.stream, flush=True)
+        method of this name does): in order with everything else the bars draw."""
+        channel = self.__dict__.get("_channel")
+        if channel is None:  # no bar can be active before the destination runs
+            print(log_str, file=self.stream, flush=True)
+            return
+        channel.put(Record(Kind.PRINTED, None, Timestamp(), time.time(), Printed("console", log_str,
+                                                                                 threading.get_ident())))
 
-    # -- events ------------------------------------------------------------------------------
+    def make_sink(self) -> Sink:
+        return _BarsSink(self)
 
-    def epoch_start(self, state: State, logger: Logger) -> None:
-        self._open("train", state, state.dataloader_len, position=0)
 
-    def batch_end(self, state: State, logger: Logger) -> None:
-        self._advance("train")
+class _BarsSink(Sink):
+    """Draws a `ProgressBarLogger`'s bars and console lines."""
 
-    def epoch_end(self, state: State, logger: Logger) -> None:
-        self._close("train")
+    def __init__(self, settings: ProgressBarLogger) -> None:
+        self._settings = settings
+        self._bars: dict[str, _Bar] = {}
+        self._active: _Bar | None = None
+        self._state: State | None = None
+        self._local_rank = 0
 
-    def eval_start(self, state: State, logger: Logger) -> None:
-        self._open("val", state, state.eval_dataloader_len, position=1)
+    def open(self, context: SinkContext) -> None:
+        self._local_rank = context.run.dist.local_rank
+        self._state = State(context.run.run_name, context.timestamp, dist_info=context.run.dist)
 
-    def eval_after_forward(self, state: State, logger: Logger) -> None:
-        self._advance("val")
+    def write(self, records: Sequence[Record]) -> None:
+        for record in records:
+            if record.kind is Kind.DATA:
+                self._data(record)
+            elif record.kind is Kind.EVENT:
+                self._event(record.payload, record.timestamp)
+            elif record.kind is Kind.PRINTED:
+                self._line(record.payload.text)
 
-    def eval_end(self, state: State, logger: Logger) -> None:
-        self._close("val")
-
-    def close(self, state: State, logger: Logger) -> None:
+    def close(self, status: RunStatus) -> None:
         for split in list(self._bars):
             self._close(split)
 
-    # -- bars --------------------------------------------------------------------------------
+    def location(self) -> str:
+        return self._settings.output_location()
 
-    def _open(self, split: str, state: State, total: int | None, position: int) -> None:
-        if not self.progress_bar or state.local_rank != 0:
-            return
-        with self._lock:
-            self._close(split)
-            description = f"Epoch {state.timestamp.epoch:>5} {split:<5}"
-            self._bars[split] = self._active = _Bar(split, description, total, position, self.stream)
+    def _line(self, text: str) -> None:
+        """One console line, above the active bar if there is one."""
+        if self._active is not None:
+            self._active.write(text)
+        else:
+            print(text, file=self._settings.stream, flush=True)
 
-    def _advance(self, split: str) -> None:
-        with self._lock:
-            bar = self._bars.get(split)
+    def _data(self, record: Record) -> None:
+        data, bar = record.payload, self._active
+        if bar is not None:
+            key = SHOWN_KEYS[bar.split]
+            if key in data:
+                bar.postfix = f"{key}={format_log_text(data[key])}"
+        state = self._state
+        if state is not None:
+            state.timestamp = record.timestamp
+        if self._settings.console_predicate(state, record.level):  # type: ignore[arg-type]
+            self._line(f"[{record.level.name}][batch={record.timestamp.batch}]: {format_log_text(data)}")  # type: ignore[union-attr]
+
+    def _event(self, point: EventPoint, timestamp: Timestamp) -> None:
+        event = point.event
+        if event is Event.EPOCH_START:
+            self._open("train", timestamp, point.dataloader_len, position=0)
+        elif event is Event.EVAL_START:
+            self._open("val", timestamp, point.eval_dataloader_len, position=1)
+        elif event is Event.BATCH_END or event is Event.EVAL_AFTER_FORWARD:
+            bar = self._bars.get("train" if event is Event.BATCH_END else "val")
             if bar is not None:
                 bar.update()
+        else:
+            self._close("train" if event is Event.EPOCH_END else "val")
+
+    def _open(self, split: str, timestamp: Timestamp, total: int | None, position: int) -> None:
+        if not self._settings.progress_bar or self._local_rank != 0:
+            return
+        self._close(split)
+        description = f"Epoch {timestamp.epoch:>5} {split:<5}"
+        self._bars[split] = self._active = _Bar(split, description, total, position, self._settings.stream)
 
     def _close(self, split: str) -> None:
-        with self._lock:
-            bar = self._bars.pop(split, None)
-            if bar is not None:
-                bar.close()
-                self._active = self._bars.get("train")
+        bar = self._bars.pop(split, None)
+        if bar is not None:
+            bar.close()
+            self._active = self._bars.get("train")
 
 
 class _Bar:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from composer_cfg.destination import LoggerDestination
+from composer_cfg.compat.destination import LoggerDestination
 from composer_cfg.destinations.file import FileLogger
 from composer_cfg.destinations.in_memory import InMemoryLogger
 from composer_cfg.destinations.jsonl import JSONLinesLogger

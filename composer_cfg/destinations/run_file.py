@@ -1,20 +1,16 @@
-"""`RunFile`: a file a destination writes for a run, named by templates, published on flush."""
+"""`RunFile`: a file a sink writes for a run, named by templates, published when flushed."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Mapping
+from typing import IO, Any, Mapping
 
-from composer_cfg.destination import LoggerDestination
-from composer_cfg.run.files import open_text
-from composer_cfg.core.log_level import LogLevel
 from composer_cfg.config.params import ARTIFACT_NAME, FILE, check_published_path, require_rank_field
-from composer_cfg.core.state import State
-from composer_cfg.core.templates import default_artifact_name, literal
-
-if TYPE_CHECKING:
-    from composer_cfg.logger import Logger
+from composer_cfg.core.record import RunFacts
+from composer_cfg.core.sink import Publish
+from composer_cfg.core.templates import default_artifact_name
+from composer_cfg.run.files import open_text
 
 
 def check_file_names(filename: str, artifact_name: str | None) -> None:
@@ -23,28 +19,23 @@ def check_file_names(filename: str, artifact_name: str | None) -> None:
         check_published_path(filename, key="filename", hint="; or name the artifact with artifact_name")
 
 
-class RunFileDestination(LoggerDestination):
-    """A destination that writes a `RunFile` named by its ``filename`` and ``artifact_name``."""
-
-    _run_file: RunFile
+class RunFileParams:
+    """The checks a destination writing a `RunFile` shares (`check_config`), and the names it
+    reports once its sink has opened the file."""
 
     @classmethod
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
         if isinstance(params.get("filename"), str):
             check_file_names(params["filename"], params.get("artifact_name"))
 
-    def report(self) -> dict[str, Any]:
-        """``bytes_written``: what this run added to its file so far, as far as the OS has it."""
-        return {"bytes_written": self._run_file.bytes_written()}
-
 
 class RunFile:
-    """One file per rank (``filename`` template), opened when first needed.
+    """One file per rank (``filename`` template), opened by its sink.
 
-    `overwrite=False` refuses to replace an existing file; a symbolic link at the path is
-    never written through, whatever `overwrite` says. The path is made absolute when the
-    file opens, so a later change of working directory does not move it. Not thread-safe: the
-    destination that owns it holds its own lock around `open`, writes and `sync`.
+    `overwrite=False` refuses to replace an existing file; a symbolic link at the path is never
+    written through, whatever `overwrite` says. The path is made absolute when the file opens, so
+    a later change of working directory does not move it. `resumed`: add to the file an earlier
+    attempt wrote (after cutting a line it left half written), instead of creating it.
     """
 
     def __init__(self, kind: str, filename: str, artifact_name: str | None, *, overwrite: bool, buffering: int = -1):
@@ -55,30 +46,22 @@ class RunFile:
         self._artifact_name = ARTIFACT_NAME.check("artifact_name", artifact, 1)
         self.overwrite = bool(overwrite)
         self.buffering = buffering
-        self.append = False  # continue an earlier attempt's file (see `continue_run`)
         self.file: IO[str] | None = None
-        self.path: str | None = None
+        self.name: str | None = None  # the filled template, as given (relative or not)
+        self.path: str | None = None  # absolute
         self.artifact_name: str | None = None
-        self._opened = False
         self._size_at_open = 0
 
-    def resolve(self, state: State) -> str:
-        """Fix the file's absolute path and artifact name (once: a later change of working
-        directory, as at interpreter exit, does not move the file)."""
-        if self.path is None:
-            require_rank_field(self._filename, state.dist.world_size, key="filename")
-            fields = state.template_fields()
-            path = str(Path(self._filename.fill(fields)).absolute())
-            self.artifact_name = self._artifact_name.fill(fields)
-            self.path = path
-        return self.path
-
-    def open(self, state: State) -> IO[str]:
-        """Create the file for this run and rank (and its directory)."""
-        path = Path(self.resolve(state))
+    def open(self, run: RunFacts, append: bool) -> IO[str]:
+        """Create the file for this run and rank (and its directory); with `append`, add to it."""
+        require_rank_field(self._filename, run.dist.world_size, key="filename")
+        fields = run.template_fields()
+        name = self._filename.fill(fields)
+        path = Path(name).absolute()
+        self.artifact_name = self._artifact_name.fill(fields)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.file = open_text(path, overwrite=self.overwrite, buffering=self.buffering, append=self.append)
+            self.file = open_text(path, overwrite=self.overwrite, buffering=self.buffering, append=append)
         except OSError as error:
             if path.is_symlink():
                 raise FileExistsError(
@@ -91,14 +74,16 @@ class RunFile:
                     f"or use another run_name or filename"
                 ) from None
             raise
-        self._opened = True
+        self.name, self.path = name, str(path)
         self._size_at_open = self.file.tell()  # an appended file's earlier attempts are not this run's
         return self.file
 
     def bytes_written(self) -> int:
         """Bytes this run added to the file that reached the OS (0 before it opens)."""
+        if self.path is None:
+            return 0
         try:
-            return os.stat(self.path).st_size - self._size_at_open if self._opened else 0  # type: ignore[arg-type]
+            return os.stat(self.path).st_size - self._size_at_open
         except FileNotFoundError:  # removed under us
             return 0
 
@@ -108,10 +93,10 @@ class RunFile:
             self.file.flush()
             os.fsync(self.file.fileno())
 
-    def publish(self, logger: Logger | None) -> None:
-        """Offer the file to every destination of `logger` as `artifact_name` (once it exists)."""
-        if logger is not None and self._opened:
-            logger.file_artifact(LogLevel.FIT, self.artifact_name, literal(self.path), overwrite=True)  # type: ignore[arg-type]
+    def publish(self, publish: Publish) -> None:
+        """Offer the file to every destination that stores artifacts, as `artifact_name`."""
+        if self.path is not None:
+            publish(self.artifact_name, Path(self.path), True)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Sync and close; the file is closed even when the sync fails (a full disk)."""
@@ -126,12 +111,9 @@ class RunFile:
             except OSError:
                 pass  # the sync's error is the one to report
 
-    def location(self) -> str | None:
-        """The file's path, once it exists."""
-        return self.path if self._opened else None
-
     def known(self, what: str) -> str:
-        value = self.location() if what == "filename" else self.artifact_name
+        """`name`, `path` or `artifact_name`, once the file is open."""
+        value = getattr(self, what)
         if value is None:
             raise RuntimeError(f"{what} is known only after Event.INIT or the first write")
         return value

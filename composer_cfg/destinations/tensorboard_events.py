@@ -19,6 +19,8 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import scalar, text
 
+from composer_cfg.runtime import forks
+
 
 class EventFile:
     """``events.out.tfevents.<second>.<host><filename_suffix>`` in `directory` (created if need be)."""
@@ -26,6 +28,7 @@ class EventFile:
     def __init__(self, directory: Path, filename_suffix: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._events = EventsWriter(str(directory / "events"), filename_suffix)
+        forks.own(self._events._py_recordio_writer._writer)  # tensorboardX's file object: never a child's
         self._events.flush()  # a reader finds a valid event file (its version record) from the start
         self._tags: dict[str, str] = {}
 

@@ -15,13 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from composer_cfg.runtime import forks
+
 _NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; Windows has none
 
 
 def open_text(path: Path, *, overwrite: bool, buffering: int = -1, append: bool = False) -> IO[str]:
     """Open `path` to write UTF-8 text, never through a symbolic link: with `append`, added to
     (created if missing; a last line cut short by a crash is removed first); else truncated if
-    `overwrite`, else created (`FileExistsError` if anything is there). A link there raises `OSError`."""
+    `overwrite`, else created (`FileExistsError` if anything is there). A link there raises `OSError`.
+    The file is the process's own: a forked child never writes to it (`composer_cfg.runtime.forks`)."""
     if append:
         flags = os.O_RDWR | os.O_CREAT | _NO_FOLLOW | os.O_APPEND  # read: to find a torn last line
     else:
@@ -30,7 +33,8 @@ def open_text(path: Path, *, overwrite: bool, buffering: int = -1, append: bool 
     if append:
         _cut_torn_line(descriptor)
     try:
-        return os.fdopen(descriptor, "w", buffering=buffering, encoding="utf-8")
+        # A lone surrogate in logged text is written as its escape, never an error at the write.
+        return forks.own(os.fdopen(descriptor, "w", buffering=buffering, encoding="utf-8", errors="backslashreplace"))
     except BaseException:
         os.close(descriptor)
         raise

@@ -8,6 +8,10 @@ other objects their ``str``. Strict JSON has no NaN or infinity, so non-finite f
 as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (protobuf's JSON mapping);
 `read_records` turns them back into floats (so a logged *string* ``"NaN"`` reads back as a float).
 
+A spool (`composer_cfg.run.spool`) also holds artifacts a tracker did not get: instead of
+``"data"``, ``"artifact": {"name": ..., "file": ..., "overwrite": ...}`` (`read_records` gives
+them ``"data": {}``).
+
 A resumed run appends a resume record, ``{"resumed_at": {"epoch": 2, "batch": 32, "sample": 1024},
 "run_name": ..., "rank": 0, "time": ...}``: the records before it at or after that point (by
 epoch, then batch) were written by an attempt that did not finish, and `read_records` drops
@@ -34,9 +38,12 @@ NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 def encode_data(data: Mapping[str, Any]) -> str:
     """`data` (normalised: see `composer_cfg.core.values`) as strict JSON."""
     try:
-        text = _ENCODER.encode(data)
-    except ValueError:  # a non-finite float somewhere (strict JSON has none): walk the data once
-        text = _ENCODER.encode(_finite(data))
+        try:
+            text = _ENCODER.encode(data)
+        except ValueError:  # a non-finite float somewhere (strict JSON has none): walk the data once
+            text = _ENCODER.encode(_finite(data))
+    except ValueError as error:  # an integer with more digits than Python writes as text
+        raise ValueError(f"log data value for key {_culprit(data)!r} can not be written as text: {error}") from None
     except Exception as error:  # a value whose __str__ (our last resort) raised
         raise TypeError(f"log data value for key {_culprit(data)!r} can not be turned into JSON: "
                         f"{type(error).__name__}: {error}") from None
@@ -91,6 +98,16 @@ def record_line(level: Any, run_name_json: str, rank: int, timestamp: Any, when:
     return (f'{{"level": "{level.name}", "run_name": {run_name_json}, "rank": {rank}, '
             f'"epoch": {timestamp.epoch}, "batch": {timestamp.batch}, "batch_in_epoch": {timestamp.batch_in_epoch}, '
             f'"sample": {timestamp.sample}, "time": {when!r}, "data": {encode_data(data)}}}\n')
+
+
+def artifact_line(level: Any, run_name: str, rank: int, timestamp: Any, when: float, name: str, file: str,
+                  overwrite: bool) -> str:
+    """An artifact as a spool keeps it (see `composer_cfg.run.spool`): the record's header, then
+    ``"artifact": {"name": ..., "file": <the file it was published from>, "overwrite": ...}``."""
+    return json.dumps({"level": level.name, "run_name": run_name, "rank": rank, "epoch": int(timestamp.epoch),
+                       "batch": int(timestamp.batch), "batch_in_epoch": int(timestamp.batch_in_epoch),
+                       "sample": int(timestamp.sample), "time": when,
+                       "artifact": {"name": name, "file": file, "overwrite": overwrite}}) + "\n"
 
 
 def resume_record(run_name: str, rank: int, timestamp: Any) -> str:

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from composer_cfg.config.provenance import Provenance
-from composer_cfg.run.files import replacing
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.logger import Logger
+from composer_cfg.core.logger import Logger
 from composer_cfg.core.secrets import redact
 from composer_cfg.core.templates import literal
+from composer_cfg.run.files import replacing
 
 RUN_CONFIG = "{run_name}/run-config.yaml"
 GIT_TIMEOUT = 5.0  # seconds: a slow network file system must not hold the run's start

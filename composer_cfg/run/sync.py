@@ -10,7 +10,7 @@ destination's progress and the identity of its record (an MLflow run id, a W&B r
 in the run manifest beside the records file, so the next sync adds to the same tracker run.
 
 A tracker that could not deliver during the run left a spool,
-``undelivered-<destination>-rank<rank>.jsonl`` (see `composer_cfg.delivery`): it is synced into
+``undelivered-<destination>-rank<rank>.jsonl`` (see `composer_cfg.run.spool`): it is synced into
 that destination alone, adding to the tracker run the live run created; the run's other records
 files are not synced into a destination that has a spool there (it has the rest already).
 """
@@ -28,13 +28,13 @@ from typing import Any
 from composer_cfg.core.dist import DistInfo
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.events import Event
-from composer_cfg.runtime.exit_hooks import close_at_exit
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.logger import Logger
-from composer_cfg.manifest import manifest_path, read_manifest, write_manifest
-from composer_cfg.run.records import read_records
+from composer_cfg.core.logger import Logger
 from composer_cfg.core.state import State
 from composer_cfg.core.timestamp import Timestamp
+from composer_cfg.run.records import read_records
+from composer_cfg.run.run_record import RunRecord
+from composer_cfg.runtime.exit_hooks import close_at_exit
 
 PROG = "composer-cfg-sync"
 
@@ -81,8 +81,8 @@ def sync(
         if not records:
             continue
         run_name, rank = records[0]["run_name"], records[0].get("rank", 0)
-        manifest_file = manifest_path(file.parent, rank)
-        spools = read_manifest(manifest_file).get("spools", {})
+        run_record = RunRecord(file.parent, rank)
+        spools = run_record.read().get("spools", {})
         for name in destinations:
             if spools.get(file.name, name) != name:
                 continue  # another destination's spool
@@ -93,21 +93,16 @@ def sync(
             destination = instantiate_destinations(node, into={}, only=[name])[name]
             if destination.rank_zero_only and rank != 0:
                 continue  # as in the run itself: only rank 0's records reach it
-            manifest = read_manifest(manifest_file)
-            entry = manifest.get("sync", {}).get(file.name, {}).get(name, {})
+            entry = run_record.read().get("sync", {}).get(file.name, {}).get(name, {})
             pending = _after(records, entry.get("through"))
             synced = Synced(file, name, len(pending))
             if pending:
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
                 dist_info = DistInfo(rank=rank, world_size=world_sizes[run_name])
-                _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}, record_report=False), pending,
-                        synced, progress)
-                entry = {"identity": destination.run_identity() or entry.get("identity", {}),
-                         "through": _through(pending, entry.get("through"))}
-                manifest = read_manifest(manifest_file)  # as it is now: another sync may have written it
-                manifest.setdefault("sync", {}).setdefault(file.name, {})[name] = entry
-                write_manifest(manifest_file, manifest)
+                _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}), pending, synced, progress)
+                run_record.record_sync(file.name, name, {"identity": destination.run_identity() or entry.get("identity", {}),
+                                                     "through": _through(pending, entry.get("through"))})
             synced.location = destination.output_location()
             results.append(synced)
     return results
@@ -144,6 +139,9 @@ def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> lis
         at = (record["epoch"], record["batch"])
         if at > last:
             pending.append(record)
+        elif at == last and "artifact" in record:
+            if _artifact_key(record) not in sent:
+                pending.append(record)
         elif at == last:
             data = {key: value for key, value in record["data"].items() if f"{record['level']}/{key}" not in sent}
             if data:
@@ -151,11 +149,17 @@ def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> lis
     return pending
 
 
+def _artifact_key(record: dict[str, Any]) -> str:
+    return f"artifact/{record['artifact']['name']}"
+
+
 def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[str, Any]:
     """The new mark: the last timestamp sent, and every level/key pair sent at it."""
     epoch, batch = sent[-1]["epoch"], sent[-1]["batch"]
     keys = set(before["keys"]) if before and (before["epoch"], before["batch"]) == (epoch, batch) else set()
-    keys.update(f"{r['level']}/{key}" for r in sent if (r["epoch"], r["batch"]) == (epoch, batch) for key in r["data"])
+    at_last = [r for r in sent if (r["epoch"], r["batch"]) == (epoch, batch)]
+    keys.update(f"{r['level']}/{key}" for r in at_last for key in r["data"])
+    keys.update(_artifact_key(r) for r in at_last if "artifact" in r)
     return {"epoch": epoch, "batch": batch, "keys": sorted(keys)}
 
 
@@ -165,18 +169,38 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
     from tqdm.auto import tqdm
 
     state, refused = logger.state, {}
-    with close_at_exit(logger):
-        logger.run_event(Event.INIT)
-        for record in tqdm(records, desc=f"{synced.destination} {synced.records_file.name}", unit="record",
-                           disable=None if progress else True, file=sys.stderr):
-            state.timestamp = Timestamp(epoch=record["epoch"], batch=record["batch"],
-                                        batch_in_epoch=record.get("batch_in_epoch", 0), sample=record.get("sample", 0))
-            state.log_time = record.get("time")
-            try:
-                logger.data(LogLevel.parse(record["level"]), record["data"])
-            except (TypeError, ValueError) as error:
-                refused[str(error)] = None
+    artifacts = {record["artifact"]["name"]: record for record in records if "artifact" in record}  # the last of each
+    try:
+        with close_at_exit(logger):
+            logger.run_event(Event.INIT)
+            for record in tqdm(records, desc=f"{synced.destination} {synced.records_file.name}", unit="record",
+                               disable=None if progress else True, file=sys.stderr):
+                state.timestamp = Timestamp(epoch=record["epoch"], batch=record["batch"],
+                                            batch_in_epoch=record.get("batch_in_epoch", 0),
+                                            sample=record.get("sample", 0))
+                state.log_time = record.get("time")
+                try:
+                    if "artifact" not in record:
+                        logger.data(LogLevel.parse(record["level"]), record["data"])
+                    elif artifacts[record["artifact"]["name"]] is record:
+                        _upload(logger, record["level"], record["artifact"])
+                except (TypeError, ValueError, FileNotFoundError) as error:  # refused by the back end, or gone
+                    refused[str(error)] = None
+    except (TypeError, ValueError) as error:  # refused by the back end last: said at close, which completed
+        refused[str(error)] = None
     synced.refused = list(refused)
+
+
+def _upload(logger: Logger, level: str, artifact: dict[str, Any]) -> None:
+    """An artifact a spool kept: its file as it is now (`FileNotFoundError` if it is gone)."""
+    file = Path(artifact["file"])
+    if not file.is_file():
+        raise FileNotFoundError(f"artifact {artifact['name']!r}: its file {file} is gone")
+    def literal(text: str) -> str:  # file_artifact fills templates: these were filled by the run
+        return text.replace("{", "{{").replace("}", "}}")
+
+    logger.file_artifact(LogLevel.parse(level), literal(artifact["name"]), literal(str(file)),
+                         overwrite=artifact["overwrite"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,8 @@ its executors: a final upload that needs one (s3fs does) still works.
 On SIGTERM the handler raises `Killed` in the main thread: the stack unwinds, releasing any lock
 a destination held when the signal landed, and ``with logger:`` (or, at the top, the exit hook)
 closes every guarded Logger with status KILLED; then the process dies of SIGTERM, as its exit
-status says. Every wait for a back end is cut to fit in `SIGTERM_GRACE` seconds. A watchdog
+status says. Closing then waits for back ends no later than `termination_deadline`, `SIGTERM_GRACE`
+seconds after the signal. A watchdog
 thread, woken at once even while the main thread is stuck in a native call (through the
 signal wake-up file descriptor, when the program does not use it itself), closes the Loggers
 itself if none has started closing a second later, and ends the process after the grace period
@@ -37,11 +38,11 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from composer_cfg import background
 from composer_cfg.core.status import Killed, RunStatus
+from composer_cfg.runtime.deadline import Deadline
 
 if TYPE_CHECKING:
-    from composer_cfg.logger import Logger
+    from composer_cfg.core.logger import Logger
 
 #: Seconds a SIGTERM leaves the Loggers to close before the process ends regardless (SLURM and
 #: Kubernetes send SIGKILL 30 s after SIGTERM by default).
@@ -57,6 +58,7 @@ _terminating = False
 _terminated = False
 _watchdog_started = False
 _last_value_before: Any = None  # sys.last_value when guarding began: not this program's ending
+_deadline = Deadline.never()  # set when a SIGTERM arrives: closing must be done by then
 
 
 def close_at_exit(logger: Logger) -> Logger:
@@ -97,6 +99,32 @@ def guarded() -> list[Logger]:
 def terminating() -> bool:
     """Whether a SIGTERM is ending the process."""
     return _terminating
+
+
+def termination_deadline() -> Deadline:
+    """By when closing must be done: 90% of `SIGTERM_GRACE` after a SIGTERM; never otherwise."""
+    return _deadline
+
+
+def forget_in_child() -> None:
+    """In a forked child: guard nothing of the parent's, leave SIGTERM to its default, and let go of
+    the parent's signal pipe (its reader thread is the parent's); then work as in a fresh process."""
+    global _lock, _handler_installed, _wakeup, _closing
+    _lock = threading.RLock()  # another thread of the parent may have held it at the fork
+    _guarded.clear()
+    _closing = 0
+    if _handler_installed and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _handler_installed = False
+    if _wakeup is not None:
+        read_end, write_end = _wakeup
+        _wakeup = None
+        current = signal.set_wakeup_fd(-1)
+        if current != write_end:  # the program's own since: leave it in place
+            signal.set_wakeup_fd(current)
+        for descriptor in (read_end, write_end):
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -209,13 +237,13 @@ def _read_wakeups(read_end: int) -> None:
 
 def _sigterm_received() -> None:
     """Whoever learns of the SIGTERM first (the wake-up reader or the handler) starts the clock."""
-    global _terminating, _watchdog_started
+    global _terminating, _watchdog_started, _deadline
     with _lock:
         _terminating = True
         if _watchdog_started:
             return
         _watchdog_started = True
-    background.set_deadline(time.monotonic() + SIGTERM_GRACE * 0.9)  # every wait for a back end fits
+        _deadline = Deadline.after(SIGTERM_GRACE * 0.9)  # every wait for a back end fits
     threading.Thread(target=_watch, name="composer_cfg-sigterm", daemon=True).start()
 
 

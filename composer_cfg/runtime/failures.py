@@ -7,11 +7,15 @@ it is only counted. A different error is always raised. At close, how often each
 repeated is reported. Whether a call in between "succeeded" proves nothing (a buffered write or
 a no-op hook touches no disk), so it does not reset anything. Errors about the call itself
 (`TypeError`, `ValueError`: bad data, a bad key) are raised every time.
+
+A failure on a channel's own thread is kept (`KeptFailure`) and raised on a logging thread, at the
+next call or barrier, through the same ledger.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 LOG = logging.getLogger("composer_cfg")
 #: Errors about the call itself, not about a destination's health: always raised.
@@ -55,3 +59,41 @@ def raise_first(failures: list[tuple[str, str, Exception]]) -> None:
     for name, what, error in failures:
         first.add_note(f"raised by destination {name!r} in {what}: {type(error).__name__}: {error}")
     raise first
+
+
+class KeptFailure:
+    """The first failure of work done on another thread, kept to be raised on a calling thread.
+
+    >>> kept = KeptFailure()
+    >>> kept.keep(OSError("disk full")); kept.keep(OSError("again"))
+    >>> kept.pending, str(kept.take())
+    (True, 'disk full')
+    """
+
+    __slots__ = ("_lock", "_error")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether a failure is kept (read without the lock: a hot path may check it often)."""
+        return self._error is not None
+
+    def keep(self, error: BaseException) -> None:
+        """Keep `error` unless an earlier one is kept."""
+        with self._lock:
+            self._error = self._error or error
+
+    def take(self) -> BaseException | None:
+        """The kept failure (None if none), no longer kept."""
+        with self._lock:
+            error, self._error = self._error, None
+        return error
+
+    def raise_kept(self) -> None:
+        """Raise the kept failure, if any; it is then no longer kept."""
+        error = self.take()
+        if error is not None:
+            raise error

@@ -1,12 +1,11 @@
-"""What logging costs the thread that logs: per destination, calls and time spent in them.
+"""What logging costs the threads that log: per destination, calls and time spent in its channel.
 
-With ``Logger(..., measure_overhead=True)`` each destination's methods are called through a
-`Meter`, which adds the time of every call (its wall-clock time on the calling thread, waiting
-for the destination's lock included) to one of four totals: ``data`` (`log_data`), ``events``
-(`run_event`, flushes included), ``artifacts`` (`log_file_artifact`), ``close`` (`close`,
-`post_close`, `finalize`). Off by default: timing every call costs about 0.2 µs per destination
-per call (``benchmarks/README.md``), a fifth of a fast call. Totals are exact for calls from one
-thread; concurrent calls into one destination may lose an update now and then.
+With ``Logger(..., measure_overhead=True)`` every call into a destination's channel is timed (its
+wall-clock time on the calling thread: writing inline, or queueing, and waiting at barriers) and
+added to one of four totals by what the call carried: ``data`` (data, hyperparameters),
+``events`` (events, flushes and checkpoints), ``artifacts``, ``close``. Off by default: timing
+costs about 0.3 µs per destination per call (``benchmarks/README.md``). Totals are exact for calls
+from one thread; concurrent calls into one destination may lose an update now and then.
 
 >>> meter = Meter()
 >>> add = meter.timed("data", lambda x: x + 1)
@@ -19,10 +18,12 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any, Callable
 
-#: Each total, and the destination methods whose calls it counts.
-KINDS = {"data": ("log_data",), "events": ("run_event",), "artifacts": ("log_file_artifact",),
-         "close": ("close", "post_close", "finalize")}
-KIND_OF = {method: kind for kind, methods in KINDS.items() for method in methods}
+from composer_cfg.core.record import Kind
+
+KINDS = ("data", "events", "artifacts", "close")
+#: The total a record's kind counts under.
+KIND_OF = {Kind.DATA: "data", Kind.HYPERPARAMETERS: "data", Kind.PRINTED: "data", Kind.EVENT: "events",
+           Kind.ARTIFACT: "artifacts"}
 
 
 class Meter:
@@ -47,6 +48,27 @@ class Meter:
                 calls[kind] += 1
 
         return call
+
+    def timed_put(self, put: Callable[[Any], None]) -> Callable[[Any], None]:
+        """A channel's `put`, timed under the total of each record's kind."""
+        calls, seconds = self.calls, self.seconds
+
+        def call(record: Any) -> None:
+            start = perf_counter()
+            try:
+                put(record)
+            finally:
+                kind = KIND_OF[record.kind]
+                seconds[kind] += perf_counter() - start
+                calls[kind] += 1
+
+        return call
+
+    def attach(self, channel: Any) -> None:
+        """Time every call into `channel` from now on."""
+        channel.put = self.timed_put(channel.put)
+        for method, kind in (("open", "events"), ("flush", "events"), ("checkpoint", "events"), ("close", "close")):
+            setattr(channel, method, self.timed(kind, getattr(channel, method)))
 
     def report(self) -> dict[str, Any]:
         """Plain numbers: per kind, ``calls``, ``seconds``, ``us_per_call``; then the ``total`` seconds."""

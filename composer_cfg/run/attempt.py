@@ -1,0 +1,81 @@
+"""`RunAttempt`: what one process's run leaves in its manifest (`RunRecord`), for its `Logger`.
+
+A resumable run (``resume=auto|must``) is begun before any destination opens (continuing the run
+recorded there, or starting one), marked at each checkpoint with how far each destination got,
+and ended with its status. Any run whose tracker spooled records enters the spool there, so
+``composer-cfg-sync`` finds it; the manifest is made then, and only then, for a run that is not
+resumable. At the end, the Logger's report goes in too, if there is a manifest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from composer_cfg.core.record import RunFacts
+from composer_cfg.core.state import State
+from composer_cfg.core.status import RunStatus
+from composer_cfg.run.resume import Resume
+from composer_cfg.run.run_record import RunRecord, run_directory
+from composer_cfg.run.spool import Spool
+
+Identities = Mapping[str, Mapping[str, Any]]
+
+
+class RunAttempt:
+    """The manifest side of one `Logger`'s run (see the module's docstring)."""
+
+    def __init__(self, state: State, resume: Resume | str) -> None:
+        self._state = state
+        self.resume = Resume.parse(resume)
+        self.resumable = self.resume is not Resume.NEVER
+        self._directory = run_directory(state.run_name)
+        self._record = RunRecord(self._directory, state.rank) if self.resumable else None
+        self._lock = threading.Lock()
+        self._begun = False
+        self.identities: Identities | None = None  # each destination's identity, when a run is continued
+
+    def begin(self) -> None:
+        """Before the destinations open: continue or start the recorded run (resumable runs only)."""
+        if self.resumable:
+            state = self._state
+            self.identities = self._record.begin(state.run_name, state.world_size, self.resume,  # type: ignore[union-attr]
+                                                 state.timestamp)
+            self._begun = True
+
+    def started(self, identities: Identities) -> None:
+        """Every destination opened: record who they are (an MLflow run id, a W&B id...)."""
+        if self._begun:
+            self._record.started(identities)  # type: ignore[union-attr]
+
+    def checkpoint(self, identities: Identities) -> None:
+        """Everything logged so far is durable: record the mark."""
+        if self._begun:
+            self._record.checkpoint(self._state.timestamp, identities)  # type: ignore[union-attr]
+
+    def end(self, status: RunStatus, report: Callable[[], Mapping[str, Any]]) -> None:
+        """The run ended with `status`; the report goes in if there is a manifest."""
+        if self._begun:
+            self._record.end(status, self._state.timestamp)  # type: ignore[union-attr]
+            self._begun = False
+        if self._record is not None and self._record.exists():
+            self._record.record_report(report())
+
+    def forget(self) -> None:
+        """In a forked child: the parent's attempt is not this process's to end."""
+        self._begun = False
+        self._record = None
+
+    def spool_for(self, name: str) -> Callable[[], Spool]:
+        """How destination `name` makes its spool, entered in the manifest when first written."""
+
+        def spool() -> Spool:
+            with self._lock:
+                if self._record is None:
+                    self._record = RunRecord(self._directory, self._state.rank)
+                record = self._record
+            return Spool(self._directory, name, RunFacts(self._state.run_name, self._state.dist),
+                         lambda file, identity: record.add_spool(file, name, identity))
+
+        return spool

@@ -1,0 +1,232 @@
+"""`RunRecord`: the only reader-writer of a run's manifest, ``{run_name}/run-rank{rank}.json``.
+
+The manifest says what went where: under ``"run"`` (a resumable run) its name and world size,
+each destination's identity (an MLflow run id, a W&B id, file paths) and how far it was written,
+the last checkpoint mark, the status, and one entry per attempt (started, ended, status, where it
+resumed, and the process that ran it); under ``"spools"`` and ``"sync"`` the spools of undelivered
+records, their destinations and tracker runs, and what ``composer-cfg-sync`` sent; under
+``"logging"`` the Logger's report at close.
+
+Every change is a read-modify-write of the whole file under two locks, one for the threads of
+this process and one for other processes (`filelock`), then an atomic replace: a reader sees the
+old manifest or the new one, never half of either, and no writer loses another's change. An
+attempt of a resumable run also holds the run's attempt lock (``run-rank{rank}.lock``) from
+`begin` to `end`: a second live attempt of the same run is refused, naming the live one. The
+operating system releases the lock of a killed process, so a requeued job takes it over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.status import RunStatus
+from composer_cfg.core.timestamp import COUNTERS, Timestamp
+from composer_cfg.run.files import replacing
+from composer_cfg.run.resume import Resume
+
+CRASHED = "CRASHED"  # an attempt that never said how it ended (SIGKILL, a lost node)
+
+
+def manifest_path(directory: Path, rank: int) -> Path:
+    """Where the manifest of `rank` lives in a run's `directory`."""
+    return directory / f"run-rank{rank}.json"
+
+
+def run_directory(run_name: str, root: Path | None = None) -> Path:
+    """The directory of `run_name`'s files under `root` (default: the working directory)."""
+    return (root or Path()).absolute() / run_name
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest at `path`, or {} when there is none yet; `ValueError` naming the file when it
+    is not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not a run manifest: {error}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: not a run manifest: expected a JSON object, got {type(content).__name__}")
+    return content
+
+
+def existing_run(run_name: str, rank: int, root: Path | None = None) -> dict[str, Any] | None:
+    """The ``"run"`` record of `run_name`'s `rank` under `root`, or None when there is none."""
+    return read_manifest(manifest_path(run_directory(run_name, root), rank)).get("run")
+
+
+def timestamp_fields(timestamp: Timestamp) -> dict[str, int]:
+    """Where a run is, as its manifest says it (``Timestamp(**fields)`` is where it was)."""
+    return {name: int(getattr(timestamp, name)) for name in COUNTERS}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunRecord:
+    """The manifest of one rank of one run (see the module's docstring)."""
+
+    def __init__(self, directory: Path, rank: int) -> None:
+        self.path = manifest_path(directory, rank)
+        self.rank = rank
+        self._lock = threading.RLock()
+        self._writing = FileLock(f"{self.path}.lock", thread_local=False)
+        self._attempt = FileLock(self.path.with_suffix(".lock"), thread_local=False)
+        self._live = False  # this process holds the attempt lock
+
+    def read(self) -> dict[str, Any]:
+        """The whole manifest ({} when there is none)."""
+        return read_manifest(self.path)
+
+    # -- a resumable run's attempts ------------------------------------------------------------
+
+    def begin(self, run_name: str, world_size: int, policy: Resume, timestamp: Timestamp) -> dict[str, Any] | None:
+        """Before any destination opens: take the attempt lock, continue the run recorded here or
+        start one, and open a new attempt. Returns each destination's recorded identity, by name,
+        when the run is continued; None when it starts.
+
+        `ConfigError` when `policy` is ``must`` and there is no run, or when another attempt of
+        this run is live (naming it). Nothing is created before a refusal."""
+        if policy is Resume.MUST and not self.exists():
+            self._open_attempt({}, run_name, world_size, policy, timestamp)  # raises: nothing to continue
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._attempt.acquire(timeout=0)
+        except Timeout:
+            raise ConfigError(f"run_name: run {run_name!r} (rank {self.rank}) is already running: "
+                              f"{self._live_attempt()}; wait for it to end, or stop it, before starting it again",
+                              key="run_name") from None
+        self._live = True
+        try:
+            return self._change(lambda manifest: self._open_attempt(manifest, run_name, world_size, policy, timestamp))
+        except BaseException:
+            self._release()
+            raise
+
+    def _open_attempt(self, manifest: dict[str, Any], run_name: str, world_size: int, policy: Resume,
+                      timestamp: Timestamp) -> dict[str, Any] | None:
+        run = manifest.get("run")
+        if run is None and policy is Resume.MUST:
+            raise ConfigError(f"resume: 'must', but there is no run {run_name!r} to continue (no {self.path}); "
+                              f"use resume=auto to start it when it is missing", key="resume")
+        identities = None
+        if run is None:
+            run = {"run_name": run_name, "world_size": world_size, "rank": self.rank, "destinations": {},
+                   "attempts": []}
+        else:
+            identities = {name: entry.get("identity") or {} for name, entry in run["destinations"].items()}
+            if run["attempts"] and run["attempts"][-1]["status"] == "RUNNING":
+                run["attempts"][-1]["status"] = CRASHED
+        run["status"] = "RUNNING"
+        run["attempts"].append({"started": _now(), "status": "RUNNING", "pid": os.getpid(), "host": socket.gethostname(),
+                                "resumed_at": timestamp_fields(timestamp) if identities is not None else None})
+        manifest["run"] = run
+        return identities
+
+    def started(self, identities: Mapping[str, Mapping[str, Any]]) -> None:
+        """After INIT: each destination's identity (a tracker's run id, a path), by name."""
+        self._change(lambda manifest: _identify(manifest["run"], identities))
+
+    def checkpoint(self, timestamp: Timestamp, identities: Mapping[str, Mapping[str, Any]]) -> None:
+        """A checkpoint was saved and everything logged before it is delivered: mark `timestamp`."""
+        mark = timestamp_fields(timestamp)
+
+        def change(manifest: dict[str, Any]) -> None:
+            run = manifest["run"]
+            _identify(run, identities)
+            run["checkpoint"] = mark
+            for entry in run["destinations"].values():
+                entry["through"] = mark
+
+        self._change(change)
+
+    def end(self, status: RunStatus, timestamp: Timestamp) -> None:
+        """The attempt ended with `status` (a FINISHED one has delivered everything); the attempt
+        lock is released. Identities are not recorded here: one known only now may name a tracker
+        run its store never kept (seen with MLflow killed while it created its store)."""
+        def change(manifest: dict[str, Any]) -> None:
+            run = manifest["run"]
+            run["status"] = status.value
+            run["attempts"][-1].update(status=status.value, ended=_now())
+            if status is RunStatus.FINISHED:
+                for entry in run["destinations"].values():
+                    entry["through"] = timestamp_fields(timestamp)
+
+        try:
+            self._change(change)
+        finally:
+            self._release()
+
+    # -- any run -----------------------------------------------------------------------------
+
+    def add_spool(self, file_name: str, destination: str, identity: Mapping[str, Any]) -> None:
+        """The spool `file_name` belongs to `destination`, whose tracker run is `identity` (once known)."""
+        def change(manifest: dict[str, Any]) -> None:
+            manifest.setdefault("spools", {})[file_name] = destination
+            entry = manifest.setdefault("sync", {}).setdefault(file_name, {}).setdefault(destination, {})
+            if identity and not entry.get("identity"):
+                entry["identity"] = dict(identity)
+
+        self._change(change)
+
+    def record_sync(self, file_name: str, destination: str, entry: Mapping[str, Any]) -> None:
+        """What ``composer-cfg-sync`` sent of `file_name` to `destination`, and where."""
+        self._change(lambda manifest: manifest.setdefault("sync", {}).setdefault(file_name, {}).update(
+            {destination: dict(entry)}))
+
+    def record_report(self, report: Mapping[str, Any]) -> None:
+        """The Logger's report at close, under ``"logging"``."""
+        self._change(lambda manifest: manifest.update(logging=dict(report)))
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _change(self, change: Callable[[dict[str, Any]], Any]) -> Any:
+        """Read the manifest, apply `change`, write it whole (under both locks); `change`'s result."""
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._writing:
+                manifest = read_manifest(self.path)
+                result = change(manifest)
+                with replacing(self.path) as file:
+                    file.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n")
+                return result
+
+    def _live_attempt(self) -> str:
+        """The attempt holding the lock, as its record says it."""
+        try:
+            attempts = (read_manifest(self.path).get("run") or {}).get("attempts") or [{}]
+        except ValueError:
+            attempts = [{}]
+        last = attempts[-1]
+        if "pid" not in last:
+            return f"another process holds {self._attempt.lock_file}"
+        return f"attempt started {last.get('started')} by process {last['pid']} on {last.get('host')}"
+
+    def _release(self) -> None:
+        if self._live:
+            self._live = False
+            self._attempt.release()
+
+
+def _identify(run: dict[str, Any], identities: Mapping[str, Mapping[str, Any]]) -> None:
+    for name, identity in identities.items():
+        entry = run["destinations"].setdefault(name, {})
+        if identity:
+            entry["identity"] = dict(identity)

@@ -1,0 +1,274 @@
+"""`Channel`: the one place for everything between the `Logger` and a destination's sink.
+
+The Logger hands each record to one channel per destination (`put`) and synchronises with it at
+barriers only: `open` (INIT), `flush`, `checkpoint` and `close`, each bounded by a `Deadline`.
+Three kinds share this base:
+
+* `composer_cfg.runtime.inline_channel.InlineChannel`: the sink writes on the calling thread,
+  under the channel's lock (a reader sees the record the moment the call returns);
+* `composer_cfg.runtime.thread_channel.ThreadChannel`: the calling thread only queues; one worker
+  writes in order, in batches; the queue is bounded, and what can not be delivered is spooled or
+  dropped as the destination's `DeliveryPolicy` says;
+* `composer_cfg.runtime.keyed_channel.KeyedChannel`: artifacts, the newest version of each name
+  winning, on several workers.
+
+What every kind does the same way lives here: the flush schedule applied after events, the hold
+of a resumable run's tracker data until the next checkpoint (`Hold`), the spool, the counts of
+what became of each record, and what is said once.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from composer_cfg.core.events import Event
+from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.sink import Policies, Sink, SinkContext
+from composer_cfg.core.status import RunStatus
+from composer_cfg.run.spool import Spool
+from composer_cfg.runtime.deadline import Deadline
+from composer_cfg.runtime.failures import FailureLedger
+
+LOG = logging.getLogger("composer_cfg")
+SpoolFactory = Callable[[], Spool]
+#: Records a `Hold` keeps in memory; past that they wait on disk.
+HELD_IN_MEMORY = 10_000
+
+
+@dataclass
+class Counts:
+    """What became of a channel's records so far (every record put is queued, held, delivered,
+    spooled, dropped, or failed: lost to a write that failed, its failure raised)."""
+
+    delivered: int = 0
+    spooled: int = 0
+    dropped: int = 0
+    failed: int = 0
+    in_doubt: int = 0  # of those spooled or dropped, how many were being written when they were given up
+    peak: int = 0
+    waits: int = 0  # waits of logging threads for room
+    blocked_seconds: float = 0.0
+    spool_errors: list[str] = field(default_factory=list)
+
+
+class Hold:
+    """DATA records waiting for the next checkpoint, in order; past `limit` in memory they wait in
+    an anonymous temporary file (gone with the process, whatever ends it)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._records: list[Record] = []
+        self._spilled: IO[bytes] | None = None
+        self._spilled_count = 0
+
+    def __len__(self) -> int:
+        return len(self._records) + self._spilled_count
+
+    def add(self, record: Record) -> None:
+        self._records.append(record)
+        if len(self._records) >= self.limit:
+            if self._spilled is None:
+                self._spilled = tempfile.TemporaryFile(prefix="composer_cfg-held-")  # noqa: SIM115 - kept until taken
+            for held in self._records:
+                pickle.dump(held, self._spilled, protocol=pickle.HIGHEST_PROTOCOL)
+            self._spilled_count += len(self._records)
+            self._records = []
+
+    def take(self) -> Iterator[Record]:
+        """Every held record, oldest first; the hold is empty afterwards."""
+        spilled, count, records = self._spilled, self._spilled_count, self._records
+        self._spilled, self._spilled_count, self._records = None, 0, []
+        if spilled is not None:
+            with spilled:
+                spilled.seek(0)
+                for _ in range(count):
+                    yield pickle.load(spilled)  # noqa: S301 - our own file, written just above
+        yield from records
+
+    def drop(self) -> int:
+        """Forget every held record; how many there were."""
+        count = len(self)
+        if self._spilled is not None:
+            self._spilled.close()
+        self._spilled, self._spilled_count, self._records = None, 0, []
+        return count
+
+
+class Channel:
+    """The base of the three kinds (see the module's docstring).
+
+    `context` makes the `SinkContext` when the sink opens without INIT (at the first record);
+    `spool` makes the spool of undelivered records on first need; `hold`: hold DATA records
+    until each checkpoint (a resumable run's tracker).
+    """
+
+    kind = "base"
+
+    def __init__(self, name: str, destination: Policies, sink: Sink, *, context: Callable[[], SinkContext],
+                 spool: SpoolFactory | None = None, hold: bool = False) -> None:
+        self.name = name
+        self.destination = destination
+        self.sink = sink
+        self.policy = destination.delivery_policy
+        self.events = frozenset(destination.event_hooks)
+        self.schedule = destination.flush_schedule if destination.channel_flushes else None
+        self._refuses = destination.refuses if type(destination).refuses is not Policies.refuses else None
+        self.ledger = FailureLedger(name)
+        self.counts = Counts()
+        self.closed = False
+        self.context = context  # what the sink opens with (`SinkContext`), built when asked
+        self._spool_factory = spool
+        self._spool: Spool | None = None
+        self._hold = Hold(HELD_IN_MEMORY) if hold else None
+        self._said: set[str] = set()
+
+    # -- what the Logger calls ---------------------------------------------------------------
+
+    def open(self, deadline: Deadline) -> None:
+        """Open the sink now (INIT) with the `context` it is given, waiting at most the deadline;
+        raise what it raised."""
+        raise NotImplementedError
+
+    def put(self, record: Record) -> None:
+        """Take one record (from any thread); raise a failure kept from earlier work, if any."""
+        raise NotImplementedError
+
+    def flush(self, durable: bool, deadline: Deadline) -> None:
+        """Barrier: every record put so far is written and flushed (`Sink.flush`)."""
+        raise NotImplementedError
+
+    def checkpoint(self, deadline: Deadline) -> None:
+        """Barrier: a checkpoint was saved: deliver what was held, then flush durably."""
+        raise NotImplementedError
+
+    def close(self, status: RunStatus, deadline: Deadline) -> None:
+        """Write what is left (held data only when `status` is FINISHED), close the sink; idempotent."""
+        raise NotImplementedError
+
+    def post_close(self, closed_cleanly: bool) -> None:
+        """After every channel of the Logger closed: the sink's `Sink.post_close` (Composer's
+        contract: uploads that drain once every destination's last file is published)."""
+        self.sink.post_close(closed_cleanly)
+
+    def identity(self) -> dict[str, Any]:
+        """What names the sink's record of the run (`Sink.identity`), once it is open."""
+        return dict(self.sink.identity())
+
+    def flushes_at(self, event: Event, record_timestamp: Any) -> bool:
+        """Whether the flush schedule flushes after `event` (asked before it is put; changes nothing)."""
+        return self.schedule is not None and self.schedule.due(event, record_timestamp)
+
+    def report(self) -> dict[str, Any]:
+        """What the sink says of its work (`Sink.report`)."""
+        try:
+            return dict(self.sink.report())
+        except Exception as error:  # noqa: BLE001 - a report never breaks a run
+            return {"report_error": f"{type(error).__name__}: {error}"}
+
+    def forget(self) -> None:
+        """In a forked child: never touch the sink, the queue or the spool again."""
+        self.closed = True
+        self._spool = None
+
+    # -- shared by the kinds -----------------------------------------------------------------
+
+    def _flush_due(self, record: Record) -> bool:
+        """After the event `record`: whether the schedule flushes now (its clock restarts)."""
+        schedule = self.schedule
+        if schedule is not None and schedule.due(record.payload.event, record.timestamp):
+            schedule.restart()
+            return True
+        return False
+
+    def _check(self, record: Record) -> None:
+        """Raise, once `record` is handed over, what the destination refuses in it (`Policies.refuses`)."""
+        if self._refuses is not None and record.kind is Kind.DATA:
+            reason = self._refuses(record)
+            if reason:
+                raise ValueError(reason)
+
+    def _where(self) -> str:
+        """The destination in a message: its name, and where its sink writes once that is known."""
+        try:
+            location = self.sink.location()
+        except Exception:  # noqa: BLE001 - a message never fails
+            location = None
+        return f"{self.name!r} at {location}" if location else repr(self.name)
+
+    def _closed_error(self) -> RuntimeError:
+        return RuntimeError(f"destination {self.name!r} is closed: it takes no more records")
+
+    def _held(self, record: Record) -> bool:
+        """Hold `record` if this channel holds data until checkpoints; whether it did."""
+        if self._hold is not None and record.kind is Kind.DATA:
+            self._hold.add(record)
+            return True
+        return False
+
+    def _release_hold(self, status: RunStatus | None) -> list[Record]:
+        """The held records to write now: all of them at a checkpoint (`status` None) or a FINISHED
+        close; none when the run did not finish (the next attempt logs them again)."""
+        if self._hold is None:
+            return []
+        if status is None or status is RunStatus.FINISHED:
+            return list(self._hold.take())
+        self._hold.drop()
+        return []
+
+    def _let_go(self, records: Sequence[Record], in_doubt: int = 0) -> None:
+        """Records this channel gives up on: spooled when the policy says so and it can, else dropped
+        (events are not data: they are let go without a count)."""
+        records = [record for record in records if record.kind is not Kind.EVENT]
+        if not records:
+            return
+        counts = self.counts
+        counts.in_doubt += in_doubt
+        if self.policy.undelivered == "spool" and self._spool_factory is not None:
+            try:
+                if self._spool is None:
+                    self._spool = self._spool_factory()
+                counts.spooled += self._spool.write(records)
+                counts.dropped += sum(1 for record in records if not Spool.keeps(record))
+                return
+            except Exception as error:  # noqa: BLE001 - a full disk: the records are counted lost, and why
+                counts.spool_errors.append(f"{type(error).__name__}: {error}")
+        counts.dropped += len(records)
+
+    def _settle_spool(self) -> None:
+        """At close: fsync the spool and name the tracker run in its entry."""
+        if self._spool is None:
+            return
+        try:
+            self._spool.close(self.sink.identity())
+        except OSError as error:  # its records reached the OS; only the fsync failed
+            self.counts.spool_errors.append(f"{type(error).__name__}: {error}")
+
+    def _say_once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            LOG.warning(message, *args)
+
+    def _undelivered_summary(self) -> str | None:
+        """One sentence on what was not delivered, for the end of the run; None when nothing."""
+        counts, parts = self.counts, []
+        if counts.spooled:
+            where = self._spool.path if self._spool is not None else "the spool"
+            parts.append(f"{counts.spooled} record(s) were not delivered to {self._where()} and wait in {where}: "
+                         f"`composer-cfg-sync <run dir> --to <destination>` delivers them")
+        if counts.dropped:
+            why = f" (spool failed: {counts.spool_errors[-1]})" if counts.spool_errors else ""
+            parts.append(f"{counts.dropped} record(s) were not delivered to {self._where()} and are lost{why}")
+        return "; ".join(parts) or None
+
+    def _say_undelivered(self) -> None:
+        """At close: a warning when records wait in the spool, an error when records were lost."""
+        summary = self._undelivered_summary()
+        if summary and self.counts.dropped:
+            raise RuntimeError(summary)
+        if summary:
+            LOG.warning("%s", summary)

@@ -1,0 +1,136 @@
+"""`Dispatch`: hands each record to its channels, through the tensor stage.
+
+A channel that fails never keeps a record from the others; what failed is raised after, on the
+calling thread, once per distinct failure of each destination (`composer_cfg.runtime.failures`).
+A record carrying device tensors, and every record after it, waits in the `TensorStage` until the
+next flush point, so each destination sees calls in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.status import RunStatus
+from composer_cfg.runtime import exit_hooks
+from composer_cfg.runtime.deadline import Deadline
+from composer_cfg.runtime.failures import raise_first
+from composer_cfg.runtime.tensor_stage import Held, TensorStage
+
+LOG = logging.getLogger("composer_cfg")
+#: How a failure names the call it happened in (Composer's method names; an event's is its own).
+_CALLS = {Kind.DATA: "log_data", Kind.HYPERPARAMETERS: "log_hyperparameters", Kind.ARTIFACT: "log_file_artifact",
+          Kind.PRINTED: "a print"}
+#: A failure: (the channel, or None for the tensor stage; what was being done; the error).
+Failure = tuple[Any, str, Exception]
+
+
+class Dispatch:
+    """The records of one `Logger` on their way to its channels (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.stage = TensorStage()
+        self._in_flight: list[None] = []  # one entry per record being handed over, on any thread
+        self._lock = threading.Lock()
+
+    def keeper(self, held: list[Held]) -> Callable[[Any, str], Any]:
+        """What a device tensor of a call becomes (`TensorStage.keeper`)."""
+        return self.stage.keeper(held)
+
+    def open(self, channels: Iterable[Any]) -> list[Failure]:
+        """Open every channel's sink (INIT), even after one fails: the failures."""
+        failures = []
+        for channel in channels:
+            try:
+                channel.open(Deadline.never())
+            except Exception as error:
+                failures.append((channel, "init", error))
+        return failures
+
+    def send(self, channels: Sequence[Any], record: Record, held: list[Held] | tuple[()] = ()) -> None:
+        """Hand `record` to `channels` now, or keep it in the stage behind what waits there."""
+        stage = self.stage
+        if (held or stage.waiting) and stage.wait(channels, record, held):
+            if stage.full:
+                self.deliver_waiting()
+            return
+        self._in_flight.append(None)
+        try:
+            failures = put_each(channels, record)
+        finally:
+            self._in_flight.pop()
+        if failures:
+            raise_first(self.news(failures))
+
+    def deliver_waiting(self) -> None:
+        """Deliver what waits in the stage (one batched copy of its tensors)."""
+        failures = self.stage.deliver(put_each)
+        if failures:
+            raise_first(self.news(failures))
+
+    def barrier(self, channels: Iterable[Any], what: str, call: Callable[[Any, Deadline], None],
+                deadline: Deadline) -> None:
+        """Deliver what waits in the stage, then `call(channel, deadline)` on every channel."""
+        failures = self.stage.deliver(put_each)
+        for channel in channels:
+            try:
+                call(channel, deadline)
+            except Exception as error:
+                failures.append((channel, what, error))
+        if failures:
+            raise_first(self.news(failures))
+
+    def close(self, channels: Sequence[Any], status: RunStatus, deadline: Deadline) -> list[tuple[str, str, Exception]]:
+        """Deliver what waits in the stage, close `channels` in their order, then give each its
+        `post_close` (Composer's: after every destination closed): the failures that are news.
+        Each channel's repeated failures are counted in a warning (`FailureLedger.report`); after
+        a SIGTERM, the news is logged as errors too (the process ends next)."""
+        failures = self.stage.deliver(put_each)
+        closed = []
+        for channel in channels:
+            try:
+                channel.close(status, deadline)
+                closed.append(channel)
+            except Exception as error:
+                failures.append((channel, "close", error))
+        for channel in channels:
+            try:
+                channel.post_close(channel in closed)
+            except Exception as error:
+                failures.append((channel, "post_close", error))
+        news = self.news(failures)
+        for channel in channels:
+            channel.ledger.report()
+        if exit_hooks.terminating():  # the process ends next: say now what went wrong
+            for name, what, error in news:
+                LOG.error("closing destination %r after SIGTERM: %s failed: %s: %s", name, what,
+                          type(error).__name__, error)
+        return news
+
+    def settle(self, seconds: float) -> None:
+        """Wait, at most `seconds`, for records other threads are handing over (before a close)."""
+        deadline = time.monotonic() + seconds
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def news(self, failures: list[Failure]) -> list[tuple[str, str, Exception]]:
+        """The failures that are news, as (destination name, what, error)."""
+        with self._lock:
+            return [(channel.name if channel is not None else "the tensor stage", what, error)
+                    for channel, what, error in failures if channel is None or channel.ledger.is_new(error, what)]
+
+
+def put_each(channels: Iterable[Any], record: Record) -> list[Failure]:
+    """Give `record` to each channel, even after one fails: the failures."""
+    failures = []
+    for channel in channels:
+        try:
+            channel.put(record)
+        except Exception as error:  # the other destinations still get the record
+            what = record.payload.event.value if record.kind is Kind.EVENT else _CALLS[record.kind]
+            failures.append((channel, what, error))
+    return failures
