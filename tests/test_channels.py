@@ -339,6 +339,89 @@ def test_a_held_trackers_data_is_bounded_in_memory_and_delivered_in_order_at_the
     logger.close()
 
 
+def test_a_held_value_pickle_refuses_waits_as_its_text_and_the_hold_stays_bounded(monkeypatch):
+    from composer_cfg.runtime import channel
+
+    monkeypatch.setattr(channel, "HELD_IN_MEMORY", 5)
+    local = type("Local", (), {"__str__": lambda self: "a local object"})  # a class pickle can not find by name
+    sink = Scripted()
+    sink.holds_until_checkpoint = True  # type: ignore[misc]
+    logger = Logger(State("held"), {"tracker": sink}, resume="auto")
+    logger.run_event("init")
+    for index in range(12):
+        logger.data_batch({"i": index, **({"odd": local()} if index == 3 else {})})
+    hold = logger._members[0].channel._hold
+    assert len(hold._records) < 5  # spilled as usual: the value pickle refused did not block the hold
+    logger.run_event("batch_checkpoint")
+    assert [d["i"] for d in sink.written] == list(range(12)) and sink.written[3]["odd"] == "a local object"
+    logger.close()
+
+
+def test_released_held_records_reach_the_sink_a_chunk_at_a_time(monkeypatch):
+    from composer_cfg.runtime import channel
+
+    monkeypatch.setattr(channel, "HELD_IN_MEMORY", 100)
+    batches: list[int] = []
+
+    class Counting(Scripted):
+        def write(self, records):
+            batches.append(len(records))
+            super().write(records)
+
+    sink = Counting()
+    sink.holds_until_checkpoint = True  # type: ignore[misc]
+    logger = Logger(State("held"), {"tracker": sink}, resume="auto")
+    logger.run_event("init")
+    for index in range(3000):
+        logger.data_batch({"i": index})
+    logger.run_event("batch_checkpoint")
+    logger.close()
+    assert [d["i"] for d in sink.written] == list(range(3000))
+    assert max(batches) <= channel.HELD_CHUNK  # never the whole hold in memory at once
+    report = logger.report()["tracker"]
+    assert (report["delivered"], report["held"], report["withdrawn"]) == (3000, 0, 0)
+
+
+def test_held_records_of_a_run_that_does_not_finish_are_counted_withdrawn():
+    sink = Scripted()
+    sink.holds_until_checkpoint = True  # type: ignore[misc]
+    logger = Logger(State("held"), {"tracker": sink}, resume="auto")
+    logger.run_event("init")
+    for index in range(50):
+        logger.data_batch({"i": index})
+        if index == 29:
+            logger.run_event("batch_checkpoint")
+    logger.close("FAILED")
+    report = logger.report()["tracker"]
+    assert (report["delivered"], report["held"], report["withdrawn"]) == (30, 0, 20)
+    assert read_manifest(Path("held/run-rank0.json"))["logging"]["tracker"]["withdrawn"] == 20
+
+
+def test_a_remote_write_that_failed_is_sent_again_before_anything_newer():
+    class Flaky(Scripted):
+        failures = 1
+
+        def write(self, records):
+            if any(record.payload.get("i") == 14 for record in records if record.kind is Kind.DATA) and self.failures:
+                self.failures -= 1
+                raise ConnectionError("503 Service Unavailable")
+            super().write(records)
+
+    sink = Flaky(DeliveryPolicy(timeout=30), remote=True)
+    logger = Logger(State("run"), {"tracker": sink})
+    raised = []
+    for index in range(30):
+        try:
+            logger.data_batch({"i": index})
+            if index % 7 == 6:
+                logger.flush()
+        except ConnectionError as error:  # said once, at the next call or flush
+            raised.append(str(error))
+    logger.close()
+    assert raised == ["503 Service Unavailable"]
+    assert [d["i"] for d in sink.written] == list(range(30))  # in order: a tracker whose steps must increase
+
+
 @pytest.mark.parametrize("destination", [MLFlowLogger, WandBLogger])
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("when_full", "wait", "one of block, drop"), ("undelivered", "keep", "one of spool, drop"),

@@ -87,6 +87,26 @@ def test_with_events_the_interval_is_decided_when_the_unit_starts_and_keeps_what
     ]
 
 
+def test_one_call_a_buffered_log_can_not_write_costs_only_that_call():
+    destination = quiet(log_level="batch", buffer_size=-1)  # written on a thread of its own, in batches
+    logger = Logger(State("run"), destination)
+    raised = []
+    for step in range(100):
+        try:
+            logger.data_batch({"step": step, **({"huge": 10 ** 5000} if step == 10 else {})})
+        except ValueError as error:
+            raised.append(str(error))
+    try:
+        logger.close()
+    except ValueError as error:
+        raised.append(str(error))
+    assert [message.split(" can not")[0] for message in raised] == ["log data value for key 'huge'"]
+    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in Path("run/logs-rank0.txt").read_text().splitlines()]
+    assert steps == [step for step in range(100) if step != 10]
+    report = logger.report()["FileLogger"]
+    assert (report["delivered"], report["failed"]) == (99, 1)
+
+
 def test_fit_threshold_keeps_only_fit_lines():
     with Logger(State("run"), quiet(log_level="fit", log_interval=5)) as logger:
         run_three_epochs(logger, events=True)

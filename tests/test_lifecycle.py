@@ -146,6 +146,24 @@ def test_data_after_close_is_an_error_not_a_silent_loss():
         logger.file_artifact("fit", "a.txt", "a.txt")
 
 
+def test_a_destination_that_failed_to_open_at_its_first_record_says_so_and_never_loses_data_silently(caplog):
+    Path("r").mkdir()
+    Path("r/logs-rank0.txt").write_text("an earlier run's log\n")
+    memory = InMemoryLogger()
+    logger = Logger(State("r"), {"file": FileLogger(log_level="batch", capture_stdout=False, capture_stderr=False),
+                                 "memory": memory})
+    with pytest.raises(FileExistsError):  # opened at the first record, without INIT
+        logger.data_batch({"step": 0})
+    with pytest.raises(RuntimeError, match="^destination 'file' did not open, so it writes nothing: FileExistsError"):
+        logger.data_batch({"step": 1})
+    logger.data_batch({"step": 2})  # the same failure again: counted, not raised
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        logger.close()
+    assert Path("r/logs-rank0.txt").read_text() == "an earlier run's log\n"
+    assert memory.get_timeseries("step")["step"].tolist() == [0, 1, 2]  # the others kept logging
+    assert any("repeated 1 more time(s) without being raised" in message for message in caplog.messages)
+
+
 def test_a_failure_is_raised_once_whatever_calls_come_between(caplog):
     """A destination failing on EPOCH calls stays reported once, whatever BATCH calls it skips."""
     broken = FailsAt("log_data", OSError("disk full"), log_level=LogLevel.EPOCH)

@@ -17,6 +17,18 @@ def test_destinations_may_be_none_one_sequence_or_mapping():
     assert Logger(State("r"), {"x": a, "off": None, "y": b}).destinations == (a, b)
 
 
+def test_a_composer_destination_that_renames_keys_in_place_changes_what_no_other_destination_gets():
+    class Renaming(LoggerDestination):
+        def log_data(self, state, log_level, data):
+            for key in list(data):
+                data[f"my/{key}"] = data.pop(key)  # as some Composer destinations do
+
+    memory = InMemoryLogger()
+    with Logger(State("r"), {"renaming": Renaming(), "memory": memory, "after": Renaming()}) as logger:
+        logger.data_batch({"loss": 0.25})
+    assert memory.most_recent_values == {"loss": 0.25}
+
+
 def test_names_come_from_the_mapping_or_the_class():
     a, b = Recorder(), Recorder()
     logger = Logger(State("r"), {"file": a})

@@ -177,6 +177,41 @@ def test_torch_dataloader_workers_leave_the_parents_files_and_run_alone(tmp_path
     assert_the_parent_wrote_everything_once(tmp_path)
 
 
+def test_a_child_forked_while_another_thread_writes_the_captured_log_prints_to_its_own_stream(tmp_path):
+    # A DataLoader worker forked while another thread is inside the text log (which captures
+    # stdout): the child's print must neither hang on that thread's lock nor reach the parent's log.
+    child = textwrap.dedent("""
+        import os, sys, threading, time
+        from composer_cfg import FileLogger, Logger, State
+        logger = Logger(State("run"), {"file": FileLogger(log_level="batch")})
+        logger.run_event("init")
+        big = {f"k{i}": i * 0.5 for i in range(40_000)}  # a long write, under the channel's lock
+        stop = threading.Event()
+        def log():
+            while not stop.is_set():
+                logger.data_batch(big)
+        writer = threading.Thread(target=log)
+        writer.start()
+        time.sleep(0.3)
+        pid = os.fork()
+        if pid == 0:
+            print("from the child", flush=True)
+            os._exit(0)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0):
+            time.sleep(0.05)
+        stop.set()
+        writer.join()
+        logger.close()
+        print("parent done", flush=True)
+        """)
+    out = subprocess.run([sys.executable, "-c", child], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["from the child", "parent done"]
+    log = (tmp_path / "run/logs-rank0.txt").read_text()
+    assert "from the child" not in log and "[stdout]: parent done" not in log  # (printed after close)
+
+
 def test_a_child_that_builds_its_own_logger_logs_as_any_process(tmp_path):
     out = run_child("""
     pid = os.fork()
@@ -241,11 +276,11 @@ def test_two_spools_first_written_at_the_same_moment_are_both_in_the_manifest():
 LIVE_ATTEMPT = """
 import sys, time
 from composer_cfg import JSONLinesLogger, Logger, State
-logger = Logger(State("run"), JSONLinesLogger(), resume="auto")
-logger.run_event("init")
-logger.data_batch({"attempt": sys.argv[1]})
-print("started", flush=True)
-time.sleep(600)
+with Logger(State("run"), JSONLinesLogger(), resume="auto") as logger:  # a refused one is closed, FAILED
+    logger.run_event("init")
+    logger.data_batch({"attempt": sys.argv[1]})
+    print("started", flush=True)
+    time.sleep(600)
 """
 
 
@@ -260,6 +295,7 @@ def test_a_second_live_attempt_of_a_run_is_refused_naming_the_live_one_and_a_kil
         assert last.startswith("composer_cfg.core.errors.ConfigError: run_name: run 'run' (rank 0) is already "
                                "running: attempt started ") and f"by process {first.pid} on " in last
         assert [r["data"] for r in read_records("run/metrics-rank0.jsonl")] == []  # the refusal wrote nothing
+        assert "logging" not in read_manifest(Path("run/run-rank0.json"))  # nor its report into the live run
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)

@@ -355,6 +355,37 @@ class Gate(LoggerDestination):
 
 
 @pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
+class SlowToCopy:
+    def __deepcopy__(self, memo):
+        time.sleep(0.5)  # the call is still copying its values when close starts
+        return SlowToCopy()
+
+    def __str__(self) -> str:
+        return "slow"
+
+
+def test_a_call_that_close_overtakes_while_it_copies_its_values_reaches_no_destination():
+    first, second = InMemoryLogger(), InMemoryLogger()
+    logger = Logger(State("run"), {"first": first, "second": second})
+    logger.data_batch({"before": 1})
+    outcome: list[str] = []
+
+    def call() -> None:
+        try:
+            logger.data_batch({"loss": 0.5, "slow": SlowToCopy()})
+            outcome.append("returned")
+        except RuntimeError as error:
+            outcome.append(str(error))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.1)
+    logger.close()
+    caller.join(30)
+    assert outcome == ["this Logger is closed: it takes no more data"]
+    assert sorted(first.most_recent_values) == sorted(second.most_recent_values) == ["before"]  # all or nothing
+
+
 def test_a_data_call_in_flight_when_the_logger_closes_is_delivered_whole_and_a_later_one_refused(overwrite):
     # A background thread (an async eval) is inside data_batch while the main thread leaves
     # `with logger:`. The Gate stands for the time spent in the destinations before the files.

@@ -106,7 +106,9 @@ def test_every_destination_receives_the_same_copy_and_later_changes_by_the_calle
     items = [1, 2]
     array = np.array([1.0, 2.0])
     nested = {"inner": [1]}
-    data = {"tensor": tensor, "items": items, "array": array, "nested": nested}
+    objects = np.empty(1, dtype=object)
+    objects[0] = [1]
+    data = {"tensor": tensor, "items": items, "array": array, "nested": nested, "objects": objects}
     with Logger(State("run"), [first, memory, second]) as logger:
         logger.data_batch(data)
         # the caller reuses its objects, as a training loop does
@@ -114,9 +116,12 @@ def test_every_destination_receives_the_same_copy_and_later_changes_by_the_calle
         items.append(3)
         array[0] = 99.0
         nested["inner"].append(2)
+        objects[0].append(2)
         data["tensor"] = "replaced"
     (received,) = [call[2] for call in first.calls if call[0] == "data"]
-    assert [call[2] for call in second.calls if call[0] == "data"][0] is received  # one object for all
+    (also,) = [call[2] for call in second.calls if call[0] == "data"]
+    assert also == received and also is not received  # each Composer destination its own dict (it may rename keys)
+    assert also["tensor"] is received["tensor"]  # the values in them: one copy for all
     assert received is not data
     kept = memory.most_recent_values
     assert kept["tensor"] is received["tensor"] and kept["tensor"] is not tensor  # one host copy, shared
@@ -124,6 +129,7 @@ def test_every_destination_receives_the_same_copy_and_later_changes_by_the_calle
     assert kept["items"] == [1, 2]
     assert kept["array"].tolist() == [1.0, 2.0]
     assert kept["nested"] == {"inner": [1]}
+    assert kept["objects"][0] == [1]  # an array of objects: its objects copied too
     assert received["tensor"].tolist() == [1.0, 2.0] and received["items"] == [1, 2]
 
 
@@ -135,6 +141,25 @@ def nested_list(depth: int) -> Any:
     for _ in range(depth):
         value = [value]
     return value
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise ZeroDivisionError("division by zero")
+
+
+def test_a_value_that_can_not_be_turned_into_text_is_refused_at_the_call_for_every_destination():
+    memory = InMemoryLogger()
+    logger = Logger(State("run"), {"file": FileLogger(capture_stdout=False, capture_stderr=False, log_level="batch"),
+                                   "jsonl": JSONLinesLogger(), "memory": memory})
+    with logger:
+        with pytest.raises(TypeError, match=r"^log data value for key 'bad' can not be turned into text: its "
+                                            r"__str__ raised ZeroDivisionError: division by zero$"):
+            logger.data_batch({"loss": 0.25, "bad": Unprintable()})
+        logger.data_batch({"loss": 0.5})
+    assert memory.get_timeseries("loss")["loss"].tolist() == [0.5]  # refused alike: the call reached no one
+    assert [r["data"] for r in read_records("run/metrics-rank0.jsonl")] == [{"loss": 0.5}]
+    assert Path("run/logs-rank0.txt").read_text().splitlines() == ['[BATCH][batch=0]: { "loss": 0.5000, }']
 
 
 def test_a_list_nested_5000_deep_is_a_value_error_naming_the_key_and_nothing_is_written():

@@ -50,8 +50,8 @@ class ComposerSink(Sink):
         for record in records:
             state = self._state_at(record)
             kind = record.kind
-            if kind is Kind.DATA:
-                destination.log_data(state, record.level, record.payload)
+            if kind is Kind.DATA:  # its own dict: Composer's destinations may rename keys in place
+                destination.log_data(state, record.level, dict(record.payload))
             elif kind is Kind.EVENT:
                 self._event(record.payload.event, state, record)
             elif kind is Kind.ARTIFACT:
@@ -59,7 +59,7 @@ class ComposerSink(Sink):
                 destination.log_file_artifact(state=state, log_level=record.level, artifact_name=artifact.name,
                                               file_path=artifact.source, overwrite=artifact.overwrite)
             elif kind is Kind.HYPERPARAMETERS:
-                destination.log_hyperparameters(state, record.payload)
+                destination.log_hyperparameters(state, dict(record.payload))
 
     def flush(self, durable: bool) -> None:
         self.destination.flush(self._state, self._logger)

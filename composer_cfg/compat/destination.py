@@ -209,6 +209,15 @@ class SinkDestination(LoggerDestination):
         """The channel a Logger made for this destination: calls by hand go through it too."""
         self.__dict__["_channel"] = channel
 
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait until everything logged so far is written (at most `timeout` seconds); how many
+        records still wait (a tracker's queue after an outage, for example)."""
+        channel = self.__dict__.get("_channel")
+        if channel is None:
+            return 0
+        channel.flush(False, Deadline.after(timeout))
+        return int(channel.report().get("queued", 0))
+
     # -- Composer's methods, by hand ---------------------------------------------------------
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from composer_cfg.runtime.staging import Staging
 
 LOG = logging.getLogger("composer_cfg")
 CHECKPOINT_EVENTS = (Event.BATCH_CHECKPOINT, Event.EPOCH_CHECKPOINT)
+_new_record, _DATA, _FIT = tuple.__new__, Kind.DATA, LogLevel.FIT  # the hot path's names
 #: Seconds `close` waits for calls still in flight on other threads before it closes the channels.
 IN_FLIGHT_WAIT = 2.0
 
@@ -68,9 +69,9 @@ class Logger:
                    hold=self._attempt.resumable, measure=measure_overhead)
             for name, destination in pairs if not (destination.rank_zero_only and state.rank != 0))
         self._routes = Routes(self._members)
-        self._dispatch = Dispatch()
-        self._staging = Staging()
         self._lifecycle, self._begun = Lifecycle(), False
+        self._dispatch = Dispatch(self._lifecycle)
+        self._staging = Staging()
         forks.watch(self)
 
     @property
@@ -95,11 +96,12 @@ class Logger:
             return
         held: list[Any] = []
         payload = dict(data) if plain(data) else normalise(data, self._dispatch.keeper(held))
-        if level is LogLevel.FIT:
+        if level is _FIT:
             payload = redact(payload)
-        when = self._state.log_time
-        self._dispatch.send(channels, Record(Kind.DATA, level, self._state.timestamp,
-                                             time.time() if when is None else when, payload), held)
+        state = self._state
+        when = state.log_time
+        record = _new_record(Record, (_DATA, level, state.timestamp, time.time() if when is None else when, payload))
+        self._dispatch.send(channels, record, held)
 
     def data_fit(self, data: dict[str, Any]) -> None:
         """`data(LogLevel.FIT, data)`."""
@@ -267,13 +269,14 @@ class Logger:
         return Record(kind, level, self._state.timestamp, time.time() if when is None else when, payload)
 
     def _publish_file(self, name: str, path: Path, overwrite: bool) -> None:
-        self._publish(name, path, overwrite, LogLevel.FIT)
+        """A sink publishing a file of its own (`SinkContext.publish`): taken while closing too."""
+        self._publish(name, path, overwrite, LogLevel.FIT, caller=False)
 
-    def _publish(self, name: str, path: Path, overwrite: bool, level: LogLevel) -> None:
+    def _publish(self, name: str, path: Path, overwrite: bool, level: LogLevel, caller: bool = True) -> None:
         channels = self._routes.artifacts
         if channels:
             artifact = self._staging.artifact(name, path, overwrite)
-            self._dispatch.send(channels, self._record_of(Kind.ARTIFACT, level, artifact))
+            self._dispatch.send(channels, self._record_of(Kind.ARTIFACT, level, artifact), caller=caller)
 
 
 class Destinations(tuple):  # type: ignore[type-arg]

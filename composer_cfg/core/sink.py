@@ -173,7 +173,11 @@ class Sink(Policies):
         """Start: open files, start the tracker run (continue ``context.resumed`` when it is not None)."""
 
     def write(self, records: Sequence[Record]) -> None:
-        """Write `records`, in order (those of `Policies.log_level` and the kinds routed to it)."""
+        """Write `records`, in order (those of `Policies.log_level` and the kinds routed to it).
+
+        A sink that can write the rest of a batch after one record fails should, then raise the
+        first error with its `refused_records` set (`refuse`): the channel counts only those as
+        failed. Otherwise an error counts the whole batch as failed."""
 
     def flush(self, durable: bool) -> None:
         """Hand what is buffered to the OS or the back end; `durable`: also make it survive the
@@ -212,3 +216,11 @@ class KeyedSink(Sink):
     def abort(self, keys: Sequence[str]) -> None:
         """These keys' writes are left unfinished (close gave up on them): undo what they left
         half done, if anything."""
+
+
+def refuse(first: Exception | None, error: Exception) -> Exception:
+    """For a `Sink.write` that writes every record it can: the error to raise once the batch is
+    done (the first), counting in its `refused_records` how many records raised."""
+    kept = error if first is None else first
+    kept.refused_records = getattr(kept, "refused_records", 0) + 1  # type: ignore[attr-defined]
+    return kept

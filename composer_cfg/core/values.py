@@ -96,6 +96,10 @@ def _mapping(data: Mapping[Any, Any], path: str, parents: tuple[int, ...], tenso
 def _value(value: Any, path: str, parents: tuple[int, ...], tensor: Callable[[Any, str], Any]) -> Any:
     kind = type(value)
     if kind in _IMMUTABLE:
+        if kind is int and value.bit_length() > 3000 and _too_long(value):
+            raise LogDataTooLarge(f"log data value for key {_shown(path)} can not be written as text: an integer of "
+                                  f"more than {sys.get_int_max_str_digits()} digits (Python's limit: "
+                                  f"sys.set_int_max_str_digits)")
         return value
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
@@ -124,10 +128,22 @@ def _value(value: Any, path: str, parents: tuple[int, ...], tensor: Callable[[An
     if isinstance(value, Iterable):
         return _items(value, path, parents, tensor)
     try:
-        return copy.deepcopy(value)
+        kept = copy.deepcopy(value)
     except Exception as error:
         raise BadLogData(f"log data value for key {_shown(path)} can not be copied to keep it: "
                            f"{type(error).__name__}: {_short(error)}") from None
+    try:
+        str(kept)  # what a text destination writes of it: checked here, once, for all of them
+    except Exception as error:
+        raise BadLogData(f"log data value for key {_shown(path)} can not be turned into text: its __str__ raised "
+                         f"{type(error).__name__}: {_short(error)}") from None
+    return kept
+
+
+def _too_long(value: int) -> bool:
+    """Whether Python refuses to write `value` as text (more digits than `sys.get_int_max_str_digits`)."""
+    limit = sys.get_int_max_str_digits()
+    return limit > 0 and abs(value) >= 10 ** limit
 
 
 def _items(container: Iterable[Any], path: str, parents: tuple[int, ...], tensor: Callable[[Any, str], Any]
@@ -145,8 +161,8 @@ def _array_copy(value: Any) -> Any:
     """A numpy array as a copy the caller can not change, a numpy scalar as it is; None for anything else."""
     numpy = sys.modules.get("numpy")
     if numpy is not None:
-        if isinstance(value, numpy.ndarray):
-            return value.copy()
+        if isinstance(value, numpy.ndarray):  # an array of objects holds references: copied too
+            return copy.deepcopy(value) if value.dtype.hasobject else value.copy()
         if isinstance(value, numpy.generic):
             return value  # numpy scalars are immutable
     return None

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable, TextIO
 
 from composer_cfg.core.secrets import redact_text
+from composer_cfg.runtime import forks
 
 Sink = Callable[[str], None]
 
@@ -39,6 +40,21 @@ class _Patch:
 
 _patches: dict[int, _Patch] = {}
 _lock = threading.Lock()
+
+
+class _InChild:
+    """In a forked child (`composer_cfg.runtime.forks`): the parent's sinks get nothing more (the
+    child's prints go to the stream alone), and the lock a parent thread may have held is new."""
+
+    def forget(self) -> None:
+        global _lock
+        _lock = threading.Lock()
+        for patch in _patches.values():
+            patch.sinks = ()
+
+
+_in_child = _InChild()
+forks.watch(_in_child, always=True)
 
 
 def start(name: str, sink: Sink) -> tuple[TextIO, Sink] | None:

@@ -24,11 +24,11 @@ from composer_cfg.core.formatting import format_log_text
 from composer_cfg.core.log_interval import LogInterval
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.record import Kind, Printed, Record
-from composer_cfg.core.sink import Sink, SinkContext
+from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.destinations import capture
-from composer_cfg.destinations.run_file import RunFile, RunFileParams
+from composer_cfg.destinations.run_file import RunFile, RunFileParams, RunFileSink
 
 _PREFIXES = {level: f"[{level.name}][batch=" for level in LogLevel}
 #: Besides every `flush_interval` units of the threshold level, the log is flushed at these events.
@@ -116,7 +116,7 @@ class FileLogger(RunFileParams, SinkDestination):
         return FileSink(self)
 
 
-class FileSink(Sink):
+class FileSink(RunFileSink):
     """Writes a `FileLogger`'s records (see there)."""
 
     def __init__(self, settings: FileLogger) -> None:
@@ -146,25 +146,30 @@ class FileSink(Sink):
                 self._captures.append(handle)
 
     def write(self, records: Sequence[Record]) -> None:
-        file = self._file
+        file, refused = self._file, None
         for record in records:
-            kind = record.kind
-            if kind is Kind.DATA:
-                level, timestamp = record.level, record.timestamp
-                if level is self._sampled and not self._interval.keeps(timestamp):
-                    continue
-                if self._unfinished:  # this thread printed part of a line: end it first
-                    file.write("".join(lines.finish(threading.get_ident()) for lines in self._lines.values()))
+            try:
+                kind = record.kind
+                if kind is Kind.DATA:
+                    level, timestamp = record.level, record.timestamp
+                    if level is self._sampled and not self._interval.keeps(timestamp):
+                        continue
+                    if self._unfinished:  # this thread printed part of a line: end it first
+                        file.write("".join(lines.finish(threading.get_ident()) for lines in self._lines.values()))
+                        self._count_unfinished()
+                    file.write(f"{_PREFIXES[level]}{timestamp.batch}]: {format_log_text(record.payload)}\n")
+                elif kind is Kind.PRINTED:
+                    printed = record.payload
+                    chunk = self._lines[printed.stream].feed(printed.text, printed.thread)
                     self._count_unfinished()
-                file.write(f"{_PREFIXES[level]}{timestamp.batch}]: {format_log_text(record.payload)}\n")
-            elif kind is Kind.PRINTED:
-                printed = record.payload
-                chunk = self._lines[printed.stream].feed(printed.text, printed.thread)
-                self._count_unfinished()
-                if chunk:
-                    file.write(chunk)
-            elif kind is Kind.EVENT:
-                self._interval.start(record.timestamp)
+                    if chunk:
+                        file.write(chunk)
+                elif kind is Kind.EVENT:
+                    self._interval.start(record.timestamp)
+            except Exception as error:  # the other records are written all the same
+                refused = refuse(refused, error)
+        if refused is not None:
+            raise refused
 
     def flush(self, durable: bool) -> None:
         """Flush and fsync the file, then publish it as an artifact."""
@@ -185,16 +190,6 @@ class FileSink(Sink):
             self._file = None
             self.run_file.close()
         self.run_file.publish(self._publish)
-
-    def identity(self) -> dict[str, Any]:
-        return {"filename": self.run_file.path} if self.run_file.path else {}
-
-    def report(self) -> dict[str, Any]:
-        """``bytes_written``: what this run added to its file so far, as far as the OS has it."""
-        return {"bytes_written": self.run_file.bytes_written()}
-
-    def location(self) -> str | None:
-        return self.run_file.path
 
     # -- printed output ------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ from composer_cfg.core.events import Event
 from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.record import Kind, Record
-from composer_cfg.core.sink import Sink, SinkContext
+from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
-from composer_cfg.destinations.run_file import RunFile, RunFileParams
+from composer_cfg.destinations.run_file import RunFile, RunFileParams, RunFileSink
 from composer_cfg.run.records import record_line, resume_record
 
 #: The file is fsynced and published at these events (and at close).
@@ -74,7 +74,7 @@ class JSONLinesLogger(RunFileParams, SinkDestination):
         return JSONLinesSink(self)
 
 
-class JSONLinesSink(Sink):
+class JSONLinesSink(RunFileSink):
     """Writes a `JSONLinesLogger`'s records (see there)."""
 
     def __init__(self, settings: JSONLinesLogger) -> None:
@@ -98,13 +98,19 @@ class JSONLinesSink(Sink):
     def write(self, records: Sequence[Record]) -> None:
         run_name, rank = self._header
         pending = self._pending
+        refused = None
         for record in records:
             if record.kind is Kind.DATA or record.kind is Kind.HYPERPARAMETERS:
-                pending.append(record_line(record.level, run_name, rank, record.timestamp, record.time,
-                                           record.payload))
+                try:
+                    pending.append(record_line(record.level, run_name, rank, record.timestamp, record.time,
+                                               record.payload))
+                except Exception as error:  # the other records are written all the same
+                    refused = refuse(refused, error)
         if len(pending) >= self._flush_interval or (self._timed and pending and self._schedule.seconds_due()):
             self._schedule.restart()
             self._write_pending().flush()
+        if refused is not None:
+            raise refused
 
     def flush(self, durable: bool) -> None:
         """Write the pending records, then flush, fsync and publish the file."""
@@ -121,16 +127,6 @@ class JSONLinesSink(Sink):
             self._file = None
             self.run_file.close()
         self.run_file.publish(self._publish)
-
-    def identity(self) -> dict[str, Any]:
-        return {"filename": self.run_file.path} if self.run_file.path else {}
-
-    def report(self) -> dict[str, Any]:
-        """``bytes_written``: what this run added to its file so far, as far as the OS has it."""
-        return {"bytes_written": self.run_file.bytes_written()}
-
-    def location(self) -> str | None:
-        return self.run_file.path
 
     def _write_pending(self) -> IO[str]:
         """Write the pending records as whole lines; return the file. Taken before writing: after

@@ -32,7 +32,6 @@ from composer_cfg.core.values import scalar
 from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
 from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
 from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
-from composer_cfg.runtime.deadline import Deadline
 
 LOG = logging.getLogger("composer_cfg")
 _SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch for its "View run" lines
@@ -140,15 +139,6 @@ class MLFlowLogger(SinkDestination):
     def shown_uri(self) -> str | None:
         """The tracking URI as messages show it: a password in it masked."""
         return None if self.tracking_uri is None else redact_text(self.tracking_uri)
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until everything logged so far is sent (at most `timeout` seconds); how many logged
-        calls still wait."""
-        channel = self.__dict__.get("_channel")
-        if channel is None:
-            return 0
-        channel.flush(False, Deadline.after(timeout))
-        return int(channel.report()["queued"])
 
     def make_sink(self) -> Sink:
         return MLflowSink(self)

@@ -35,7 +35,6 @@ from composer_cfg.core.state import State
 from composer_cfg.core.templates import DIST_FIELDS, Template, check_artifact_name
 from composer_cfg.destinations.transient import is_transient
 from composer_cfg.run.files import unique_beside, write_exclusively
-from composer_cfg.runtime.deadline import Deadline
 from composer_cfg.runtime.workers import run_bounded
 
 LOG = logging.getLogger("composer_cfg")
@@ -136,11 +135,9 @@ class ObjectStoreLogger(SinkDestination):
     def wait(self, timeout: float | None = None) -> list[str]:
         """Wait until every upload so far has finished (at most `timeout` seconds); the object names
         still pending."""
+        super().wait(timeout)
         channel = self.__dict__.get("_channel")
-        if channel is None:
-            return []
-        channel.flush(False, Deadline.after(timeout))
-        return channel.pending()
+        return [] if channel is None else channel.pending()
 
     def get_file_artifact(
         self, artifact_name: str, destination: str | Path, overwrite: bool = False, progress_bar: bool = True,

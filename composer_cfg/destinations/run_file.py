@@ -8,7 +8,7 @@ from typing import IO, Any, Mapping
 
 from composer_cfg.config.params import ARTIFACT_NAME, FILE, check_published_path, require_rank_field
 from composer_cfg.core.record import RunFacts
-from composer_cfg.core.sink import Publish
+from composer_cfg.core.sink import Publish, Sink
 from composer_cfg.core.templates import default_artifact_name
 from composer_cfg.run.files import open_text
 
@@ -27,6 +27,22 @@ class RunFileParams:
     def check_config(cls, params: Mapping[str, Any], world_size: int) -> None:
         if isinstance(params.get("filename"), str):
             check_file_names(params["filename"], params.get("artifact_name"))
+
+
+class RunFileSink(Sink):
+    """A sink writing one `RunFile` (`run_file`): who it is, where, and what it wrote."""
+
+    run_file: RunFile
+
+    def identity(self) -> dict[str, Any]:
+        return {"filename": self.run_file.path} if self.run_file.path else {}
+
+    def report(self) -> dict[str, Any]:
+        """``bytes_written``: what this run added to its file so far, as far as the OS has it."""
+        return {"bytes_written": self.run_file.bytes_written()}
+
+    def location(self) -> str | None:
+        return self.run_file.path
 
 
 class RunFile:

@@ -28,7 +28,6 @@ from composer_cfg.core.secrets import redact, redact_override
 from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.status import RunStatus
 from composer_cfg.destinations.wandb_params import check_init_params
-from composer_cfg.runtime.deadline import Deadline
 
 LOG = logging.getLogger("composer_cfg")
 MAX_TAG = 64
@@ -124,15 +123,6 @@ class WandBLogger(SinkDestination):
     def run(self) -> Any:
         """The W&B run, while it runs."""
         return self.sink().run  # type: ignore[attr-defined]
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until everything logged so far is delivered (at most `timeout` seconds); how many
-        logged calls still wait."""
-        channel = self.__dict__.get("_channel")
-        if channel is None:
-            return 0
-        channel.flush(False, Deadline.after(timeout))
-        return int(channel.report()["queued"])
 
     def make_sink(self) -> Sink:
         return WandBSink(self)

@@ -4,7 +4,8 @@ A resumable run (``resume=auto|must``) is begun before any destination opens (co
 recorded there, or starting one), marked at each checkpoint with how far each destination got,
 and ended with its status. Any run whose tracker spooled records enters the spool there, so
 ``composer-cfg-sync`` finds it; the manifest is made then, and only then, for a run that is not
-resumable. At the end, the Logger's report goes in too, if there is a manifest.
+resumable. At the end, the Logger's report goes in too, if this attempt wrote there (a refused
+second attempt leaves the live one's manifest alone).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class RunAttempt:
         self._record = RunRecord(self._directory, state.rank) if self.resumable else None
         self._lock = threading.Lock()
         self._begun = False
+        self._wrote = False  # this attempt began a run there, or entered a spool: the report is its to add
         self.identities: Identities | None = None  # each destination's identity, when a run is continued
 
     def begin(self) -> None:
@@ -42,7 +44,7 @@ class RunAttempt:
             state = self._state
             self.identities = self._record.begin(state.run_name, state.world_size, self.resume,  # type: ignore[union-attr]
                                                  state.timestamp)
-            self._begun = True
+            self._begun = self._wrote = True
 
     def started(self, identities: Identities) -> None:
         """Every destination opened: record who they are (an MLflow run id, a W&B id...)."""
@@ -59,7 +61,7 @@ class RunAttempt:
         if self._begun:
             self._record.end(status, self._state.timestamp)  # type: ignore[union-attr]
             self._begun = False
-        if self._record is not None and self._record.exists():
+        if self._wrote and self._record is not None:
             self._record.record_report(report())
 
     def forget(self) -> None:
@@ -75,7 +77,10 @@ class RunAttempt:
                 if self._record is None:
                     self._record = RunRecord(self._directory, self._state.rank)
                 record = self._record
-            return Spool(self._directory, name, RunFacts(self._state.run_name, self._state.dist),
-                         lambda file, identity: record.add_spool(file, name, identity))
+            def register(file: str, identity: Mapping[str, Any]) -> None:
+                self._wrote = True
+                record.add_spool(file, name, identity)
+
+            return Spool(self._directory, name, RunFacts(self._state.run_name, self._state.dist), register)
 
         return spool

@@ -38,22 +38,44 @@ LOG = logging.getLogger("composer_cfg")
 SpoolFactory = Callable[[], Spool]
 #: Records a `Hold` keeps in memory; past that they wait on disk.
 HELD_IN_MEMORY = 10_000
+#: Held records written in one go when released (what a release has in memory at once).
+HELD_CHUNK = 256
 
 
 @dataclass
 class Counts:
     """What became of a channel's records so far (every record put is queued, held, delivered,
-    spooled, dropped, or failed: lost to a write that failed, its failure raised)."""
+    spooled, dropped, failed (lost to a write that failed, its failure raised) or withdrawn (held
+    when the run ended without finishing: its next attempt logs them again))."""
 
     delivered: int = 0
     spooled: int = 0
     dropped: int = 0
     failed: int = 0
+    withdrawn: int = 0
     in_doubt: int = 0  # of those spooled or dropped, how many were being written when they were given up
     peak: int = 0
     waits: int = 0  # waits of logging threads for room
     blocked_seconds: float = 0.0
     spool_errors: list[str] = field(default_factory=list)
+
+
+def _pickled(record: Record) -> bytes:
+    """`record` for the hold's file; a value pickle refuses is kept as its text (what a tracker, the
+    only kind of destination that holds, would make of it anyway)."""
+    try:
+        return pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - a value of a class pickle can not name
+        payload = {key: value if _picklable(value) else str(value) for key, value in record.payload.items()}
+        return pickle.dumps(record._replace(payload=payload), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 class Hold:
@@ -74,21 +96,29 @@ class Hold:
         if len(self._records) >= self.limit:
             if self._spilled is None:
                 self._spilled = tempfile.TemporaryFile(prefix="composer_cfg-held-")  # noqa: SIM115 - kept until taken
-            for held in self._records:
-                pickle.dump(held, self._spilled, protocol=pickle.HIGHEST_PROTOCOL)
-            self._spilled_count += len(self._records)
-            self._records = []
+            records, self._records = self._records, []
+            for index, held in enumerate(records):
+                try:
+                    self._spilled.write(_pickled(held))
+                except BaseException:  # a full disk: what is not written stays in memory, in order
+                    self._records = records[index:]
+                    raise
+                self._spilled_count += 1
 
-    def take(self) -> Iterator[Record]:
-        """Every held record, oldest first; the hold is empty afterwards."""
+    def take(self, size: int) -> Iterator[list[Record]]:
+        """Every held record, oldest first, in lists of at most `size` (so that no more than that
+        is in memory at once); the hold is empty afterwards."""
         spilled, count, records = self._spilled, self._spilled_count, self._records
         self._spilled, self._spilled_count, self._records = None, 0, []
         if spilled is not None:
             with spilled:
                 spilled.seek(0)
-                for _ in range(count):
-                    yield pickle.load(spilled)  # noqa: S301 - our own file, written just above
-        yield from records
+                while count:
+                    chunk = [pickle.load(spilled) for _ in range(min(size, count))]  # noqa: S301 - our own file
+                    count -= len(chunk)
+                    yield chunk
+        for start in range(0, len(records), size):
+            yield records[start:start + size]
 
     def drop(self) -> int:
         """Forget every held record; how many there were."""
@@ -210,15 +240,16 @@ class Channel:
             return True
         return False
 
-    def _release_hold(self, status: RunStatus | None) -> list[Record]:
-        """The held records to write now: all of them at a checkpoint (`status` None) or a FINISHED
-        close; none when the run did not finish (the next attempt logs them again)."""
+    def _release_hold(self, status: RunStatus | None) -> Iterator[list[Record]]:
+        """The held records to write now, in lists of at most `HELD_CHUNK`: all of them at a
+        checkpoint (`status` None) or a FINISHED close; none when the run did not finish (the next
+        attempt logs them again)."""
         if self._hold is None:
-            return []
+            return iter(())
         if status is None or status is RunStatus.FINISHED:
-            return list(self._hold.take())
-        self._hold.drop()
-        return []
+            return self._hold.take(HELD_CHUNK)
+        self.counts.withdrawn += self._hold.drop()
+        return iter(())
 
     def _let_go(self, records: Sequence[Record], in_doubt: int = 0) -> None:
         """Records this channel gives up on: spooled when the policy says so and it can, else dropped

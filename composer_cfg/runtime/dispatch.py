@@ -19,12 +19,16 @@ from composer_cfg.core.status import RunStatus
 from composer_cfg.runtime import exit_hooks
 from composer_cfg.runtime.deadline import Deadline
 from composer_cfg.runtime.failures import raise_first
+from composer_cfg.runtime.lifecycle import OPEN, Lifecycle
 from composer_cfg.runtime.tensor_stage import Held, TensorStage
 
 LOG = logging.getLogger("composer_cfg")
 #: How a failure names the call it happened in (Composer's method names; an event's is its own).
 _CALLS = {Kind.DATA: "log_data", Kind.HYPERPARAMETERS: "log_hyperparameters", Kind.ARTIFACT: "log_file_artifact",
           Kind.PRINTED: "a print"}
+#: What a call refused after close takes no more of.
+_REFUSED = {Kind.DATA: "data", Kind.HYPERPARAMETERS: "data", Kind.ARTIFACT: "file artifacts", Kind.EVENT: "events",
+            Kind.PRINTED: "prints"}
 #: A failure: (the channel, or None for the tensor stage; what was being done; the error).
 Failure = tuple[Any, str, Exception]
 
@@ -32,7 +36,8 @@ Failure = tuple[Any, str, Exception]
 class Dispatch:
     """The records of one `Logger` on their way to its channels (see the module's docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
         self.stage = TensorStage()
         self._in_flight: list[None] = []  # one entry per record being handed over, on any thread
         self._lock = threading.Lock()
@@ -51,18 +56,33 @@ class Dispatch:
                 failures.append((channel, "init", error))
         return failures
 
-    def send(self, channels: Sequence[Any], record: Record, held: list[Held] | tuple[()] = ()) -> None:
-        """Hand `record` to `channels` now, or keep it in the stage behind what waits there."""
-        stage = self.stage
-        if (held or stage.waiting) and stage.wait(channels, record, held):
-            if stage.full:
-                self.deliver_waiting()
-            return
-        self._in_flight.append(None)
+    def send(self, channels: Sequence[Any], record: Record, held: list[Held] | tuple[()] = (),
+             caller: bool = True) -> None:
+        """Hand `record` to `channels` now, or keep it in the stage behind what waits there. A
+        caller's call that `close` started on meanwhile is refused whole (`Lifecycle.taking`); one
+        in flight when it starts is delivered before it closes anything (`settle`). A sink's own
+        record (`caller` false: a file it publishes while closing) is always handed over."""
+        in_flight = self._in_flight
+        in_flight.append(None)
+        failures = None
         try:
-            failures = put_each(channels, record)
+            if caller and self._lifecycle.phase != OPEN:  # raises, as any call after close (a forked child: nothing)
+                event = record.payload.event if record.kind is Kind.EVENT else None
+                self._lifecycle.taking(_REFUSED[record.kind], event)
+                return
+            stage = self.stage
+            if (held or stage.waiting) and stage.wait(channels, record, held):
+                if stage.full:
+                    self.deliver_waiting()
+                return
+            for channel in channels:
+                try:
+                    channel.put(record)
+                except Exception as error:  # the other destinations still get the record
+                    failures = failures or []
+                    failures.append((channel, _what(record), error))
         finally:
-            self._in_flight.pop()
+            in_flight.pop()
         if failures:
             raise_first(self.news(failures))
 
@@ -131,6 +151,9 @@ def put_each(channels: Iterable[Any], record: Record) -> list[Failure]:
         try:
             channel.put(record)
         except Exception as error:  # the other destinations still get the record
-            what = record.payload.event.value if record.kind is Kind.EVENT else _CALLS[record.kind]
-            failures.append((channel, what, error))
+            failures.append((channel, _what(record), error))
     return failures
+
+
+def _what(record: Record) -> str:
+    return record.payload.event.value if record.kind is Kind.EVENT else _CALLS[record.kind]

@@ -6,7 +6,10 @@ the exit hooks. Left alone, the child's exit would flush that text into the pare
 second time and close the parent's run. So, in the child, at the fork itself
 (``os.register_at_fork``):
 
-* every Logger of the parent becomes inert: its calls, events and `close` do nothing;
+* every Logger of the parent becomes inert: its calls, events and `close` do nothing, and each
+  channel's lock is new (a parent thread may have held the old one at the fork);
+* what the child prints reaches its stream only, not the parent's captured log
+  (`composer_cfg.destinations.capture`);
 * the exit hooks forget the parent's Loggers and leave SIGTERM to its default
   (`composer_cfg.runtime.exit_hooks.forget_in_child`);
 * every file a destination opened (`own`) is pointed at ``/dev/null`` in the child only, so
@@ -32,11 +35,15 @@ class Forgetful(Protocol):
 
 _live: weakref.WeakSet[Any] = weakref.WeakSet()  # Loggers (anything with `forget`)
 _files: weakref.WeakSet[IO[Any]] = weakref.WeakSet()
+_always: list[Any] = []  # module-level state (`watch(..., always=True)`): forgotten in every child, and its children
 
 
-def watch(owner: Forgetful) -> None:
-    """Have `owner.forget()` called in a child forked while it lives."""
+def watch(owner: Forgetful, always: bool = False) -> None:
+    """Have `owner.forget()` called in a child forked while it lives; with `always`, in the
+    children of that child too (module-level state, such as a module's lock)."""
     _live.add(owner)
+    if always:
+        _always.append(owner)
 
 
 def own(file: IO[Any]) -> IO[Any]:
@@ -49,6 +56,7 @@ def _in_child() -> None:
     for owner in list(_live):
         owner.forget()
     _live.clear()
+    _live.update(_always)
     files = [file for file in list(_files) if not file.closed]
     _files.clear()
     if files:

@@ -17,35 +17,47 @@ from composer_cfg.core.status import RunStatus
 from composer_cfg.runtime.channel import Channel
 from composer_cfg.runtime.deadline import Deadline
 
+_EVENT = Kind.EVENT
+
 
 class InlineChannel(Channel):
     kind = "inline"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # held while the sink is called (a facade's readers may take it too)
         self._inside = False  # the sink is being called, by the thread holding the lock
         self._after: list[Record] = []  # records that arrived from inside that call
         self._opened = False
+        self._open_failure: Exception | None = None
+        self._writing = False  # opened, not closed, holding nothing: a record is written at once
+        self._write = self.sink.write  # bound again at open
 
     def open(self, deadline: Deadline) -> None:
-        with self._lock:
+        with self.lock:
             self._open(self.context())
 
     def put(self, record: Record) -> None:
-        with self._lock:
+        with self.lock:
             if self._inside:
                 self._after.append(record)
                 return
-            if self.closed:
-                raise self._closed_error()
-            if not self._opened:
-                self._open(self.context())
-            if self._held(record):
-                return
+            if not self._writing:  # closed, not opened (or failed to), or holding data until checkpoints
+                if self.closed:
+                    raise self._closed_error()
+                if not self._opened:
+                    self._open(self.context())
+                if self._open_failure is not None:
+                    raise RuntimeError(f"destination {self._where()} did not open, so it writes nothing: "
+                                       f"{type(self._open_failure).__name__}: {self._open_failure}")
+                if self._held(record):
+                    return
             self._inside = True
             try:
-                self._deliver(record)
+                if record.kind is _EVENT:
+                    self._event(record)
+                else:
+                    self._write((record,))
                 while self._after:
                     self._deliver(self._after.pop(0))
             finally:
@@ -54,51 +66,65 @@ class InlineChannel(Channel):
             self._check(record)
 
     def flush(self, durable: bool, deadline: Deadline) -> None:
-        with self._lock:
+        with self.lock:
             if self._opened and not self.closed:
                 self._call(self.sink.flush, durable)
 
     def checkpoint(self, deadline: Deadline) -> None:
-        with self._lock:
+        with self.lock:
             if not self._opened or self.closed:
                 return
-            held = self._release_hold(None)
-            if held:
+            for held in self._release_hold(None):
                 self._call(self.sink.write, held)
             self._call(self.sink.flush, True)
 
     def close(self, status: RunStatus, deadline: Deadline) -> None:
-        with self._lock:
+        with self.lock:
             if self.closed:
                 return
-            self.closed = True
+            self.closed, self._writing = True, False
             if not self._opened:
                 if not self.sink.open_at_close:
                     return
                 self._open(self.context())
-            left = [*self._release_hold(status), *self._after]
+            after, self._after = self._after, []
             try:
-                if left:
-                    self._call(self.sink.write, left)
+                for held in self._release_hold(status):
+                    self._call(self.sink.write, held)
+                if after:
+                    self._call(self.sink.write, after)
             finally:
                 self._after = []
                 self._call(self.sink.close, status)
+
+    def forget(self) -> None:
+        super().forget()
+        self._writing = False
+        self.lock = threading.RLock()  # a parent thread may have held it at the fork
 
     # -- internals ---------------------------------------------------------------------------
 
     def _open(self, context: SinkContext) -> None:
         if not self._opened:
             self._opened = True  # once, whatever happens: a sink that failed to open is not opened twice
-            self._call(self.sink.open, context)
+            try:
+                self._call(self.sink.open, context)
+            except Exception as error:
+                self._open_failure = error
+                raise
+            self._writing, self._write = self._hold is None, self.sink.write
 
     def _deliver(self, record: Record) -> None:
-        if record.kind is Kind.EVENT:
-            if record.payload.event in self.events:
-                self.sink.write((record,))
-            if self._flush_due(record):
-                self.sink.flush(True)
+        if record.kind is _EVENT:
+            self._event(record)
         else:
-            self.sink.write((record,))
+            self._write((record,))
+
+    def _event(self, record: Record) -> None:
+        if record.payload.event in self.events:
+            self._write((record,))
+        if self._flush_due(record):
+            self.sink.flush(True)
 
     def _call(self, method: Any, *args: Any) -> None:
         """`method(*args)` inside the sink: records arriving meanwhile wait until it returns."""

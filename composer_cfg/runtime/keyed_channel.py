@@ -102,6 +102,10 @@ class KeyedChannel(Channel):
         with self._cond:
             return sorted({*self._waiting, *self._running})
 
+    def forget(self) -> None:
+        super().forget()
+        self._cond = threading.Condition()  # a parent thread may have held it at the fork
+
     def report(self) -> dict[str, Any]:
         with self._cond:
             report = {"queued": len(self._waiting) + len(self._running), "peak_queued": self.counts.peak,

@@ -53,11 +53,7 @@ class TensorStage:
         self._waiting: list[tuple[Sequence[Any], Record]] = []
         self._held: list[Held] = []
         self._delivering = 0  # deliveries in progress: a record logged meanwhile waits behind them
-
-    @property
-    def waiting(self) -> bool:
-        """Whether anything waits (read without the lock: the hot path asks)."""
-        return bool(self._waiting) or bool(self._delivering)
+        self.waiting = False  # anything waits or is being delivered (read without the lock: the hot path asks)
 
     @staticmethod
     def keeper(held: list[Held]) -> Callable[[Any, str], Any]:
@@ -83,6 +79,7 @@ class TensorStage:
                 return False
             self._waiting.append((channels, record))
             self._held.extend(held)
+            self.waiting = True
             return True
 
     @property
@@ -112,6 +109,7 @@ class TensorStage:
         finally:
             with self._lock:
                 self._delivering -= 1
+                self.waiting = bool(self._waiting) or bool(self._delivering)
 
 
 def _strided() -> Any:

@@ -13,8 +13,9 @@ Bounds, all from the destination's `DeliveryPolicy`:
   given). A sink that does not answer in time is left behind: what waits for it is given up
   (spooled or counted lost), it is said once, and until the sink finishes something again no
   later wait for it waits at all: an outage costs one wait, not one per call or checkpoint;
-* a remote sink's failed write keeps its records, to be sent again at the next flush point
-  (a server that answered 503 has them still); a local sink's failed write loses them, counted.
+* a remote sink's failed write keeps its records, to be sent again, first, with the next write or
+  at the next flush point (a server that answered 503 has them still; a tracker whose steps must
+  increase gets them in order); a local sink's failed write loses them, counted.
 
 A failure on the worker is kept and raised on a logging thread: at the next call (after that
 call's record is queued, so it is not lost) or barrier.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from composer_cfg.core.record import Kind, Record
@@ -53,6 +55,24 @@ class _Close(NamedTuple):
     status: RunStatus
 
 
+class _Held:
+    """Held records released to the worker, read from the hold a chunk at a time; whatever a
+    give-up leaves is taken by `rest` (from another thread: hence the lock)."""
+
+    def __init__(self, chunks: Iterator[list[Record]]) -> None:
+        self._chunks = chunks
+        self._lock = threading.Lock()
+
+    def next(self) -> list[Record] | None:
+        with self._lock:
+            return next(self._chunks, None)
+
+    def rest(self) -> Iterator[list[Record]]:
+        with self._lock:
+            chunks, self._chunks = self._chunks, iter(())
+        return chunks
+
+
 class ThreadChannel(Channel):
     kind = "thread"
 
@@ -65,6 +85,7 @@ class ThreadChannel(Channel):
         self._taken: deque[Any] = deque()  # what the worker took and has not handled yet
         self._sending: list[Record] = []  # the records inside `Sink.write` right now
         self._retry: list[Record] = []  # a remote sink's records a failed write left, for the next flush point
+        self._draining: _Held | None = None  # the held records the worker is writing
         self._urgent = False  # a flush point or a barrier waits: take the queue now
         self._opening = False  # the sink's open is queued (or done)
         self._closing = False
@@ -99,6 +120,8 @@ class ThreadChannel(Channel):
                 self._put_event(record)
             elif self._admit():
                 self._append(record)
+            elif self._closing:  # close started while this call waited for room: refused, as after close
+                raise self._closed_error()
             else:
                 let_go = record
         if let_go is not None:
@@ -114,8 +137,7 @@ class ThreadChannel(Channel):
 
     def checkpoint(self, deadline: Deadline) -> None:
         with self._cond:
-            for record in self._release_hold(None):
-                self._append(record)
+            self._release(None)
         if not self._barrier(_Flush(True), deadline):
             given = self._give_up()
             self._say_once("checkpoint", "destination %s did not finish writing within %.3g s at a checkpoint; "
@@ -129,8 +151,7 @@ class ThreadChannel(Channel):
             if self._closing:
                 return
             self._closing = True
-            for record in self._release_hold(status):
-                self._append(record)
+            self._release(status)
             if not self._opening and not self.sink.open_at_close:  # never opened: nothing to close
                 self.closed = True
                 return
@@ -138,7 +159,8 @@ class ThreadChannel(Channel):
             self._queue.append(_Close(status))
             self._wake()
             never_started = self._stalled and not self._started
-        limit = 0.0 if never_started else self._limit(deadline)  # a sink that never started: no second wait
+        # a sink that never started: no second wait; the sink itself closing its Logger: nothing to wait for
+        limit = 0.0 if never_started or self._on_worker() else self._limit(deadline)
         finished = self._finished.wait(limit)
         self.closed = True
         given = self._give_up(abandon=not finished)  # unfinished: all that waits; else what a failed write left
@@ -161,6 +183,8 @@ class ThreadChannel(Channel):
                                   "delivered": counts.delivered, "spooled": counts.spooled, "dropped": counts.dropped,
                                   "failed": counts.failed, "in_doubt": counts.in_doubt, "waits": counts.waits,
                                   "blocked_seconds": counts.blocked_seconds}
+        if self._hold is not None:  # a resumable run's tracker: what waits for the next checkpoint
+            report.update(held=len(self._hold), withdrawn=counts.withdrawn)
         if self._spool is not None:
             report["spool"] = str(self._spool.path)
         if counts.spool_errors:
@@ -169,6 +193,7 @@ class ThreadChannel(Channel):
 
     def forget(self) -> None:
         super().forget()
+        self._cond = threading.Condition()  # a parent thread may have held it at the fork
         self._closing = self._abandoned = True
         self._queue, self._taken = deque(), deque()
 
@@ -186,6 +211,15 @@ class ThreadChannel(Channel):
         if self._flush_due(record):
             self._queue.append(_Flush(True))
             self._wake()
+
+    def _release(self, status: RunStatus | None) -> None:
+        """Queue the held records to write now (`Channel._release_hold`): the worker reads them
+        from the hold a chunk at a time, so a long hold never comes back into memory at once."""
+        if self._hold is not None and len(self._hold):
+            self._queue.append(_Held(self._release_hold(status)))
+            self._wake(urgent=True)
+        else:
+            self._release_hold(status)  # a run that did not finish: the hold is dropped, counted
 
     def _append(self, record: Record) -> None:
         self._queue.append(record)
@@ -249,15 +283,21 @@ class ThreadChannel(Channel):
         with self._cond:
             sending = self._sending
             waiting = [item for item in (*self._retry, *self._taken, *self._queue) if isinstance(item, Record)]
+            held = [item for item in (self._draining, *self._taken, *self._queue) if isinstance(item, _Held)]
             self._retry, self._sending = [], []
-            self._queue = deque(item for item in self._queue if not isinstance(item, Record))
-            self._taken = deque(item for item in self._taken if not isinstance(item, Record))
+            self._queue = deque(item for item in self._queue if not isinstance(item, (Record, _Held)))
+            self._taken = deque(item for item in self._taken if not isinstance(item, (Record, _Held)))
             self._size = 0
             self._abandoned = self._abandoned or abandon
             self._cond.notify_all()
-        records = [*sending, *waiting]
-        self._give(records, in_doubt=len(sending))
-        return len(records)
+        given = [*sending, *waiting]
+        self._give(given, in_doubt=len(sending))
+        count = len(given)
+        for marker in held:  # (a sync sends a spool in step order, whatever its order in the file)
+            for chunk in marker.rest():
+                self._give(chunk)
+                count += len(chunk)
+        return count
 
     def _give(self, records: list[Record], in_doubt: int = 0) -> None:
         with self._spool_lock:
@@ -293,7 +333,9 @@ class ThreadChannel(Channel):
                     return self._abandoned
                 item = self._taken.popleft()
                 if isinstance(item, Record):
-                    batch = [item]
+                    batch = [*self._retry, item]  # what a failed write left goes first: order is kept
+                    self._size += len(self._retry)
+                    self._retry = []
                     while self._taken and isinstance(self._taken[0], Record):
                         batch.append(self._taken.popleft())
                     self._sending = batch
@@ -318,7 +360,10 @@ class ThreadChannel(Channel):
                 if self.destination.remote:
                     self._retry.extend(records)  # sent again at the next flush point
                 else:
-                    self.counts.failed += sum(1 for record in records if record.kind is not Kind.EVENT)
+                    counted = sum(1 for record in records if record.kind is not Kind.EVENT)
+                    refused = min(getattr(error, "refused_records", counted), counted)  # `Sink.write`
+                    self.counts.failed += refused
+                    self.counts.delivered += counted - refused
             return
         with self._cond:
             if self._sending is records:
@@ -332,6 +377,9 @@ class ThreadChannel(Channel):
         """A marker: open, flush, a barrier's signal or close; True once the sink is closed."""
         if isinstance(marker, threading.Event):
             marker.set()
+            return False
+        if isinstance(marker, _Held):
+            self._write_held(marker)
             return False
         try:
             if isinstance(marker, _Open):
@@ -350,6 +398,21 @@ class ThreadChannel(Channel):
             self._finished.set()
             return True
         return False
+
+    def _write_held(self, held: _Held) -> None:
+        with self._cond:
+            self._draining = held
+        try:
+            while (chunk := held.next()) is not None:
+                with self._cond:
+                    if self._abandoned:
+                        return
+                    self._size += len(chunk)  # waiting, until this write says what became of them
+                    self._sending = chunk
+                self._write(chunk)
+        finally:
+            with self._cond:
+                self._draining = None
 
     def _resend(self) -> None:
         with self._cond:
