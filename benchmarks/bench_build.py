@@ -23,12 +23,14 @@ OVERRIDES = ["run_name=bench", "logger.destinations.file.overwrite=true",
 def bare_hydra() -> None:
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     from composer_cfg import State
 
     with initialize_config_module("composer_cfg.conf", version_base="1.3"):
         cfg = compose("config", overrides=OVERRIDES)
-    instantiate(cfg.logger, State("bench"), _convert_="all").close()
+    node = OmegaConf.masked_copy(cfg.logger, [key for key in cfg.logger if key != "allowed_modules"])  # build_logger's key
+    instantiate(node, State("bench"), _convert_="all").close()
 
 
 def composer_cfg_build() -> None:

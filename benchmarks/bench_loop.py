@@ -1,15 +1,18 @@
-"""A realistic training loop: what logging costs a step of known duration.
+"""A realistic training loop: what logging costs a step of known duration, against peers.
 
-Each step sleeps `--step-ms` (a device-bound step releases the interpreter, as sleeping does),
-then logs 4 metrics with ``data_batch``; events fire as in Composer's trainer. Five destinations:
-FileLogger (batch level), JSON Lines, InMemory, TensorBoard, and MLflow against a local
-``mlflow server`` (SQLite store) reached through a loopback proxy that holds every request
-`--latency-ms` before forwarding it (a distant tracking server). Reported: the time spent in
-logging calls (``data_batch`` and the events, flushes included) as a percentage of the step, the
-p50/p99/max of ``data_batch``, and how long ``close`` took; the five destinations again with
-``offload_writers`` (the writers on threads of their own). Then the tensor case: host transfers
-of 8 scalar tensors logged every step, eager and with ``defer_tensors`` (counted with the CPU
-tensor subclass of the tests).
+Each step keeps a core busy for `--step-ms` with the interpreter free (or sleeps, ``--step
+sleep``), then logs 4 metrics; events fire as in Composer's trainer (`loop_timing.py` times
+everything between two steps: the data call, the events, the flushes).
+Five destinations: a text log (FileLogger at batch level), JSON Lines, memory, TensorBoard, and
+MLflow against a local ``mlflow server`` (SQLite store) reached through a loopback proxy that
+holds every request `--latency-ms` before forwarding it (a distant tracking server). Cases: no
+destination; the five with floats, with 0-d CPU tensors, and with 8 device tensors per step
+(counted with the device-tensor stand-in of the tests); the five with ``measure_overhead`` for
+the cost of each destination. Every case runs with the defaults, as a user gets them.
+
+With ``--peers-python`` (a Python with ``lightning`` and ``mosaicml`` installed, see
+`benchmarks/README.md`), Lightning's and Composer 0.32's loggers do the same work against the
+same server in the same run (`peers.py`).
 
 Run: ``.venv/bin/python benchmarks/bench_loop.py`` (``--steps 200`` for a faster look).
 """
@@ -18,8 +21,9 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
-import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,14 +32,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
 
 from counting_tensor import DeviceTensor, on_device  # noqa: E402 - the tests' helpers
+from loop_timing import BATCHES_PER_EPOCH, BusyStep, SleepStep, floats, measure, zero_d_tensors  # noqa: E402
 from servers import MlflowServer  # noqa: E402
 
-from composer_cfg import (Event, FileLogger, InMemoryLogger, JSONLinesLogger, Logger, MLFlowLogger,  # noqa: E402
-                          State, TensorboardLogger)
+from composer_cfg import (  # noqa: E402
+    Event,
+    FileLogger,
+    InMemoryLogger,
+    JSONLinesLogger,
+    Logger,
+    MLFlowLogger,
+    State,
+    TensorboardLogger,
+)
 
 
 def delaying_proxy(upstream_port: int, latency: float) -> ThreadingHTTPServer:
@@ -69,78 +82,74 @@ def delaying_proxy(upstream_port: int, latency: float) -> ThreadingHTTPServer:
     return proxy
 
 
-def destinations(tracking_uri: str | None) -> dict[str, Any]:
-    chosen: dict[str, Any] = {
+def destinations(tracking_uri: str) -> dict[str, Any]:
+    return {
         "file": FileLogger(log_level="batch", capture_stdout=False, capture_stderr=False),
         "jsonl": JSONLinesLogger(),
         "in_memory": InMemoryLogger(),
         "tensorboard": TensorboardLogger(),
+        "mlflow": MLFlowLogger(tracking_uri=tracking_uri),
     }
-    if tracking_uri is not None:
-        chosen["mlflow"] = MLFlowLogger(tracking_uri=tracking_uri)
-    return chosen
 
 
-def run_loop(logger: Logger, steps: int, step_seconds: float, batches_per_epoch: int,
-             metrics: Any) -> dict[str, float]:
-    """Steps of `step_seconds`; the time spent in logging calls, and each data_batch's latency."""
-    state, clock = logger.state, time.perf_counter
-    logging_time, latencies = 0.0, []
+class ComposerCfgLoop:
+    """A composer_cfg `Logger` driven as `TrainingLoop` drives it."""
 
-    def fire(event: Event) -> None:
-        nonlocal logging_time
-        start = clock()
-        logger.run_event(event)
-        logging_time += clock() - start
+    def __init__(self, logger: Logger) -> None:
+        self.logger = logger
 
-    start = clock()
-    logger.run_event(Event.INIT)  # starting the run (MLflow: creating it on the server) is not a step's cost
-    init_time = clock() - start
-    fire(Event.FIT_START)
-    started = clock()
-    for step in range(steps):
-        if step % batches_per_epoch == 0:
-            fire(Event.EPOCH_START)
-        fire(Event.BATCH_START)
-        time.sleep(step_seconds)  # the step itself
-        data = metrics(step)
-        start = clock()
-        logger.data_batch(data)
-        latency = clock() - start
-        latencies.append(latency)
-        logging_time += latency
+    def start(self) -> None:
+        self.logger.run_event(Event.INIT)  # MLflow: creates the run on the server
+        self.logger.run_event(Event.FIT_START)
+        self.logger.run_event(Event.EPOCH_START)
+        self.logger.run_event(Event.BATCH_START)
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        self.logger.data_batch(metrics)
+
+    def after(self, step: int, epoch_ends: bool, last: bool) -> None:
+        logger, state = self.logger, self.logger.state
         state.timestamp = state.timestamp.to_next_batch(samples=32)
-        fire(Event.BATCH_END)
-        if (step + 1) % batches_per_epoch == 0:
+        logger.run_event(Event.BATCH_END)
+        if epoch_ends:
             state.timestamp = state.timestamp.to_next_epoch()
-            fire(Event.EPOCH_END)
-    fire(Event.FIT_END)
-    loop_time = clock() - started
-    start = clock()
-    logger.close()
-    close_time = clock() - start
-    latencies.sort()
-    return {
-        "steps": steps,
-        "logging_ms_per_step": logging_time / steps * 1e3,
-        "overhead_percent": logging_time / steps / step_seconds * 100,
-        "loop_ms_per_step": loop_time / steps * 1e3,
-        "data_batch_p50_us": statistics.median(latencies) * 1e6,
-        "data_batch_p99_us": latencies[int(len(latencies) * 0.99) - 1] * 1e6,
-        "data_batch_max_us": latencies[-1] * 1e6,
-        "init_s": init_time,
-        "close_s": close_time,
-        # per destination, from Logger.overhead(): the mean of its data calls (events, INIT included, apart)
-        **{f"{name}_data_us": figures["data"]["us_per_call"] for name, figures in logger.overhead().items()},
-    }
+            logger.run_event(Event.EPOCH_END)
+        if not last:
+            if epoch_ends:
+                logger.run_event(Event.EPOCH_START)
+            logger.run_event(Event.BATCH_START)
+
+    def close(self) -> None:
+        self.logger.run_event(Event.FIT_END)
+        self.logger.close()
 
 
-def floats(step: int) -> dict[str, float]:
-    return {"loss/train": 1.0 / (step + 1), "accuracy": 0.5, "lr": 0.001, "trainer/global_step": step}
+class NothingLoop:
+    """The floor: the loop's own timing, around calls that do nothing."""
+
+    def start(self) -> None:
+        pass
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        pass
+
+    def after(self, step: int, epoch_ends: bool, last: bool) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
-def tensors(step: int) -> dict[str, Any]:
+def device_tensors(step: int) -> dict[str, Any]:
     return {f"metric/{index}": on_device((step * 8 + index) / 64) for index in range(8)}
+
+
+def run_peer(python: str, library: str, metrics: str, uri: str, args: argparse.Namespace) -> dict[str, float]:
+    """`peers.py` in `python`, against the same server: its figures."""
+    out = subprocess.run([python, str(HERE / "peers.py"), library, "--metrics", metrics, "--tracking-uri", uri,
+                          "--steps", str(args.steps), "--step-ms", str(args.step_ms), "--step", args.step],
+                         capture_output=True, text=True, check=True, timeout=3600)
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -148,8 +157,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--step-ms", type=float, default=10.0)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--step", choices=["busy", "sleep"], default="busy",
+                        help="busy: a busy core, the interpreter free (default); sleep: the core idles")
+    parser.add_argument("--peers-python", help="a Python with lightning and mosaicml (see benchmarks/README.md)")
     args = parser.parse_args()
-    step = args.step_ms / 1e3
+    step = (BusyStep if args.step == "busy" else SleepStep)(args.step_ms / 1e3)
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         server = MlflowServer(Path(tmp, "mlflow-server"))
@@ -157,26 +170,31 @@ def main() -> None:
         proxy = delaying_proxy(server.port, args.latency_ms / 1e3)
         try:
             uri = f"http://127.0.0.1:{proxy.server_address[1]}"
-            results = {
-                "no destination": run_loop(Logger(State("none"), measure_overhead=True), args.steps, step, 100, floats),
-                "4 local destinations": run_loop(Logger(State("local"), destinations(None), measure_overhead=True), args.steps, step, 100,
-                                                 floats),
-                f"5 destinations, MLflow at +{args.latency_ms:g} ms": run_loop(
-                    Logger(State("five"), destinations(uri), measure_overhead=True), args.steps, step, 100, floats),
-                "5 destinations, offload_writers": run_loop(
-                    Logger(State("offloaded"), destinations(uri), measure_overhead=True, offload_writers=True),
-                    args.steps, step, 100, floats),
-            }
-            for mode, defer in (("8 tensors/step, eager", False), ("8 tensors/step, defer_tensors", True)):
-                DeviceTensor.transfers = 0
-                logger = Logger(State(f"tensors-{defer}"), destinations(uri), defer_tensors=defer, measure_overhead=True)
-                results[mode] = run_loop(logger, args.steps, step, 100, tensors)
-                results[mode]["host_transfers"] = DeviceTensor.transfers
+            results["calls that do nothing"] = measure(NothingLoop(), args.steps, step, floats)
+            results["composer_cfg, no destination"] = measure(ComposerCfgLoop(Logger(State("none"))), args.steps,
+                                                              step, floats)
+            for name, metrics in (("floats", floats), ("0-d tensors", zero_d_tensors)):
+                loop = ComposerCfgLoop(Logger(State(f"five-{metrics.__name__}"), destinations(uri)))
+                results[f"composer_cfg, 5 destinations, {name}"] = measure(loop, args.steps, step, metrics)
+            DeviceTensor.transfers = 0
+            loop = ComposerCfgLoop(Logger(State("five-device"), destinations(uri)))
+            results["composer_cfg, 5 destinations, 8 device tensors"] = measure(loop, args.steps, step, device_tensors)
+            results["composer_cfg, 5 destinations, 8 device tensors"]["host_transfers"] = DeviceTensor.transfers
+            measured = Logger(State("five-measured"), destinations(uri), measure_overhead=True)
+            results["composer_cfg, 5 destinations, floats, measure_overhead"] = {
+                **measure(ComposerCfgLoop(measured), args.steps, step, floats),
+                **{f"{name}_data_us": figures["data"]["us_per_call"] for name, figures in measured.overhead().items()}}
+            if args.peers_python:
+                for library in ("lightning", "composer"):
+                    for metrics in ("floats", "tensors"):
+                        label = "0-d tensors" if metrics == "tensors" else metrics
+                        results[f"{library}, 5 destinations, {label}"] = run_peer(args.peers_python, library, metrics,
+                                                                                  uri, args)
         finally:
             proxy.shutdown()
             server.terminate()
-    print(f"{args.steps} steps of {args.step_ms:g} ms (sleep), 100 batches per epoch; flush intervals are the "
-          f"destinations' defaults (100 batches)")
+    print(f"{args.steps} steps of {args.step_ms:g} ms ({args.step}), {BATCHES_PER_EPOCH} batches per epoch, "
+          f"MLflow at +{args.latency_ms:g} ms per request")
     for name, figures in results.items():
         print(f"{name}:")
         print("   " + ", ".join(f"{key}={value:.4g}" for key, value in figures.items()))
