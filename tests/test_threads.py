@@ -354,7 +354,6 @@ class Gate(LoggerDestination):
                 time.sleep(0.001)
 
 
-@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
 class SlowToCopy:
     def __deepcopy__(self, memo):
         time.sleep(0.5)  # the call is still copying its values when close starts
@@ -386,6 +385,7 @@ def test_a_call_that_close_overtakes_while_it_copies_its_values_reaches_no_desti
     assert sorted(first.most_recent_values) == sorted(second.most_recent_values) == ["before"]  # all or nothing
 
 
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
 def test_a_data_call_in_flight_when_the_logger_closes_is_delivered_whole_and_a_later_one_refused(overwrite):
     # A background thread (an async eval) is inside data_batch while the main thread leaves
     # `with logger:`. The Gate stands for the time spent in the destinations before the files.
