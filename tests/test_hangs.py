@@ -174,13 +174,15 @@ def test_a_server_that_stops_answering_before_checkpoints_never_fails_or_stalls_
     spooled = list(read_records(destination.report()["spool"]))
     assert sorted(r["batch"] for r in spooled if "artifact" not in r) == list(range(4, 12))
     log = Path("checkpoints/metrics-rank0.jsonl").absolute()  # published at each checkpoint and at close
-    assert {(r["artifact"]["name"], r["artifact"]["file"]) for r in spooled if "artifact" in r} == {
-        ("checkpoints/metrics-rank0.jsonl", str(log))}
+    publications = [(r["artifact"]["name"], r["artifact"]["file"]) for r in spooled if "artifact" in r]
+    # those of the second checkpoint and of close; the first one's may have been stored already (this
+    # server's artifact store is a local directory the client writes itself, stopped server or not)
+    assert set(publications) == {("checkpoints/metrics-rank0.jsonl", str(log))} and len(publications) in (2, 3)
     run = json.loads(Path("checkpoints/run-rank0.json").read_text())["run"]
     assert (run["status"], run["checkpoint"]["batch"]) == ("FINISHED", 12)  # both checkpoints recorded
     assert mlflow.healthy()
     skipped, synced = sync("checkpoints", ["mlflow"], [f"logger.destinations.mlflow.tracking_uri={mlflow.url}"])
-    assert skipped.skipped and (synced.sent, synced.refused) == (8 + 3, [])  # 8 steps; 3 publications of the log
+    assert skipped.skipped and (synced.sent, synced.refused) == (8 + len(publications), [])
     client = MlflowClient(tracking_uri=mlflow.url)
     assert [(m.step, m.value) for m in client.get_metric_history(destination.run_id, "loss")] == [
         (step, float(step)) for step in range(12)]
