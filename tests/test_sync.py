@@ -13,7 +13,9 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import ConfigError, TrainingLoop, build_logger
+from composer_cfg.run.plot import series_from_records
 from composer_cfg.run.records import read_records
+from composer_cfg.run.run_record import RunFiles, RunRecord, run_files
 from composer_cfg.run.sync import sync
 from wandb_records import offline_run, offline_runs
 
@@ -204,3 +206,32 @@ def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
                                          "logger.destinations.mlflow.timeout=60"])
     assert synced.sent == len(records) == 83
     assert mlflow_series(run_id()) == series(records)
+
+
+def test_a_run_logged_to_jsonl_and_mlflow_is_read_plotted_and_synced_once_not_once_per_copy():
+    # MLflow's default store keeps a copy of the published records file inside the run directory
+    with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl,mlflow]"]) as logger:
+        loop = TrainingLoop(logger)
+        for _ in loop.epochs(1):
+            for batch in loop.batches(3):
+                logger.data_batch({"loss": 1.0 / (batch + 1)})
+    copies = [path for path in Path("run").rglob("*.jsonl") if path != RECORDS]
+    assert copies and all(copy.read_bytes() == RECORDS.read_bytes() for copy in copies)
+    records = list(read_records(RECORDS))
+    assert list(read_records("run")) == records == list(read_records("."))
+    assert series_from_records(read_records("run")) == series_from_records(records)
+    assert [(s.records_file, s.sent) for s in sync("run", ["tensorboard"])] == [(RECORDS, len(records))]
+    assert tensorboard_series() == as_float32(series(records))
+
+
+def test_a_spool_is_no_records_file_and_a_run_without_a_manifest_is_read_from_every_jsonl(tmp_path):
+    records = jsonl_run(epochs=1)
+    spool = Path("run/undelivered-mlflow-rank0.jsonl")
+    spool.write_bytes(RECORDS.read_bytes())  # what a tracker could not take: also in the records
+    RunRecord(Path("run"), 0).add_spool(spool.name, "mlflow", {})
+    assert run_files(Path("run")) == RunFiles([RECORDS], [spool])
+    assert list(read_records("run")) == records
+    elsewhere = tmp_path / "copied"
+    elsewhere.mkdir()
+    (elsewhere / "metrics.jsonl").write_bytes(RECORDS.read_bytes())  # records without their run's manifest
+    assert list(read_records(elsewhere)) == records

@@ -252,7 +252,7 @@ class Logger:
                 error.add_note(f"closing the logger after it failed to start also failed: "
                                f"{type(close_error).__name__}: {close_error}")
             raise_first([(channel.name, what, failure) for channel, what, failure in failures])
-        self._attempt.started(self._routes.identities())
+        self._attempt.started(self._routes.identities(), self._routes.identities(records_only=True))
 
     def _context_of(self, name: str) -> Any:
         def context() -> SinkContext:

@@ -108,9 +108,10 @@ class Routes:
                                                                           c.kind == "keyed")))
         self.members = tuple(members)
 
-    def identities(self) -> dict[str, Any]:
-        """Who each destination is in its back end (`Sink.identity`), by name."""
-        return {m.name: m.channel.identity() for m in self.members}
+    def identities(self, records_only: bool = False) -> dict[str, Any]:
+        """Who each destination is in its back end (`Sink.identity`), by name; with `records_only`,
+        of those that write the run's records (`Policies.writes_records`)."""
+        return {m.name: m.channel.identity() for m in self.members if m.destination.writes_records or not records_only}
 
     def report(self) -> dict[str, dict[str, Any]]:
         """What each destination did so far, by name (`Logger.report`); those with nothing to say left out."""

@@ -98,6 +98,8 @@ class Policies:
     * `remote`: its back end may be slow or unreachable: closed after the local destinations.
     * `holds_until_checkpoint`: its back end can not take back what a killed attempt sent after
       its last checkpoint, so in a resumable run its data waits (bounded) for each checkpoint.
+    * `writes_records`: its file (`Sink.identity`'s ``filename``) is the run's JSON Lines records:
+      listed in the run's manifest, so that readers, the plot and sync read it and never a copy of it.
     * `requires`: modules its back end imports, each with the pip extra that installs it.
     * `aliases`: old names of constructor parameters (old -> new), accepted and never listed.
     * `check_config`: rules across several constructor parameters, checked with the config.
@@ -117,6 +119,7 @@ class Policies:
     channel_flushes: ClassVar[bool] = True
     remote: ClassVar[bool] = False
     holds_until_checkpoint: ClassVar[bool] = False
+    writes_records: ClassVar[bool] = False
     requires: ClassVar[Mapping[str, str]] = {}
     aliases: ClassVar[Mapping[str, str]] = {}
     resume_identity: Mapping[str, Any] | None = None

@@ -46,6 +46,7 @@ class JSONLinesLogger(RunFileParams, SinkDestination):
     """
 
     hyperparameters_as_fit_data = True
+    writes_records = True
 
     def __init__(
         self,

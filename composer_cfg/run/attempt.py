@@ -2,9 +2,10 @@
 
 A resumable run (``resume=auto|must``) is begun before any destination opens (continuing the run
 recorded there, or starting one), marked at each checkpoint with how far each destination got,
-and ended with its status. Any run whose tracker spooled records enters the spool there, so
-``composer-cfg-sync`` finds it; the manifest is made then, and only then, for a run that is not
-resumable. At the end, the Logger's report goes in too, if this attempt wrote there (a refused
+and ended with its status. Any run lists its JSON Lines records files there (those inside the
+run's directory), and any run whose tracker spooled records enters the spool there, so that
+readers and ``composer-cfg-sync`` find them; a run that is not resumable makes its manifest then,
+and only then. At the end, the Logger's report goes in too, if this attempt wrote there (a refused
 second attempt leaves the live one's manifest alone).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from composer_cfg.core.record import RunFacts
@@ -46,10 +48,16 @@ class RunAttempt:
                                                  state.timestamp)
             self._begun = self._wrote = True
 
-    def started(self, identities: Identities) -> None:
-        """Every destination opened: record who they are (an MLflow run id, a W&B id...)."""
+    def started(self, identities: Identities, records: Identities) -> None:
+        """Every destination opened: record who they are (an MLflow run id, a W&B id...), and which
+        of them (`records`, a subset of `identities`) write the run's records files, and where."""
         if self._begun:
             self._record.started(identities)  # type: ignore[union-attr]
+        files = {name: Path(identity["filename"]) for name, identity in records.items() if identity.get("filename")}
+        files = {name: path for name, path in files.items() if path.is_relative_to(self._directory)}
+        if files:
+            self._manifest().add_records(files)
+            self._wrote = True
 
     def checkpoint(self, identities: Identities) -> None:
         """Everything logged so far is durable: record the mark."""
@@ -64,6 +72,13 @@ class RunAttempt:
         if self._wrote and self._record is not None:
             self._record.record_report(report())
 
+    def _manifest(self) -> RunRecord:
+        """This run's manifest (made when first needed, for a run that is not resumable)."""
+        with self._lock:
+            if self._record is None:
+                self._record = RunRecord(self._directory, self._state.rank)
+            return self._record
+
     def forget(self) -> None:
         """In a forked child: the parent's attempt is not this process's to end."""
         self._begun = False
@@ -73,10 +88,8 @@ class RunAttempt:
         """How destination `name` makes its spool, entered in the manifest when first written."""
 
         def spool() -> Spool:
-            with self._lock:
-                if self._record is None:
-                    self._record = RunRecord(self._directory, self._state.rank)
-                record = self._record
+            record = self._manifest()
+
             def register(file: str, identity: Mapping[str, Any]) -> None:
                 self._wrote = True
                 record.add_spool(file, name, identity)

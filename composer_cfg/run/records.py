@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from composer_cfg.core.formatting import MAX_TEXT
+from composer_cfg.run.run_record import run_files
 
 LOG = logging.getLogger("composer_cfg")
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -117,14 +118,15 @@ def resume_record(run_name: str, rank: int, timestamp: Any) -> str:
 
 
 def read_records(source: str | Path) -> Iterator[dict[str, Any]]:
-    """The records of a ``.jsonl`` file, or of every ``*.jsonl`` file under a directory, without
+    """The records of a ``.jsonl`` file, or of every records file of the runs under a directory
+    (`composer_cfg.run.run_record.run_files`: never a tracker's copy of one, nor a spool), without
     those a resumed run replaced (see above).
 
     A last line cut short (a crash mid-write) is skipped with a warning; any other bad line is
     an error naming the file and line.
     """
     path = Path(source)
-    files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    files = run_files(path).records if path.is_dir() else [path]
     for file in files:
         yield from _file_records(file)
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from filelock import FileLock, Timeout
 
@@ -61,6 +61,33 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise ValueError(f"{path}: not a run manifest: expected a JSON object, got {type(content).__name__}")
     return content
+
+
+class RunFiles(NamedTuple):
+    """What a run or sweep directory holds to read: records files and trackers' spools."""
+
+    records: list[Path]
+    spools: list[Path]
+
+
+def run_files(source: Path) -> RunFiles:
+    """The records files and spools under the directory `source`, each sorted. Where a manifest
+    lists its run's records files, those are the records there (a copy in a tracker's artifact
+    store beside them is not); in a tree no such manifest covers, every ``*.jsonl`` file that is
+    no manifest's spool is one. `ValueError` naming a damaged manifest."""
+    listed: set[Path] = set()
+    spools: set[Path] = set()
+    covered: list[Path] = []
+    for path in sorted(source.rglob("run-rank*.json")):
+        manifest = read_manifest(path)
+        spools.update(path.parent / name for name in manifest.get("spools", {}))
+        records = manifest.get("records")
+        if isinstance(records, dict) and records:
+            covered.append(path.parent)
+            listed.update(path.parent / name for name in records.values())
+    unlisted = {file for file in source.rglob("*.jsonl")
+                if file not in spools and not any(file.is_relative_to(directory) for directory in covered)}
+    return RunFiles(sorted(file for file in listed | unlisted if file.is_file()), sorted(spools))
 
 
 def existing_run(run_name: str, rank: int, root: Path | None = None) -> dict[str, Any] | None:
@@ -187,6 +214,11 @@ class RunRecord:
         """What ``composer-cfg-sync`` sent of `file_name` to `destination`, and where."""
         self._change(lambda manifest: manifest.setdefault("sync", {}).setdefault(file_name, {}).update(
             {destination: dict(entry)}))
+
+    def add_records(self, files: Mapping[str, Path]) -> None:
+        """Destinations' records files, by name (each inside the manifest's directory)."""
+        self._change(lambda manifest: manifest.setdefault("records", {}).update(
+            {name: path.relative_to(self.path.parent).as_posix() for name, path in files.items()}))
 
     def record_report(self, report: Mapping[str, Any]) -> None:
         """The Logger's report at close, under ``"logging"``."""

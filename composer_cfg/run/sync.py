@@ -33,7 +33,7 @@ from composer_cfg.core.logger import Logger
 from composer_cfg.core.state import State
 from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.run.records import read_records
-from composer_cfg.run.run_record import RunRecord
+from composer_cfg.run.run_record import RunRecord, run_files
 from composer_cfg.runtime.exit_hooks import close_at_exit
 
 PROG = "composer-cfg-sync"
@@ -111,7 +111,10 @@ def sync(
 def _records_files(source: Path) -> list[Path]:
     if not source.exists():
         raise ConfigError(f"source: {str(source)!r} does not exist")
-    files = sorted(source.rglob("*.jsonl")) if source.is_dir() else [source]
+    if not source.is_dir():
+        return [source]
+    found = run_files(source)
+    files = [*found.records, *found.spools]
     if not files:
         raise ConfigError(f"source: no records (*.jsonl) under {str(source)!r}; a run writes them with its jsonl destination")
     return files
