@@ -205,15 +205,17 @@ def test_an_app_records_its_own_config_with_the_same_helper_as_the_command(tmp_p
         "            with logger:\n"
         "                log_run_config(logger, describe_hydra_job(cfg, logger.state.run_name))\n")
     write(tmp_path, files)
-    out = run(tmp_path, "train.py", "hydra.run.dir=run", "epochs=1", "logger/destinations=[jsonl]")
+    labels = "+labels={0: cat, 1: dog}"  # a mapping keyed by number: valid in Hydra and OmegaConf
+    out = run(tmp_path, "train.py", "hydra.run.dir=run", "epochs=1", "logger/destinations=[jsonl]", labels)
     assert out.returncode == 0, out.stderr
     record = yaml.safe_load((tmp_path / "minimal" / "run-config.yaml").read_text())
-    assert record["config"]["epochs"] == 1 and record["overrides"] == ["epochs=1", "logger/destinations=[jsonl]"]
+    assert record["config"]["labels"] == {0: "cat", 1: "dog"}
+    assert record["config"]["epochs"] == 1 and record["overrides"] == ["epochs=1", "logger/destinations=[jsonl]", labels]
     assert record["provenance"]["epochs"] == "command line 'epochs=1'"
     assert record["provenance"]["run_name"] == f"config.yaml in file://{tmp_path / 'conf'}"
     assert record["defaults"] == ["logger/destinations/jsonl", "logger/default", "config"]
     (first, *_) = read_records(tmp_path / "minimal" / "metrics-rank0.jsonl")
-    assert first["data"]["config"]["epochs"] == 1
+    assert first["data"]["config"]["epochs"] == 1 and first["data"]["config"]["labels"] == {"0": "cat", "1": "dog"}
 
 
 def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):

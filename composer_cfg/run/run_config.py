@@ -81,7 +81,7 @@ def log_run_config(logger: Logger, record: Mapping[str, Any]) -> Path | None:
     """
     state = logger.state
     if state.timestamp.batch == 0:
-        logger.log_hyperparameters({"config": record["config"]})
+        logger.log_hyperparameters({"config": _text_keys(record["config"])})
     if state.rank != 0:
         return None
     path = Path(state.run_name) / "run-config.yaml"
@@ -127,3 +127,13 @@ def _leaf_keys(config: Mapping[str, Any], prefix: str = "") -> list[str]:
         path = f"{prefix}{key}"
         keys.extend(_leaf_keys(value, path + ".") if isinstance(value, Mapping) and value else [path])
     return keys
+
+
+def _text_keys(config: Any) -> Any:
+    """`config` with every mapping key as text, as trackers name parameters (a config may key a
+    mapping by number: ``labels: {0: cat}`` is logged as ``config/labels/0``)."""
+    if isinstance(config, Mapping):
+        return {str(key): _text_keys(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_text_keys(value) for value in config]
+    return config
