@@ -12,6 +12,7 @@ from tensorboard.util import tensor_util
 from composer_cfg import (
     ConfigError,
     Event,
+    JSONLinesLogger,
     Logger,
     LogLevel,
     State,
@@ -20,6 +21,7 @@ from composer_cfg import (
     TrainingLoop,
     build_logger,
 )
+from composer_cfg.run.records import read_records
 from conftest import Recorder, ranks, until
 
 
@@ -197,3 +199,18 @@ def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
         logger.run_event("batch_start")
         assert len([c for c in published.calls if c[0] == "artifact"]) == 1
     assert [(e.step, e.value) for e in read("run/tensorboard").Scalars("loss")] == [(1, 0.5)]
+
+
+def test_a_step_beyond_64_bits_is_refused_at_the_call_for_tensorboard_alone_and_the_rest_is_written():
+    state = State("run")
+    with Logger(state, {"tensorboard": TensorboardLogger(), "jsonl": JSONLinesLogger()}) as logger:
+        logger.data_batch({"loss": 0.5})
+        state.timestamp = Timestamp(batch=2**63)  # as a hand-set timestamp or a damaged records file has it
+        with pytest.raises(ValueError, match=r"^step 9223372036854775808 is beyond the largest step a tracker "
+                                             r"stores \(2\*\*63 - 1\); the call's values were not logged there"):
+            logger.data_batch({"loss": 0.25})
+        state.timestamp = Timestamp(batch=3)
+        logger.data_batch({"loss": 0.125})  # written in the same batch of writes as the refused one
+    assert [(e.step, e.value) for e in read("run/tensorboard").Scalars("loss")] == [(0, 0.5), (3, 0.125)]
+    assert [(r["batch"], r["data"]["loss"]) for r in read_records("run/metrics-rank0.jsonl")] == [
+        (0, 0.5), (2**63, 0.25), (3, 0.125)]

@@ -32,6 +32,7 @@ from composer_cfg.core.values import scalar
 from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
 from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
 from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
+from composer_cfg.destinations.steps import refused_step, storable
 
 LOG = logging.getLogger("composer_cfg")
 _SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # MLflow's own switch for its "View run" lines
@@ -154,7 +155,7 @@ class MLFlowLogger(SinkDestination):
             refused = [f"{key!r} ({reason})" for key in record.payload
                        if (reason := self.refused_name(key, _validate_metric)) is not None]
             what = "metric name(s) {}; the call's other metrics were logged"
-        return f"MLflow refuses the {what.format(', '.join(refused))}" if refused else None
+        return refused_step(record) or (f"MLflow refuses the {what.format(', '.join(refused))}" if refused else None)
 
     def refused_name(self, key: str, validate: Any) -> str | None:
         """Why MLflow refuses `key` (`validate`: its rule for metrics or parameters), or None;
@@ -213,7 +214,7 @@ class MLflowSink(Sink):
         if self.run_id is None:
             raise RuntimeError(f"there is no MLflow run at {self.shown_uri}: starting it failed")
         metrics, params = [], {}
-        for record in records:
+        for record in filter(storable, records):
             if record.kind is Kind.ARTIFACT:
                 self._send(metrics, params)
                 metrics, params = [], {}

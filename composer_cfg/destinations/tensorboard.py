@@ -30,6 +30,7 @@ from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.templates import DIST_FIELDS, Template, default_artifact_name
 from composer_cfg.core.values import scalar
+from composer_cfg.destinations.steps import refused_step, storable
 
 if TYPE_CHECKING:
     from composer_cfg.destinations.tensorboard_events import EventFile
@@ -88,6 +89,9 @@ class TensorboardLogger(SinkDestination):
             template = Template(params.get("log_dir", "{run_name}/tensorboard"), DIST_FIELDS, key="log_dir")
             require_rank_field(template, world_size, key="log_dir")
 
+    def refuses(self, record: Record) -> str | None:
+        return refused_step(record)
+
     def make_sink(self) -> Sink:
         return TensorboardSink(self.log_dir)
 
@@ -117,7 +121,7 @@ class TensorboardSink(Sink):
 
     def write(self, records: Sequence[Record]) -> None:
         events = self._events
-        for record in records:
+        for record in filter(storable, records):
             if record.kind is Kind.HYPERPARAMETERS or record.level is LogLevel.FIT:
                 self._hyperparameters(record)
             elif record.kind is Kind.DATA:

@@ -27,6 +27,7 @@ from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.secrets import redact, redact_override
 from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.status import RunStatus
+from composer_cfg.destinations.steps import refused_step, storable
 from composer_cfg.destinations.wandb_params import check_init_params
 
 LOG = logging.getLogger("composer_cfg")
@@ -124,6 +125,9 @@ class WandBLogger(SinkDestination):
         """The W&B run, while it runs."""
         return self.sink().run  # type: ignore[attr-defined]
 
+    def refuses(self, record: Record) -> str | None:
+        return refused_step(record)
+
     def make_sink(self) -> Sink:
         return WandBSink(self)
 
@@ -153,7 +157,7 @@ class WandBSink(Sink):
         run = self.run
         if run is None:
             raise RuntimeError("there is no W&B run: starting it failed")
-        for record in records:
+        for record in filter(storable, records):
             if record.kind is Kind.HYPERPARAMETERS or (record.kind is Kind.DATA and record.level is LogLevel.FIT):
                 run.config.update(record.payload, allow_val_change=True)
             elif record.kind is Kind.DATA:
