@@ -16,7 +16,7 @@ from composer_cfg import ConfigError, TrainingLoop, build_logger
 from composer_cfg.run.plot import series_from_records
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import RunFiles, RunRecord, run_files
-from composer_cfg.run.sync import sync
+from composer_cfg.run.sync import main, sync
 from wandb_records import offline_run, offline_runs
 
 RECORDS = Path("run/metrics-rank0.jsonl")
@@ -235,3 +235,33 @@ def test_a_spool_is_no_records_file_and_a_run_without_a_manifest_is_read_from_ev
     elsewhere.mkdir()
     (elsewhere / "metrics.jsonl").write_bytes(RECORDS.read_bytes())  # records without their run's manifest
     assert list(read_records(elsewhere)) == records
+
+
+@pytest.mark.parametrize("target", ["mlflow", "tensorboard"])
+def test_a_record_at_a_step_no_tracker_stores_is_reported_and_every_later_sync_still_works(target, capsys):
+    records = jsonl_run(epochs=1)
+    lines = RECORDS.read_text().splitlines(keepends=True)
+    bad = json.loads(lines[1]) | {"batch": 2**63}  # a damaged (or hand-edited) records file
+    RECORDS.write_text("".join([*lines[:2], json.dumps(bad) + "\n", *lines[2:]]))
+    for attempt in range(2):  # a first sync, and one after it: neither fails
+        assert main(["run", "--to", target]) == 0
+        out = capsys.readouterr().out
+        refused = "  refused: step 9223372036854775808 is beyond the largest step a tracker stores (2**63 - 1)"
+        assert (refused in out) == (attempt == 0), out
+    expected = series(records)
+    if target == "mlflow":
+        assert mlflow_series(run_id()) == expected
+    else:
+        assert tensorboard_series() == as_float32(expected)
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///x.db?password=s3cret-pw", "http://user:s3cret-pw@127.0.0.1:9"],
+                         ids=["unparsable-override", "unreachable-server"])
+def test_a_failed_sync_says_why_in_one_line_without_the_secrets_it_was_given(uri):
+    jsonl_run(epochs=1, batches=1)
+    out = subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow",
+                          f"logger.destinations.mlflow.tracking_uri={uri}", "logger.destinations.mlflow.timeout=1"],
+                         capture_output=True, text=True, timeout=120)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("composer-cfg-sync: error: ")]
+    assert out.returncode in (1, 2) and len(errors) == 1 and "***" in errors[0], out.stderr
+    assert "s3cret-pw" not in out.stdout + out.stderr

@@ -25,12 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from composer_cfg.cli.masked_output import mask_output
+from composer_cfg.config.secret_overrides import secrets_in
 from composer_cfg.core.dist import DistInfo
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.logger import Logger
 from composer_cfg.core.state import State
+from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import RunRecord, run_files
@@ -63,11 +66,13 @@ def sync(
     """
     from composer_cfg.config.build import instantiate_destinations
     from composer_cfg.config.compose import compose_config
+    from composer_cfg.config.masking_callback import config_secrets
 
     files = _records_files(Path(source))
     if not destinations:
         raise ConfigError("--to: name at least one destination, e.g. --to mlflow,tensorboard")
     cfg = compose_config([f"logger/destinations=[{','.join(destinations)}]", *overrides], config_dir=config_dir)
+    remember(config_secrets(cfg))  # masked wherever they would show: errors, the console, the log
     node = cfg.logger
     for name in destinations:  # a replay waits for the tracker; what it can not deliver fails the sync (sent
         if node.destinations.get(name) is not None and "undelivered" in node.destinations[name]:  # again next time)
@@ -215,8 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                      "(logger.destinations.mlflow.tracking_uri=...)")
     args = parser.parse_intermixed_args(argv)
     names = [name.strip() for name in args.to.split(",") if name.strip()]
+    unmask = mask_output()  # what it prints and logs, with secrets masked, as the command does
+    remember(secrets_in(args.overrides))
     try:
-        results = sync(args.source, names, args.overrides, args.config_dir, progress=True)
+        return _report(sync(args.source, names, args.overrides, args.config_dir, progress=True))
     except ConfigError as error:
         for problem in error.problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -226,6 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
         return 1
+    finally:
+        unmask()
+
+
+def _report(results: list[Synced]) -> int:
     for synced in results:
         if synced.skipped:
             print(f"{synced.destination}: skipped {synced.records_file}: {synced.skipped}")
