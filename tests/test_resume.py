@@ -288,3 +288,34 @@ def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
         ("FINISHED", None), ("FINISHED", 1)]
     records = list(read_records(tmp_path / "outputs" / "slurm-4242" / "slurm-4242" / "metrics-rank0.jsonl"))
     assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(16))
+
+
+@pytest.mark.parametrize(("damage", "why"), [
+    (lambda text: text[:len(text) // 2], "not JSON: "),
+    (lambda text: "[]", "the whole file: input should be a valid dictionary"),
+    (lambda text: '{"run": {"attempts": []}}', "run.run_name: field required"),
+    (lambda text: text.replace('"status": "FINISHED"', '"status": 3', 1), "run.attempts.0.status: input should be a valid string"),
+], ids=["cut-short", "not-an-object", "edited-run", "edited-attempt"])
+def test_a_damaged_manifest_is_one_line_naming_the_file_from_the_command_sync_and_plot(tmp_path, damage, why):
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    demo_args = ["composer_cfg", "run_name=r", "hydra.run.dir=out", "resume=auto", "demo.epochs=1",
+                 "demo.batches_per_epoch=2", "logger/destinations=[file,jsonl]"]
+    assert command(*demo_args).returncode == 0
+    manifest = tmp_path / "out" / "r" / "run-rank0.json"
+    manifest.write_text(damage(manifest.read_text()))
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    out = command(*demo_args)
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"composer-cfg: error: resume: {manifest}: a damaged run manifest ({why}")
+    assert out.stderr.rstrip().endswith("restore it, or move the run's directory aside and start the run again "
+                                        "(from command line 'resume=auto')")
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    relative = Path("out/r/run-rank0.json")
+    for prog, args in (("composer-cfg-sync", ["composer_cfg.run.sync", "out", "--to", "tensorboard"]),
+                       ("composer-cfg-plot", ["composer_cfg.run.plot", "out"])):
+        out = command(*args)
+        assert out.returncode == 2 and out.stderr.splitlines()[-1].startswith(
+            f"{prog}: error: {relative}: a damaged run manifest ({why}"), out.stderr
+        assert "Traceback" not in out.stderr

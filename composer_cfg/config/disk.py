@@ -66,14 +66,16 @@ def disk_problems(config: Mapping[str, Any], resume: Resume | None = Resume.NEVE
                                        f"set overwrite=true to replace it")
                      for file in existing]
     resumable = resume is not Resume.NEVER and run_name is not None
+    known = len(problems)
     record = catch(problems, "resume", lambda: _run_record(run_name)) if resumable else None
-    if resumable and existing and record is None:
+    damaged = len(problems) > known  # said: nothing more to say about the run it records
+    if resumable and existing and record is None and not damaged:
         problems += [Problem(file.key, f"{str(file.local.path.resolve())!r} already exists, but the run {run_name!r} "
                                        f"that wrote it was not started with resume (it has no run record in "
                                        f"{str(_manifest(run_name))!r}), so it can not be continued: choose another "
                                        f"run_name, or set overwrite=true to replace it")
                      for file in existing]
-    if resume is Resume.MUST and record is None:
+    if resume is Resume.MUST and record is None and not damaged:
         problems += _nothing_to_continue(run_name)
     return problems
 

@@ -102,14 +102,17 @@ def choose_metrics(series: Series, wanted: Sequence[str] | None) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="composer-cfg-plot", description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", help="a run directory (all *.jsonl under it) or one .jsonl file")
+    parser.add_argument("source", help="a run or sweep directory (its runs' records files) or one .jsonl file")
     parser.add_argument("--metrics", nargs="+", help="metrics to plot (default: every numeric one)")
     parser.add_argument("-o", "--output", help="PNG to write (default: metrics.png beside the source)")
     args = parser.parse_args(argv)
     source = Path(args.source)
     if not source.exists():
         parser.error(f"{source}: no such file or directory")
-    series = series_from_records(read_records(source))
+    try:
+        series = series_from_records(read_records(source))
+    except ValueError as error:  # a damaged manifest or records file: named, in one line
+        parser.error(str(error))
     if not series:
         parser.error(f"{source}: no numeric metrics in any .jsonl file")
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from filelock import FileLock, Timeout
+from typing_extensions import Required, TypedDict  # pydantic reads TypedDicts from here before Python 3.12
 
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.status import RunStatus
@@ -47,9 +48,50 @@ def run_directory(run_name: str, root: Path | None = None) -> Path:
     return (root or Path()).absolute() / run_name
 
 
+class _Attempt(TypedDict, total=False):
+    status: Required[str]
+    started: str
+    ended: str
+    pid: int
+    host: str
+    resumed_at: dict[str, int] | None
+
+
+class _Destination(TypedDict, total=False):
+    identity: dict[str, Any]
+    through: dict[str, int]
+
+
+class _Run(TypedDict, total=False):
+    run_name: Required[str]
+    world_size: int
+    rank: int
+    status: str
+    checkpoint: dict[str, int]
+    destinations: Required[dict[str, _Destination]]
+    attempts: Required[list[_Attempt]]
+
+
+class _Manifest(TypedDict, total=False):
+    """What a manifest holds (see the module's docstring): the shape every reader relies on."""
+
+    run: _Run
+    records: dict[str, str]
+    spools: dict[str, str]
+    sync: dict[str, dict[str, dict[str, Any]]]
+    logging: dict[str, Any]
+
+
+class DamagedManifest(ConfigError):
+    """A manifest that is not one (cut short, edited by hand): said in one line, naming the file."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path}: a damaged run manifest ({why}); restore it, or move the run's directory "
+                         f"aside and start the run again")
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest at `path`, or {} when there is none yet; `ValueError` naming the file when it
-    is not one."""
+    """The manifest at `path`, or {} when there is none yet; `DamagedManifest` when it is not one."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -57,9 +99,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         content = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a run manifest: {error}") from None
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: not a run manifest: expected a JSON object, got {type(content).__name__}")
+        raise DamagedManifest(path, f"not JSON: {error}") from None
+    from pydantic import TypeAdapter, ValidationError  # imported when a manifest is read, not with the package
+
+    try:
+        TypeAdapter(_Manifest).validate_python(content, strict=True)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the whole file"
+        raise DamagedManifest(path, f"{where}: {first['msg'].lower()}") from None
     return content
 
 
