@@ -319,3 +319,55 @@ def test_a_damaged_manifest_is_one_line_naming_the_file_from_the_command_sync_an
         assert out.returncode == 2 and out.stderr.splitlines()[-1].startswith(
             f"{prog}: error: {relative}: a damaged run manifest ({why}"), out.stderr
         assert "Traceback" not in out.stderr
+
+
+OWN_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+from composer_cfg import Event, TrainingLoop, build_logger
+
+kill_at = int(sys.argv[1])  # the batch this attempt dies at (SIGKILL), as a preempted job does
+logger = build_logger(overrides=["run_name=own", "logger/destinations=[jsonl,tensorboard]"], resume="auto")
+with logger:
+    start = logger.resumed_from  # None on the first attempt: then the run starts at zero
+    print("resumed from", None if start is None else (start.epoch, start.batch), flush=True)
+    weights = float(Path("model.txt").read_text()) if start is not None else 0.0  # the user's own checkpoint
+    loop = TrainingLoop(logger)
+    for epoch in loop.epochs(3):
+        for batch in loop.batches(10):
+            if batch == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            weights += 1.0
+            logger.data_batch({"loss": 1.0 / (batch + 1), "weights": weights})
+        Path("model.txt").write_text(str(weights))
+        logger.run_event(Event.EPOCH_CHECKPOINT)
+print("batches run:", int(weights), flush=True)
+"""
+
+
+def test_a_script_written_as_the_readme_shows_killed_mid_epoch_finishes_the_run_once_when_run_again(tmp_path):
+    # The second epoch's fourth batch kills the first attempt; the second attempt starts at the
+    # second epoch (the last checkpoint), runs the 20 batches left of 3 epochs of 10, no more.
+    (tmp_path / "train.py").write_text(OWN_SCRIPT)
+
+    def attempt(kill_at: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "train.py", str(kill_at)], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+
+    first = attempt(kill_at=13)
+    assert first.returncode == -signal.SIGKILL and first.stdout.splitlines() == ["resumed from None"], first.stderr
+    second = attempt(kill_at=-1)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.splitlines() == ["resumed from (1, 10)", "batches run: 30"]
+    steps = [(step, 1.0 / (step + 1)) for step in range(30)]
+    records = [r for r in read_records(tmp_path / "own") if "loss" in r["data"]]
+    assert [(r["batch"], r["data"]["loss"]) for r in records] == steps
+    assert [r["data"]["weights"] for r in records] == [float(step + 1) for step in range(30)]
+    events = ea.EventAccumulator(str(tmp_path / "own" / "tensorboard"), size_guidance={ea.SCALARS: 0})
+    events.Reload()
+    assert sorted((e.step, e.value) for e in events.Scalars("weights")) == [(s, s + 1.0) for s in range(30)]
+    run = read_manifest(tmp_path / "own" / "run-rank0.json")["run"]
+    assert [(a["status"], a["resumed_at"]) for a in run["attempts"]] == [
+        ("CRASHED", None),
+        ("FINISHED", {"epoch": 1, "batch": 10, "batch_in_epoch": 0, "sample": 0, "sample_in_epoch": 0, "token": 0,
+                      "token_in_epoch": 0})]

@@ -239,7 +239,7 @@ def _app(cfg: DictConfig) -> Any:
     """Build the logger, run the demo, say where everything went."""
     from hydra.utils import instantiate
 
-    from composer_cfg.cli.demo import demo_state, plot_metrics
+    from composer_cfg.cli.demo import plot_metrics
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.saved_configs import save_masked_configs
     from composer_cfg.core import dist
@@ -249,8 +249,7 @@ def _app(cfg: DictConfig) -> Any:
 
     try:
         resume = Resume.parse(cfg.get("resume") or Resume.NEVER)
-        state = None if resume is Resume.NEVER or cfg.get("demo") is None else demo_state(cfg.get("run_name"))
-        logger = instantiate_logger(cfg.get("logger"), state, run_name=cfg.get("run_name"), resume=resume)
+        logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"), resume=resume)
     except ConfigError as error:
         print_errors(error)
         sys.exit(2)

@@ -2,8 +2,8 @@
 
 Hyperparameters go out at FIT, loss and accuracy every batch at BATCH, epoch means at EPOCH,
 and a checkpoint per epoch is written (atomically), published with `Logger.file_artifact` and
-marked with `Event.EPOCH_CHECKPOINT`. A state that starts after epoch 0 (`demo_state`, for a run
-that is resumed) continues from the checkpoint of the epoch before.
+marked with `Event.EPOCH_CHECKPOINT`. A run continued with ``resume=auto`` starts where the
+Logger says it does (`Logger.resumed_from`), from the checkpoint of the epoch before.
 """
 
 from __future__ import annotations
@@ -12,28 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from composer_cfg.config.params import PositiveInt, TimedArtifactTemplate
-from composer_cfg.core import dist
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.logger import Logger
 from composer_cfg.core.loop import TrainingLoop
-from composer_cfg.core.run_name import resolve_run_name
 from composer_cfg.core.state import State
 from composer_cfg.core.templates import TIME_FIELDS, Template
-from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.run.files import replacing
-from composer_cfg.run.run_record import existing_run
-
-
-def demo_state(run_name: str | None) -> State:
-    """The state a demo run starts from: the run's name and, when a run of that name here has
-    marked a checkpoint (see `composer_cfg.run.resume`), the start of the epoch after it."""
-    info = dist.current()
-    state = State(resolve_run_name(run_name, info), dist_info=info)
-    mark = (existing_run(state.run_name, state.rank) or {}).get("checkpoint")
-    if mark:
-        state.timestamp = Timestamp(**mark).to_next_epoch()
-    return state
 
 
 def run_demo(
@@ -64,7 +49,7 @@ def run_demo(
     weights, bias = np.zeros(features), 0.0
     checkpoint_name = Template(checkpoint, TIME_FIELDS, key="demo.checkpoint")
     done = int(state.timestamp.epoch)
-    if done:
+    if logger.resumed_from is not None and done:
         weights, bias = _restore(checkpoint_name, state)
         for _ in range(done):  # the shuffles of the epochs done, so the next ones are the same
             rng.permutation(samples)
@@ -73,7 +58,7 @@ def run_demo(
                          "hparams/learning_rate": learning_rate, "hparams/features": features, "hparams/seed": seed})
     loop = TrainingLoop(logger, dataloader_len=batches_per_epoch)
     metrics: dict[str, float] = {}
-    for epoch in loop.epochs(max(0, epochs - done)):
+    for epoch in loop.epochs(epochs):
         order = rng.permutation(samples)
         losses, correct = [], 0
         for index in loop.batches(batches_per_epoch, samples=batch_size):
@@ -99,14 +84,12 @@ def run_demo(
 
 
 def _restore(checkpoint_name: Template, state: State) -> tuple[Any, float]:
-    """The weights and bias of the checkpoint the state's run marked last."""
+    """The weights and bias of the checkpoint saved at the end of the epoch before the state's
+    (named as it was then, the epoch in progress: see `run_demo`)."""
     import numpy as np
 
-    mark = (existing_run(state.run_name, state.rank) or {}).get("checkpoint")
-    if not mark:
-        raise ValueError(f"run {state.run_name!r} starts at epoch {state.timestamp.epoch}, but no checkpoint of it "
-                         f"is marked in its manifest to continue from")
-    path = Path(checkpoint_name.fill({**state.template_fields(), **Timestamp(**mark).template_fields()}))
+    saved_at = state.timestamp.copy(epoch=state.timestamp.epoch - 1)
+    path = Path(checkpoint_name.fill({**state.template_fields(), **saved_at.template_fields()}))
     with np.load(path) as saved:
         return saved["weights"], float(saved["bias"])
 

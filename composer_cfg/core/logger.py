@@ -17,6 +17,7 @@ from composer_cfg.core.sink import Policies, SinkContext
 from composer_cfg.core.state import State
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.templates import TIME_FIELDS, Template, check_artifact_name
+from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.core.values import normalise, plain
 from composer_cfg.run.attempt import RunAttempt
 from composer_cfg.run.resume import Resume
@@ -77,6 +78,13 @@ class Logger:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def resumed_from(self) -> Timestamp | None:
+        """Once `Event.INIT` fired: where a continued run (``resume=auto|must``) started again, the
+        point its last checkpoint marked (the state's timestamp was set to it), or None for a run
+        that starts anew. Load the model checkpoint saved at that point."""
+        return self._attempt.resumed_from
 
     @property
     def closing(self) -> bool:
@@ -159,7 +167,7 @@ class Logger:
         if event in CHECKPOINT_EVENTS:
             dispatch.barrier(self._routes.everything, "checkpoint", lambda channel, deadline: channel.checkpoint(deadline),
                              exit_hooks.termination_deadline())
-            self._attempt.checkpoint(self._routes.identities())
+            self._attempt.checkpoint(self._routes.identities(), epoch_ended=event is Event.EPOCH_CHECKPOINT)
 
     def deliver_waiting(self) -> None:
         """Deliver now what waits for its device tensors (one batched copy): `InMemoryLogger`'s
@@ -239,6 +247,11 @@ class Logger:
         if self._begun:
             return  # firing INIT again is harmless
         self._attempt.begin()
+        resumed_from = self._attempt.resumed_from
+        if resumed_from is not None:
+            self._state.timestamp = resumed_from
+            LOG.info("run %r continues from its last checkpoint: epoch %d, batch %d (load the model's checkpoint of "
+                     "that point)", self._state.run_name, resumed_from.epoch, resumed_from.batch)
         failures = self._dispatch.open(self._routes.everything)
         channels = self._routes.events[Event.INIT]
         if not failures and channels:

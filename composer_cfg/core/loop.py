@@ -12,7 +12,7 @@ from composer_cfg.core.logger import Logger
 class TrainingLoop:
     """Drives a `Logger`'s events and the state's timestamp for a loop of epochs and batches.
 
-    >>> from composer_cfg import InMemoryLogger, Logger, State
+    >>> from composer_cfg import InMemoryLogger, Logger, State, Timestamp
     >>> logger = Logger(State("demo"), InMemoryLogger())
     >>> loop = TrainingLoop(logger)
     >>> for epoch in loop.epochs(2):
@@ -26,6 +26,17 @@ class TrainingLoop:
     batch ``batch_start``, the body, the timestamp moves to the next batch, ``batch_end``; after
     the batches the timestamp moves to the next epoch and ``epoch_end`` fires; ``fit_end`` last.
     Data logged in a body sees the timestamp of the batch or epoch in progress.
+
+    Counts are totals, as Composer's ``max_duration`` is: ``epochs(n)`` runs the epochs the
+    state's timestamp has not reached yet, up to `n` in all, and ``batches(n)`` (``n`` batches per
+    epoch) the batches of the epoch in progress not done yet. A run continued with
+    ``resume=auto`` starts at its last checkpoint (`Logger.resumed_from`), so the same loop
+    finishes the run instead of running it again:
+
+    >>> state = State("demo", timestamp=Timestamp(epoch=1, batch=4, batch_in_epoch=1))  # resumed
+    >>> loop = TrainingLoop(Logger(state, InMemoryLogger()))
+    >>> [(epoch, list(loop.batches(3))) for epoch in loop.epochs(2)]
+    [(1, [4, 5])]
     """
 
     def __init__(self, logger: Logger, dataloader_len: int | None = None) -> None:
@@ -36,10 +47,11 @@ class TrainingLoop:
             self.state.dataloader_len = dataloader_len
 
     def epochs(self, count: int) -> Iterator[int]:
-        """Yield epoch numbers (0-based, continuing from the state's timestamp)."""
+        """Yield the numbers (0-based) of the epochs before `count` the state's timestamp has not
+        finished: from the one in progress (or the next) on."""
         fire = self.logger.run_event
         fire(Event.FIT_START)
-        for _ in range(count):
+        for _ in range(max(0, count - self.state.timestamp.epoch)):
             fire(Event.EPOCH_START)
             yield self.state.timestamp.epoch
             self.state.timestamp = self.state.timestamp.to_next_epoch()
@@ -63,10 +75,11 @@ class TrainingLoop:
         fire(Event.EVAL_END)
 
     def batches(self, count: int, samples: int = 0, tokens: int = 0) -> Iterator[int]:
-        """Yield `count` batch numbers (global, 0-based); each batch adds `samples` and `tokens`."""
+        """Yield the numbers (global, 0-based) of the batches of the epoch in progress not done
+        yet, of `count` per epoch; each batch adds `samples` and `tokens`."""
         fire = self.logger.run_event
         self.state.dataloader_len = count
-        for _ in range(count):
+        for _ in range(max(0, count - self.state.timestamp.batch_in_epoch)):
             fire(Event.BATCH_START)
             started = time.perf_counter()
             yield self.state.timestamp.batch

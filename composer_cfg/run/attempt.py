@@ -19,6 +19,7 @@ from typing import Any
 from composer_cfg.core.record import RunFacts
 from composer_cfg.core.state import State
 from composer_cfg.core.status import RunStatus
+from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.run.resume import Resume
 from composer_cfg.run.run_record import RunRecord, run_directory
 from composer_cfg.run.spool import Spool
@@ -39,13 +40,15 @@ class RunAttempt:
         self._begun = False
         self._wrote = False  # this attempt began a run there, or entered a spool: the report is its to add
         self.identities: Identities | None = None  # each destination's identity, when a run is continued
+        self.resumed_from: Timestamp | None = None  # and the point it continues from
 
     def begin(self) -> None:
         """Before the destinations open: continue or start the recorded run (resumable runs only)."""
         if self.resumable:
             state = self._state
-            self.identities = self._record.begin(state.run_name, state.world_size, self.resume,  # type: ignore[union-attr]
-                                                 state.timestamp)
+            continued = self._record.begin(state.run_name, state.world_size, self.resume)  # type: ignore[union-attr]
+            if continued is not None:
+                self.identities, self.resumed_from = continued
             self._begun = self._wrote = True
 
     def started(self, identities: Identities, records: Identities) -> None:
@@ -59,10 +62,14 @@ class RunAttempt:
             self._manifest().add_records(files)
             self._wrote = True
 
-    def checkpoint(self, identities: Identities) -> None:
-        """Everything logged so far is durable: record the mark."""
+    def checkpoint(self, identities: Identities, epoch_ended: bool) -> None:
+        """Everything logged so far is durable: record the mark, where a next attempt continues
+        (after an epoch's checkpoint, the start of the next epoch)."""
         if self._begun:
-            self._record.checkpoint(self._state.timestamp, identities)  # type: ignore[union-attr]
+            timestamp = self._state.timestamp
+            if epoch_ended and timestamp.batch_in_epoch:  # fired before the loop moved on to the next epoch
+                timestamp = timestamp.to_next_epoch()
+            self._record.checkpoint(timestamp, identities)  # type: ignore[union-attr]
 
     def end(self, status: RunStatus, report: Callable[[], Mapping[str, Any]]) -> None:
         """The run ended with `status`; the report goes in if there is a manifest."""

@@ -48,18 +48,31 @@ def run_directory(run_name: str, root: Path | None = None) -> Path:
     return (root or Path()).absolute() / run_name
 
 
+class _Point(TypedDict, total=False):
+    """A `Timestamp`'s counters (`timestamp_fields`)."""
+
+    __pydantic_config__ = {"extra": "forbid"}  # type: ignore[misc]  # a pydantic ConfigDict
+    epoch: int
+    batch: int
+    batch_in_epoch: int
+    sample: int
+    sample_in_epoch: int
+    token: int
+    token_in_epoch: int
+
+
 class _Attempt(TypedDict, total=False):
     status: Required[str]
     started: str
     ended: str
     pid: int
     host: str
-    resumed_at: dict[str, int] | None
+    resumed_at: _Point | None
 
 
 class _Destination(TypedDict, total=False):
     identity: dict[str, Any]
-    through: dict[str, int]
+    through: _Point
 
 
 class _Run(TypedDict, total=False):
@@ -67,7 +80,7 @@ class _Run(TypedDict, total=False):
     world_size: int
     rank: int
     status: str
-    checkpoint: dict[str, int]
+    checkpoint: _Point
     destinations: Required[dict[str, _Destination]]
     attempts: Required[list[_Attempt]]
 
@@ -109,6 +122,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
         where = ".".join(map(str, first["loc"])) or "the whole file"
         raise DamagedManifest(path, f"{where}: {first['msg'].lower()}") from None
     return content
+
+
+class Continued(NamedTuple):
+    """What a continued run starts from: each destination's identity in its back end, by name, and
+    the point its last checkpoint marked (everything logged before it was delivered; zero if none)."""
+
+    identities: dict[str, Any]
+    checkpoint: Timestamp
 
 
 class RunFiles(NamedTuple):
@@ -169,15 +190,15 @@ class RunRecord:
 
     # -- a resumable run's attempts ------------------------------------------------------------
 
-    def begin(self, run_name: str, world_size: int, policy: Resume, timestamp: Timestamp) -> dict[str, Any] | None:
+    def begin(self, run_name: str, world_size: int, policy: Resume) -> Continued | None:
         """Before any destination opens: take the attempt lock, continue the run recorded here or
-        start one, and open a new attempt. Returns each destination's recorded identity, by name,
-        when the run is continued; None when it starts.
+        start one, and open a new attempt. Returns what the run continues from (each destination's
+        recorded identity, by name, and the last checkpoint's mark); None when it starts.
 
         `ConfigError` when `policy` is ``must`` and there is no run, or when another attempt of
         this run is live (naming it). Nothing is created before a refusal."""
         if policy is Resume.MUST and not self.exists():
-            self._open_attempt({}, run_name, world_size, policy, timestamp)  # raises: nothing to continue
+            self._open_attempt({}, run_name, world_size, policy)  # raises: nothing to continue
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._attempt.acquire(timeout=0)
@@ -187,30 +208,31 @@ class RunRecord:
                               key="run_name") from None
         self._live = True
         try:
-            return self._change(lambda manifest: self._open_attempt(manifest, run_name, world_size, policy, timestamp))
+            return self._change(lambda manifest: self._open_attempt(manifest, run_name, world_size, policy))
         except BaseException:
             self._release()
             raise
 
-    def _open_attempt(self, manifest: dict[str, Any], run_name: str, world_size: int, policy: Resume,
-                      timestamp: Timestamp) -> dict[str, Any] | None:
+    def _open_attempt(self, manifest: dict[str, Any], run_name: str, world_size: int,
+                      policy: Resume) -> Continued | None:
         run = manifest.get("run")
         if run is None and policy is Resume.MUST:
             raise ConfigError(f"resume: 'must', but there is no run {run_name!r} to continue (no {self.path}); "
                               f"use resume=auto to start it when it is missing", key="resume")
-        identities = None
+        continued = None
         if run is None:
             run = {"run_name": run_name, "world_size": world_size, "rank": self.rank, "destinations": {},
                    "attempts": []}
         else:
             identities = {name: entry.get("identity") or {} for name, entry in run["destinations"].items()}
+            continued = Continued(identities, Timestamp(**run.get("checkpoint", {})))
             if run["attempts"] and run["attempts"][-1]["status"] == "RUNNING":
                 run["attempts"][-1]["status"] = CRASHED
         run["status"] = "RUNNING"
         run["attempts"].append({"started": _now(), "status": "RUNNING", "pid": os.getpid(), "host": socket.gethostname(),
-                                "resumed_at": timestamp_fields(timestamp) if identities is not None else None})
+                                "resumed_at": timestamp_fields(continued.checkpoint) if continued else None})
         manifest["run"] = run
-        return identities
+        return continued
 
     def started(self, identities: Mapping[str, Mapping[str, Any]]) -> None:
         """After INIT: each destination's identity (a tracker's run id, a path), by name."""
