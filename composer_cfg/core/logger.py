@@ -81,9 +81,8 @@ class Logger:
 
     @property
     def resumed_from(self) -> Timestamp | None:
-        """Once `Event.INIT` fired: where a continued run (``resume=auto|must``) started again, the
-        point its last checkpoint marked (the state's timestamp was set to it), or None for a run
-        that starts anew. Load the model checkpoint saved at that point."""
+        """After INIT, where a continued run (``resume=auto|must``) starts again: its last checkpoint's
+        mark, which the state's timestamp was set to (load your model's checkpoint of it); else None."""
         return self._attempt.resumed_from
 
     @property
@@ -246,12 +245,7 @@ class Logger:
         """INIT: continue or record a resumable run, then open every destination and fire INIT."""
         if self._begun:
             return  # firing INIT again is harmless
-        self._attempt.begin()
-        resumed_from = self._attempt.resumed_from
-        if resumed_from is not None:
-            self._state.timestamp = resumed_from
-            LOG.info("run %r continues from its last checkpoint: epoch %d, batch %d (load the model's checkpoint of "
-                     "that point)", self._state.run_name, resumed_from.epoch, resumed_from.batch)
+        self._attempt.begin()  # a continued run: the state's timestamp is now its last checkpoint's mark
         failures = self._dispatch.open(self._routes.everything)
         channels = self._routes.events[Event.INIT]
         if not failures and channels:

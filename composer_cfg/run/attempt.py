@@ -11,6 +11,7 @@ second attempt leaves the live one's manifest alone).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +25,7 @@ from composer_cfg.run.resume import Resume
 from composer_cfg.run.run_record import RunRecord, run_directory
 from composer_cfg.run.spool import Spool
 
+LOG = logging.getLogger("composer_cfg")
 Identities = Mapping[str, Mapping[str, Any]]
 
 
@@ -43,12 +45,16 @@ class RunAttempt:
         self.resumed_from: Timestamp | None = None  # and the point it continues from
 
     def begin(self) -> None:
-        """Before the destinations open: continue or start the recorded run (resumable runs only)."""
+        """Before the destinations open: continue or start the recorded run (resumable runs only);
+        a continued run's state starts at its last checkpoint's mark, which is said."""
         if self.resumable:
             state = self._state
             continued = self._record.begin(state.run_name, state.world_size, self.resume)  # type: ignore[union-attr]
             if continued is not None:
                 self.identities, self.resumed_from = continued
+                state.timestamp = continued.checkpoint
+                LOG.info("run %r continues from its last checkpoint: epoch %d, batch %d (load your model's checkpoint "
+                         "of that point)", state.run_name, continued.checkpoint.epoch, continued.checkpoint.batch)
             self._begun = self._wrote = True
 
     def started(self, identities: Identities, records: Identities) -> None:
