@@ -191,9 +191,12 @@ def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_o
     first.close(RunStatus.KILLED)
     run_id = first.destinations["mlflow"].run_id
 
+    before = Path("r/metrics-rank0.jsonl").stat().st_size
     second = build_logger(State("r", timestamp=Timestamp(batch=3)), overrides=overrides, resume="auto")
     train(second, range(3, 6))
     second.close()
+    # the report counts this attempt's bytes, not the file's
+    assert second.report()["jsonl"]["bytes_written"] == Path("r/metrics-rank0.jsonl").stat().st_size - before > 0
     assert second.destinations["mlflow"].run_id == run_id
     assert [r["batch"] for r in read_records("r/metrics-rank0.jsonl")] == [0, 1, 2, 3, 4, 5]
     client = MlflowClient(tracking_uri=f"sqlite:///{Path('r/mlflow.db').absolute()}")

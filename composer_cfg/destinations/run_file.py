@@ -91,7 +91,7 @@ class RunFile:
                 ) from None
             raise
         self.name, self.path = name, str(path)
-        self._size_at_open = self.file.tell()  # an appended file's earlier attempts are not this run's
+        self._size_at_open = os.fstat(self.file.fileno()).st_size  # what earlier attempts wrote is not this one's
         return self.file
 
     def bytes_written(self) -> int:
