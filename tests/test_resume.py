@@ -13,7 +13,17 @@ import pytest
 from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
-from composer_cfg import ConfigError, Event, JSONLinesLogger, Logger, MLFlowLogger, State, Timestamp, build_logger
+from composer_cfg import (
+    ConfigError,
+    Event,
+    JSONLinesLogger,
+    Logger,
+    MLFlowLogger,
+    State,
+    Timestamp,
+    TrainingLoop,
+    build_logger,
+)
 from composer_cfg.core.status import RunStatus
 from composer_cfg.run.files import open_text
 from composer_cfg.run.records import read_records
@@ -374,3 +384,29 @@ def test_a_script_written_as_the_readme_shows_killed_mid_epoch_finishes_the_run_
         ("CRASHED", None),
         ("FINISHED", {"epoch": 1, "batch": 10, "batch_in_epoch": 0, "sample": 0, "sample_in_epoch": 0, "token": 0,
                       "token_in_epoch": 0})]
+
+
+def test_a_requeue_with_a_changed_parameter_is_said_and_never_fatal_to_mlflow(caplog):
+    def attempt(lr: float, resume: str, dies: bool) -> Logger:
+        logger = build_logger(overrides=["run_name=p", "logger/destinations=[mlflow]"], resume=resume)
+        logger.log_hyperparameters({"lr": lr, "seed": 0})
+        loop = TrainingLoop(logger)
+        for _ in loop.epochs(2):
+            for batch in loop.batches(3):
+                logger.data_batch({"loss": 1.0 / (batch + 1)})
+            if dies:  # before its first checkpoint
+                logger.close(RunStatus.KILLED)
+                return logger
+            logger.run_event(Event.EPOCH_CHECKPOINT)
+        logger.close()
+        return logger
+
+    run_id = attempt(0.1, "auto", dies=True).destinations["mlflow"].run_id
+    assert attempt(0.2, "must", dies=False).destinations["mlflow"].run_id == run_id  # requeued with a change
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('p/mlflow.db').absolute()}")
+    run = client.get_run(run_id)
+    assert (run.info.status, run.data.params) == ("FINISHED", {"lr": "0.1", "seed": "0"})
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [
+        (step, 1.0 / (step + 1)) for step in range(6)]
+    assert ("MLFlowLogger: parameter 'lr' was already logged as '0.1'; MLflow parameters can not change, so '0.2' "
+            "is not logged") in caplog.messages

@@ -194,9 +194,10 @@ class MLflowSink(Sink):
         self._client = MlflowClient(tracking_uri=uri)
         resumed = (context.resumed or {}).get("run_id")
         if resumed:
-            self._client.get_run(resumed)  # an unknown id raises, naming it
+            run = self._client.get_run(resumed)  # an unknown id raises, naming it
             self._client.update_run(resumed, status="RUNNING")
             self.run_id = resumed
+            self._params = dict(run.data.params)  # one an attempt changes is said and left out, as within a run
             return
         experiment = self._client.get_experiment_by_name(settings.experiment_name)
         if experiment is None:
