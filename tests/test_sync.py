@@ -265,3 +265,25 @@ def test_a_failed_sync_says_why_in_one_line_without_the_secrets_it_was_given(uri
     errors = [line for line in out.stderr.splitlines() if line.startswith("composer-cfg-sync: error: ")]
     assert out.returncode in (1, 2) and len(errors) == 1 and "***" in errors[0], out.stderr
     assert "s3cret-pw" not in out.stdout + out.stderr
+
+
+def test_every_records_file_of_a_run_is_read_and_a_copy_in_a_store_outside_the_run_never():
+    # two Loggers of one run (training, then evaluation), each with its own records file; a
+    # sweep's MLflow store shared at the root keeps copies of both, outside the run's directory
+    uri = "logger.destinations.mlflow.tracking_uri=sqlite:///mlflow.db"
+    for phase in ("train", "eval"):
+        with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl,mlflow]", uri,
+                                     f"logger.destinations.jsonl.filename=run/{phase}-rank0.jsonl"]) as logger:
+            logger.data_batch({f"{phase}/loss": 0.5})
+    assert len(list(Path("mlartifacts").rglob("*.jsonl"))) == 2  # the copies
+    assert [list(r["data"]) for r in read_records(".")] == [["eval/loss"], ["train/loss"]]
+    assert [(s.records_file.name, s.sent) for s in sync(".", ["tensorboard"])] == [
+        ("eval-rank0.jsonl", 1), ("train-rank0.jsonl", 1)]
+    assert not list(Path("mlartifacts").rglob("run-rank*.json"))  # nothing written beside a copy
+
+
+def test_a_spool_the_manifest_names_but_that_is_gone_does_not_stop_the_sync():
+    records = jsonl_run(epochs=1)
+    RunRecord(Path("run"), 0).add_spool("undelivered-mlflow-rank0.jsonl", "mlflow", {})  # synced and deleted
+    assert run_files(Path("run")) == RunFiles([RECORDS], [])
+    assert [(s.destination, s.sent) for s in sync("run", ["tensorboard"])] == [("tensorboard", len(records))]

@@ -335,7 +335,8 @@ def test_events_from_one_thread_while_others_log_leave_complete_files():
 
     assert Counter(memory_pairs(memory)) == expected
     assert [entry[2] for entry in memory.data["epoch"]] == list(range(epochs))
-    assert sorted(p.name for p in Path("run").iterdir()) == ["logs-rank0.txt", "metrics-rank0.jsonl"]
+    assert sorted(p.name for p in Path("run").iterdir()) == [  # and the manifest listing the records file
+        "logs-rank0.txt", "metrics-rank0.jsonl", "run-rank0.json", "run-rank0.json.lock"]
 
 
 class Gate(LoggerDestination):

@@ -17,6 +17,7 @@ operating system releases the lock of a killed process, so a requeued job takes 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -89,7 +90,7 @@ class _Manifest(TypedDict, total=False):
     """What a manifest holds (see the module's docstring): the shape every reader relies on."""
 
     run: _Run
-    records: dict[str, str]
+    records: dict[str, str]  # path (relative to the manifest) -> destination name
     spools: dict[str, str]
     sync: dict[str, dict[str, dict[str, Any]]]
     logging: dict[str, Any]
@@ -103,6 +104,13 @@ class DamagedManifest(ConfigError):
                          f"aside and start the run again")
 
 
+@functools.cache
+def _manifest_shape() -> Any:
+    from pydantic import TypeAdapter  # imported when a manifest is first read, not with the package
+
+    return TypeAdapter(_Manifest)
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest at `path`, or {} when there is none yet; `DamagedManifest` when it is not one."""
     try:
@@ -113,10 +121,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
         content = json.loads(text)
     except json.JSONDecodeError as error:
         raise DamagedManifest(path, f"not JSON: {error}") from None
-    from pydantic import TypeAdapter, ValidationError  # imported when a manifest is read, not with the package
+    from pydantic import ValidationError
 
     try:
-        TypeAdapter(_Manifest).validate_python(content, strict=True)
+        _manifest_shape().validate_python(content, strict=True)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(map(str, first["loc"])) or "the whole file"
@@ -126,10 +134,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 class Continued(NamedTuple):
     """What a continued run starts from: each destination's identity in its back end, by name, and
-    the point its last checkpoint marked (everything logged before it was delivered; zero if none)."""
+    the point it starts at: its last checkpoint's mark (everything logged before it was delivered),
+    else the point the attempt was started at."""
 
     identities: dict[str, Any]
-    checkpoint: Timestamp
+    start: Timestamp
+    marked: bool  # `start` is a checkpoint's mark
 
 
 class RunFiles(NamedTuple):
@@ -140,23 +150,36 @@ class RunFiles(NamedTuple):
 
 
 def run_files(source: Path) -> RunFiles:
-    """The records files and spools under the directory `source`, each sorted. Where a manifest
-    lists its run's records files, those are the records there (a copy in a tracker's artifact
-    store beside them is not); in a tree no such manifest covers, every ``*.jsonl`` file that is
-    no manifest's spool is one. `ValueError` naming a damaged manifest."""
+    """The records files and spools under the directory `source`, each sorted. The records files
+    are those the runs' manifests list, and every other ``*.jsonl`` file that is no spool, outside
+    the directories of those manifests, and not a copy of a listed one (a file of the same run and
+    rank: a tracker's artifact store keeps one, wherever it is). `DamagedManifest` names a
+    damaged manifest."""
     listed: set[Path] = set()
     spools: set[Path] = set()
     covered: list[Path] = []
     for path in sorted(source.rglob("run-rank*.json")):
         manifest = read_manifest(path)
         spools.update(path.parent / name for name in manifest.get("spools", {}))
-        records = manifest.get("records")
-        if isinstance(records, dict) and records:
+        records = manifest.get("records") or {}
+        if records:
             covered.append(path.parent)
-            listed.update(path.parent / name for name in records.values())
-    unlisted = {file for file in source.rglob("*.jsonl")
-                if file not in spools and not any(file.is_relative_to(directory) for directory in covered)}
-    return RunFiles(sorted(file for file in listed | unlisted if file.is_file()), sorted(spools))
+            listed.update(path.parent / name for name in records)
+    listed = {file for file in listed if file.is_file()}
+    runs = {_run_of(file) for file in listed}
+    unlisted = {file for file in source.rglob("*.jsonl") if file not in spools and file not in listed
+                and not any(file.is_relative_to(directory) for directory in covered) and _run_of(file) not in runs}
+    return RunFiles(sorted(listed | unlisted), sorted(file for file in spools if file.is_file()))
+
+
+def _run_of(file: Path) -> tuple[Any, Any] | None:
+    """The run name and rank of the first record in `file` (None if it has none)."""
+    try:
+        with open(file, encoding="utf-8") as lines:
+            first = json.loads(lines.readline())
+        return first.get("run_name"), first.get("rank", 0)
+    except (ValueError, AttributeError, OSError):
+        return None
 
 
 def existing_run(run_name: str, rank: int, root: Path | None = None) -> dict[str, Any] | None:
@@ -190,15 +213,15 @@ class RunRecord:
 
     # -- a resumable run's attempts ------------------------------------------------------------
 
-    def begin(self, run_name: str, world_size: int, policy: Resume) -> Continued | None:
+    def begin(self, run_name: str, world_size: int, policy: Resume, timestamp: Timestamp) -> Continued | None:
         """Before any destination opens: take the attempt lock, continue the run recorded here or
-        start one, and open a new attempt. Returns what the run continues from (each destination's
-        recorded identity, by name, and the last checkpoint's mark); None when it starts.
+        start one, and open a new attempt (started at `timestamp`, unless a checkpoint's mark says
+        otherwise). Returns what the run continues from; None when it starts.
 
         `ConfigError` when `policy` is ``must`` and there is no run, or when another attempt of
         this run is live (naming it). Nothing is created before a refusal."""
         if policy is Resume.MUST and not self.exists():
-            self._open_attempt({}, run_name, world_size, policy)  # raises: nothing to continue
+            self._open_attempt({}, run_name, world_size, policy, timestamp)  # raises: nothing to continue
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._attempt.acquire(timeout=0)
@@ -208,13 +231,14 @@ class RunRecord:
                               key="run_name") from None
         self._live = True
         try:
-            return self._change(lambda manifest: self._open_attempt(manifest, run_name, world_size, policy))
+            return self._change(lambda manifest: self._open_attempt(manifest, run_name, world_size, policy,
+                                                                    timestamp))
         except BaseException:
             self._release()
             raise
 
-    def _open_attempt(self, manifest: dict[str, Any], run_name: str, world_size: int,
-                      policy: Resume) -> Continued | None:
+    def _open_attempt(self, manifest: dict[str, Any], run_name: str, world_size: int, policy: Resume,
+                      timestamp: Timestamp) -> Continued | None:
         run = manifest.get("run")
         if run is None and policy is Resume.MUST:
             raise ConfigError(f"resume: 'must', but there is no run {run_name!r} to continue (no {self.path}); "
@@ -225,12 +249,13 @@ class RunRecord:
                    "attempts": []}
         else:
             identities = {name: entry.get("identity") or {} for name, entry in run["destinations"].items()}
-            continued = Continued(identities, Timestamp(**run.get("checkpoint", {})))
+            mark = run.get("checkpoint")
+            continued = Continued(identities, timestamp if mark is None else Timestamp(**mark), mark is not None)
             if run["attempts"] and run["attempts"][-1]["status"] == "RUNNING":
                 run["attempts"][-1]["status"] = CRASHED
         run["status"] = "RUNNING"
         run["attempts"].append({"started": _now(), "status": "RUNNING", "pid": os.getpid(), "host": socket.gethostname(),
-                                "resumed_at": timestamp_fields(continued.checkpoint) if continued else None})
+                                "resumed_at": timestamp_fields(continued.start) if continued else None})
         manifest["run"] = run
         return continued
 
@@ -286,9 +311,10 @@ class RunRecord:
             {destination: dict(entry)}))
 
     def add_records(self, files: Mapping[str, Path]) -> None:
-        """Destinations' records files, by name (each inside the manifest's directory)."""
+        """Records files (each inside the manifest's directory), by destination name: listed by
+        path, so every Logger of the run (training, then evaluation) adds its own."""
         self._change(lambda manifest: manifest.setdefault("records", {}).update(
-            {name: path.relative_to(self.path.parent).as_posix() for name, path in files.items()}))
+            {path.relative_to(self.path.parent).as_posix(): name for name, path in files.items()}))
 
     def record_report(self, report: Mapping[str, Any]) -> None:
         """The Logger's report at close, under ``"logging"``."""
