@@ -39,8 +39,8 @@ def test_demo_with_the_default_config(tmp_path):
                         '0.5000, "hparams/features": 8, "hparams/seed": 0, }')
     assert [line.split(": {")[0] for line in lines[1:]] == ["[EPOCH][batch=16]", "[EPOCH][batch=32]", "[EPOCH][batch=48]"]
     assert all('"loss/epoch": ' in line and '"metrics/epoch/accuracy": ' in line for line in lines[1:])
-    for epoch in range(3):
-        checkpoint = np.load(run / "demo" / "checkpoints" / f"ep{epoch}-rank0.npz")
+    for epoch in range(3):  # named as Composer names them: ep1 is where a run continues after epoch 0
+        checkpoint = np.load(run / "demo" / "checkpoints" / f"ep{epoch + 1}-rank0.npz")
         assert checkpoint["weights"].shape == (8,) and int(checkpoint["epoch"]) == epoch
     assert not list(run.rglob("*.partial"))
     summary = [line for line in out.stdout.splitlines() if not HYDRA_LOG_RECORD.match(line)]
@@ -114,7 +114,7 @@ def test_change_a_template_with_the_documented_quoting(tmp_path):
     cli("run_name=t", "hydra.run.dir=run", 'logger.destinations.file.filename="logs/{run_name}-r{rank}.txt"',
         'demo.checkpoint="ckpt/{run_name}-ep{epoch:03d}.npz"', cwd=tmp_path)
     assert (tmp_path / "run" / "logs" / "t-r0.txt").exists()
-    assert sorted(p.name for p in (tmp_path / "run" / "ckpt").iterdir()) == ["t-ep000.npz", "t-ep001.npz", "t-ep002.npz"]
+    assert sorted(p.name for p in (tmp_path / "run" / "ckpt").iterdir()) == ["t-ep001.npz", "t-ep002.npz", "t-ep003.npz"]
 
 
 def test_cfg_job_prints_the_same_config_build_logger_composes(tmp_path):

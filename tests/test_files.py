@@ -55,8 +55,8 @@ def test_a_log_file_is_never_opened_through_a_planted_symbolic_link(victim, make
 
 
 def test_demo_checkpoints_and_plots_replace_a_planted_link_and_never_write_through_it(victim):
-    links = [plant(name, victim) for name in ("run/checkpoints/ep0-rank0.npz",
-                                               "run/checkpoints/.ep0-rank0.npz.partial",  # the name it used to write
+    links = [plant(name, victim) for name in ("run/checkpoints/ep1-rank0.npz",
+                                               "run/checkpoints/.ep1-rank0.npz.partial",  # the name it used to write
                                                "run/metrics-rank0.png")]
     with Logger(State("run"), InMemoryLogger()) as logger:
         run_demo(logger, epochs=1, batches_per_epoch=2, checkpoint="{run_name}/checkpoints/ep{epoch}-rank{rank}.npz")
@@ -64,7 +64,7 @@ def test_demo_checkpoints_and_plots_replace_a_planted_link_and_never_write_throu
     assert victim.read_text() == VICTIM_TEXT
     assert not links[0].is_symlink() and int(np.load(links[0])["epoch"]) == 0
     assert not links[2].is_symlink() and links[2].read_bytes().startswith(b"\x89PNG")
-    assert sorted(os.listdir("run/checkpoints")) == [".ep0-rank0.npz.partial", "ep0-rank0.npz"]  # no leftovers
+    assert sorted(os.listdir("run/checkpoints")) == [".ep1-rank0.npz.partial", "ep1-rank0.npz"]  # no leftovers
 
 
 def test_a_file_replaced_whole_appears_at_once_and_a_failure_leaves_the_old_one(tmp_path):

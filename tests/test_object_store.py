@@ -269,7 +269,7 @@ def test_selected_from_the_config_with_the_demo_checkpoints(tmp_path):
         from composer_cfg.cli.demo import run_demo
 
         run_demo(logger, epochs=2, batches_per_epoch=2)
-    assert sorted(p.name for p in (tmp_path / "bucket/cfg/checkpoints").iterdir()) == ["ep0-rank0.npz", "ep1-rank0.npz"]
+    assert sorted(p.name for p in (tmp_path / "bucket/cfg/checkpoints").iterdir()) == ["ep1-rank0.npz", "ep2-rank0.npz"]
 
 
 # ---------------------------------------------------------------------------------------------

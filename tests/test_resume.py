@@ -410,3 +410,52 @@ def test_a_requeue_with_a_changed_parameter_is_said_and_never_fatal_to_mlflow(ca
         (step, 1.0 / (step + 1)) for step in range(6)]
     assert ("MLFlowLogger: parameter 'lr' was already logged as '0.1'; MLflow parameters can not change, so '0.2' "
             "is not logged") in caplog.messages
+
+
+def test_a_continued_run_without_a_checkpoint_keeps_the_timestamp_it_was_given():
+    first = build_logger(overrides=["run_name=g", "logger/destinations=[jsonl]"], resume="auto")
+    train(first, range(3))  # no checkpoint event
+    first.close(RunStatus.KILLED)
+    second = build_logger(State("g", timestamp=Timestamp(batch=3)), overrides=["run_name=g", "logger/destinations=[jsonl]"],
+                          resume="auto")
+    assert (second.resumed_from, second.state.timestamp) == (Timestamp(batch=3), Timestamp(batch=3))
+    second.close()
+
+
+def test_a_batch_checkpoint_in_a_training_loop_body_continues_after_that_batch(caplog):
+    def attempt(dies_at: int | None) -> list[int]:
+        logger = build_logger(overrides=["run_name=b", "logger/destinations=[jsonl]"], resume="auto")
+        loop, trained = TrainingLoop(logger), []
+        for _ in loop.epochs(2):
+            for batch in loop.batches(4):
+                if batch == dies_at:
+                    logger.close(RunStatus.KILLED)
+                    return trained
+                trained.append(batch)
+                logger.data_batch({"loss": float(batch)})
+                if batch % 2 == 1:
+                    logger.run_event(Event.BATCH_CHECKPOINT)  # after the batch's step, as a user saves it
+        logger.close()
+        return trained
+
+    assert attempt(dies_at=6) == [0, 1, 2, 3, 4, 5]
+    with caplog.at_level("INFO", logger="composer_cfg"):
+        assert attempt(dies_at=None) == [6, 7]  # batches 0-5 are done and checkpointed: none again
+    assert "run 'b' continues from its last checkpoint: epoch 1, batch 6 (load your model's checkpoint of that point)" \
+        in caplog.messages
+    assert [r["batch"] for r in read_records("b")] == list(range(8))
+
+
+def test_the_demo_continues_from_a_checkpoint_named_with_any_time_field(tmp_path):
+    checkpoint = 'demo.checkpoint="{run_name}/ck/ep{epoch}-ba{batch}-in{batch_in_epoch}-rank{rank}.npz"'
+
+    def demo_run(epochs: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=t", "resume=auto", "hydra.run.dir=out",
+                               f"demo.epochs={epochs}", "demo.batches_per_epoch=4", "logger/destinations=[jsonl]",
+                               checkpoint], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+    assert demo_run(1).returncode == 0
+    second = demo_run(2)
+    assert second.returncode == 0, second.stderr
+    assert sorted(p.name for p in (tmp_path / "out/t/ck").iterdir()) == ["ep1-ba4-in0-rank0.npz", "ep2-ba8-in0-rank0.npz"]
+    assert [r["data"]["epoch"] for r in read_records(tmp_path / "out") if r["level"] == "EPOCH"] == [0, 1]

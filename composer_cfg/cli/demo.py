@@ -17,7 +17,7 @@ from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.logger import Logger
 from composer_cfg.core.loop import TrainingLoop
 from composer_cfg.core.state import State
-from composer_cfg.core.templates import TIME_FIELDS, Template
+from composer_cfg.core.templates import TIME_FIELDS, Template, literal
 from composer_cfg.run.files import replacing
 
 
@@ -49,7 +49,7 @@ def run_demo(
     weights, bias = np.zeros(features), 0.0
     checkpoint_name = Template(checkpoint, TIME_FIELDS, key="demo.checkpoint")
     done = int(state.timestamp.epoch)
-    if logger.resumed_from is not None and done:
+    if done:  # a continued run (`Logger.resumed_from`)
         weights, bias = _restore(checkpoint_name, state)
         for _ in range(done):  # the shuffles of the epochs done, so the next ones are the same
             rng.permutation(samples)
@@ -75,22 +75,21 @@ def run_demo(
             logger.data_batch({"loss/train": loss, "metrics/train/accuracy": hits / len(y)})
         metrics = {"loss/epoch": float(np.mean(losses)), "metrics/epoch/accuracy": correct / samples}
         logger.data_epoch({"epoch": epoch, **metrics})
-        path = Path(checkpoint_name.fill(state.template_fields()))
+        # named by the point a run continues from, as Composer names an epoch's checkpoint (ep1 after epoch 0)
+        after = state.timestamp.to_next_epoch()
+        path = Path(checkpoint_name.fill({**state.template_fields(), **after.template_fields()}))
         _save_atomically(path, weights=weights, bias=np.array(bias), epoch=np.array(epoch))
         # overwrite: an attempt killed after saving, before its mark, published this epoch's already
-        logger.file_artifact(LogLevel.EPOCH, checkpoint, path, overwrite=True)
+        logger.file_artifact(LogLevel.EPOCH, literal(str(path)), path, overwrite=True)
         logger.run_event(Event.EPOCH_CHECKPOINT)
     return metrics
 
 
 def _restore(checkpoint_name: Template, state: State) -> tuple[Any, float]:
-    """The weights and bias of the checkpoint saved at the end of the epoch before the state's
-    (named as it was then, the epoch in progress: see `run_demo`)."""
+    """The weights and bias of the checkpoint named by the state's timestamp (see `run_demo`)."""
     import numpy as np
 
-    saved_at = state.timestamp.copy(epoch=state.timestamp.epoch - 1)
-    path = Path(checkpoint_name.fill({**state.template_fields(), **saved_at.template_fields()}))
-    with np.load(path) as saved:
+    with np.load(Path(checkpoint_name.fill(state.template_fields()))) as saved:
         return saved["weights"], float(saved["bias"])
 
 

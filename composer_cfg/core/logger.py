@@ -82,7 +82,8 @@ class Logger:
     @property
     def resumed_from(self) -> Timestamp | None:
         """After INIT, where a continued run (``resume=auto|must``) starts again: its last checkpoint's
-        mark, which the state's timestamp was set to (load your model's checkpoint of it); else None."""
+        mark, which the state's timestamp is set to (load your model's checkpoint of it), else the
+        timestamp the state was given; None for a run that starts anew."""
         return self._attempt.resumed_from
 
     @property

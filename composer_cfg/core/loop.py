@@ -27,9 +27,10 @@ class TrainingLoop:
     the batches the timestamp moves to the next epoch and ``epoch_end`` fires; ``fit_end`` last.
     Data logged in a body sees the timestamp of the batch or epoch in progress.
 
-    Counts are totals, as Composer's ``max_duration`` is: ``epochs(n)`` runs the epochs the
-    state's timestamp has not reached yet, up to `n` in all, and ``batches(n)`` (``n`` batches per
-    epoch) the batches of the epoch in progress not done yet. A run continued with
+    ``epochs(n)`` counts in all, as Composer's ``max_duration`` does: it runs the epochs from the
+    state's timestamp up to `n`. The first ``batches(n)`` of an epoch the timestamp is inside of
+    (a continued run's) runs the batches of it not done yet; any other runs `n`. A checkpoint event
+    fired in a body marks the point after that body (`State.body_end`). A run continued with
     ``resume=auto`` starts at its last checkpoint (`Logger.resumed_from`), so the same loop
     finishes the run instead of running it again:
 
@@ -45,16 +46,22 @@ class TrainingLoop:
         self.state = logger.state
         if dataloader_len is not None:
             self.state.dataloader_len = dataloader_len
+        self._done_in_epoch = self.state.timestamp.batch_in_epoch  # of a continued run's epoch in progress
 
     def epochs(self, count: int) -> Iterator[int]:
-        """Yield the numbers (0-based) of the epochs before `count` the state's timestamp has not
-        finished: from the one in progress (or the next) on."""
+        """Yield the numbers (0-based) of the epochs from the state's timestamp up to `count`."""
         fire = self.logger.run_event
         fire(Event.FIT_START)
-        for _ in range(max(0, count - self.state.timestamp.epoch)):
+        state = self.state
+        for _ in range(max(0, count - state.timestamp.epoch)):
             fire(Event.EPOCH_START)
-            yield self.state.timestamp.epoch
-            self.state.timestamp = self.state.timestamp.to_next_epoch()
+            self._done_in_epoch = state.timestamp.batch_in_epoch
+            state.body_end = state.timestamp.to_next_epoch()
+            try:
+                yield state.timestamp.epoch
+            finally:  # also when the caller leaves the loop
+                state.body_end = None
+            state.timestamp = state.timestamp.to_next_epoch()
             fire(Event.EPOCH_END)
         fire(Event.FIT_END)
 
@@ -75,15 +82,22 @@ class TrainingLoop:
         fire(Event.EVAL_END)
 
     def batches(self, count: int, samples: int = 0, tokens: int = 0) -> Iterator[int]:
-        """Yield the numbers (global, 0-based) of the batches of the epoch in progress not done
-        yet, of `count` per epoch; each batch adds `samples` and `tokens`."""
-        fire = self.logger.run_event
-        self.state.dataloader_len = count
-        for _ in range(max(0, count - self.state.timestamp.batch_in_epoch)):
+        """Yield `count` batch numbers (global, 0-based), less those of a continued run's epoch
+        done before it stopped; each batch adds `samples` and `tokens`."""
+        fire, state = self.logger.run_event, self.state
+        state.dataloader_len = count
+        done, self._done_in_epoch = self._done_in_epoch, 0
+        in_epoch = state.body_end is not None
+        for _ in range(max(0, count - done)):
             fire(Event.BATCH_START)
             started = time.perf_counter()
-            yield self.state.timestamp.batch
-            self.state.timestamp = self.state.timestamp.to_next_batch(
+            state.body_end = state.timestamp.to_next_batch(samples=samples, tokens=tokens)
+            try:
+                yield state.timestamp.batch
+            finally:  # also when the caller leaves the loop
+                state.body_end = state.timestamp.to_next_epoch() if in_epoch else None
+            state.timestamp = state.timestamp.to_next_batch(
                 samples=samples, tokens=tokens, duration=time.perf_counter() - started
             )
+            state.body_end = state.timestamp.to_next_epoch() if in_epoch else None
             fire(Event.BATCH_END)

@@ -49,12 +49,13 @@ class RunAttempt:
         a continued run's state starts at its last checkpoint's mark, which is said."""
         if self.resumable:
             state = self._state
-            continued = self._record.begin(state.run_name, state.world_size, self.resume)  # type: ignore[union-attr]
+            given = state.timestamp
+            continued = self._record.begin(state.run_name, state.world_size, self.resume, given)  # type: ignore[union-attr]
             if continued is not None:
-                self.identities, self.resumed_from = continued
-                state.timestamp = continued.checkpoint
-                LOG.info("run %r continues from its last checkpoint: epoch %d, batch %d (load your model's checkpoint "
-                         "of that point)", state.run_name, continued.checkpoint.epoch, continued.checkpoint.batch)
+                self.identities, self.resumed_from = continued.identities, continued.start
+                if continued.marked:
+                    _say_start(state.run_name, continued.start, given)
+                    state.timestamp = continued.start
             self._begun = self._wrote = True
 
     def started(self, identities: Identities, records: Identities) -> None:
@@ -69,13 +70,15 @@ class RunAttempt:
             self._wrote = True
 
     def checkpoint(self, identities: Identities, epoch_ended: bool) -> None:
-        """Everything logged so far is durable: record the mark, where a next attempt continues
-        (after an epoch's checkpoint, the start of the next epoch)."""
+        """Everything logged so far is durable: record the mark, where a next attempt continues:
+        the end of the `TrainingLoop` body in progress (`State.body_end`); without one, after an
+        epoch's checkpoint fired before the timestamp moved on, the start of the next epoch."""
         if self._begun:
-            timestamp = self._state.timestamp
-            if epoch_ended and timestamp.batch_in_epoch:  # fired before the loop moved on to the next epoch
-                timestamp = timestamp.to_next_epoch()
-            self._record.checkpoint(timestamp, identities)  # type: ignore[union-attr]
+            state = self._state
+            mark = state.body_end or state.timestamp
+            if state.body_end is None and epoch_ended and mark.batch_in_epoch:
+                mark = mark.to_next_epoch()
+            self._record.checkpoint(mark, identities)  # type: ignore[union-attr]
 
     def end(self, status: RunStatus, report: Callable[[], Mapping[str, Any]]) -> None:
         """The run ended with `status`; the report goes in if there is a manifest."""
@@ -110,3 +113,14 @@ class RunAttempt:
             return Spool(self._directory, name, RunFacts(self._state.run_name, self._state.dist), register)
 
         return spool
+
+
+def _say_start(run_name: str, mark: Timestamp, given: Timestamp) -> None:
+    """Say where a continued run starts: its last checkpoint's mark (and that it is not the
+    point the state was given, if one was given)."""
+    LOG.info("run %r continues from its last checkpoint: epoch %d, batch %d (load your model's checkpoint of that "
+             "point)", run_name, mark.epoch, mark.batch)
+    if (given.epoch, given.batch) not in ((0, 0), (mark.epoch, mark.batch)):
+        LOG.warning("run %r: the state was given epoch %d, batch %d, but the run's last checkpoint marked epoch %d, "
+                    "batch %d; it continues from the mark (what every destination has)", run_name, given.epoch,
+                    given.batch, mark.epoch, mark.batch)
