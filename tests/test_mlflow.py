@@ -1,12 +1,14 @@
 """MLFlowLogger against real tracking stores (SQLite files, a real `mlflow server`), read back with
 MlflowClient."""
 
+import http.server
 import logging
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -468,3 +470,35 @@ def test_a_spool_written_before_the_run_existed_still_names_the_run_it_belongs_t
     logger.close()
     manifest = read_manifest(Path("ml_run/run-rank0.json"))
     assert manifest["sync"]["undelivered-mlflow-rank0.jsonl"]["mlflow"]["identity"] == {"run_id": destination.run_id}
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("mlruns", "logger.destinations.mlflow.tracking_uri: 'mlruns' is a directory, and the installed MLflow keeps runs "
+               "in one only with MLFLOW_ALLOW_FILE_STORE=true (its file store is in maintenance); use a database such "
+               "as 'sqlite:///{run_name}/mlflow.db' or a server such as 'http://host:5000' (from command line "
+               "'logger.destinations.mlflow.tracking_uri=mlruns')"),
+    ("http://user:pw-123@127.0.0.1:9", "logger.destinations.mlflow.tracking_uri: no tracking server takes connections at "
+                                       "http://user:***@127.0.0.1:9 (connection refused); start it, or check the address "
+                                       "(from command line 'logger.destinations.mlflow.tracking_uri=http://user:***@127.0.0.1:9')"),
+], ids=["bare-path", "refused-connection"])
+def test_a_tracking_uri_mlflow_can_not_use_is_one_line_before_anything_is_created(tmp_path, uri, expected):
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=u", "logger/destinations=[file,mlflow]",
+                          f"logger.destinations.mlflow.tracking_uri={uri}"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, env=child_env(MLFLOW_ALLOW_FILE_STORE="false"))
+    assert (out.returncode, out.stderr.splitlines(), out.stdout) == (2, [f"composer-cfg: error: {expected}"], "")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_back_end_that_refuses_to_start_is_one_line_naming_the_destination(tmp_path):
+    # a web server that is no tracking server: it answers MLflow's first request with 404
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=u", "logger/destinations=[mlflow]",
+                              f"logger.destinations.mlflow.tracking_uri=http://127.0.0.1:{server.server_port}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120, env=child_env())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.returncode == 1 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("composer-cfg: error: destination 'mlflow' failed in init: MlflowException: ")

@@ -134,9 +134,9 @@ def test_a_planted_secret_reaches_no_file_and_no_stream(tmp_path, mlflow, launch
 
 @pytest.mark.parametrize("introspection", [["--help"], ["--info", "config"], ["--info", "all"], ["--cfg", "all"],
                                            ["--cfg", "hydra"], ["--cfg", "job", "--resolve"], ["dry_run=true"]])
-def test_help_info_cfg_and_dry_runs_show_no_secret(tmp_path, introspection):
-    conf = plant(tmp_path)
-    args = command(conf, "run", "succeeds", f"http://alice:{IN_URI}@127.0.0.1:9")
+def test_help_info_cfg_and_dry_runs_show_no_secret(tmp_path, introspection, silent_listener):  # noqa: F811
+    conf = plant(tmp_path)  # (a dry run checks that a server takes connections at the tracking URI)
+    args = command(conf, "run", "succeeds", silent_listener.url.replace("http://", f"http://alice:{IN_URI}@"))
     out = subprocess.run([sys.executable, "-m", "composer_cfg", *args, *introspection], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120,
                          env=child_env(PYTHONPATH=str(tmp_path), COMPOSER_CFG_SHOW_SECRETS=""))

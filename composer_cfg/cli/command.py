@@ -253,8 +253,10 @@ def _app(cfg: DictConfig) -> Any:
     except ConfigError as error:
         print_errors(error)
         sys.exit(2)
-    except OSError as error:  # a back end that can not be reached, a file that can not be made
-        print(f"{PROG}: error: {type(error).__name__}: {redact_text(str(error))}", file=sys.stderr)
+    except Exception as error:  # a back end that can not be reached or refused to start, a file that can not be made
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
         sys.exit(1)
     state = logger.state
     if dist.current().rank == 0:  # after the logger started: a refused run changes nothing
@@ -279,3 +281,10 @@ def _app(cfg: DictConfig) -> Any:
         print("logging, per destination" + (" (time on the threads that logged):" if logger.overhead() else ":"))
         print("\n".join(report))
     return metrics
+
+
+def _one_line(error: Exception) -> str:
+    """`error` as one line, secrets masked, naming the destination it came from if known."""
+    text, whose = " ".join(str(error).split()), getattr(error, "destination", None)
+    where = f"destination {whose[0]!r} failed in {whose[1]}: " if whose and f"destination {whose[0]!r}" not in text else ""
+    return redact_text(f"{where}{type(error).__name__}: {text}")

@@ -4,15 +4,20 @@ of experiment and tag names, and its limits. MLflow is imported when a value is 
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any, Mapping
 
 from composer_cfg.config.meaning import LocalPath, Meaning
 from composer_cfg.config.params import TemplateParam, working_directory
 from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.secrets import redact_text
 from composer_cfg.core.templates import DIST_FIELDS, Template, preview
 
 _TEMPLATE = TemplateParam(DIST_FIELDS)
+#: Seconds a tracking server's address is given to take a connection when the config is checked.
+PROBE_SECONDS = 5.0
 
 
 class TrackingURI(Meaning):
@@ -31,17 +36,57 @@ class TrackingURI(Meaning):
             from mlflow.tracking._tracking_service.utils import _tracking_store_registry  # the stores MLflow has
         except ImportError:  # moved in another MLflow: the store says so when the run starts
             return template
+        uri = template.fill(DIST_FIELDS)
         try:
-            _tracking_store_registry.get_store_builder(template.fill(DIST_FIELDS))
+            _tracking_store_registry.get_store_builder(uri)
         except MlflowException as error:
             schemes = [scheme for scheme in getattr(error, "supported_uri_schemes", []) if scheme]
             known = f"; it knows {', '.join(schemes)} (and plain paths)" if schemes else f": {first_sentence(error)}"
             raise ConfigError(f"{key}: MLflow has no tracking store for {preview(value)}{known}", key=key) from None
+        _probe(key, uri)
+        if _file_store(uri) and not _file_store_allowed():
+            raise ConfigError(f"{key}: {preview(value)} is a directory, and the installed MLflow keeps runs in one only "
+                              f"with MLFLOW_ALLOW_FILE_STORE=true (its file store is in maintenance); use a database "
+                              f"such as 'sqlite:///{{run_name}}/mlflow.db' or a server such as 'http://host:5000'",
+                              key=key)
         return template
 
     def local_path(self, value: Any, fields: Mapping[str, Any]) -> LocalPath | None:
         database = sqlite_path(Template(value, DIST_FIELDS).fill({**DIST_FIELDS, **fields}))
         return None if database is None else LocalPath(working_directory() / database, directory=False)
+
+
+def _probe(key: str, uri: str) -> None:
+    """A tracking server (``http(s)://``) that refuses connections, or can not be reached within
+    `PROBE_SECONDS`, is a `ConfigError` before anything is created. One that takes connections
+    and never answers passes: the Logger's start then times out after the destination's timeout."""
+    parts = urlparse(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname, port), timeout=PROBE_SECONDS).close()
+    except (OSError, ValueError) as error:
+        why = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ConfigError(f"{key}: no tracking server takes connections at {redact_text(uri)} ({why.lower()}); "
+                          f"start it, or check the address", key=key) from None
+
+
+def _file_store(uri: str) -> bool:
+    """Whether MLflow keeps runs of `uri` in a directory (a plain path, ``file:``)."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1  # (a Windows drive letter)
+
+
+def _file_store_allowed() -> bool:
+    try:
+        from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    except ImportError:  # an MLflow from before the file store's maintenance: it opens one
+        return True
+    try:
+        return bool(MLFLOW_ALLOW_FILE_STORE.get())
+    except ValueError:  # not a boolean: MLflow refuses it too
+        return False
 
 
 class ExperimentName(Meaning):

@@ -14,6 +14,8 @@ next call or barrier, through the same ledger.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import threading
 
@@ -58,6 +60,8 @@ def raise_first(failures: list[tuple[str, str, Exception]]) -> None:
     first = failures[0][2]
     for name, what, error in failures:
         first.add_note(f"raised by destination {name!r} in {what}: {type(error).__name__}: {error}")
+    with contextlib.suppress(AttributeError):  # (an exception class with __slots__)
+        first.destination = failures[0][:2]  # type: ignore[attr-defined]  # whose, and in what: for one-line reports
     raise first
 
 
