@@ -12,7 +12,8 @@ import pytest
 from mlflow import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
-from composer_cfg import ConfigError, TrainingLoop, build_logger
+from composer_cfg import ConfigError, Event, Timestamp, TrainingLoop, build_logger
+from composer_cfg.core.status import RunStatus
 from composer_cfg.run.plot import series_from_records
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import RunFiles, RunRecord, run_files
@@ -287,3 +288,23 @@ def test_a_spool_the_manifest_names_but_that_is_gone_does_not_stop_the_sync():
     RunRecord(Path("run"), 0).add_spool("undelivered-mlflow-rank0.jsonl", "mlflow", {})  # synced and deleted
     assert run_files(Path("run")) == RunFiles([RECORDS], [])
     assert [(s.destination, s.sent) for s in sync("run", ["tensorboard"])] == [("tensorboard", len(records))]
+
+
+def test_what_an_unfinished_run_logged_after_its_last_checkpoint_is_held_back_until_it_finishes(capsys):
+    def attempt(batches: range, values: float, dies: bool) -> None:
+        logger = build_logger(overrides=["run_name=run", "logger/destinations=[jsonl]"], resume="auto")
+        for batch in batches:
+            logger.state.timestamp = Timestamp(batch=batch)
+            if batch == 3:
+                logger.run_event(Event.BATCH_CHECKPOINT)
+            logger.data_batch({"loss": values + batch})
+        logger.close(RunStatus.KILLED if dies else RunStatus.FINISHED)
+
+    attempt(range(5), 0.0, dies=True)  # batches 3 and 4 come after its last checkpoint
+    assert main(["run", "--to", "tensorboard"]) == 0
+    assert "  held back: 2 record(s) after the run's last checkpoint" in capsys.readouterr().out
+    assert tensorboard_series() == {"loss": [(0, 0.0), (1, 1.0), (2, 2.0)]}
+    attempt(range(3, 6), 10.0, dies=False)  # continued: it logs 3 and 4 again, other values
+    assert main(["run", "--to", "tensorboard"]) == 0
+    assert "held back" not in capsys.readouterr().out
+    assert sorted(tensorboard_series()["loss"]) == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0), (5, 15.0)]

@@ -52,14 +52,18 @@ class Synced:
     location: str | None = None  # where they went, as the destination says
     refused: list[str] = field(default_factory=list)  # one line per kind of value the back end refused
     skipped: str | None = None  # why this file was not sent to this destination at all
+    held_back: int = 0  # records after the last checkpoint of a run that did not finish (it may redo them)
 
 
 def sync(
     source: str | Path, destinations: Sequence[str], overrides: Sequence[str] = (), config_dir: str | Path | None = None,
-    *, progress: bool = False,
+    *, progress: bool = False, unfinished: bool = False,
 ) -> list[Synced]:
     """Replay every records file under `source` (a run or sweep directory, or one ``.jsonl``
     file) into each of `destinations` (names in the config tree: ``mlflow``, ``wandb``...).
+
+    Of a resumable run that did not finish, the records at or after its last checkpoint are held
+    back (an attempt that continues the run logs those steps again), unless `unfinished`.
 
     Relative paths in the destinations' config resolve in the working directory, as for the
     command. Raises `ConfigError` for a bad destination name or override, before anything is sent.
@@ -87,7 +91,10 @@ def sync(
             continue
         run_name, rank = records[0]["run_name"], records[0].get("rank", 0)
         run_record = RunRecord(file.parent, rank)
-        spools = run_record.read().get("spools", {})
+        manifest = run_record.read()
+        spools = manifest.get("spools", {})
+        final = len(records) if unfinished else _final(records, manifest.get("run"))
+        records, held_back = records[:final], len(records) - final
         for name in destinations:
             if spools.get(file.name, name) != name:
                 continue  # another destination's spool
@@ -100,7 +107,7 @@ def sync(
                 continue  # as in the run itself: only rank 0's records reach it
             entry = run_record.read().get("sync", {}).get(file.name, {}).get(name, {})
             pending = _after(records, entry.get("through"))
-            synced = Synced(file, name, len(pending))
+            synced = Synced(file, name, len(pending), held_back=held_back)
             if pending:
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
@@ -134,6 +141,16 @@ def _world_sizes(files: Iterable[Path]) -> dict[str, int]:
         if first is not None:
             sizes[first["run_name"]] = max(sizes.get(first["run_name"], 1), first.get("rank", 0) + 1)
     return sizes
+
+
+def _final(records: list[dict[str, Any]], run: dict[str, Any] | None) -> int:
+    """How many of `records` (in step order) are final: all, unless they are a resumable `run`'s
+    that did not finish; then those before its last checkpoint's mark (none without one)."""
+    if run is None or run.get("status") == "FINISHED":
+        return len(records)
+    mark = run.get("checkpoint") or {"epoch": 0, "batch": 0}
+    cut = (mark["epoch"], mark["batch"])
+    return sum(1 for record in records if (record["epoch"], record["batch"]) < cut)
 
 
 def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -213,9 +230,11 @@ def _upload(logger: Logger, level: str, artifact: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("source", help="a run or sweep directory (every *.jsonl under it), or one .jsonl file")
+    parser.add_argument("source", help="a run or sweep directory (its runs' records files), or one .jsonl file")
     parser.add_argument("--to", required=True, help="destinations to replay into, by config name: mlflow,wandb,tensorboard")
     parser.add_argument("-cd", "--config-dir", help="a config directory of your own, searched before the packaged one")
+    parser.add_argument("--unfinished", action="store_true",
+                        help="also send what a resumable run that did not finish logged after its last checkpoint")
     parser.add_argument("overrides", nargs="*", help="config overrides, as for composer-cfg "
                                                      "(logger.destinations.mlflow.tracking_uri=...)")
     args = parser.parse_intermixed_args(argv)
@@ -223,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unmask = mask_output()  # what it prints and logs, with secrets masked, as the command does
     remember(secrets_in(args.overrides))
     try:
-        return _report(sync(args.source, names, args.overrides, args.config_dir, progress=True))
+        return _report(sync(args.source, names, args.overrides, args.config_dir, progress=True,
+                            unfinished=args.unfinished))
     except ConfigError as error:
         for problem in error.problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -246,6 +266,9 @@ def _report(results: list[Synced]) -> int:
         print(f"{synced.destination}: {synced.sent} new record(s) from {synced.records_file}{where}")
         for line in synced.refused:
             print(f"  refused: {line}")
+        if synced.held_back:
+            print(f"  held back: {synced.held_back} record(s) after the run's last checkpoint (it did not finish, and "
+                  f"an attempt that continues it logs them again); --unfinished sends them")
     return 0
 
 
