@@ -62,8 +62,10 @@ def as_float32(expected: dict[str, list[tuple[int, float]]]) -> dict[str, list[t
     return {key: [(step, np.float32(value)) for step, value in points] for key, points in expected.items()}
 
 
-def run_id() -> str:
-    return json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]["mlflow"]["identity"]["run_id"]
+def run_id(store: str = "run/mlflow.db") -> str:
+    """The MLflow run the syncs of run/metrics-rank0.jsonl into `store` made."""
+    entries = json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
+    return entries[f"mlflow sqlite:///{Path(store).resolve()} experiment composer_cfg"]["identity"]["run_id"]
 
 
 def test_mlflow_and_tensorboard_hold_the_records_series_and_a_second_sync_adds_nothing():
@@ -185,18 +187,26 @@ def test_a_source_without_records_is_an_error():
         sync("empty", ["mlflow"])
 
 
-def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_and_keeps_the_manifest():
-    jsonl_run(epochs=1, batches=1)
+def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_the_manifest_and_fresh_sends_it_all_again():
+    records = jsonl_run(epochs=1, batches=1)
     sync("run", ["mlflow"])
     manifest = json.loads(Path("run/run-rank0.json").read_text())
-    manifest["sync"]["metrics-rank0.jsonl"]["mlflow"] = {"identity": {"run_id": "0" * 32},
-                                                          "through": {"epoch": 0, "batch": 0, "keys": []}}
+    (key,) = manifest["sync"]["metrics-rank0.jsonl"]
+    manifest["sync"]["metrics-rank0.jsonl"][key].update(identity={"run_id": "0" * 32},  # deleted from its store
+                                                         through={"epoch": 0, "batch": 0, "keys": []})
     Path("run/run-rank0.json").write_text(json.dumps(manifest))
-    out = subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow"],
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+
+    def command(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow", *extra],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+
+    out = command()
     assert out.returncode == 1
     assert out.stderr.splitlines()[-1].startswith(f"composer-cfg-sync: error: MlflowException: Run with id={'0' * 32} not found")
     assert json.loads(Path("run/run-rank0.json").read_text()) == manifest
+    out = command("--fresh")
+    assert out.returncode == 0 and out.stdout.startswith(f"mlflow: {len(records)} new record(s)"), out.stderr
+    assert mlflow_series(run_id()) == series(records)
 
 
 def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
@@ -308,3 +318,20 @@ def test_what_an_unfinished_run_logged_after_its_last_checkpoint_is_held_back_un
     assert main(["run", "--to", "tensorboard"]) == 0
     assert "held back" not in capsys.readouterr().out
     assert sorted(tensorboard_series()["loss"]) == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0), (5, 15.0)]
+
+
+def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_into_a_new_run():
+    records = jsonl_run(epochs=1)
+    other = "logger.destinations.mlflow.tracking_uri=sqlite:///elsewhere/mlflow.db"
+    assert [s.sent for s in sync("run", ["mlflow"])] == [len(records)]
+    assert [s.sent for s in sync("run", ["mlflow"], [other])] == [len(records)]  # another store: all of it
+    assert [s.sent for s in sync("run", ["mlflow"], [other])] == [0]  # then only what is new, per store
+    assert [s.sent for s in sync("run", ["mlflow"])] == [0]
+    expected = series(records)
+    assert mlflow_series(run_id()) == expected
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('elsewhere/mlflow.db').resolve()}")
+    assert {key: [(m.step, m.value) for m in client.get_metric_history(run_id("elsewhere/mlflow.db"), key)]
+            for key in expected} == expected
+    first = run_id()
+    assert [s.sent for s in sync("run", ["mlflow"], fresh=True)] == [len(records)]  # everything, into a new run
+    assert run_id() != first and mlflow_series(run_id()) == mlflow_series(first) == expected

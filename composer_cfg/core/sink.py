@@ -131,6 +131,12 @@ class Policies:
         Called by the config validator before anything is built; constructors call it too, so a
         script and a config meet the same rules."""
 
+    def sync_target(self, run: RunFacts) -> str:
+        """Where the destination would put `run`'s records (a store, a directory, a project), as
+        text without secrets: ``composer-cfg-sync`` keeps its progress per target, so a sync into
+        another target sends everything. '' when there is one target only."""
+        return ""
+
     def can_log_file_artifacts(self) -> bool:
         """Whether the destination stores file artifacts."""
         return False

@@ -23,7 +23,7 @@ from composer_cfg.config.params import (
 from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.hyperparameters import flatten
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.record import Kind, Record, RunFacts
 from composer_cfg.core.secrets import redact, redact_text
 from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.status import RunStatus
@@ -143,6 +143,12 @@ class MLFlowLogger(SinkDestination):
 
     def make_sink(self) -> Sink:
         return MLflowSink(self)
+
+    def sync_target(self, run: RunFacts) -> str:
+        uri = self.tracking_uri_template.fill(run.template_fields())
+        database = _sqlite_path(uri)
+        store = f"sqlite:///{database.resolve()}" if database is not None else redact_text(uri)
+        return f"{store} experiment {self.experiment_name}"
 
     def refuses(self, record: Record) -> str | None:
         """The metric and parameter names MLflow would refuse (``acc@1``, a 300-character name), by

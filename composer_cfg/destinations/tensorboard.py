@@ -25,7 +25,7 @@ from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.formatting import format_log_data_value
 from composer_cfg.core.hyperparameters import flatten
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.record import Kind, Record, RunFacts
 from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.templates import DIST_FIELDS, Template, default_artifact_name
@@ -94,6 +94,9 @@ class TensorboardLogger(SinkDestination):
 
     def make_sink(self) -> Sink:
         return TensorboardSink(self.log_dir)
+
+    def sync_target(self, run: RunFacts) -> str:
+        return str(Path(self.log_dir.fill(run.template_fields())).absolute())
 
 
 class TensorboardSink(Sink):

@@ -23,7 +23,7 @@ from composer_cfg.config.params import (
 )
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.record import Kind, Record, RunFacts
 from composer_cfg.core.secrets import redact, redact_override
 from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.status import RunStatus
@@ -113,6 +113,11 @@ class WandBLogger(SinkDestination):
 
     def can_log_file_artifacts(self) -> bool:
         return self.log_artifacts
+
+    def sync_target(self, run: RunFacts) -> str:
+        kwargs = self.init_kwargs
+        directory = Path(kwargs["dir"]).absolute() if kwargs.get("dir") else Path("wandb").absolute()
+        return f"{kwargs.get('entity') or ''}/{kwargs.get('project') or ''} {kwargs.get('mode')} {directory}"
 
     def join_sweep(self, sweep: str, overrides: Sequence[str]) -> None:
         """The sweep is the run's group (unless one is configured); each override is a tag (W&B

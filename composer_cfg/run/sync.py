@@ -5,9 +5,11 @@
 
 Each records file (``*.jsonl``: one run, one rank) is replayed through the destinations the
 config tree names, configured by the same overrides as the ``composer-cfg`` command, with each
-record's own level, timestamp and wall-clock time. A second sync sends only what is new: each
-destination's progress and the identity of its record (an MLflow run id, a W&B run id) are kept
-in the run manifest beside the records file, so the next sync adds to the same tracker run.
+record's own level, timestamp and wall-clock time. A second sync sends only what is new: the
+progress into each target (a destination's store, directory or project) and the identity of its
+record there (an MLflow run id, a W&B run id) are kept in the run manifest beside the records
+file, so the next sync into that target adds to the same tracker run; another target gets
+everything, and ``--fresh`` sends everything again into a new tracker run.
 
 A tracker that could not deliver during the run left a spool,
 ``undelivered-<destination>-rank<rank>.jsonl`` (see `composer_cfg.run.spool`): it is synced into
@@ -32,6 +34,7 @@ from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.logger import Logger
+from composer_cfg.core.record import RunFacts
 from composer_cfg.core.state import State
 from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
@@ -57,13 +60,16 @@ class Synced:
 
 def sync(
     source: str | Path, destinations: Sequence[str], overrides: Sequence[str] = (), config_dir: str | Path | None = None,
-    *, progress: bool = False, unfinished: bool = False,
+    *, progress: bool = False, unfinished: bool = False, fresh: bool = False,
 ) -> list[Synced]:
     """Replay every records file under `source` (a run or sweep directory, or one ``.jsonl``
     file) into each of `destinations` (names in the config tree: ``mlflow``, ``wandb``...).
 
-    Of a resumable run that did not finish, the records at or after its last checkpoint are held
-    back (an attempt that continues the run logs those steps again), unless `unfinished`.
+    What was sent is kept per target (`Policies.sync_target`: a store, a directory, a project) in
+    the run's manifest: a next sync into the same target adds what is new to the same tracker run;
+    into another target, or with `fresh`, it sends everything into a new one. Of a resumable run
+    that did not finish, the records at or after its last checkpoint are held back (an attempt that
+    continues the run logs those steps again), unless `unfinished`.
 
     Relative paths in the destinations' config resolve in the working directory, as for the
     command. Raises `ConfigError` for a bad destination name or override, before anything is sent.
@@ -105,16 +111,17 @@ def sync(
             destination = instantiate_destinations(node, into={}, only=[name])[name]
             if destination.rank_zero_only and rank != 0:
                 continue  # as in the run itself: only rank 0's records reach it
-            entry = run_record.read().get("sync", {}).get(file.name, {}).get(name, {})
+            dist_info = DistInfo(rank=rank, world_size=world_sizes[run_name])
+            target = destination.sync_target(RunFacts(run_name, dist_info))
+            key, entry = _progress(run_record.read().get("sync", {}).get(file.name, {}), name, target, fresh)
             pending = _after(records, entry.get("through"))
             synced = Synced(file, name, len(pending), held_back=held_back)
             if pending:
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
-                dist_info = DistInfo(rank=rank, world_size=world_sizes[run_name])
                 _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}), pending, synced, progress)
-                run_record.record_sync(file.name, name, {"identity": destination.run_identity() or entry.get("identity", {}),
-                                                     "through": _through(pending, entry.get("through"))})
+                run_record.record_sync(file.name, key, {"target": target, "through": _through(pending, entry.get("through")),
+                                                        "identity": destination.run_identity() or entry.get("identity", {})})
             synced.location = destination.output_location()
             results.append(synced)
     return results
@@ -141,6 +148,19 @@ def _world_sizes(files: Iterable[Path]) -> dict[str, int]:
         if first is not None:
             sizes[first["run_name"]] = max(sizes.get(first["run_name"], 1), first.get("rank", 0) + 1)
     return sizes
+
+
+def _progress(entries: dict[str, Any], name: str, target: str, fresh: bool) -> tuple[str, dict[str, Any]]:
+    """Where the progress of a sync into destination `name`'s `target` is kept, and what it is
+    ({} with `fresh`, or for a target not synced into yet). An entry of an earlier version (by
+    name alone, without a target) is taken as this target's."""
+    key = f"{name} {target}" if target else name
+    if fresh:
+        return key, {}
+    entry = entries.get(key)
+    if entry is None and "target" not in entries.get(name, {"target": None}):
+        entry = entries[name]
+    return key, entry or {}
 
 
 def _final(records: list[dict[str, Any]], run: dict[str, Any] | None) -> int:
@@ -233,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("source", help="a run or sweep directory (its runs' records files), or one .jsonl file")
     parser.add_argument("--to", required=True, help="destinations to replay into, by config name: mlflow,wandb,tensorboard")
     parser.add_argument("-cd", "--config-dir", help="a config directory of your own, searched before the packaged one")
+    parser.add_argument("--fresh", action="store_true",
+                        help="send everything again, into a new tracker run (what earlier syncs sent stays where it is)")
     parser.add_argument("--unfinished", action="store_true",
                         help="also send what a resumable run that did not finish logged after its last checkpoint")
     parser.add_argument("overrides", nargs="*", help="config overrides, as for composer-cfg "
@@ -243,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     remember(secrets_in(args.overrides))
     try:
         return _report(sync(args.source, names, args.overrides, args.config_dir, progress=True,
-                            unfinished=args.unfinished))
+                            unfinished=args.unfinished, fresh=args.fresh))
     except ConfigError as error:
         for problem in error.problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
