@@ -31,7 +31,7 @@ def check_run(run_dir: Path, run_name: str, world_size: int) -> None:
         assert records[0]["data"]["config"]["run_name"] == run_name  # every rank records the config
         assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(48))
         assert sorted(p.name for p in (files / "checkpoints").iterdir() if f"rank{rank}." in p.name) == [
-            f"ep{e}-rank{rank}.npz" for e in range(3)]
+            f"ep{e + 1}-rank{rank}.npz" for e in range(3)]
     assert [p.name.rsplit(".", 1)[1] for p in (files / "tensorboard").iterdir()] == ["rank0"]
     assert sorted(p.name for p in run_dir.glob("composer_cfg-rank*.log")) == [
         f"composer_cfg-rank{r}.log" for r in range(world_size)]

@@ -32,7 +32,7 @@ def check_jobs(root: Path, destinations: str = "jsonl") -> None:
         lines = [line for line in (files / "logs-rank0.txt").read_text().splitlines()
                  if not line.startswith("[stderr]")]  # back ends' own notices, captured
         assert len(lines) == 1 + epochs and f'"hparams/seed": {seed}' in lines[0]
-        assert sorted(p.name for p in (files / "checkpoints").iterdir()) == [f"ep{e}-rank0.npz" for e in range(epochs)]
+        assert sorted(p.name for p in (files / "checkpoints").iterdir()) == [f"ep{e + 1}-rank0.npz" for e in range(epochs)]
         assert (root / str(job) / ".hydra" / "overrides.yaml").read_text().count("demo.") == 2
     # The sweep's summary has a row per job, whichever process ran it, with the job's final metrics.
     table = list(csv.reader((root / "sweep-summary.csv").read_text().splitlines()))
