@@ -46,12 +46,12 @@ def test_a_checkpoint_fired_in_a_body_marks_the_point_after_it():
     points = []
     for _ in loop.epochs(2):
         for _ in loop.batches(2, samples=4):
-            points.append(("batch", state.body_end))
-        points.append(("epoch", state.body_end))
+            points.append(("batch", state.after_body(state.timestamp)))
+        points.append(("epoch", state.after_body(state.timestamp)))
     assert [(what, end.epoch, end.batch, end.batch_in_epoch, end.sample) for what, end in points] == [
         ("batch", 0, 1, 1, 4), ("batch", 0, 2, 2, 8), ("epoch", 1, 2, 0, 8),
         ("batch", 1, 3, 1, 12), ("batch", 1, 4, 2, 16), ("epoch", 2, 4, 0, 16)]
-    assert state.body_end is None  # outside every body
+    assert state.after_body is None  # outside every body
 
 
 def test_leaving_a_loop_early_leaves_no_body_in_progress():
@@ -60,6 +60,6 @@ def test_leaving_a_loop_early_leaves_no_body_in_progress():
     for _ in loop.epochs(1):
         for _ in loop.batches(3):
             break
-        assert state.body_end is not None and state.body_end.epoch == 1  # the epoch's body
+        assert state.after_body(state.timestamp).epoch == 1  # the epoch's body
         break
-    assert state.body_end is None
+    assert state.after_body is None

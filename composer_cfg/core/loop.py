@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import partial
 
 from composer_cfg.core.events import Event
 from composer_cfg.core.logger import Logger
+from composer_cfg.core.timestamp import Timestamp
 
 
 class TrainingLoop:
@@ -30,7 +32,7 @@ class TrainingLoop:
     ``epochs(n)`` counts in all, as Composer's ``max_duration`` does: it runs the epochs from the
     state's timestamp up to `n`. The first ``batches(n)`` of an epoch the timestamp is inside of
     (a continued run's) runs the batches of it not done yet; any other runs `n`. A checkpoint event
-    fired in a body marks the point after that body (`State.body_end`). A run continued with
+    fired in a body marks the point after that body (`State.after_body`). A run continued with
     ``resume=auto`` starts at its last checkpoint (`Logger.resumed_from`), so the same loop
     finishes the run instead of running it again:
 
@@ -56,11 +58,11 @@ class TrainingLoop:
         for _ in range(max(0, count - state.timestamp.epoch)):
             fire(Event.EPOCH_START)
             self._done_in_epoch = state.timestamp.batch_in_epoch
-            state.body_end = state.timestamp.to_next_epoch()
+            state.after_body = Timestamp.to_next_epoch
             try:
                 yield state.timestamp.epoch
             finally:  # also when the caller leaves the loop
-                state.body_end = None
+                state.after_body = None
             state.timestamp = state.timestamp.to_next_epoch()
             fire(Event.EPOCH_END)
         fire(Event.FIT_END)
@@ -87,17 +89,16 @@ class TrainingLoop:
         fire, state = self.logger.run_event, self.state
         state.dataloader_len = count
         done, self._done_in_epoch = self._done_in_epoch, 0
-        in_epoch = state.body_end is not None
+        after_batch, after_batches = partial(Timestamp.to_next_batch, samples=samples, tokens=tokens), state.after_body
         for _ in range(max(0, count - done)):
             fire(Event.BATCH_START)
             started = time.perf_counter()
-            state.body_end = state.timestamp.to_next_batch(samples=samples, tokens=tokens)
+            state.after_body = after_batch
             try:
                 yield state.timestamp.batch
-            finally:  # also when the caller leaves the loop
-                state.body_end = state.timestamp.to_next_epoch() if in_epoch else None
+            finally:  # also when the caller leaves the loop: the epoch's body again
+                state.after_body = after_batches
             state.timestamp = state.timestamp.to_next_batch(
                 samples=samples, tokens=tokens, duration=time.perf_counter() - started
             )
-            state.body_end = state.timestamp.to_next_epoch() if in_epoch else None
             fire(Event.BATCH_END)

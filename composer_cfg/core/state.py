@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from composer_cfg.core import dist
@@ -38,9 +39,10 @@ class State:
         #: The wall-clock time (Unix seconds) destinations record with what is logged now; None
         #: means the current time. A replay (``composer-cfg-sync``) sets each record's own.
         self.log_time: float | None = None
-        #: Inside a `TrainingLoop` body: the timestamp once that body (a batch, or an epoch) ends.
-        #: A checkpoint fired there marks it, so a continued run does not do that body again.
-        self.body_end: Timestamp | None = None
+        #: Inside a `TrainingLoop` body: how the timestamp moves when that body (a batch, an epoch)
+        #: ends. A checkpoint fired there marks the point after it, so a continued run does not
+        #: do that body again.
+        self.after_body: Callable[[Timestamp], Timestamp] | None = None
 
     @property
     def run_name(self) -> str:

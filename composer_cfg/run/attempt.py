@@ -71,12 +71,12 @@ class RunAttempt:
 
     def checkpoint(self, identities: Identities, epoch_ended: bool) -> None:
         """Everything logged so far is durable: record the mark, where a next attempt continues:
-        the end of the `TrainingLoop` body in progress (`State.body_end`); without one, after an
+        the end of the `TrainingLoop` body in progress (`State.after_body`); without one, after an
         epoch's checkpoint fired before the timestamp moved on, the start of the next epoch."""
         if self._begun:
             state = self._state
-            mark = state.body_end or state.timestamp
-            if state.body_end is None and epoch_ended and mark.batch_in_epoch:
+            mark = state.timestamp if state.after_body is None else state.after_body(state.timestamp)
+            if state.after_body is None and epoch_ended and mark.batch_in_epoch:
                 mark = mark.to_next_epoch()
             self._record.checkpoint(mark, identities)  # type: ignore[union-attr]
 
