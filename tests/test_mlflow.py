@@ -270,8 +270,12 @@ def test_an_interrupted_run_keeps_every_metric_logged_before_it_and_ends_killed(
     chance = random.Random(seed)
     after, flush_interval = chance.randrange(1, 400), chance.choice([1, 3, 10])
     how = signal.Signals(signum).name
+    # SIGINT's default disposition, as a terminal's Ctrl-C meets it: a test run started in the
+    # background of a shell without job control ignores SIGINT, and its children would inherit that
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     with subprocess.Popen([sys.executable, "-c", INTERRUPTED_CHILD, how, str(flush_interval)], cwd=tmp_path,
-                          env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+                          env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=default_sigint) as child:
         try:
             lines = Lines(child.stdout)
             assert lines.next() == "started"
@@ -281,7 +285,7 @@ def test_an_interrupted_run_keeps_every_metric_logged_before_it_and_ends_killed(
                 try:
                     # close sends what is queued, waiting for the store at most its timeout (30 s):
                     # on a loaded machine the queue of a child logging flat out takes a while
-                    child.wait(30 + 15)
+                    child.wait(30 + 15 if pressed == 1 else 15)
                     break
                 except subprocess.TimeoutExpired:
                     # Still logging after that: CPython raised the KeyboardInterrupt inside a
