@@ -210,11 +210,13 @@ def test_secrets_never_reach_printed_or_saved_configs_or_logs(tmp_path):
 def test_secret_values_in_errors_are_masked():
     with pytest.raises(ConfigError) as caught:
         build_logger(overrides=["run_name=r", "+logger/destinations=mlflow",
-                                f"logger.destinations.mlflow.tracking_uri=http://me:{SECRET}@host:5000",
+                                f"logger.destinations.mlflow.tracking_uri=http://me:{SECRET}@tracker.invalid:5000",
                                 f"++logger.destinations.mlflow.api_key={SECRET}",
                                 f"logger.destinations.mlflow.tags={{api_token: {SECRET}}}"])
-    assert len(caught.value.problems) == 2
+    assert len(caught.value.problems) == 3
     assert SECRET not in str(caught.value)
     assert "api_key=***" in caught.value.problems[0]
-    assert caught.value.problems[1].startswith("logger.destinations.mlflow.tags: not in the config as given; to add it, "
+    assert caught.value.problems[1].startswith("logger.destinations.mlflow.tracking_uri: no tracking server takes "
+                                               "connections at http://me:***@tracker.invalid:5000 (")
+    assert caught.value.problems[2].startswith("logger.destinations.mlflow.tags: not in the config as given; to add it, "
                                                "write '++logger.destinations.mlflow.tags={api_token: ***}'")

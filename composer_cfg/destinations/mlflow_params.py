@@ -14,6 +14,7 @@ from composer_cfg.config.params import TemplateParam, working_directory
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.secrets import redact_text
 from composer_cfg.core.templates import DIST_FIELDS, Template, preview
+from composer_cfg.runtime import workers
 
 _TEMPLATE = TemplateParam(DIST_FIELDS)
 #: Seconds a tracking server's address is given to take a connection when the config is checked.
@@ -65,7 +66,9 @@ def _probe(key: str, uri: str) -> None:
         return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        socket.create_connection((parts.hostname, port), timeout=PROBE_SECONDS).close()
+        address = (parts.hostname, port)  # the name's lookup is bounded too: a resolver may not answer
+        workers.run_bounded(f"probing {parts.hostname}", lambda: socket.create_connection(address, PROBE_SECONDS).close(),
+                            PROBE_SECONDS)
     except (OSError, ValueError) as error:
         why = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise ConfigError(f"{key}: no tracking server takes connections at {redact_text(uri)} ({why.lower()}); "
