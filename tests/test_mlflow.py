@@ -473,7 +473,9 @@ def test_a_spool_written_before_the_run_existed_still_names_the_run_it_belongs_t
         logger.data_batch({"a": float(batch)})
     logger.close()
     manifest = read_manifest(Path("ml_run/run-rank0.json"))
-    assert manifest["sync"]["undelivered-mlflow-rank0.jsonl"]["mlflow"]["identity"] == {"run_id": destination.run_id}
+    target = f"sqlite:///{Path('ml_run/mlflow.db').resolve()}"  # where it was logging: what the spool completes
+    assert manifest["sync"]["undelivered-mlflow-rank0.jsonl"] == {
+        f"mlflow {target}": {"target": target, "identity": {"run_id": destination.run_id}}}
 
 
 @pytest.mark.parametrize(("uri", "expected"), [

@@ -65,7 +65,7 @@ def as_float32(expected: dict[str, list[tuple[int, float]]]) -> dict[str, list[t
 def run_id(store: str = "run/mlflow.db") -> str:
     """The MLflow run the syncs of run/metrics-rank0.jsonl into `store` made."""
     entries = json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
-    return entries[f"mlflow sqlite:///{Path(store).resolve()} experiment composer_cfg"]["identity"]["run_id"]
+    return entries[f"mlflow sqlite:///{Path(store).resolve()}"]["identity"]["run_id"]
 
 
 def test_mlflow_and_tensorboard_hold_the_records_series_and_a_second_sync_adds_nothing():
@@ -239,7 +239,7 @@ def test_a_spool_is_no_records_file_and_a_run_without_a_manifest_is_read_from_ev
     records = jsonl_run(epochs=1)
     spool = Path("run/undelivered-mlflow-rank0.jsonl")
     spool.write_bytes(RECORDS.read_bytes())  # what a tracker could not take: also in the records
-    RunRecord(Path("run"), 0).add_spool(spool.name, "mlflow", {})
+    RunRecord(Path("run"), 0).add_spool(spool.name, "mlflow", {}, "")
     assert run_files(Path("run")) == RunFiles([RECORDS], [spool])
     assert list(read_records("run")) == records
     elsewhere = tmp_path / "copied"
@@ -295,7 +295,7 @@ def test_every_records_file_of_a_run_is_read_and_a_copy_in_a_store_outside_the_r
 
 def test_a_spool_the_manifest_names_but_that_is_gone_does_not_stop_the_sync():
     records = jsonl_run(epochs=1)
-    RunRecord(Path("run"), 0).add_spool("undelivered-mlflow-rank0.jsonl", "mlflow", {})  # synced and deleted
+    RunRecord(Path("run"), 0).add_spool("undelivered-mlflow-rank0.jsonl", "mlflow", {}, "")  # synced and deleted
     assert run_files(Path("run")) == RunFiles([RECORDS], [])
     assert [(s.destination, s.sent) for s in sync("run", ["tensorboard"])] == [("tensorboard", len(records))]
 
@@ -335,3 +335,32 @@ def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_int
     first = run_id()
     assert [s.sent for s in sync("run", ["mlflow"], fresh=True)] == [len(records)]  # everything, into a new run
     assert run_id() != first and mlflow_series(run_id()) == mlflow_series(first) == expected
+
+
+def test_a_spool_completes_its_own_target_only_and_another_target_gets_the_records_file_whole():
+    records = jsonl_run(epochs=1)
+    spool = Path("run/undelivered-mlflow-rank0.jsonl")
+    spool.write_text("".join(RECORDS.read_text().splitlines(keepends=True)[-2:]))  # what the live store missed
+    live = f"sqlite:///{Path('run/mlflow.db').resolve()}"
+    RunRecord(Path("run"), 0).add_spool(spool.name, "mlflow", {}, live)
+    other = "logger.destinations.mlflow.tracking_uri=sqlite:///elsewhere/mlflow.db"
+    elsewhere = sync("run", ["mlflow"], [other])
+    assert [(s.records_file.name, s.sent, s.skipped) for s in elsewhere] == [("metrics-rank0.jsonl", len(records), None)]
+    own = sync("run", ["mlflow"])
+    assert [(s.records_file.name, s.sent, bool(s.skipped)) for s in own] == [
+        ("metrics-rank0.jsonl", 0, True), (spool.name, 2, False)]
+
+
+def test_a_progress_entry_of_an_earlier_version_counts_for_one_target_only():
+    records = jsonl_run(epochs=1)
+    sync("run", ["tensorboard"])
+    manifest = json.loads(Path("run/run-rank0.json").read_text())
+    entries = manifest["sync"]["metrics-rank0.jsonl"]
+    (entry,) = entries.values()
+    manifest["sync"]["metrics-rank0.jsonl"] = {"tensorboard": {"through": entry["through"]}}  # as written before
+    Path("run/run-rank0.json").write_text(json.dumps(manifest))
+    assert [s.sent for s in sync("run", ["tensorboard"])] == [0]  # taken as this target's, and moved there
+    assert list(json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]) == [
+        f"tensorboard {Path('run/tensorboard').absolute()}"]
+    other = sync("run", ["tensorboard"], ["logger.destinations.tensorboard.log_dir=other"])
+    assert [s.sent for s in other] == [len(records)] and tensorboard_series("other") == as_float32(series(records))

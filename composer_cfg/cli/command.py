@@ -287,4 +287,4 @@ def _one_line(error: Exception) -> str:
     """`error` as one line, secrets masked, naming the destination it came from if known."""
     text, whose = " ".join(str(error).split()), getattr(error, "destination", None)
     where = f"destination {whose[0]!r} failed in {whose[1]}: " if whose and f"destination {whose[0]!r}" not in text else ""
-    return redact_text(f"{where}{type(error).__name__}: {text}")
+    return redact_text(f"{where}{type(error).__name__}: {text}" if text else f"{where}{type(error).__name__}")

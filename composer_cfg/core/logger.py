@@ -66,7 +66,7 @@ class Logger:
         self.destinations = Destinations(pairs)
         self._names = {id(destination): name for name, destination in pairs}
         self._members = tuple(
-            member(name, destination, context=self._context_of(name), spool=self._attempt.spool_for(name),
+            member(name, destination, context=self._context_of(name), spool=self._attempt.spool_for(name, destination),
                    hold=self._attempt.resumable, measure=measure_overhead)
             for name, destination in pairs if not (destination.rank_zero_only and state.rank != 0))
         self._routes = Routes(self._members)

@@ -147,8 +147,7 @@ class MLFlowLogger(SinkDestination):
     def sync_target(self, run: RunFacts) -> str:
         uri = self.tracking_uri_template.fill(run.template_fields())
         database = _sqlite_path(uri)
-        store = f"sqlite:///{database.resolve()}" if database is not None else redact_text(uri)
-        return f"{store} experiment {self.experiment_name}"
+        return f"sqlite:///{database.resolve()}" if database is not None else redact_text(uri)
 
     def refuses(self, record: Record) -> str | None:
         """The metric and parameter names MLflow would refuse (``acc@1``, a 300-character name), by

@@ -44,7 +44,8 @@ class TrackingURI(Meaning):
             schemes = [scheme for scheme in getattr(error, "supported_uri_schemes", []) if scheme]
             known = f"; it knows {', '.join(schemes)} (and plain paths)" if schemes else f": {first_sentence(error)}"
             raise ConfigError(f"{key}: MLflow has no tracking store for {preview(value)}{known}", key=key) from None
-        _probe(key, uri)
+        if not template.fields:  # a template's host is known when the run starts, and checked then
+            _probe(key, uri)
         if _file_store(uri) and not _file_store_allowed():
             raise ConfigError(f"{key}: {preview(value)} is a directory, and the installed MLflow keeps runs in one only "
                               f"with MLFLOW_ALLOW_FILE_STORE=true (its file store is in maintenance); use a database "
@@ -76,9 +77,11 @@ def _probe(key: str, uri: str) -> None:
 
 
 def _file_store(uri: str) -> bool:
-    """Whether MLflow keeps runs of `uri` in a directory (a plain path, ``file:``)."""
+    """Whether MLflow keeps runs of `uri` in a directory (a plain path, ``file:``; not ``databricks``)."""
+    from mlflow.utils.uri import is_databricks_uri
+
     scheme = urlparse(uri).scheme
-    return scheme in ("", "file") or len(scheme) == 1  # (a Windows drive letter)
+    return (scheme in ("", "file") or len(scheme) == 1) and not is_databricks_uri(uri)  # (len 1: a Windows drive)
 
 
 def _file_store_allowed() -> bool:

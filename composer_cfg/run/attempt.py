@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from composer_cfg.core.record import RunFacts
+from composer_cfg.core.sink import Policies
 from composer_cfg.core.state import State
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.timestamp import Timestamp
@@ -100,17 +101,19 @@ class RunAttempt:
         self._begun = False
         self._record = None
 
-    def spool_for(self, name: str) -> Callable[[], Spool]:
-        """How destination `name` makes its spool, entered in the manifest when first written."""
+    def spool_for(self, name: str, destination: Policies) -> Callable[[], Spool]:
+        """How `destination` (named `name`) makes its spool, entered in the manifest when first
+        written, with the target it writes to (what a sync completes with it)."""
 
         def spool() -> Spool:
-            record = self._manifest()
+            record, run = self._manifest(), RunFacts(self._state.run_name, self._state.dist)
+            target = destination.sync_target(run)
 
             def register(file: str, identity: Mapping[str, Any]) -> None:
                 self._wrote = True
-                record.add_spool(file, name, identity)
+                record.add_spool(file, name, identity, target)
 
-            return Spool(self._directory, name, RunFacts(self._state.run_name, self._state.dist), register)
+            return Spool(self._directory, name, run, register)
 
         return spool
 

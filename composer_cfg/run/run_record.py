@@ -182,6 +182,11 @@ def _run_of(file: Path) -> tuple[Any, Any] | None:
         return None
 
 
+def progress_key(destination: str, target: str) -> str:
+    """Where a manifest keeps what went from a file into `destination`'s `target` (`Policies.sync_target`)."""
+    return f"{destination} {target}" if target else destination
+
+
 def existing_run(run_name: str, rank: int, root: Path | None = None) -> dict[str, Any] | None:
     """The ``"run"`` record of `run_name`'s `rank` under `root`, or None when there is none."""
     return read_manifest(manifest_path(run_directory(run_name, root), rank)).get("run")
@@ -295,20 +300,27 @@ class RunRecord:
 
     # -- any run -----------------------------------------------------------------------------
 
-    def add_spool(self, file_name: str, destination: str, identity: Mapping[str, Any]) -> None:
-        """The spool `file_name` belongs to `destination`, whose tracker run is `identity` (once known)."""
+    def add_spool(self, file_name: str, destination: str, identity: Mapping[str, Any], target: str) -> None:
+        """The spool `file_name` belongs to `destination`, writing to `target` (`progress_key`), whose
+        tracker run is `identity` (once known)."""
         def change(manifest: dict[str, Any]) -> None:
             manifest.setdefault("spools", {})[file_name] = destination
-            entry = manifest.setdefault("sync", {}).setdefault(file_name, {}).setdefault(destination, {})
+            key = progress_key(destination, target)
+            entry = manifest.setdefault("sync", {}).setdefault(file_name, {}).setdefault(key, {"target": target})
             if identity and not entry.get("identity"):
                 entry["identity"] = dict(identity)
 
         self._change(change)
 
-    def record_sync(self, file_name: str, destination: str, entry: Mapping[str, Any]) -> None:
-        """What ``composer-cfg-sync`` sent of `file_name` to `destination`, and where."""
-        self._change(lambda manifest: manifest.setdefault("sync", {}).setdefault(file_name, {}).update(
-            {destination: dict(entry)}))
+    def record_sync(self, file_name: str, key: str, entry: Mapping[str, Any], replaces: str | None = None) -> None:
+        """What ``composer-cfg-sync`` sent of `file_name` into a target (`progress_key`), and where;
+        `replaces`: an entry of an earlier version this one takes the place of."""
+        def change(manifest: dict[str, Any]) -> None:
+            entries = manifest.setdefault("sync", {}).setdefault(file_name, {})
+            entries.pop(replaces, None)
+            entries[key] = dict(entry)
+
+        self._change(change)
 
     def add_records(self, files: Mapping[str, Path]) -> None:
         """Records files (each inside the manifest's directory), by destination name: listed by

@@ -39,7 +39,7 @@ from composer_cfg.core.state import State
 from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.run.records import read_records
-from composer_cfg.run.run_record import RunRecord, run_files
+from composer_cfg.run.run_record import RunRecord, progress_key, run_files
 from composer_cfg.runtime.exit_hooks import close_at_exit
 
 PROG = "composer-cfg-sync"
@@ -56,6 +56,7 @@ class Synced:
     refused: list[str] = field(default_factory=list)  # one line per kind of value the back end refused
     skipped: str | None = None  # why this file was not sent to this destination at all
     held_back: int = 0  # records after the last checkpoint of a run that did not finish (it may redo them)
+    run_status: str | None = None  # the status its manifest records, for a resumable run
 
 
 def sync(
@@ -99,29 +100,40 @@ def sync(
         run_record = RunRecord(file.parent, rank)
         manifest = run_record.read()
         spools = manifest.get("spools", {})
+        status = (manifest.get("run") or {}).get("status")
         final = len(records) if unfinished else _final(records, manifest.get("run"))
         records, held_back = records[:final], len(records) - final
         for name in destinations:
             if spools.get(file.name, name) != name:
                 continue  # another destination's spool
-            if file.name not in spools and name in spools.values():
-                results.append(Synced(file, name, 0, skipped=f"the run logged to {name} itself; its spool "
-                                                            f"completes it"))
-                continue
             destination = instantiate_destinations(node, into={}, only=[name])[name]
             if destination.rank_zero_only and rank != 0:
                 continue  # as in the run itself: only rank 0's records reach it
             dist_info = DistInfo(rank=rank, world_size=world_sizes[run_name])
             target = destination.sync_target(RunFacts(run_name, dist_info))
-            key, entry = _progress(run_record.read().get("sync", {}).get(file.name, {}), name, target, fresh)
+            # A spool completes what its own target got live; any other target (or a fresh sync)
+            # gets everything from the run's records file, or from the spool when it has none.
+            own = [spool for spool, owner in spools.items() if owner == name
+                   and _progress(manifest.get("sync", {}).get(spool, {}), name, target, fresh)[2]]
+            if file.name in spools and file.name not in own and _has_records(file, files, spools):
+                continue
+            if file.name not in spools and own:
+                results.append(Synced(file, name, 0, skipped=f"the run logged to {name} itself; its spool "
+                                                            f"completes it"))
+                continue
+            entries = run_record.read().get("sync", {}).get(file.name, {})
+            key, entry, _ = _progress(entries, name, target, fresh)
             pending = _after(records, entry.get("through"))
-            synced = Synced(file, name, len(pending), held_back=held_back)
+            synced = Synced(file, name, len(pending), held_back=held_back, run_status=status)
+            if not pending and entry and key not in entries:  # an earlier version's entry: now this target's
+                run_record.record_sync(file.name, key, {**entry, "target": target}, replaces=name)
             if pending:
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
                 _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}), pending, synced, progress)
                 run_record.record_sync(file.name, key, {"target": target, "through": _through(pending, entry.get("through")),
-                                                        "identity": destination.run_identity() or entry.get("identity", {})})
+                                                        "identity": destination.run_identity() or entry.get("identity", {})},
+                                       replaces=None if key == name else name)
             synced.location = destination.output_location()
             results.append(synced)
     return results
@@ -150,17 +162,21 @@ def _world_sizes(files: Iterable[Path]) -> dict[str, int]:
     return sizes
 
 
-def _progress(entries: dict[str, Any], name: str, target: str, fresh: bool) -> tuple[str, dict[str, Any]]:
-    """Where the progress of a sync into destination `name`'s `target` is kept, and what it is
-    ({} with `fresh`, or for a target not synced into yet). An entry of an earlier version (by
-    name alone, without a target) is taken as this target's."""
-    key = f"{name} {target}" if target else name
-    if fresh:
-        return key, {}
-    entry = entries.get(key)
-    if entry is None and "target" not in entries.get(name, {"target": None}):
+def _has_records(spool: Path, files: Sequence[Path], spools: dict[str, str]) -> bool:
+    """Whether `spool`'s run directory has a records file among `files`."""
+    return any(file.parent == spool.parent and file.name not in spools for file in files)
+
+
+def _progress(entries: dict[str, Any], name: str, target: str, fresh: bool) -> tuple[str, dict[str, Any], bool]:
+    """Where the progress of a sync into destination `name`'s `target` is kept, what it is ({}
+    with `fresh`, or for a target not synced into yet), and whether there is one. An entry of an
+    earlier version (by name alone, without a target) counts as the first target's to use it; the
+    sync's record then takes its place."""
+    key = progress_key(name, target)
+    entry = None if fresh else entries.get(key)
+    if entry is None and not fresh and "target" not in entries.get(name, {"target": None}):
         entry = entries[name]
-    return key, entry or {}
+    return key, entry or {}, entry is not None
 
 
 def _final(records: list[dict[str, Any]], run: dict[str, Any] | None) -> int:
@@ -289,8 +305,8 @@ def _report(results: list[Synced]) -> int:
         for line in synced.refused:
             print(f"  refused: {line}")
         if synced.held_back:
-            print(f"  held back: {synced.held_back} record(s) after the run's last checkpoint (it did not finish, and "
-                  f"an attempt that continues it logs them again); --unfinished sends them")
+            print(f"  held back: {synced.held_back} record(s) after the run's last checkpoint (the run is "
+                  f"{synced.run_status}: an attempt that continues it logs them again); --unfinished sends them")
     return 0
 
 
