@@ -127,8 +127,10 @@ def test_the_sync_example_runs_as_shown(tmp_path):
                              text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
         assert out.returncode == 0, (line, out.stderr)
     records = len((tmp_path / "runs/exp1/metrics-rank0.jsonl").read_text().splitlines())
+    store = f"sqlite:///{tmp_path / 'exp1/mlflow.db'}"
+    synced = json.loads((tmp_path / "runs/exp1/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
     assert out.stdout.splitlines() == [
         f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
-        f"sqlite:///{tmp_path / 'exp1/mlflow.db'} (run {json.loads((tmp_path / 'runs/exp1/run-rank0.json').read_text())['sync']['metrics-rank0.jsonl']['mlflow']['identity']['run_id']})",
+        f"{store} (run {synced[f'mlflow {store}']['identity']['run_id']})",
         f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
     ]
