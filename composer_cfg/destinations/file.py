@@ -101,17 +101,6 @@ class FileLogger(RunFileParams, SinkDestination):
         self.event_hooks = frozenset({Event.EPOCH_START} if sampled is LogLevel.EPOCH else
                                 {Event.BATCH_START} if sampled is LogLevel.BATCH else ())
 
-    @property
-    def filename(self) -> str:
-        """The log file's name, as its template filled it (``run/logs-rank0.txt``); known once the
-        file is open (at INIT or the first write)."""
-        return self.sink().run_file.known("name")
-
-    @property
-    def artifact_name(self) -> str:
-        """The name the log file is published under."""
-        return self.sink().run_file.known("artifact_name")
-
     def make_sink(self) -> Sink:
         return FileSink(self)
 

@@ -66,11 +66,6 @@ class JSONLinesLogger(RunFileParams, SinkDestination):
         self.flush_schedule = FlushSchedule(None, None, at=FLUSH_EVENTS, seconds=flush_seconds)
         self.flush_seconds = self.flush_schedule.seconds
 
-    @property
-    def filename(self) -> str:
-        """The file's name, as its template filled it; known once it is open (at INIT or the first record)."""
-        return self.sink().run_file.known("name")
-
     def make_sink(self) -> Sink:
         return JSONLinesSink(self)
 

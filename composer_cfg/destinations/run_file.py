@@ -28,6 +28,17 @@ class RunFileParams:
         if isinstance(params.get("filename"), str):
             check_file_names(params["filename"], params.get("artifact_name"))
 
+    @property
+    def filename(self) -> str:
+        """The file's name, as its template filled it (``run/logs-rank0.txt``); known once the file
+        is open (at INIT or the first record)."""
+        return self.sink().run_file.known("name")  # type: ignore[attr-defined]
+
+    @property
+    def artifact_name(self) -> str:
+        """The name the file is published under."""
+        return self.sink().run_file.known("artifact_name")  # type: ignore[attr-defined]
+
 
 class RunFileSink(Sink):
     """A sink writing one `RunFile` (`run_file`): who it is, where, and what it wrote."""
