@@ -22,8 +22,9 @@ def storable(record: Record) -> bool:
 
 
 def refused_step(record: Record) -> str | None:
-    """Why a tracker refuses `record`'s step, or None."""
-    if storable(record):
+    """Why a tracker refuses `record`'s step, or None (on the logging thread, for every record:
+    the common case, a step in range, is one comparison)."""
+    if record.timestamp.batch <= MAX_STEP or storable(record):
         return None
     return (f"step {record.timestamp.batch} is beyond the largest step a tracker stores (2**63 - 1); "
             f"the call's values were not logged there")
