@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from composer_cfg import (
     Logger,
     MLFlowLogger,
     State,
+    TensorboardLogger,
     Timestamp,
     TrainingLoop,
     build_logger,
@@ -336,6 +338,7 @@ def test_a_damaged_manifest_is_one_line_naming_the_file_from_the_command_sync_an
 
 OWN_SCRIPT = """
 import os, signal, sys
+from functools import partial
 from pathlib import Path
 from composer_cfg import Event, TrainingLoop, build_logger
 
@@ -459,3 +462,45 @@ def test_the_demo_continues_from_a_checkpoint_named_with_any_time_field(tmp_path
     assert second.returncode == 0, second.stderr
     assert sorted(p.name for p in (tmp_path / "out/t/ck").iterdir()) == ["ep1-ba4-in0-rank0.npz", "ep2-ba8-in0-rank0.npz"]
     assert [r["data"]["epoch"] for r in read_records(tmp_path / "out") if r["level"] == "EPOCH"] == [0, 1]
+
+
+def test_the_records_file_keeps_exactly_what_the_trackers_keep_whatever_the_order_around_a_checkpoint(tmp_path):
+    # Composer's order: the timestamp moves to the next epoch, epoch_end fires, a callback logs the
+    # epoch's metrics (at the point the checkpoint marks), then epoch_checkpoint. A batch checkpoint
+    # fired inside a body, with data logged after it in the same body. The second attempt is killed
+    # after a checkpoint; the third finishes. The records file and the tracker (held until each
+    # checkpoint) must agree: what was logged before a checkpoint stays, what came after it is redone.
+    def attempt(dies_at: int | None) -> None:
+        logger = Logger(State("o"), {"jsonl": JSONLinesLogger(), "tensorboard": TensorboardLogger()}, resume="auto")
+        logger.run_event(Event.INIT)
+        state = logger.state
+        while state.timestamp.epoch < 2:
+            logger.run_event(Event.EPOCH_START)
+            while state.timestamp.batch_in_epoch < 3:
+                batch = state.timestamp.batch
+                if batch == dies_at:
+                    logger.close(RunStatus.KILLED)
+                    return
+                logger.data_batch({"loss": float(batch)})
+                if batch == 1:
+                    state.after_body = partial(Timestamp.to_next_batch)  # as TrainingLoop's body does
+                    logger.run_event(Event.BATCH_CHECKPOINT)
+                    state.after_body = None
+                    logger.data_batch({"after_checkpoint": float(batch)})
+                state.timestamp = state.timestamp.to_next_batch()
+                logger.run_event(Event.BATCH_END)
+            state.timestamp = state.timestamp.to_next_epoch()
+            logger.run_event(Event.EPOCH_END)
+            logger.data_epoch({"val": float(state.timestamp.epoch)})  # at the point the checkpoint marks
+            logger.run_event(Event.EPOCH_CHECKPOINT)
+        logger.close()
+
+    attempt(dies_at=2)  # after the batch checkpoint at batch 1
+    attempt(dies_at=4)  # after the epoch checkpoint at (1, 3)
+    attempt(dies_at=None)
+    records = [(r["batch"], key, value) for r in read_records(tmp_path / "o") for key, value in r["data"].items()]
+    events = ea.EventAccumulator(str(tmp_path / "o" / "tensorboard"), size_guidance={ea.SCALARS: 0})
+    events.Reload()
+    tracker = sorted((e.step, tag, e.value) for tag in events.Tags()["scalars"] for e in events.Scalars(tag))
+    assert sorted(records) == tracker
+    assert sorted(records) == sorted([(b, "loss", float(b)) for b in range(6)] + [(3, "val", 1.0), (6, "val", 2.0)])

@@ -320,6 +320,21 @@ def test_what_an_unfinished_run_logged_after_its_last_checkpoint_is_held_back_un
     assert sorted(tensorboard_series()["loss"]) == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 13.0), (4, 14.0), (5, 15.0)]
 
 
+def test_what_was_logged_before_the_last_checkpoint_at_its_own_point_is_sent_and_what_came_after_is_held_back(capsys):
+    # Composer's order: the epoch's metrics are logged after the timestamp moved to the next epoch
+    # (the point the checkpoint marks), then the checkpoint; then the next epoch's first batch.
+    logger = build_logger(overrides=["run_name=run", "logger/destinations=[jsonl]"], resume="auto")
+    logger.data_batch({"loss": 0.5})
+    logger.state.timestamp = logger.state.timestamp.to_next_batch().to_next_epoch()
+    logger.data_epoch({"val": 0.25})
+    logger.run_event(Event.EPOCH_CHECKPOINT)
+    logger.data_batch({"loss": 0.125})  # after the checkpoint, at the same point: the run may redo it
+    logger.close(RunStatus.KILLED)
+    assert main(["run", "--to", "tensorboard"]) == 0
+    assert "  held back: 1 record(s) after the run's last checkpoint" in capsys.readouterr().out
+    assert tensorboard_series() == {"loss": [(0, 0.5)], "val": [(1, 0.25)]}
+
+
 def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_into_a_new_run():
     records = jsonl_run(epochs=1)
     other = "logger.destinations.mlflow.tracking_uri=sqlite:///elsewhere/mlflow.db"

@@ -75,7 +75,9 @@ class SinkContext(NamedTuple):
 
     run: RunFacts
     timestamp: Timestamp  # where the run is: with `resumed`, the point it continues from
-    resumed: Mapping[str, Any] | None  # None: a new run; else what `Sink.identity` said last time ({} if nothing)
+    # None: a new run; else what `Sink.identity` said last time ({} if nothing), and for a run's
+    # records file ``checkpoint_bytes``, its size at the run's last checkpoint (what stays of it)
+    resumed: Mapping[str, Any] | None
     publish: Publish
     submit: Callable[[Record], None]  # add a record of the sink's own to its channel (a text log's captured prints)
     logger: Logger | None  # the Logger it belongs to (Composer-style destinations call back into it)

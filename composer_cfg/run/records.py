@@ -13,9 +13,12 @@ A spool (`composer_cfg.run.spool`) also holds artifacts a tracker did not get: i
 them ``"data": {}``).
 
 A resumed run appends a resume record, ``{"resumed_at": {"epoch": 2, "batch": 32, "sample": 1024},
-"run_name": ..., "rank": 0, "time": ...}``: the records before it at or after that point (by
-epoch, then batch) were written by an attempt that did not finish, and `read_records` drops
-them, so a reader sees one series without duplicates.
+"kept_bytes": 5120, "run_name": ..., "rank": 0, "time": ...}``: of the lines before it, those
+from byte ``kept_bytes`` on were written after the run's last checkpoint by an attempt that did
+not finish, and `read_records` drops them, so a reader sees one series without duplicates and
+exactly what the trackers of the run kept (they hold data until each checkpoint). Without
+``kept_bytes`` (no checkpoint yet, or a file of an earlier version) the records at or after the
+point (by epoch, then batch) are dropped.
 """
 
 from __future__ import annotations
@@ -111,10 +114,11 @@ def artifact_line(level: Any, run_name: str, rank: int, timestamp: Any, when: fl
                        "artifact": {"name": name, "file": file, "overwrite": overwrite}}) + "\n"
 
 
-def resume_record(run_name: str, rank: int, timestamp: Any) -> str:
+def resume_record(run_name: str, rank: int, timestamp: Any, kept_bytes: int | None = None) -> str:
     """The line a resumed run appends before its first record (see above)."""
     point = {"epoch": int(timestamp.epoch), "batch": int(timestamp.batch), "sample": int(timestamp.sample)}
-    return json.dumps({"resumed_at": point, "run_name": run_name, "rank": rank, "time": time.time()}) + "\n"
+    kept = {} if kept_bytes is None else {"kept_bytes": int(kept_bytes)}
+    return json.dumps({"resumed_at": point, **kept, "run_name": run_name, "rank": rank, "time": time.time()}) + "\n"
 
 
 def read_records(source: str | Path) -> Iterator[dict[str, Any]]:
@@ -128,29 +132,38 @@ def read_records(source: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(source)
     files = run_files(path).records if path.is_dir() else [path]
     for file in files:
-        yield from _file_records(file)
+        for _, record in placed_records(file):
+            yield record
 
 
-def _file_records(file: Path) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    lines = file.read_text(encoding="utf-8").split("\n")
+def placed_records(file: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The records of `file` that stay (see `read_records`), each with the byte offset of its line."""
+    records: list[tuple[int, dict[str, Any]]] = []
+    lines = file.read_bytes().split(b"\n")
+    offset = 0
     for number, line in enumerate(lines, start=1):
+        start, offset = offset, offset + len(line) + 1
         if not line:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             if number == len(lines):  # no newline after it: the write was cut short
                 LOG.warning("%s: skipped the torn last line %d (%s)", file, number, error)
                 continue
             raise ValueError(f"{file}:{number}: not a JSON record: {error}") from None
         resumed = record.get("resumed_at")
         if resumed is not None:
-            point = (resumed["epoch"], resumed["batch"])
-            records = [kept for kept in records if (kept["epoch"], kept["batch"]) < point]
+            kept = record.get("kept_bytes")
+            if kept is not None:
+                records = [(at, kept_record) for at, kept_record in records if at < kept]
+            else:
+                point = (resumed["epoch"], resumed["batch"])
+                records = [(at, kept_record) for at, kept_record in records
+                           if (kept_record["epoch"], kept_record["batch"]) < point]
             continue
         record["data"] = _decode_non_finite(record.get("data", {}))
-        records.append(record)
+        records.append((start, record))
     return records
 
 

@@ -2,7 +2,7 @@
 
 The manifest says what went where: under ``"run"`` (a resumable run) its name and world size,
 each destination's identity (an MLflow run id, a W&B id, file paths) and how far it was written,
-the last checkpoint mark, the status, and one entry per attempt (started, ended, status, where it
+the last checkpoint mark (and the size of each records file then), the status, and one entry per attempt (started, ended, status, where it
 resumed, and the process that ran it); under ``"spools"`` and ``"sync"`` the spools of undelivered
 records, their destinations and tracker runs, and what ``composer-cfg-sync`` sent; under
 ``"logging"`` the Logger's report at close.
@@ -82,6 +82,7 @@ class _Run(TypedDict, total=False):
     rank: int
     status: str
     checkpoint: _Point
+    records_at_checkpoint: dict[str, int]  # records file (as under "records") -> its size in bytes then
     destinations: Required[dict[str, _Destination]]
     attempts: Required[list[_Attempt]]
 
@@ -254,6 +255,10 @@ class RunRecord:
                    "attempts": []}
         else:
             identities = {name: entry.get("identity") or {} for name, entry in run["destinations"].items()}
+            for file, size in run.get("records_at_checkpoint", {}).items():
+                name = manifest.get("records", {}).get(file)
+                if name in identities:  # what of its file the records' destination keeps (`resume_record`)
+                    identities[name] = {**identities[name], "checkpoint_bytes": size}
             mark = run.get("checkpoint")
             continued = Continued(identities, timestamp if mark is None else Timestamp(**mark), mark is not None)
             if run["attempts"] and run["attempts"][-1]["status"] == "RUNNING":
@@ -269,13 +274,18 @@ class RunRecord:
         self._change(lambda manifest: _identify(manifest["run"], identities))
 
     def checkpoint(self, timestamp: Timestamp, identities: Mapping[str, Mapping[str, Any]]) -> None:
-        """A checkpoint was saved and everything logged before it is delivered: mark `timestamp`."""
+        """A checkpoint was saved and everything logged before it is delivered: mark `timestamp`, and
+        how far each records file was written (what a next attempt keeps of it, whatever the points
+        of its records: `composer_cfg.run.records`)."""
         mark = timestamp_fields(timestamp)
 
         def change(manifest: dict[str, Any]) -> None:
             run = manifest["run"]
             _identify(run, identities)
             run["checkpoint"] = mark
+            run["records_at_checkpoint"] = {
+                file: (self.path.parent / file).stat().st_size for file in manifest.get("records", {})
+                if (self.path.parent / file).is_file()}
             for entry in run["destinations"].values():
                 entry["through"] = mark
 

@@ -38,7 +38,7 @@ from composer_cfg.core.record import RunFacts
 from composer_cfg.core.state import State
 from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
-from composer_cfg.run.records import read_records
+from composer_cfg.run.records import placed_records, read_records
 from composer_cfg.run.run_record import RunRecord, progress_key, run_files
 from composer_cfg.runtime.exit_hooks import close_at_exit
 
@@ -69,7 +69,7 @@ def sync(
     What was sent is kept per target (`Policies.sync_target`: a store, a directory, a project) in
     the run's manifest: a next sync into the same target adds what is new to the same tracker run;
     into another target, or with `fresh`, it sends everything into a new one. Of a resumable run
-    that did not finish, the records at or after its last checkpoint are held back (an attempt that
+    that did not finish, the records written after its last checkpoint are held back (an attempt that
     continues the run logs those steps again), unless `unfinished`.
 
     Relative paths in the destinations' config resolve in the working directory, as for the
@@ -92,17 +92,18 @@ def sync(
     world_sizes = _world_sizes(files)
     results = []
     for file in files:
-        # In step order (a spool holds what overflowed before what was still queued at the end).
-        records = sorted(read_records(file), key=lambda record: (record["epoch"], record["batch"]))
-        if not records:
+        placed = placed_records(file)
+        if not placed:
             continue
-        run_name, rank = records[0]["run_name"], records[0].get("rank", 0)
+        run_name, rank = placed[0][1]["run_name"], placed[0][1].get("rank", 0)
         run_record = RunRecord(file.parent, rank)
         manifest = run_record.read()
         spools = manifest.get("spools", {})
         status = (manifest.get("run") or {}).get("status")
-        final = len(records) if unfinished else _final(records, manifest.get("run"))
-        records, held_back = records[:final], len(records) - final
+        final = [record for _, record in placed] if unfinished else _final(placed, manifest.get("run"), file.name)
+        held_back = len(placed) - len(final)
+        # In step order (a spool holds what overflowed before what was still queued at the end).
+        records = sorted(final, key=lambda record: (record["epoch"], record["batch"]))
         for name in destinations:
             if spools.get(file.name, name) != name:
                 continue  # another destination's spool
@@ -179,14 +180,19 @@ def _progress(entries: dict[str, Any], name: str, target: str, fresh: bool) -> t
     return key, entry or {}, entry is not None
 
 
-def _final(records: list[dict[str, Any]], run: dict[str, Any] | None) -> int:
-    """How many of `records` (in step order) are final: all, unless they are a resumable `run`'s
-    that did not finish; then those before its last checkpoint's mark (none without one)."""
+def _final(placed: list[tuple[int, dict[str, Any]]], run: dict[str, Any] | None, file: str) -> list[dict[str, Any]]:
+    """Which of a file's records (with their offsets: `placed_records`) are final: all, unless they
+    are a resumable `run`'s that did not finish; then those written before its last checkpoint (by
+    the size the records file had then; in a spool, those before the checkpoint's mark; none
+    without a checkpoint)."""
     if run is None or run.get("status") == "FINISHED":
-        return len(records)
+        return [record for _, record in placed]
+    size = run.get("records_at_checkpoint", {}).get(file)
+    if size is not None:
+        return [record for at, record in placed if at < size]
     mark = run.get("checkpoint") or {"epoch": 0, "batch": 0}
     cut = (mark["epoch"], mark["batch"])
-    return sum(1 for record in records if (record["epoch"], record["batch"]) < cut)
+    return [record for _, record in placed if (record["epoch"], record["batch"]) < cut]
 
 
 def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> list[dict[str, Any]]:
