@@ -504,3 +504,28 @@ def test_the_records_file_keeps_exactly_what_the_trackers_keep_whatever_the_orde
     tracker = sorted((e.step, tag, e.value) for tag in events.Tags()["scalars"] for e in events.Scalars(tag))
     assert sorted(records) == tracker
     assert sorted(records) == sorted([(b, "loss", float(b)) for b in range(6)] + [(3, "val", 1.0), (6, "val", 2.0)])
+
+
+def test_a_finished_run_run_again_with_auto_continues_from_its_end_and_duplicates_nothing(tmp_path):
+    # Checkpoints after the first two epochs only; the run finishes (every destination has all of
+    # it), then the same script runs again: nothing is trained or logged twice.
+    def attempt() -> tuple[Timestamp | None, int]:
+        logger = Logger(State("f"), {"jsonl": JSONLinesLogger(), "tensorboard": TensorboardLogger()}, resume="auto")
+        logger.run_event(Event.INIT)
+        resumed_from, loop, trained = logger.resumed_from, TrainingLoop(logger), 0
+        for epoch in loop.epochs(3):
+            for batch in loop.batches(2):
+                logger.data_batch({"loss": float(batch)})
+                trained += 1
+            if epoch < 2:
+                logger.run_event(Event.EPOCH_CHECKPOINT)
+        logger.close()
+        return resumed_from, trained
+
+    assert attempt() == (None, 6)
+    resumed_from, trained = attempt()
+    assert ((resumed_from.epoch, resumed_from.batch), trained) == ((3, 6), 0)
+    events = ea.EventAccumulator(str(tmp_path / "f" / "tensorboard"), size_guidance={ea.SCALARS: 0})
+    events.Reload()
+    assert sorted((e.step, e.value) for e in events.Scalars("loss")) == [(b, float(b)) for b in range(6)]
+    assert [(r["batch"], r["data"]["loss"]) for r in read_records(tmp_path / "f")] == [(b, float(b)) for b in range(6)]

@@ -274,34 +274,24 @@ class RunRecord:
         self._change(lambda manifest: _identify(manifest["run"], identities))
 
     def checkpoint(self, timestamp: Timestamp, identities: Mapping[str, Mapping[str, Any]]) -> None:
-        """A checkpoint was saved and everything logged before it is delivered: mark `timestamp`, and
-        how far each records file was written (what a next attempt keeps of it, whatever the points
-        of its records: `composer_cfg.run.records`)."""
-        mark = timestamp_fields(timestamp)
-
+        """A checkpoint was saved and everything logged before it is delivered: mark `timestamp`."""
         def change(manifest: dict[str, Any]) -> None:
-            run = manifest["run"]
-            _identify(run, identities)
-            run["checkpoint"] = mark
-            run["records_at_checkpoint"] = {
-                file: (self.path.parent / file).stat().st_size for file in manifest.get("records", {})
-                if (self.path.parent / file).is_file()}
-            for entry in run["destinations"].values():
-                entry["through"] = mark
+            _identify(manifest["run"], identities)
+            self._mark(manifest, timestamp)
 
         self._change(change)
 
     def end(self, status: RunStatus, timestamp: Timestamp) -> None:
-        """The attempt ended with `status` (a FINISHED one has delivered everything); the attempt
-        lock is released. Identities are not recorded here: one known only now may name a tracker
-        run its store never kept (seen with MLflow killed while it created its store)."""
+        """The attempt ended with `status`; the attempt lock is released. A FINISHED one has
+        delivered everything: its end is the mark a next attempt continues from (so it redoes and
+        logs again nothing the trackers have). Identities are not recorded here: one known only now
+        may name a tracker run its store never kept (seen with MLflow killed while it created its store)."""
         def change(manifest: dict[str, Any]) -> None:
             run = manifest["run"]
             run["status"] = status.value
             run["attempts"][-1].update(status=status.value, ended=_now())
             if status is RunStatus.FINISHED:
-                for entry in run["destinations"].values():
-                    entry["through"] = timestamp_fields(timestamp)
+                self._mark(manifest, timestamp)
 
         try:
             self._change(change)
@@ -357,6 +347,16 @@ class RunRecord:
                 with replacing(self.path) as file:
                     file.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n")
                 return result
+
+    def _mark(self, manifest: dict[str, Any], timestamp: Timestamp) -> None:
+        """Everything logged so far is delivered: `timestamp` is where a next attempt continues,
+        and each records file's size now is what it keeps of it (`composer_cfg.run.records`)."""
+        run, mark = manifest["run"], timestamp_fields(timestamp)
+        run["checkpoint"] = mark
+        run["records_at_checkpoint"] = {file: (self.path.parent / file).stat().st_size
+                                        for file in manifest.get("records", {}) if (self.path.parent / file).is_file()}
+        for entry in run["destinations"].values():
+            entry["through"] = mark
 
     def _live_attempt(self) -> str:
         """The attempt holding the lock, as its record says it."""
