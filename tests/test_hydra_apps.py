@@ -230,7 +230,8 @@ def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):
         assert [line for line in lines if line.startswith("[EPOCH]")] == [
             f'[EPOCH][batch={4 * (e + 1)}]: {{ "epoch": {e}, }}' for e in range(epochs)]
         # the tracker's run knows its sweep, as under the command
-        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'apart' / str(job) / 'minimal' / 'mlflow.db'}")
-        (tracked,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # the project's: the app's directory
+        (tracked,) = [run for run in client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+                      if run.data.tags["sweep.overrides"].startswith(f"epochs={epochs} ")]
         assert (tracked.data.tags["sweep"], tracked.data.tags["sweep.overrides"]) == (
             "apart", f"epochs={epochs} +logger/destinations=mlflow")

@@ -47,9 +47,28 @@ def check_jobs(root: Path, destinations: str = "jsonl") -> None:
     assert (root / "sweep-summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
-def test_sweep_with_a_process_launcher(tmp_path, launcher):
-    check_jobs(sweep(tmp_path, launcher))
+def test_sweep_with_the_submitit_launcher(tmp_path):
+    check_jobs(sweep(tmp_path, "submitit_local"))
+
+
+def test_the_jobs_of_a_parallel_sweep_share_the_project_store_created_once_and_quietly(tmp_path):
+    # joblib runs the jobs in processes at once: they create the project's MLflow store together.
+    destinations = "[jsonl,mlflow]"
+    root = sweep(tmp_path, "joblib", destinations)
+    check_jobs(root, destinations)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+    assert sorted(run.data.tags["sweep.overrides"] for run in runs) == sorted(
+        f"run_name=sweep demo.epochs={epochs} demo.seed={seed} +logger/destinations={destinations}"
+        for _, epochs, seed in JOBS)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        epochs = int(run.data.tags["sweep.overrides"].split("demo.epochs=")[1][0])
+        assert len(client.get_metric_history(run.info.run_id, "loss/train")) == 16 * epochs
+    assert not list(root.rglob("mlflow.db")) and (tmp_path / "mlartifacts").is_dir()
+    said = [path for path in tmp_path.rglob("*") if path.is_file() and path.suffix in (".txt", ".log")
+            and "Creating initial MLflow database tables" in path.read_text(errors="replace")]
+    assert said == []
 
 
 def test_sweep_in_process_starts_every_writer_afresh(tmp_path):
@@ -61,8 +80,9 @@ def test_sweep_in_process_starts_every_writer_afresh(tmp_path):
         events = ea.EventAccumulator(str(job_dir / "sweep" / "tensorboard"), size_guidance={ea.SCALARS: 0})
         events.Reload()
         assert [e.step for e in events.Scalars("loss/train")] == list(range(16 * epochs))
-        client = MlflowClient(tracking_uri=f"sqlite:///{job_dir / 'sweep' / 'mlflow.db'}")
-        (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # the project's, shared
+        (run,) = [run for run in client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+                  if f"demo.epochs={epochs} demo.seed={seed} " in run.data.tags["sweep.overrides"]]
         assert len(client.get_metric_history(run.info.run_id, "loss/train")) == 16 * epochs
         assert run.info.status == "FINISHED"
         assert (run.data.tags["sweep"], run.data.tags["sweep.overrides"]) == (

@@ -80,7 +80,7 @@ def test_the_hydra_app_example_runs_as_shown(tmp_path):
     assert (tmp_path / "run0/logs-rank0.txt").read_text().splitlines() == [
         '[EPOCH][batch=10]: { "epoch": 0, }', '[EPOCH][batch=20]: { "epoch": 1, }']
     assert len((tmp_path / "run1/logs-rank0.txt").read_text().splitlines()) == 20 + 2  # batch level, all_local
-    assert (tmp_path / "run2/mlflow.db").exists() and not (tmp_path / "run3").exists()
+    assert (tmp_path / "mlflow.db").exists() and not (tmp_path / "run3").exists()  # the project's store
 
 
 def test_the_mlflow_ui_command_serves_the_run(tmp_path):
@@ -89,7 +89,7 @@ def test_the_mlflow_ui_command_serves_the_run(tmp_path):
     import urllib.request
 
     command = re.search(r"^(MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui .*)$", README, re.M).group(1)
-    database = tmp_path / "runs/tracked/tracked/mlflow.db"
+    database = tmp_path / "mlflow.db"
     from mlflow import MlflowClient
 
     MlflowClient(tracking_uri=f"sqlite:///{database}").create_experiment("made")  # a store to browse
@@ -127,7 +127,7 @@ def test_the_sync_example_runs_as_shown(tmp_path):
                              text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
         assert out.returncode == 0, (line, out.stderr)
     records = len((tmp_path / "runs/exp1/metrics-rank0.jsonl").read_text().splitlines())
-    store = f"sqlite:///{tmp_path / 'exp1/mlflow.db'}"
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     synced = json.loads((tmp_path / "runs/exp1/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
     assert out.stdout.splitlines() == [
         f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "

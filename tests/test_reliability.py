@@ -113,7 +113,7 @@ def test_a_failing_demo_loop_leaves_complete_files_and_a_failed_status(tmp_path)
     assert [r["data"]["i"] for r in records if r["level"] == "BATCH"] == list(range(5))  # after the config
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{files / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # the project's store
     (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
     assert run.info.status == "FAILED"
 

@@ -69,7 +69,7 @@ def read_back(directory: Path, rank: int = 0) -> dict:
     run = directory / "outputs" / "r" / "r"
     accumulator = ea.EventAccumulator(str(run / "tensorboard"), size_guidance={ea.SCALARS: 0})
     accumulator.Reload()
-    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{directory / 'mlflow.db'}")  # the project's store
     runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
     wandb_runs = offline_runs(directory / "outputs" / "r" / "wandb")
     return {
@@ -211,7 +211,7 @@ def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_o
     assert second.report()["jsonl"]["bytes_written"] == Path("r/metrics-rank0.jsonl").stat().st_size - before > 0
     assert second.destinations["mlflow"].run_id == run_id
     assert [r["batch"] for r in read_records("r/metrics-rank0.jsonl")] == [0, 1, 2, 3, 4, 5]
-    client = MlflowClient(tracking_uri=f"sqlite:///{Path('r/mlflow.db').absolute()}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('mlflow.db').absolute()}")
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [0, 1, 2, 3, 4, 5]
     assert client.get_run(run_id).info.status == "FINISHED"
     run = existing_run("r", 0)
@@ -406,7 +406,7 @@ def test_a_requeue_with_a_changed_parameter_is_said_and_never_fatal_to_mlflow(ca
 
     run_id = attempt(0.1, "auto", dies=True).destinations["mlflow"].run_id
     assert attempt(0.2, "must", dies=False).destinations["mlflow"].run_id == run_id  # requeued with a change
-    client = MlflowClient(tracking_uri=f"sqlite:///{Path('p/mlflow.db').absolute()}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('mlflow.db').absolute()}")
     run = client.get_run(run_id)
     assert (run.info.status, run.data.params) == ("FINISHED", {"lr": "0.1", "seed": "0"})
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [

@@ -72,7 +72,7 @@ def test_the_run_directory_holds_the_config_with_overrides_sources_defaults_git_
 def test_each_tracker_holds_the_config_as_its_own_hyperparameters_and_the_file_as_an_artifact(run):
     project, _ = run
     directory = project / "run" / "cfg"
-    client = MlflowClient(tracking_uri=f"sqlite:///{directory / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
     params = mlflow_run.data.params
     assert params["config/demo/batches_per_epoch"] == "2"
@@ -138,7 +138,7 @@ def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_pat
     assert out.returncode == 0, out.stderr
     monkeypatch.chdir(tmp_path / "run")
     assert [s.sent for s in sync("later", ["mlflow"])] == [2 + 2 + 1]  # FIT: config, hparams; 2 batches; 1 epoch
-    client = MlflowClient(tracking_uri="sqlite:///later/mlflow.db")
+    client = MlflowClient(tracking_uri="sqlite:///mlflow.db")  # the project's store: where the sync ran
     (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
     params = mlflow_run.data.params
     assert params["config/demo/batches_per_epoch"] == "2" and params["config/run_name"] == "later"

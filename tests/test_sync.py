@@ -47,7 +47,7 @@ def series(records: list[dict]) -> dict[str, list[tuple[int, float]]]:
 
 
 def mlflow_series(run_id: str) -> dict[str, list[tuple[int, float]]]:
-    client = MlflowClient(tracking_uri=f"sqlite:///{Path('run/mlflow.db').resolve()}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('mlflow.db').resolve()}")
     keys = client.get_run(run_id).data.metrics
     return {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for key in keys}
 
@@ -62,7 +62,7 @@ def as_float32(expected: dict[str, list[tuple[int, float]]]) -> dict[str, list[t
     return {key: [(step, np.float32(value)) for step, value in points] for key, points in expected.items()}
 
 
-def run_id(store: str = "run/mlflow.db") -> str:
+def run_id(store: str = "mlflow.db") -> str:
     """The MLflow run the syncs of run/metrics-rank0.jsonl into `store` made."""
     entries = json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
     return entries[f"mlflow sqlite:///{Path(store).resolve()}"]["identity"]["run_id"]
@@ -74,7 +74,7 @@ def test_mlflow_and_tensorboard_hold_the_records_series_and_a_second_sync_adds_n
     first = sync("run", ["mlflow", "tensorboard"])
     assert [(s.destination, s.sent) for s in first] == [("mlflow", len(records)), ("tensorboard", len(records))]
     assert mlflow_series(run_id()) == expected
-    client = MlflowClient(tracking_uri=f"sqlite:///{Path('run/mlflow.db').resolve()}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('mlflow.db').resolve()}")
     run = client.get_run(run_id())
     assert (run.info.status, run.data.params) == ("FINISHED", {"lr": "0.1", "optimizer/name": "sgd"})
     history = client.get_metric_history(run_id(), "loss")
@@ -220,16 +220,26 @@ def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
 
 
 def test_a_run_logged_to_jsonl_and_mlflow_is_read_plotted_and_synced_once_not_once_per_copy():
-    # MLflow's default store keeps a copy of the published records file inside the run directory
-    with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl,mlflow]"]) as logger:
-        loop = TrainingLoop(logger)
-        for _ in loop.epochs(1):
-            for batch in loop.batches(3):
-                logger.data_batch({"loss": 1.0 / (batch + 1)})
-    copies = [path for path in Path("run").rglob("*.jsonl") if path != RECORDS]
+    # MLflow's default store keeps a copy of the published records file beside it, apart from the
+    # run directory; a store given inside the run directory keeps it there.
+    def run(name: str, *overrides: str) -> Path:
+        with build_logger(overrides=[f"run_name={name}", "logger/destinations=[jsonl,mlflow]", *overrides]) as logger:
+            loop = TrainingLoop(logger)
+            for _ in loop.epochs(1):
+                for batch in loop.batches(3):
+                    logger.data_batch({"loss": 1.0 / (batch + 1)})
+        return Path(name, "metrics-rank0.jsonl")
+
+    inside = run("inside", 'logger.destinations.mlflow.tracking_uri="sqlite:///{run_name}/mlflow.db"')
+    copies = [path for path in Path("inside").rglob("*.jsonl") if path != inside]
+    assert copies and all(copy.read_bytes() == inside.read_bytes() for copy in copies)
+    assert list(read_records("inside")) == list(read_records(inside))
+    assert run("run") == RECORDS
+    copies = [path for path in Path("mlartifacts").rglob("*.jsonl")]
     assert copies and all(copy.read_bytes() == RECORDS.read_bytes() for copy in copies)
+    assert [path for path in Path("run").rglob("*.jsonl")] == [RECORDS]
     records = list(read_records(RECORDS))
-    assert list(read_records("run")) == records == list(read_records("."))
+    assert list(read_records("run")) == records == [r for r in read_records(".") if r["run_name"] == "run"]
     assert series_from_records(read_records("run")) == series_from_records(records)
     assert [(s.records_file, s.sent) for s in sync("run", ["tensorboard"])] == [(RECORDS, len(records))]
     assert tensorboard_series() == as_float32(series(records))
@@ -356,7 +366,7 @@ def test_a_spool_completes_its_own_target_only_and_another_target_gets_the_recor
     records = jsonl_run(epochs=1)
     spool = Path("run/undelivered-mlflow-rank0.jsonl")
     spool.write_text("".join(RECORDS.read_text().splitlines(keepends=True)[-2:]))  # what the live store missed
-    live = f"sqlite:///{Path('run/mlflow.db').resolve()}"
+    live = f"sqlite:///{Path('mlflow.db').resolve()}"
     RunRecord(Path("run"), 0).add_spool(spool.name, "mlflow", {}, live)
     other = "logger.destinations.mlflow.tracking_uri=sqlite:///elsewhere/mlflow.db"
     elsewhere = sync("run", ["mlflow"], [other])

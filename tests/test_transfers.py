@@ -51,8 +51,8 @@ def read_back(logger: Logger) -> dict[str, Any]:
     memory = logger.destinations["in_memory"]
     events = ea.EventAccumulator(f"{run}/tensorboard", size_guidance={ea.SCALARS: 0})
     events.Reload()
-    client = MlflowClient(tracking_uri=f"sqlite:///{Path(run, 'mlflow.db').resolve()}")
-    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('mlflow.db').resolve()}")
+    mlflow_run = client.get_run(logger.destinations["mlflow"].run_id)
     return {
         "file": Path(run, "logs-rank0.txt").read_text().splitlines(),
         "jsonl": [(r["batch"], r["level"], r["data"]) for r in read_records(Path(run, "metrics-rank0.jsonl"))],

@@ -174,6 +174,14 @@ def working_directory() -> Path:
     return (Path.cwd() if job is None else job[0]).resolve()
 
 
+def launch_directory() -> Path:
+    """The directory the program was started from: Hydra's original working directory inside a
+    Hydra job (which may run in a directory of its own), else the working directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(str(HydraConfig.get().runtime.cwd)) if HydraConfig.initialized() else Path.cwd()
+
+
 def directory_to_create() -> tuple[str, Path] | None:
     """The key and path of the job's directory, if the run is to create it."""
     job = _JOB_DIRECTORY.get()

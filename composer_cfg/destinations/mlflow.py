@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Mapping
+
+from filelock import FileLock
 
 from composer_cfg.compat.destination import SinkDestination
 from composer_cfg.config.params import (
@@ -18,6 +22,7 @@ from composer_cfg.config.params import (
     Undelivered,
     WhenFull,
     checked_delivery,
+    launch_directory,
     positive_int,
 )
 from composer_cfg.core.flush_schedule import FlushSchedule
@@ -42,16 +47,23 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 5000
+#: The project's store (the default), in the directory the program was started from.
+PROJECT_STORE = "mlflow.db"
+#: Where MLflow says it creates a SQLite store's tables.
+_STORE_CREATION_LOG = "mlflow.store.db.utils"
 
 
 class MLFlowLogger(SinkDestination):
     """Sends metrics (``step=batch``), FIT data as parameters, and artifacts to MLflow.
 
     Args:
-        tracking_uri: template of the store's URI. The default is a SQLite database in the run's
-            directory (relative to the working directory): a real store, nothing to run.
+        tracking_uri: template of the store's URI. None (the default): the project's store, a
+            SQLite database ``mlflow.db`` in the directory the program was started from (Hydra's
+            original working directory inside a Hydra job), shared by every run and sweep started
+            there, so one ``mlflow ui`` shows them all; created once (one process at a time) and
+            quietly. A real store, nothing to run.
         experiment_name: created on first use; a new one keeps its artifacts beside a SQLite
-            store (``<db dir>/mlartifacts``).
+            store (``<db dir>/mlartifacts``), apart from the runs' own files.
         run_name: template of the MLflow run's name (default: the run name).
         log_level: threshold. EPOCH and BATCH numbers become metrics; FIT data becomes
             parameters (nested dicts flattened with ``/``; keys over 250 and values over 6000
@@ -93,7 +105,7 @@ class MLFlowLogger(SinkDestination):
 
     def __init__(
         self,
-        tracking_uri: Annotated[str, TrackingURI()] = "sqlite:///{run_name}/mlflow.db",
+        tracking_uri: Annotated[str, TrackingURI()] | None = None,
         experiment_name: Annotated[str, ExperimentName()] = "composer_cfg",
         run_name: NameTemplate = "{run_name}",
         *,
@@ -107,7 +119,8 @@ class MLFlowLogger(SinkDestination):
         when_full: WhenFull = "drop",
         undelivered: Undelivered = "spool",
     ) -> None:
-        self.tracking_uri_template = Template(tracking_uri, DIST_FIELDS, key="tracking_uri")
+        self.tracking_uri_template = None if tracking_uri is None else Template(tracking_uri, DIST_FIELDS,
+                                                                                 key="tracking_uri")
         self.run_name_template = Template(run_name, DIST_FIELDS, key="run_name")
         self.experiment_name = experiment_name
         self.log_level = LogLevel.parse(log_level)
@@ -144,8 +157,14 @@ class MLFlowLogger(SinkDestination):
     def make_sink(self) -> Sink:
         return MLflowSink(self)
 
+    def store_uri(self, run: RunFacts) -> str:
+        """The URI of the store `run` logs to (a SQLite path as given)."""
+        if self.tracking_uri_template is None:
+            return f"sqlite:///{launch_directory() / PROJECT_STORE}"
+        return self.tracking_uri_template.fill(run.template_fields())
+
     def sync_target(self, run: RunFacts) -> str:
-        uri = self.tracking_uri_template.fill(run.template_fields())
+        uri = self.store_uri(run)
         database = _sqlite_path(uri)
         return f"sqlite:///{database.resolve()}" if database is not None else redact_text(uri)
 
@@ -195,8 +214,10 @@ class MLflowSink(Sink):
         from mlflow import MlflowClient
 
         settings, fields = self._settings, context.run.template_fields()
-        uri = self.tracking_uri = _absolute_sqlite_uri(settings.tracking_uri_template.fill(fields))
-        self._client = MlflowClient(tracking_uri=uri)
+        uri = self.tracking_uri = _absolute_sqlite_uri(settings.store_uri(context.run))
+        database = _sqlite_path(uri)
+        with _creating(database):
+            self._client = MlflowClient(tracking_uri=uri)
         resumed = (context.resumed or {}).get("run_id")
         if resumed:
             run = self._client.get_run(resumed)  # an unknown id raises, naming it
@@ -206,7 +227,6 @@ class MLflowSink(Sink):
             return
         experiment = self._client.get_experiment_by_name(settings.experiment_name)
         if experiment is None:
-            database = _sqlite_path(uri)
             location = (database.parent / "mlartifacts").as_uri() if database is not None else None
             experiment_id = self._client.create_experiment(settings.experiment_name, artifact_location=location)
         else:
@@ -343,6 +363,29 @@ def _dispose_store(client: Any) -> None:
     engine = getattr(store, "engine", None)
     if engine is not None:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _creating(database: Path | None) -> Iterator[None]:
+    """Around the first use of a store, which creates a SQLite one: one process at a time (the
+    runs of a sweep share one; two creating its tables at once break its schema), and without
+    MLflow's lines about creating its tables."""
+    if database is None:
+        yield
+        return
+    with FileLock(f"{database}.lock"), _quiet(_STORE_CREATION_LOG):
+        yield
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _absolute_sqlite_uri(uri: str) -> str:
