@@ -3,8 +3,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -389,3 +391,33 @@ def test_a_progress_entry_of_an_earlier_version_counts_for_one_target_only():
         f"tensorboard {Path('run/tensorboard').absolute()}"]
     other = sync("run", ["tensorboard"], ["logger.destinations.tensorboard.log_dir=other"])
     assert [s.sent for s in other] == [len(records)] and tensorboard_series("other") == as_float32(series(records))
+
+
+def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_each_point_once():
+    records = jsonl_run(epochs=1, batches=20_000)
+    # Sent every 50 ms: the store receives the records in parts.
+    child = subprocess.Popen([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow",
+                              "logger.destinations.mlflow.flush_seconds=0.05"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while "sync" not in json.loads(Path("run/run-rank0.json").read_text()):  # the tracker run exists: recorded
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.05)
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path('mlflow.db').resolve()}")
+    while not client.get_run(run_id()).data.metrics:  # the sync has sent some of the records
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert (child.returncode, err.splitlines()[-1]) == (
+        130, "composer-cfg-sync: interrupted; what each tracker has is recorded, and the next sync continues it"), err
+    assert "Traceback" not in err
+    (interrupted,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+    assert interrupted.info.status == "KILLED"
+    assert 0 < len(client.get_metric_history(interrupted.info.run_id, "loss")) < 20_000
+    (synced,) = sync("run", ["mlflow"])
+    assert 0 < synced.sent < len(records)
+    assert run_id() == interrupted.info.run_id  # continued, not a second run
+    assert client.get_run(run_id()).info.status == "FINISHED"
+    assert mlflow_series(run_id()) == series(records)  # every point once

@@ -195,14 +195,14 @@ class Logger:
         try:
             with exit_hooks.closing():
                 try:
-                    new = self._dispatch.close(self._routes.close_order, status, deadline)
+                    closed = self._dispatch.close(self._routes.close_order, status, deadline)
                     self._staging.close()
-                    self._attempt.end(status, self.report)
+                    self._attempt.end(closed.status, self.report)
                 finally:
                     self._lifecycle.closed()
         finally:
             exit_hooks.forget(self)  # after a SIGTERM, the last guarded Logger to close ends the process
-        raise_first(new)
+        closed.raise_any()
 
     def __enter__(self) -> Logger:
         return self

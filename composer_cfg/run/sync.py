@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ class Synced:
     refused: list[str] = field(default_factory=list)  # one line per kind of value the back end refused
     skipped: str | None = None  # why this file was not sent to this destination at all
     held_back: int = 0  # records after the last checkpoint of a run that did not finish (it may redo them)
+    handed: list[int] = field(default_factory=list)  # of the records to send, which were handed over, in order
+    done: int = 0  # how many of them were handed over, refused or passed over
     run_status: str | None = None  # the status its manifest records, for a resumable run
 
 
@@ -131,10 +133,19 @@ def sync(
             if pending:
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
-                _replay(Logger(State(run_name, dist_info=dist_info), {name: destination}), pending, synced, progress)
-                run_record.record_sync(file.name, key, {"target": target, "through": _through(pending, entry.get("through")),
-                                                        "identity": destination.run_identity() or entry.get("identity", {})},
-                                       replaces=None if key == name else name)
+                logger = Logger(State(run_name, dist_info=dist_info), {name: destination})
+
+                def record(through: dict[str, Any] | None) -> None:  # what went where: the next sync continues it
+                    run_record.record_sync(file.name, key, {"target": target, "through": through,
+                                                            "identity": destination.run_identity() or entry.get("identity", {})},
+                                           replaces=None if key == name else name)
+
+                try:  # the tracker run is recorded once it exists: an interrupted sync is continued in it
+                    _replay(logger, pending, synced, progress, started=lambda: record(entry.get("through")))
+                finally:  # what the back end has, even when interrupted (a Ctrl-C, a failure)
+                    delivered = _delivered(logger.report().get(name, {}), synced.handed, synced.done)
+                    if delivered:
+                        record(_through(pending[:delivered], entry.get("through")))
             synced.location = destination.output_location()
             results.append(synced)
     return results
@@ -230,8 +241,21 @@ def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[
     return {"epoch": epoch, "batch": batch, "keys": sorted(keys)}
 
 
-def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progress: bool) -> None:
-    """Send `records` through `logger`, then close it; a value the back end refuses is counted
+def _delivered(report: dict[str, Any], handed: list[int], done: int) -> int:
+    """How many of the records to send, from the first, are done with, by the closed channel's
+    `report`: of the first `done` (handed over, refused or passed over), those before the first
+    that was `handed` and given up (the last ones: it delivers in order); none after a write that
+    failed (which is not known)."""
+    if report.get("failed"):
+        return 0
+    reached = max(0, len(handed) - sum(report.get(count, 0) for count in ("queued", "spooled", "dropped")))
+    return done if reached == len(handed) else handed[reached]
+
+
+def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progress: bool,
+            started: Callable[[], None]) -> None:
+    """Send `records` through `logger`, then close it (`synced.handed`: which it was handed);
+    `started` is called once the destination's run exists. A value the back end refuses is counted
     (one line per kind), not fatal. Any other failure ends the sync of this destination."""
     from tqdm.auto import tqdm
 
@@ -240,8 +264,10 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
     try:
         with close_at_exit(logger):
             logger.run_event(Event.INIT)
-            for record in tqdm(records, desc=f"{synced.destination} {synced.records_file.name}", unit="record",
-                               disable=None if progress else True, file=sys.stderr):
+            started()
+            shown = tqdm(records, desc=f"{synced.destination} {synced.records_file.name}", unit="record",
+                         disable=None if progress else True, file=sys.stderr)
+            for index, record in enumerate(shown):
                 state.timestamp = Timestamp(epoch=record["epoch"], batch=record["batch"],
                                             batch_in_epoch=record.get("batch_in_epoch", 0),
                                             sample=record.get("sample", 0))
@@ -251,8 +277,14 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
                         logger.data(LogLevel.parse(record["level"]), record["data"])
                     elif artifacts[record["artifact"]["name"]] is record:
                         _upload(logger, record["level"], record["artifact"])
+                    else:
+                        synced.done = index + 1
+                        continue  # an older version of an artifact sent later
                 except (TypeError, ValueError, FileNotFoundError) as error:  # refused by the back end, or gone
                     refused[str(error)] = None
+                else:
+                    synced.handed.append(index)
+                synced.done = index + 1
     except (TypeError, ValueError) as error:  # refused by the back end last: said at close, which completed
         refused[str(error)] = None
     synced.refused = list(refused)
@@ -292,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; what each tracker has is recorded, and the next sync continues it",
+              file=sys.stderr)
+        return 130
     except Exception as error:  # a back end that failed: what was sent before it is kept in the manifest
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.status import RunStatus
@@ -31,6 +31,21 @@ _REFUSED = {Kind.DATA: "data", Kind.HYPERPARAMETERS: "data", Kind.ARTIFACT: "fil
             Kind.PRINTED: "prints"}
 #: A failure: (the channel, or None for the tensor stage; what was being done; the error).
 Failure = tuple[Any, str, Exception]
+
+
+class Closed(NamedTuple):
+    """What closing the channels came to: the failures that are news, the status the run ended
+    with (KILLED once a Ctrl-C interrupted it), and that interrupt, to raise once all is closed."""
+
+    news: list[tuple[str, str, Exception]]
+    status: RunStatus
+    interrupted: KeyboardInterrupt | None
+
+    def raise_any(self) -> None:
+        """Raise the interrupt, else the first failure that is news (`raise_first`)."""
+        if self.interrupted is not None:
+            raise self.interrupted
+        raise_first(self.news)
 
 
 class Dispatch:
@@ -104,17 +119,20 @@ class Dispatch:
         if failures:
             raise_first(self.news(failures))
 
-    def close(self, channels: Sequence[Any], status: RunStatus, deadline: Deadline) -> list[tuple[str, str, Exception]]:
+    def close(self, channels: Sequence[Any], status: RunStatus, deadline: Deadline) -> Closed:
         """Deliver what waits in the stage, close `channels` in their order, then give each its
         `post_close` (Composer's: after every destination closed): the failures that are news.
         Each channel's repeated failures are counted in a warning (`FailureLedger.report`); after
-        a SIGTERM, the news is logged as errors too (the process ends next)."""
+        a SIGTERM, the news is logged as errors too (the process ends next). A Ctrl-C while a
+        channel closes stops that one catching up; the others still close, as KILLED."""
         failures = self.stage.deliver(put_each)
-        closed = []
+        closed, interrupted = [], None
         for channel in channels:
             try:
                 channel.close(status, deadline)
                 closed.append(channel)
+            except KeyboardInterrupt as error:
+                interrupted, status = error, RunStatus.KILLED
             except Exception as error:
                 failures.append((channel, "close", error))
         for channel in channels:
@@ -129,7 +147,7 @@ class Dispatch:
             for name, what, error in news:
                 LOG.error("closing destination %r after SIGTERM: %s failed: %s: %s", name, what,
                           type(error).__name__, error)
-        return news
+        return Closed(news, status, interrupted)
 
     def settle(self, seconds: float) -> None:
         """Wait, at most `seconds`, for records other threads are handing over (before a close)."""

@@ -161,7 +161,11 @@ class ThreadChannel(Channel):
             never_started = self._stalled and not self._started
         # a sink that never started: no second wait; the sink itself closing its Logger: nothing to wait for
         limit = 0.0 if never_started or self._on_worker() else self._limit(deadline)
-        finished = self._finished.wait(limit)
+        interrupted = None
+        try:
+            finished = self._finished.wait(limit)
+        except KeyboardInterrupt as error:  # Ctrl-C while the sink catches up: it stops catching up
+            interrupted, finished = error, self._hurry(limit)
         self.closed = True
         given = self._give_up(abandon=not finished)  # unfinished: all that waits; else what a failed write left
         if not finished:
@@ -170,8 +174,24 @@ class ThreadChannel(Channel):
                            self.policy.undelivered)
         with self._spool_lock:
             self._settle_spool()
+        if interrupted is not None:
+            raise interrupted
         self._kept.raise_kept()
         self._say_undelivered()
+
+    def _hurry(self, limit: float | None) -> bool:
+        """Interrupted while closing: what waits is given up now (spooled or dropped, counted, said
+        once), and the sink ends KILLED once the write it is in returns (at most `limit`; a second
+        Ctrl-C stops waiting). Whether it closed."""
+        given = self._give_up()
+        with self._cond:
+            self._queue = deque(_Close(RunStatus.KILLED) if isinstance(item, _Close) else item for item in self._queue)
+            self._taken = deque(_Close(RunStatus.KILLED) if isinstance(item, _Close) else item for item in self._taken)
+            self._urgent = True
+            self._cond.notify_all()
+        self._say_once("interrupted", "destination %s: interrupted while closing; %d record(s) it had not taken were "
+                                      "given up (%s)", self._where(), given, self.policy.undelivered)
+        return self._finished.wait(limit)
 
     def post_close(self, closed_cleanly: bool) -> None:
         if self._finished.is_set():  # a worker still inside the sink keeps it
