@@ -1,6 +1,7 @@
 """MLFlowLogger against real tracking stores (SQLite files, a real `mlflow server`), read back with
 MlflowClient."""
 
+import _thread
 import http.server
 import logging
 import random
@@ -18,8 +19,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from composer_cfg import Logger, LogLevel, MLFlowLogger, State, TrainingLoop, build_logger
+from composer_cfg.run.records import read_records
 from conftest import Recorder, ranks, until
-from servers import Lines, child_env, mlflow, mlflow_server  # noqa: F401 - fixtures
+from servers import Lines, child_env, free_port, mlflow, mlflow_server  # noqa: F401 - fixtures
 
 
 def store() -> MlflowClient:
@@ -380,6 +382,42 @@ print(start, most, open_fds())
 """
 
 
+def test_ctrl_c_while_close_waits_for_the_store_ends_the_run_and_loses_nothing(mlflow):
+    # 20,000 batches queued at once for a server that answers each request 20 ms late: close
+    # waits while it takes them; a Ctrl-C stops the wait for what the sink has not taken (what it
+    # sends finishes). Nothing is lost: the server has it, or the spool.
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Slow", (ForwardingProxy,),
+                                                                   {"upstream": mlflow.port, "delay": 0.02}))
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    destination = MLFlowLogger(tracking_uri=f"http://127.0.0.1:{proxy.server_port}", experiment_name="ctrl-c",
+                               flush_seconds=0.01, queue_size=30_000)
+    logger = Logger(State("c"), destination)
+    try:
+        logger.run_event("init")
+        for step in range(20_000):
+            logger.state.timestamp = logger.state.timestamp.to_next_batch()
+            logger.data_batch({"loss": float(step)})
+        client = MlflowClient(tracking_uri=mlflow.url)
+
+        def interrupt_once_some_arrived() -> None:
+            until(lambda: client.get_run(destination.run_id).data.metrics, timeout=60)
+            _thread.interrupt_main()
+
+        threading.Thread(target=interrupt_once_some_arrived, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            logger.close()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    run = client.get_run(destination.run_id)
+    stored = [m.value for m in client.get_metric_history(destination.run_id, "loss")]
+    spool = Path("c/undelivered-MLFlowLogger-rank0.jsonl")  # what the sink had not taken (here, often nothing)
+    spooled = [r["data"]["loss"] for r in read_records(spool)] if spool.exists() else []
+    assert run.info.status in ("KILLED", "FINISHED") and stored  # FINISHED: the sink was ending the run already
+    assert sorted(set(stored) | set(spooled)) == [float(step) for step in range(20_000)]  # in doubt: in both
+    assert logger.report()["MLFlowLogger"]["spooled"] == len(spooled)
+
+
 def test_processes_started_at_once_create_the_project_store_once_and_quietly(tmp_path):
     # MLflow creating one SQLite store's tables from 4 processes at once fails in each of them
     # (tried: alembic "Online migration expected to match one row", SQLAlchemy errors).
@@ -509,6 +547,72 @@ def test_a_tracking_uri_mlflow_can_not_use_is_one_line_before_anything_is_create
                          text=True, timeout=120, env=child_env(MLFLOW_ALLOW_FILE_STORE="false"))
     assert (out.returncode, out.stderr.splitlines(), out.stdout) == (2, [f"composer-cfg: error: {expected}"], "")
     assert list(tmp_path.iterdir()) == []
+
+
+class ForwardingProxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP proxy that sends every request, whatever host it names, to the port `upstream`,
+    each `delay` seconds late (a distant server)."""
+
+    upstream, delay = 0, 0.0
+
+    def forward(self) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(self.delay)
+        target = urlsplit(self.path)  # a proxy is asked for the absolute URL
+        connection = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=60)
+        headers = {key: value for key, value in self.headers.items() if key.lower() not in ("host", "proxy-connection")}
+        try:
+            connection.request(self.command, target.path + (f"?{target.query}" if target.query else ""),
+                               body=body or None, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        finally:
+            connection.close()
+        self.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = forward
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_tracking_server_reached_through_a_proxy_passes_the_check_and_is_logged_to_through_it(tmp_path, mlflow):
+    # The server's name resolves nowhere: only the proxy the environment names reaches it.
+    handler = type("Proxy", (ForwardingProxy,), {"upstream": mlflow.port})
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    run_name = f"proxied-{uuid.uuid4().hex}"
+    command = [sys.executable, "-m", "composer_cfg", f"run_name={run_name}", "logger/destinations=[mlflow]",
+               "logger.destinations.mlflow.tracking_uri=http://tracking.invalid:5000", "demo.epochs=1"]
+    try:
+        through = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                                 env=child_env(HTTP_PROXY=f"http://127.0.0.1:{proxy.server_port}", NO_PROXY=""))
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert through.returncode == 0, through.stderr
+    client = MlflowClient(tracking_uri=mlflow.url)
+    (run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id,
+                                filter_string=f"attributes.run_name = '{run_name}'")
+    assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "loss/train")) == 16
+    closed = free_port()  # a proxy that takes no connections: one line naming it, nothing created
+    (tmp_path / "nothing").mkdir()
+    refused = subprocess.run(command, cwd=tmp_path / "nothing", capture_output=True, text=True, timeout=120,
+                             env=child_env(HTTP_PROXY=f"http://127.0.0.1:{closed}", NO_PROXY=""))
+    assert (refused.returncode, refused.stderr.splitlines()) == (2, [
+        "composer-cfg: error: logger.destinations.mlflow.tracking_uri: no tracking server takes connections at "
+        f"http://tracking.invalid:5000 through the proxy http://127.0.0.1:{closed} (connection refused); start it, "
+        "or check the address (from command line 'logger.destinations.mlflow.tracking_uri=http://tracking.invalid:5000')"])
+    assert list((tmp_path / "nothing").iterdir()) == []
 
 
 def test_a_back_end_that_refuses_to_start_is_one_line_naming_the_destination(tmp_path):

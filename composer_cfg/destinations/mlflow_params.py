@@ -5,6 +5,7 @@ of experiment and tag names, and its limits. MLflow is imported when a value is 
 from __future__ import annotations
 
 import socket
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 from typing import Any, Mapping
@@ -65,15 +66,28 @@ def _probe(key: str, uri: str) -> None:
     parts = urlparse(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return
+    proxy = _proxy_for(parts.scheme, parts.hostname)
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = (parts.hostname, port)  # the name's lookup is bounded too: a resolver may not answer
-        workers.run_bounded(f"probing {parts.hostname}", lambda: socket.create_connection(address, PROBE_SECONDS).close(),
+        hop = urlparse(proxy) if proxy else parts  # MLflow's requests connect to the proxy, if one applies
+        address = (hop.hostname, hop.port or (443 if hop.scheme == "https" else 80))
+        # the name's lookup is bounded too: a resolver may not answer
+        workers.run_bounded(f"probing {hop.hostname}", lambda: socket.create_connection(address, PROBE_SECONDS).close(),
                             PROBE_SECONDS)
     except (OSError, ValueError) as error:
         why = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        raise ConfigError(f"{key}: no tracking server takes connections at {redact_text(uri)} ({why.lower()}); "
+        through = f" through the proxy {redact_text(proxy)}" if proxy else ""
+        raise ConfigError(f"{key}: no tracking server takes connections at {redact_text(uri)}{through} ({why.lower()}); "
                           f"start it, or check the address", key=key) from None
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for `scheme` (``HTTPS_PROXY``, ``ALL_PROXY``...), unless
+    ``NO_PROXY`` exempts `host`: as HTTP clients take them (urllib's reading of the environment)."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def _file_store(uri: str) -> bool:
@@ -82,6 +96,14 @@ def _file_store(uri: str) -> bool:
 
     scheme = urlparse(uri).scheme
     return (scheme in ("", "file") or len(scheme) == 1) and not is_databricks_uri(uri)  # (len 1: a Windows drive)
+
+
+def file_store_path(uri: str) -> Path | None:
+    """The directory of a file store's `uri` (a plain path or ``file:``); None for other stores."""
+    if not _file_store(uri):
+        return None
+    parts = urlparse(uri)
+    return Path(parts.path if parts.scheme == "file" else uri)
 
 
 def _file_store_allowed() -> bool:
