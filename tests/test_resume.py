@@ -529,3 +529,17 @@ def test_a_finished_run_run_again_with_auto_continues_from_its_end_and_duplicate
     events.Reload()
     assert sorted((e.step, e.value) for e in events.Scalars("loss")) == [(b, float(b)) for b in range(6)]
     assert [(r["batch"], r["data"]["loss"]) for r in read_records(tmp_path / "f")] == [(b, float(b)) for b in range(6)]
+
+
+def test_an_attempt_stopped_before_it_recorded_its_mlflow_run_is_continued_in_that_run(tmp_path):
+    # SIGTERM once MLflow made the run and before the manifest has its id (another destination
+    # still opening): the next attempt finds the run by its tag and continues it.
+    stopped = demo(tmp_path, "logger.destinations.killer.event=init", "logger.destinations.killer.at_batch=0",
+                   "logger.destinations.killer.signum=15", destinations="file,mlflow,killer")
+    assert stopped.returncode != 0, stopped.stderr
+    assert "identity" not in run_record(tmp_path)["destinations"].get("mlflow", {})
+    assert demo(tmp_path, destinations="file,mlflow").returncode == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss/train")] == list(range(EPOCHS * BATCHES))

@@ -108,6 +108,17 @@ def test_wandb_offline_holds_the_series_and_the_config():
     assert len(list(Path("wandb").glob("offline-run-*"))) == 1
 
 
+def test_a_wandb_project_taken_from_the_environment_is_a_target_of_its_own(monkeypatch):
+    records = jsonl_run()
+    monkeypatch.setenv("WANDB_PROJECT", "first")
+    assert [s.sent for s in sync("run", ["wandb"])] == [len(records)]
+    assert [s.sent for s in sync("run", ["wandb"])] == [0]
+    monkeypatch.setenv("WANDB_PROJECT", "second")  # another project: everything, into a new run
+    assert [s.sent for s in sync("run", ["wandb"])] == [len(records)]
+    first, second = offline_runs(Path("wandb"))
+    assert {first["project"], second["project"]} == {"first", "second"} and first["id"] != second["id"]
+
+
 def test_a_run_killed_mid_write_syncs_its_complete_part_then_the_rest_once():
     records = jsonl_run(epochs=3, batches=4)
     text = RECORDS.read_text()
@@ -362,6 +373,22 @@ def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_int
     first = run_id()
     assert [s.sent for s in sync("run", ["mlflow"], fresh=True)] == [len(records)]  # everything, into a new run
     assert run_id() != first and mlflow_series(run_id()) == mlflow_series(first) == expected
+
+
+def test_a_file_store_given_by_a_relative_path_is_a_target_per_directory(monkeypatch):
+    records = jsonl_run(epochs=1)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = "logger.destinations.mlflow.tracking_uri=mlruns"
+    for directory in ("a", "b"):  # the same words, two stores
+        Path(directory).mkdir()
+        monkeypatch.chdir(directory)
+        assert [s.sent for s in sync("../run", ["mlflow"], [store])] == [len(records)]
+        assert [s.sent for s in sync("../run", ["mlflow"], [store])] == [0]
+        monkeypatch.chdir("..")
+    for directory in ("a", "b"):
+        client = MlflowClient(tracking_uri=Path(directory, "mlruns").resolve().as_uri())
+        (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == len(series(records)["loss"])
 
 
 def test_a_spool_completes_its_own_target_only_and_another_target_gets_the_records_file_whole():

@@ -67,6 +67,7 @@ def _read_run(run_file: Path) -> dict[str, Any]:
             result["history"].setdefault(step, {}).update({k: v for k, v in items.items() if not k.startswith("_")})
         elif kind == "run":
             result["name"], result["group"], result["id"] = record.run.display_name, record.run.run_group, record.run.run_id
+            result["project"] = record.run.project
             result["tags"] = list(record.run.tags)
             result["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
         elif kind == "config":

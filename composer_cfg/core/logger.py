@@ -268,7 +268,7 @@ class Logger:
             identities = self._attempt.identities
             resumed = destination.resume_identity if identities is None else identities.get(name, {})
             return SinkContext(RunFacts(self._state.run_name, self._state.dist), self._state.timestamp, resumed,
-                               self._publish_file, channel.put, self)
+                               self._publish_file, channel.put, self, self._attempt.resumable)
 
         return context
 

@@ -81,6 +81,7 @@ class SinkContext(NamedTuple):
     publish: Publish
     submit: Callable[[Record], None]  # add a record of the sink's own to its channel (a text log's captured prints)
     logger: Logger | None  # the Logger it belongs to (Composer-style destinations call back into it)
+    resumable: bool = False  # a later attempt may continue the run (``resume`` auto or must)
 
 
 class Policies:

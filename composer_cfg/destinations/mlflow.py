@@ -34,7 +34,7 @@ from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.templates import DIST_FIELDS, Template
 from composer_cfg.core.values import scalar
-from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI
+from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI, file_store_path
 from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
 from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
 from composer_cfg.destinations.steps import refused_step, storable
@@ -47,6 +47,9 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 5000
+#: The tag naming the run directory and rank of an MLflow run (an attempt stopped before it
+#: recorded its MLflow run is continued in it).
+RUN_TAG = "composer_cfg.run"
 #: The project's store (the default), in the directory the program was started from.
 PROJECT_STORE = "mlflow.db"
 #: Where MLflow says it creates a SQLite store's tables.
@@ -164,9 +167,12 @@ class MLFlowLogger(SinkDestination):
         return self.tracking_uri_template.fill(run.template_fields())
 
     def sync_target(self, run: RunFacts) -> str:
+        """The store: a local one by its absolute path, any other by its URI (password masked)."""
         uri = self.store_uri(run)
-        database = _sqlite_path(uri)
-        return f"sqlite:///{database.resolve()}" if database is not None else redact_text(uri)
+        database, directory = _sqlite_path(uri), file_store_path(uri)
+        if database is not None:
+            return f"sqlite:///{database.resolve()}"
+        return directory.resolve().as_uri() if directory is not None else redact_text(uri)
 
     def refuses(self, record: Record) -> str | None:
         """The metric and parameter names MLflow would refuse (``acc@1``, a 300-character name), by
@@ -214,25 +220,39 @@ class MLflowSink(Sink):
         from mlflow import MlflowClient
 
         settings, fields = self._settings, context.run.template_fields()
-        uri = self.tracking_uri = _absolute_sqlite_uri(settings.store_uri(context.run))
+        uri = self.tracking_uri = _absolute_local_uri(settings.store_uri(context.run))
         database = _sqlite_path(uri)
         with _creating(database):
             self._client = MlflowClient(tracking_uri=uri)
+        experiment = self._client.get_experiment_by_name(settings.experiment_name)
+        key = f"{Path(context.run.run_name).absolute()} rank {context.run.rank}"  # which run of ours, by its files
         resumed = (context.resumed or {}).get("run_id")
+        if not resumed and context.resumable and experiment is not None:
+            resumed = self._unrecorded(experiment.experiment_id, key)
         if resumed:
             run = self._client.get_run(resumed)  # an unknown id raises, naming it
             self._client.update_run(resumed, status="RUNNING")
             self.run_id = resumed
             self._params = dict(run.data.params)  # one an attempt changes is said and left out, as within a run
             return
-        experiment = self._client.get_experiment_by_name(settings.experiment_name)
         if experiment is None:
             location = (database.parent / "mlartifacts").as_uri() if database is not None else None
             experiment_id = self._client.create_experiment(settings.experiment_name, artifact_location=location)
         else:
             experiment_id = experiment.experiment_id
         self.run_id = self._client.create_run(experiment_id, run_name=settings.run_name_template.fill(fields),
-                                              tags=settings.tags).info.run_id
+                                              tags={**settings.tags, RUN_TAG: key}).info.run_id
+
+    def _unrecorded(self, experiment_id: str, key: str) -> str | None:
+        """The run an attempt of this run made and was stopped before recording (a SIGTERM while
+        the destinations started, before the run's manifest knew it): the last unfinished one
+        tagged with `key`, if any. It holds nothing of that attempt: a resumable run's tracker
+        receives data at checkpoints, and one would have recorded it."""
+        if "'" in key:
+            return None
+        found = self._client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{key}' and attributes.status != 'FINISHED'",
+                                         max_results=1, order_by=["attributes.start_time DESC"])
+        return found[0].info.run_id if found else None
 
     def write(self, records: Sequence[Record]) -> None:
         from mlflow.entities import Metric
@@ -388,12 +408,17 @@ def _quiet(name: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-def _absolute_sqlite_uri(uri: str) -> str:
-    """A SQLite URI with an absolute path (its directory created). MLflow caches a store per URI
-    string: a relative one would follow the first working directory it was used in."""
-    database = _sqlite_path(uri)
-    if database is None:
-        return uri
-    database = database.resolve()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{database}"
+def _absolute_local_uri(uri: str) -> str:
+    """A local store's URI with an absolute path (a SQLite database's directory, or a file store's,
+    created). MLflow caches a store per URI string: a relative one would follow the first working
+    directory it was used in."""
+    database, directory = _sqlite_path(uri), file_store_path(uri)
+    if database is not None:
+        database = database.resolve()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{database}"
+    if directory is not None:
+        directory = directory.resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory.as_uri()
+    return uri

@@ -115,7 +115,9 @@ class WandBLogger(SinkDestination):
         return self.log_artifacts
 
     def sync_target(self, run: RunFacts) -> str:
-        kwargs = self.init_kwargs
+        """Entity, project, mode (as given, else from W&B's environment variables, as the run takes
+        them: `_from_environment`) and directory."""
+        kwargs = _from_environment(self.init_kwargs)
         directory = Path(kwargs["dir"]).absolute() if kwargs.get("dir") else Path("wandb").absolute()
         return f"{kwargs.get('entity') or ''}/{kwargs.get('project') or ''} {kwargs.get('mode')} {directory}"
 
@@ -214,7 +216,7 @@ class WandBSink(Sink):
         import wandb
 
         settings = self._settings
-        params = dict(settings.init_kwargs)
+        params = _from_environment(settings.init_kwargs)
         resumed = (context.resumed or {}).get("id")
         if resumed:  # add to the run (offline: a new run directory with the same id, which `wandb sync` appends)
             params.update(id=resumed, resume="allow")
@@ -231,3 +233,13 @@ class WandBSink(Sink):
         params.setdefault("settings", wandb.Settings(console="off", x_disable_meta=secret_in_argv))
         params.setdefault("reinit", "create_new")  # several loggers in one process: several runs
         return {key: value for key, value in params.items() if value is not None}
+
+
+def _from_environment(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """`init_kwargs` with the entity, project and mode not given taken from ``WANDB_ENTITY``,
+    ``WANDB_PROJECT`` and ``WANDB_MODE`` now (W&B reads them once per process, so a second run in
+    the same process would otherwise keep the first's)."""
+    params = dict(init_kwargs)
+    for key, variable in (("entity", "WANDB_ENTITY"), ("project", "WANDB_PROJECT"), ("mode", "WANDB_MODE")):
+        params[key] = params.get(key) or os.environ.get(variable) or None
+    return params
