@@ -132,5 +132,6 @@ def test_the_sync_example_runs_as_shown(tmp_path):
     assert out.stdout.splitlines() == [
         f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
         f"{store} (run {synced[f'mlflow {store}']['identity']['run_id']})",
+        "  files: exp1/logs-rank0.txt, exp1/run-config.yaml",  # MLflow takes files; TensorBoard does not
         f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
     ]

@@ -133,15 +133,25 @@ def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_pat
     from composer_cfg.run.sync import sync
 
     out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=later", "hydra.run.dir=run", "demo.epochs=1",
-                          "demo.batches_per_epoch=2", "logger/destinations=[jsonl]"],
+                          "demo.batches_per_epoch=2", "logger/destinations=[file,jsonl]"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     monkeypatch.chdir(tmp_path / "run")
-    assert [s.sent for s in sync("later", ["mlflow"])] == [2 + 2 + 1]  # FIT: config, hparams; 2 batches; 1 epoch
+    (synced,) = sync("later", ["mlflow"])
+    assert synced.sent == 2 + 2 + 1  # FIT: config, hparams; 2 batches; 1 epoch
+    assert synced.files == ["later/logs-rank0.txt", "later/run-config.yaml"]  # with the run's own files
     client = MlflowClient(tracking_uri="sqlite:///mlflow.db")  # the project's store: where the sync ran
     (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
     params = mlflow_run.data.params
     assert params["config/demo/batches_per_epoch"] == "2" and params["config/run_name"] == "later"
+    for name in synced.files:
+        copy = Path(client.download_artifacts(mlflow_run.info.run_id, name, str(tmp_path / "back")))
+        assert copy.read_bytes() == Path(name).read_bytes()
+    assert [s.files for s in sync("later", ["mlflow"])] == [[]]  # nothing new: nothing sent again
+    (synced,) = sync("later", ["wandb"], ["logger.destinations.wandb.log_artifacts=true"])
+    assert synced.files == ["later/logs-rank0.txt", "later/run-config.yaml"]
+    assert sorted((a["name"], a["files"]) for a in offline_run(tmp_path / "run" / "wandb")["artifacts"]) == [
+        ("later.logs-rank0.txt", ["logs-rank0.txt"]), ("later.run-config.yaml", ["run-config.yaml"])]
 
 
 def test_a_resumed_run_keeps_its_first_hyperparameters_and_rewrites_the_file(tmp_path):

@@ -9,7 +9,9 @@ record's own level, timestamp and wall-clock time. A second sync sends only what
 progress into each target (a destination's store, directory or project) and the identity of its
 record there (an MLflow run id, a W&B run id) are kept in the run manifest beside the records
 file, so the next sync into that target adds to the same tracker run; another target gets
-everything, and ``--fresh`` sends everything again into a new tracker run.
+everything, and ``--fresh`` sends everything again into a new tracker run. A destination that
+takes files also gets the run's text log and config record, where the run keeps them by default,
+with every sync that sends new records.
 
 A tracker that could not deliver during the run left a spool,
 ``undelivered-<destination>-rank<rank>.jsonl`` (see `composer_cfg.run.spool`): it is synced into
@@ -56,6 +58,7 @@ class Synced:
     refused: list[str] = field(default_factory=list)  # one line per kind of value the back end refused
     skipped: str | None = None  # why this file was not sent to this destination at all
     held_back: int = 0  # records after the last checkpoint of a run that did not finish (it may redo them)
+    files: list[str] = field(default_factory=list)  # the run's files published with them (`_run_files`)
     handed: list[int] = field(default_factory=list)  # of the records to send, which were handed over, in order
     done: int = 0  # how many of them were handed over, refused or passed over
     run_status: str | None = None  # the status its manifest records, for a resumable run
@@ -128,6 +131,10 @@ def sync(
             key, entry, _ = _progress(entries, name, target, fresh)
             pending = _after(records, entry.get("through"))
             synced = Synced(file, name, len(pending), held_back=held_back, run_status=status)
+            if pending and file.name not in spools and destination.can_log_file_artifacts():
+                published = _run_files(file.parent, run_name, rank, pending[-1])
+                pending = [*pending, *published]  # (a new list: `records` is every destination's)
+                synced.files = [record["artifact"]["name"] for record in published]
             if not pending and entry and key not in entries:  # an earlier version's entry: now this target's
                 run_record.record_sync(file.name, key, {**entry, "target": target}, replaces=name)
             if pending:
@@ -149,6 +156,20 @@ def sync(
             synced.location = destination.output_location()
             results.append(synced)
     return results
+
+
+def _run_files(directory: Path, run_name: str, rank: int, last: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's text log (`FileLogger`) and, of rank 0, its config record
+    (`composer_cfg.run.run_config`), where the run keeps them by default (its `directory`), as
+    artifact records at the point of the `last` record sent, named as the run publishes them."""
+    found = []
+    for name in (f"logs-rank{rank}.txt", *(["run-config.yaml"] if rank == 0 else [])):
+        file = directory / name
+        if file.is_file():
+            found.append({"level": "FIT", "run_name": run_name, "rank": rank, "epoch": last["epoch"],
+                          "batch": last["batch"], "time": last.get("time"), "data": {},
+                          "artifact": {"name": f"{run_name}/{file.name}", "file": str(file), "overwrite": True}})
+    return found
 
 
 def _records_files(source: Path) -> list[Path]:
@@ -344,6 +365,8 @@ def _report(results: list[Synced]) -> int:
             continue
         where = f" into {synced.location}" if synced.location else ""
         print(f"{synced.destination}: {synced.sent} new record(s) from {synced.records_file}{where}")
+        if synced.files:
+            print(f"  files: {', '.join(synced.files)}")
         for line in synced.refused:
             print(f"  refused: {line}")
         if synced.held_back:
