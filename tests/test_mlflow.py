@@ -387,7 +387,7 @@ def test_ctrl_c_while_close_waits_for_the_store_ends_the_run_and_loses_nothing(m
     # waits while it takes them; a Ctrl-C stops the wait for what the sink has not taken (what it
     # sends finishes). Nothing is lost: the server has it, or the spool.
     proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Slow", (ForwardingProxy,),
-                                                                   {"upstream": mlflow.port, "delay": 0.02}))
+                                                                   {"upstream": mlflow.port, "delay": 0.1}))
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     destination = MLFlowLogger(tracking_uri=f"http://127.0.0.1:{proxy.server_port}", experiment_name="ctrl-c",
                                flush_seconds=0.01, queue_size=30_000)
@@ -398,14 +398,28 @@ def test_ctrl_c_while_close_waits_for_the_store_ends_the_run_and_loses_nothing(m
             logger.state.timestamp = logger.state.timestamp.to_next_batch()
             logger.data_batch({"loss": float(step)})
         client = MlflowClient(tracking_uri=mlflow.url)
+        closing, interrupted = threading.Event(), threading.Event()
 
-        def interrupt_once_some_arrived() -> None:
-            until(lambda: client.get_run(destination.run_id).data.metrics, timeout=60)
-            _thread.interrupt_main()
+        def interrupt_once_some_arrived() -> None:  # while close still waits (it takes seconds here)
+            until(lambda: not closing.is_set() or client.get_run(destination.run_id).data.metrics, timeout=60)
+            if closing.is_set():
+                interrupted.set()
+                _thread.interrupt_main()
 
+        closing.set()
         threading.Thread(target=interrupt_once_some_arrived, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt):
+        raised = False
+        try:
             logger.close()
+        except KeyboardInterrupt:
+            raised = True
+        finally:
+            closing.clear()
+        try:
+            time.sleep(1)  # an interrupt a moment late lands here, not in another test
+        except KeyboardInterrupt:
+            pass
+        assert interrupted.is_set() and raised  # close was interrupted, and raised it once all was closed
     finally:
         proxy.shutdown()
         proxy.server_close()

@@ -180,11 +180,19 @@ def test_under_torchrun_a_rank_killed_and_the_job_run_again_resumes_every_rank(t
     for rank in (0, 1):
         after, expected = read_back(directory, rank), read_back(reference, rank)
         for destination in ("text", "jsonl", "tensorboard", "mlflow", "mlflow params", "mlflow runs"):
-            assert after[destination] == expected[destination], (rank, destination)
+            assert after[destination] == expected[destination], (rank, destination, mlflow_story(directory))
         run = run_record(directory, rank)
         assert run["status"] == run["attempts"][-1]["status"] == "FINISHED"
     # (rank 0 may have been stopped before it recorded its first attempt: how far it got is timing)
     assert [attempt["status"] for attempt in run_record(directory, 1)["attempts"]] == ["CRASHED", "FINISHED"]
+
+
+def mlflow_story(directory: Path) -> dict:
+    """What explains a run's MLflow runs: each one's status, tags and start, and rank 0's record."""
+    client = MlflowClient(tracking_uri=f"sqlite:///{directory / 'mlflow.db'}")
+    runs = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()])
+    return {"runs": [(r.info.status, r.info.start_time, r.data.tags.get("composer_cfg.run")) for r in runs],
+            "rank 0": run_record(directory, 0)}
 
 
 def train(logger: Logger, batches: range, checkpoint_at: int | None = None) -> None:
@@ -543,3 +551,26 @@ def test_an_attempt_stopped_before_it_recorded_its_mlflow_run_is_continued_in_th
     (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss/train")] == list(range(EPOCHS * BATCHES))
+
+
+def test_each_records_file_of_a_run_keeps_its_own_part_when_two_loggers_name_their_destination_alike(tmp_path):
+    # Training and evaluation Loggers of one run, each with a destination named "jsonl", each its
+    # own file: the resumed training file is cut at its own size, not at the other file's.
+    def attempt(batches: range, dies: bool) -> None:
+        train = Logger(State("two"), {"jsonl": JSONLinesLogger()}, resume="auto")
+        train.run_event(Event.INIT)
+        evaluation = Logger(State("two"), {"jsonl": JSONLinesLogger("{run_name}/z-eval-rank{rank}.jsonl", overwrite=True)})
+        evaluation.data_epoch({"eval": 1.0})
+        evaluation.close()
+        for batch in batches:
+            train.state.timestamp = Timestamp(batch=batch)
+            train.data_batch({"loss": float(batch)})
+            if batch == 2:
+                train.state.timestamp = Timestamp(batch=3)
+                train.run_event(Event.BATCH_CHECKPOINT)
+        train.close(RunStatus.KILLED if dies else RunStatus.FINISHED)
+
+    attempt(range(5), dies=True)  # batches 3 and 4 come after the checkpoint
+    attempt(range(3, 6), dies=False)
+    assert [r["data"]["loss"] for r in read_records(tmp_path / "two" / "metrics-rank0.jsonl")] == [
+        float(batch) for batch in range(6)]

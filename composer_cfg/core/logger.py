@@ -197,7 +197,7 @@ class Logger:
                 try:
                     closed = self._dispatch.close(self._routes.close_order, status, deadline)
                     self._staging.close()
-                    self._attempt.end(closed.status, self.report)
+                    self._attempt.end(status, self.report)
                 finally:
                     self._lifecycle.closed()
         finally:
@@ -268,7 +268,7 @@ class Logger:
             identities = self._attempt.identities
             resumed = destination.resume_identity if identities is None else identities.get(name, {})
             return SinkContext(RunFacts(self._state.run_name, self._state.dist), self._state.timestamp, resumed,
-                               self._publish_file, channel.put, self, self._attempt.resumable)
+                               self._publish_file, channel.put, self, self._attempt.key)
 
         return context
 

@@ -76,12 +76,12 @@ class SinkContext(NamedTuple):
     run: RunFacts
     timestamp: Timestamp  # where the run is: with `resumed`, the point it continues from
     # None: a new run; else what `Sink.identity` said last time ({} if nothing), and for a run's
-    # records file ``checkpoint_bytes``, its size at the run's last checkpoint (what stays of it)
+    # records files ``kept_bytes``: each one's size at the last checkpoint (what stays of it), by path
     resumed: Mapping[str, Any] | None
     publish: Publish
     submit: Callable[[Record], None]  # add a record of the sink's own to its channel (a text log's captured prints)
     logger: Logger | None  # the Logger it belongs to (Composer-style destinations call back into it)
-    resumable: bool = False  # a later attempt may continue the run (``resume`` auto or must)
+    run_key: str | None = None  # a resumable run's own id, the same in every attempt; None otherwise
 
 
 class Policies:

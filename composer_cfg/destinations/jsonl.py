@@ -89,8 +89,8 @@ class JSONLinesSink(RunFileSink):
         self._header = (json.dumps(context.run.run_name), context.run.rank)
         self._file = self.run_file.open(context.run, append=context.resumed is not None)
         if context.resumed is not None:
-            self._file.write(resume_record(context.run.run_name, context.run.rank, context.timestamp,
-                                           context.resumed.get("checkpoint_bytes")))
+            kept = context.resumed.get("kept_bytes", {}).get(self.run_file.path)  # (an absolute path)
+            self._file.write(resume_record(context.run.run_name, context.run.rank, context.timestamp, kept))
 
     def write(self, records: Sequence[Record]) -> None:
         run_name, rank = self._header

@@ -47,8 +47,8 @@ MAX_PARAMS_PER_BATCH = 100
 MAX_PARAM_KEY = 250
 MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 5000
-#: The tag naming the run directory and rank of an MLflow run (an attempt stopped before it
-#: recorded its MLflow run is continued in it).
+#: The tag naming a resumable run (its own id, from its manifest) and rank on its MLflow run: an
+#: attempt stopped before it recorded its MLflow run is continued in it.
 RUN_TAG = "composer_cfg.run"
 #: The project's store (the default), in the directory the program was started from.
 PROJECT_STORE = "mlflow.db"
@@ -224,32 +224,40 @@ class MLflowSink(Sink):
         database = _sqlite_path(uri)
         with _creating(database):
             self._client = MlflowClient(tracking_uri=uri)
-        experiment = self._client.get_experiment_by_name(settings.experiment_name)
-        key = f"{Path(context.run.run_name).absolute()} rank {context.run.rank}"  # which run of ours, by its files
-        resumed = (context.resumed or {}).get("run_id")
-        if not resumed and context.resumable and experiment is not None:
-            resumed = self._unrecorded(experiment.experiment_id, key)
+            experiment_id = self._experiment(settings.experiment_name, database)
+        key = context.run_key and f"{context.run_key} rank {context.run.rank}"  # a resumable run's, in every attempt
+        resumed = (context.resumed or {}).get("run_id") or (key and self._unrecorded(experiment_id, key))
         if resumed:
             run = self._client.get_run(resumed)  # an unknown id raises, naming it
             self._client.update_run(resumed, status="RUNNING")
             self.run_id = resumed
             self._params = dict(run.data.params)  # one an attempt changes is said and left out, as within a run
             return
-        if experiment is None:
-            location = (database.parent / "mlartifacts").as_uri() if database is not None else None
-            experiment_id = self._client.create_experiment(settings.experiment_name, artifact_location=location)
-        else:
-            experiment_id = experiment.experiment_id
+        tags = {**settings.tags, RUN_TAG: key} if key else settings.tags
         self.run_id = self._client.create_run(experiment_id, run_name=settings.run_name_template.fill(fields),
-                                              tags={**settings.tags, RUN_TAG: key}).info.run_id
+                                              tags=tags).info.run_id
+
+    def _experiment(self, name: str, database: Path | None) -> str:
+        """The id of the experiment `name`, created if missing (keeping its artifacts beside a SQLite
+        store); another process creating it at the same moment is no error."""
+        from mlflow.exceptions import MlflowException
+
+        experiment = self._client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = (database.parent / "mlartifacts").as_uri() if database is not None else None
+        try:
+            return self._client.create_experiment(name, artifact_location=location)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self._client.get_experiment_by_name(name).experiment_id
 
     def _unrecorded(self, experiment_id: str, key: str) -> str | None:
         """The run an attempt of this run made and was stopped before recording (a SIGTERM while
-        the destinations started, before the run's manifest knew it): the last unfinished one
-        tagged with `key`, if any. It holds nothing of that attempt: a resumable run's tracker
+        the destinations started): the last unfinished one tagged with `key` (the run's own id,
+        in its manifest), if any. It holds nothing of that attempt: a resumable run's tracker
         receives data at checkpoints, and one would have recorded it."""
-        if "'" in key:
-            return None
         found = self._client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{key}' and attributes.status != 'FINISHED'",
                                          max_results=1, order_by=["attributes.start_time DESC"])
         return found[0].info.run_id if found else None
@@ -399,13 +407,17 @@ def _creating(database: Path | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet(name: str) -> Iterator[None]:
+    """Leave out the log `name`'s records below WARNING meanwhile (a filter of this call's own:
+    another thread's call adds and removes its own)."""
+    def quiet(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
     log = logging.getLogger(name)
-    level = log.level
-    log.setLevel(logging.WARNING)
+    log.addFilter(quiet)
     try:
         yield
     finally:
-        log.setLevel(level)
+        log.removeFilter(quiet)
 
 
 def _absolute_local_uri(uri: str) -> str:

@@ -20,6 +20,8 @@ from composer_cfg.runtime import workers
 _TEMPLATE = TemplateParam(DIST_FIELDS)
 #: Seconds a tracking server's address is given to take a connection when the config is checked.
 PROBE_SECONDS = 5.0
+#: The port of a URL (or proxy URL) that names none, by scheme.
+_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080, "socks4a": 1080}
 
 
 class TrackingURI(Meaning):
@@ -66,10 +68,10 @@ def _probe(key: str, uri: str) -> None:
     parts = urlparse(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return
-    proxy = _proxy_for(parts.scheme, parts.hostname)
+    proxy = _proxy_for(uri)
     try:
         hop = urlparse(proxy) if proxy else parts  # MLflow's requests connect to the proxy, if one applies
-        address = (hop.hostname, hop.port or (443 if hop.scheme == "https" else 80))
+        address = (hop.hostname, hop.port or _DEFAULT_PORTS.get(hop.scheme, 80))
         # the name's lookup is bounded too: a resolver may not answer
         workers.run_bounded(f"probing {hop.hostname}", lambda: socket.create_connection(address, PROBE_SECONDS).close(),
                             PROBE_SECONDS)
@@ -80,14 +82,13 @@ def _probe(key: str, uri: str) -> None:
                           f"start it, or check the address", key=key) from None
 
 
-def _proxy_for(scheme: str, host: str) -> str | None:
-    """The proxy the environment names for `scheme` (``HTTPS_PROXY``, ``ALL_PROXY``...), unless
-    ``NO_PROXY`` exempts `host`: as HTTP clients take them (urllib's reading of the environment)."""
-    proxies = urllib.request.getproxies()
-    proxy = proxies.get(scheme) or proxies.get("all")
-    if not proxy or urllib.request.proxy_bypass(host):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+def _proxy_for(uri: str) -> str | None:
+    """The proxy MLflow's requests take to `uri`: the one the environment names (``HTTPS_PROXY``,
+    ``ALL_PROXY``...) unless ``NO_PROXY`` exempts it, read as `requests` reads them."""
+    from requests.utils import get_environ_proxies, select_proxy
+
+    proxy = select_proxy(uri, get_environ_proxies(uri))
+    return None if proxy is None else proxy if "://" in proxy else f"http://{proxy}"
 
 
 def _file_store(uri: str) -> bool:
@@ -103,7 +104,7 @@ def file_store_path(uri: str) -> Path | None:
     if not _file_store(uri):
         return None
     parts = urlparse(uri)
-    return Path(parts.path if parts.scheme == "file" else uri)
+    return Path(urllib.request.url2pathname(parts.path) if parts.scheme == "file" else uri)
 
 
 def _file_store_allowed() -> bool:

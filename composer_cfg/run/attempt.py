@@ -44,6 +44,7 @@ class RunAttempt:
         self._wrote = False  # this attempt began a run there, or entered a spool: the report is its to add
         self.identities: Identities | None = None  # each destination's identity, when a run is continued
         self.resumed_from: Timestamp | None = None  # and the point it continues from
+        self.key: str | None = None  # a resumable run's own id (`RunRecord.key`), once begun
 
     def begin(self) -> None:
         """Before the destinations open: continue or start the recorded run (resumable runs only);
@@ -52,6 +53,7 @@ class RunAttempt:
             state = self._state
             given = state.timestamp
             continued = self._record.begin(state.run_name, state.world_size, self.resume, given)  # type: ignore[union-attr]
+            self.key = self._record.key  # type: ignore[union-attr]
             if continued is not None:
                 self.identities, self.resumed_from = continued.identities, continued.start
                 if continued.marked:

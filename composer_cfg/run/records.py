@@ -155,16 +155,20 @@ def placed_records(file: Path) -> list[tuple[int, dict[str, Any]]]:
         resumed = record.get("resumed_at")
         if resumed is not None:
             kept = record.get("kept_bytes")
-            if kept is not None:
+            if kept is not None and kept <= start:
                 records = [(at, kept_record) for at, kept_record in records if at < kept]
-            else:
-                point = (resumed["epoch"], resumed["batch"])
-                records = [(at, kept_record) for at, kept_record in records
-                           if (kept_record["epoch"], kept_record["batch"]) < point]
+            else:  # no size, or one the file no longer has (replaced, cut short): by point
+                point = point_of(resumed)
+                records = [(at, kept_record) for at, kept_record in records if point_of(kept_record) < point]
             continue
         record["data"] = _decode_non_finite(record.get("data", {}))
         records.append((start, record))
     return records
+
+
+def point_of(record: Mapping[str, Any]) -> tuple[int, int]:
+    """Where a record (or a mark) is in the run: (epoch, batch), the order of the points."""
+    return record["epoch"], record["batch"]
 
 
 def _decode_non_finite(value: Any) -> Any:

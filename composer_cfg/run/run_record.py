@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,6 +82,7 @@ class _Run(TypedDict, total=False):
     world_size: int
     rank: int
     status: str
+    key: str  # the run's own id, the same in every attempt (a tracker's run is tagged with it)
     checkpoint: _Point
     records_at_checkpoint: dict[str, int]  # records file (as under "records") -> its size in bytes then
     destinations: Required[dict[str, _Destination]]
@@ -212,6 +214,7 @@ class RunRecord:
         self._writing = FileLock(f"{self.path}.lock", thread_local=False)
         self._attempt = FileLock(self.path.with_suffix(".lock"), thread_local=False)
         self._live = False  # this process holds the attempt lock
+        self.key: str | None = None  # the run's own id, once an attempt began (`begin`)
 
     def read(self) -> dict[str, Any]:
         """The whole manifest ({} when there is none)."""
@@ -255,15 +258,16 @@ class RunRecord:
                    "attempts": []}
         else:
             identities = {name: entry.get("identity") or {} for name, entry in run["destinations"].items()}
-            for file, size in run.get("records_at_checkpoint", {}).items():
-                name = manifest.get("records", {}).get(file)
-                if name in identities:  # what of its file the records' destination keeps (`resume_record`)
-                    identities[name] = {**identities[name], "checkpoint_bytes": size}
+            kept = {str(self.path.parent / file): size for file, size in run.get("records_at_checkpoint", {}).items()}
+            for file, name in manifest.get("records", {}).items():
+                if name in identities and str(self.path.parent / file) in kept:  # what a records file keeps of
+                    identities[name] = {**identities[name], "kept_bytes": kept}  # itself, by path (`resume_record`)
             mark = run.get("checkpoint")
             continued = Continued(identities, timestamp if mark is None else Timestamp(**mark), mark is not None)
             if run["attempts"] and run["attempts"][-1]["status"] == "RUNNING":
                 run["attempts"][-1]["status"] = CRASHED
         run["status"] = "RUNNING"
+        self.key = run.setdefault("key", uuid.uuid4().hex)
         run["attempts"].append({"started": _now(), "status": "RUNNING", "pid": os.getpid(), "host": socket.gethostname(),
                                 "resumed_at": timestamp_fields(continued.start) if continued else None})
         manifest["run"] = run

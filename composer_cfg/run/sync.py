@@ -40,7 +40,7 @@ from composer_cfg.core.record import RunFacts
 from composer_cfg.core.state import State
 from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
-from composer_cfg.run.records import placed_records, read_records
+from composer_cfg.run.records import placed_records, point_of, read_records
 from composer_cfg.run.run_record import RunRecord, progress_key, run_files
 from composer_cfg.runtime.exit_hooks import close_at_exit
 
@@ -59,8 +59,7 @@ class Synced:
     skipped: str | None = None  # why this file was not sent to this destination at all
     held_back: int = 0  # records after the last checkpoint of a run that did not finish (it may redo them)
     files: list[str] = field(default_factory=list)  # the run's files published with them (`_run_files`)
-    handed: list[int] = field(default_factory=list)  # of the records to send, which were handed over, in order
-    done: int = 0  # how many of them were handed over, refused or passed over
+    done: int = 0  # of the records to send, how many (from the first) were handed over, refused or passed over
     run_status: str | None = None  # the status its manifest records, for a resumable run
 
 
@@ -105,10 +104,10 @@ def sync(
         manifest = run_record.read()
         spools = manifest.get("spools", {})
         status = (manifest.get("run") or {}).get("status")
-        final = [record for _, record in placed] if unfinished else _final(placed, manifest.get("run"), file.name)
-        held_back = len(placed) - len(final)
+        kept = [record for _, record in placed] if unfinished else _final(placed, manifest.get("run"), file.name)
+        held_back = len(placed) - len(kept)
         # In step order (a spool holds what overflowed before what was still queued at the end).
-        records = sorted(final, key=lambda record: (record["epoch"], record["batch"]))
+        records = sorted(kept, key=point_of)
         for name in destinations:
             if spools.get(file.name, name) != name:
                 continue  # another destination's spool
@@ -150,7 +149,7 @@ def sync(
                 try:  # the tracker run is recorded once it exists: an interrupted sync is continued in it
                     _replay(logger, pending, synced, progress, started=lambda: record(entry.get("through")))
                 finally:  # what the back end has, even when interrupted (a Ctrl-C, a failure)
-                    delivered = _delivered(logger.report().get(name, {}), synced.handed, synced.done)
+                    delivered = _delivered(logger.report().get(name, {}), synced.done)
                     if delivered:
                         record(_through(pending[:delivered], entry.get("through")))
             synced.location = destination.output_location()
@@ -222,9 +221,8 @@ def _final(placed: list[tuple[int, dict[str, Any]]], run: dict[str, Any] | None,
     size = run.get("records_at_checkpoint", {}).get(file)
     if size is not None:
         return [record for at, record in placed if at < size]
-    mark = run.get("checkpoint") or {"epoch": 0, "batch": 0}
-    cut = (mark["epoch"], mark["batch"])
-    return [record for _, record in placed if (record["epoch"], record["batch"]) < cut]
+    cut = point_of(run.get("checkpoint") or {"epoch": 0, "batch": 0})
+    return [record for _, record in placed if point_of(record) < cut]
 
 
 def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -232,10 +230,10 @@ def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> lis
     that timestamp the level/key pairs not sent."""
     if not through:
         return records
-    last, sent = (through["epoch"], through["batch"]), set(through["keys"])
+    last, sent = point_of(through), set(through["keys"])
     pending = []
     for record in records:
-        at = (record["epoch"], record["batch"])
+        at = point_of(record)
         if at > last:
             pending.append(record)
         elif at == last and "artifact" in record:
@@ -262,20 +260,17 @@ def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[
     return {"epoch": epoch, "batch": batch, "keys": sorted(keys)}
 
 
-def _delivered(report: dict[str, Any], handed: list[int], done: int) -> int:
-    """How many of the records to send, from the first, are done with, by the closed channel's
-    `report`: of the first `done` (handed over, refused or passed over), those before the first
-    that was `handed` and given up (the last ones: it delivers in order); none after a write that
-    failed (which is not known)."""
-    if report.get("failed"):
-        return 0
-    reached = max(0, len(handed) - sum(report.get(count, 0) for count in ("queued", "spooled", "dropped")))
-    return done if reached == len(handed) else handed[reached]
+def _delivered(report: dict[str, Any], done: int) -> int:
+    """How many of the records to send, from the first, are done with: the `done` ones (handed
+    over, refused or passed over) when the closed channel's `report` says it gave up none; else
+    none, since which it gave up is not known (the next sync sends them again; MLflow keeps one
+    copy of a point sent twice)."""
+    return 0 if any(report.get(count) for count in ("queued", "spooled", "dropped", "failed")) else done
 
 
 def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progress: bool,
             started: Callable[[], None]) -> None:
-    """Send `records` through `logger`, then close it (`synced.handed`: which it was handed);
+    """Send `records` through `logger`, then close it (`synced.done`: how many it went through);
     `started` is called once the destination's run exists. A value the back end refuses is counted
     (one line per kind), not fatal. Any other failure ends the sync of this destination."""
     from tqdm.auto import tqdm
@@ -296,15 +291,10 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
                 try:
                     if "artifact" not in record:
                         logger.data(LogLevel.parse(record["level"]), record["data"])
-                    elif artifacts[record["artifact"]["name"]] is record:
+                    elif artifacts[record["artifact"]["name"]] is record:  # (an older version is passed over)
                         _upload(logger, record["level"], record["artifact"])
-                    else:
-                        synced.done = index + 1
-                        continue  # an older version of an artifact sent later
                 except (TypeError, ValueError, FileNotFoundError) as error:  # refused by the back end, or gone
                     refused[str(error)] = None
-                else:
-                    synced.handed.append(index)
                 synced.done = index + 1
     except (TypeError, ValueError) as error:  # refused by the back end last: said at close, which completed
         refused[str(error)] = None

@@ -34,11 +34,10 @@ Failure = tuple[Any, str, Exception]
 
 
 class Closed(NamedTuple):
-    """What closing the channels came to: the failures that are news, the status the run ended
-    with (KILLED once a Ctrl-C interrupted it), and that interrupt, to raise once all is closed."""
+    """What closing the channels came to: the failures that are news, and a Ctrl-C that cut a
+    channel's wait short, to raise once all is closed."""
 
     news: list[tuple[str, str, Exception]]
-    status: RunStatus
     interrupted: KeyboardInterrupt | None
 
     def raise_any(self) -> None:
@@ -124,7 +123,7 @@ class Dispatch:
         `post_close` (Composer's: after every destination closed): the failures that are news.
         Each channel's repeated failures are counted in a warning (`FailureLedger.report`); after
         a SIGTERM, the news is logged as errors too (the process ends next). A Ctrl-C while a
-        channel closes stops that one catching up; the others still close, as KILLED."""
+        channel closes stops that one catching up (`Closed.interrupted`); the others still close."""
         failures = self.stage.deliver(put_each)
         closed, interrupted = [], None
         for channel in channels:
@@ -132,7 +131,7 @@ class Dispatch:
                 channel.close(status, deadline)
                 closed.append(channel)
             except KeyboardInterrupt as error:
-                interrupted, status = error, RunStatus.KILLED
+                interrupted = error
             except Exception as error:
                 failures.append((channel, "close", error))
         for channel in channels:
@@ -147,7 +146,7 @@ class Dispatch:
             for name, what, error in news:
                 LOG.error("closing destination %r after SIGTERM: %s failed: %s: %s", name, what,
                           type(error).__name__, error)
-        return Closed(news, status, interrupted)
+        return Closed(news, interrupted)
 
     def settle(self, seconds: float) -> None:
         """Wait, at most `seconds`, for records other threads are handing over (before a close)."""

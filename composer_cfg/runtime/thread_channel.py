@@ -175,23 +175,22 @@ class ThreadChannel(Channel):
         with self._spool_lock:
             self._settle_spool()
         if interrupted is not None:
+            self._say_undelivered()
             raise interrupted
         self._kept.raise_kept()
         self._say_undelivered()
 
     def _hurry(self, limit: float | None) -> bool:
-        """Interrupted while closing: what waits is given up now (spooled or dropped, counted, said
-        once), and the sink ends KILLED once the write it is in returns (at most `limit`; a second
-        Ctrl-C stops waiting). Whether it closed."""
+        """Interrupted while closing: as if its wait had timed out, what the sink has not taken is
+        given up now (spooled or dropped, counted, said once), but the sink still closes, once the
+        call it is in returns (at most `limit`; a second Ctrl-C stops that wait). Whether it closed."""
         given = self._give_up()
-        with self._cond:
-            self._queue = deque(_Close(RunStatus.KILLED) if isinstance(item, _Close) else item for item in self._queue)
-            self._taken = deque(_Close(RunStatus.KILLED) if isinstance(item, _Close) else item for item in self._taken)
-            self._urgent = True
-            self._cond.notify_all()
         self._say_once("interrupted", "destination %s: interrupted while closing; %d record(s) it had not taken were "
                                       "given up (%s)", self._where(), given, self.policy.undelivered)
-        return self._finished.wait(limit)
+        try:
+            return self._finished.wait(limit)
+        except KeyboardInterrupt:
+            return False
 
     def post_close(self, closed_cleanly: bool) -> None:
         if self._finished.is_set():  # a worker still inside the sink keeps it
