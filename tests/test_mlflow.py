@@ -406,6 +406,9 @@ def test_ctrl_c_while_close_waits_for_the_store_ends_the_run_and_loses_nothing(m
                 interrupted.set()
                 _thread.interrupt_main()
 
+        # Python's own Ctrl-C handler, even where this process was started with SIGINT ignored (a
+        # background job): interrupt_main does nothing then.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         closing.set()
         threading.Thread(target=interrupt_once_some_arrived, daemon=True).start()
         raised = False
@@ -419,6 +422,8 @@ def test_ctrl_c_while_close_waits_for_the_store_ends_the_run_and_loses_nothing(m
             time.sleep(1)  # an interrupt a moment late lands here, not in another test
         except KeyboardInterrupt:
             pass
+        finally:
+            signal.signal(signal.SIGINT, previous)
         assert interrupted.is_set() and raised  # close was interrupted, and raised it once all was closed
     finally:
         proxy.shutdown()
