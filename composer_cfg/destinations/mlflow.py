@@ -168,11 +168,7 @@ class MLFlowLogger(SinkDestination):
 
     def sync_target(self, run: RunFacts) -> str:
         """The store: a local one by its absolute path, any other by its URI (password masked)."""
-        uri = self.store_uri(run)
-        database, directory = _sqlite_path(uri), file_store_path(uri)
-        if database is not None:
-            return f"sqlite:///{database.resolve()}"
-        return directory.resolve().as_uri() if directory is not None else redact_text(uri)
+        return redact_text(_absolute_local_uri(self.store_uri(run), create=False))
 
     def refuses(self, record: Record) -> str | None:
         """The metric and parameter names MLflow would refuse (``acc@1``, a 300-character name), by
@@ -420,17 +416,19 @@ def _quiet(name: str) -> Iterator[None]:
         log.removeFilter(quiet)
 
 
-def _absolute_local_uri(uri: str) -> str:
-    """A local store's URI with an absolute path (a SQLite database's directory, or a file store's,
-    created). MLflow caches a store per URI string: a relative one would follow the first working
-    directory it was used in."""
+def _absolute_local_uri(uri: str, create: bool = True) -> str:
+    """A local store's URI with an absolute path (with `create`, a SQLite database's directory, or
+    a file store's, made). MLflow caches a store per URI string: a relative one would follow the
+    first working directory it was used in."""
     database, directory = _sqlite_path(uri), file_store_path(uri)
     if database is not None:
         database = database.resolve()
-        database.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            database.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{database}"
     if directory is not None:
         directory = directory.resolve()
-        directory.mkdir(parents=True, exist_ok=True)
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
         return directory.as_uri()
     return uri

@@ -154,16 +154,22 @@ def placed_records(file: Path) -> list[tuple[int, dict[str, Any]]]:
             raise ValueError(f"{file}:{number}: not a JSON record: {error}") from None
         resumed = record.get("resumed_at")
         if resumed is not None:
-            kept = record.get("kept_bytes")
-            if kept is not None and kept <= start:
-                records = [(at, kept_record) for at, kept_record in records if at < kept]
-            else:  # no size, or one the file no longer has (replaced, cut short): by point
-                point = point_of(resumed)
-                records = [(at, kept_record) for at, kept_record in records if point_of(kept_record) < point]
+            kept = record.get("kept_bytes")  # a size the file no longer has (replaced, cut short): by point
+            records = before(records, kept if kept is not None and kept <= start else None, resumed)
             continue
         record["data"] = _decode_non_finite(record.get("data", {}))
         records.append((start, record))
     return records
+
+
+def before(placed: list[tuple[int, dict[str, Any]]], size: int | None,
+           point: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """Of records with their offsets (`placed_records`), those written before byte `size` of their
+    file; without a size, those before `point` (by epoch, then batch)."""
+    if size is not None:
+        return [(at, record) for at, record in placed if at < size]
+    cut = point_of(point)
+    return [(at, record) for at, record in placed if point_of(record) < cut]
 
 
 def point_of(record: Mapping[str, Any]) -> tuple[int, int]:

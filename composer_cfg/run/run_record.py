@@ -2,10 +2,10 @@
 
 The manifest says what went where: under ``"run"`` (a resumable run) its name and world size,
 each destination's identity (an MLflow run id, a W&B id, file paths) and how far it was written,
-the last checkpoint mark (and the size of each records file then), the status, and one entry per attempt (started, ended, status, where it
-resumed, and the process that ran it); under ``"spools"`` and ``"sync"`` the spools of undelivered
-records, their destinations and tracker runs, and what ``composer-cfg-sync`` sent; under
-``"logging"`` the Logger's report at close.
+the run's own id, the last checkpoint mark (and the size of each records file then), the status,
+and one entry per attempt (started, ended, status, where it resumed, and the process that ran
+it); under ``"spools"`` and ``"sync"`` the spools of undelivered records, their destinations and
+tracker runs, and what ``composer-cfg-sync`` sent; under ``"logging"`` the Logger's report at close.
 
 Every change is a read-modify-write of the whole file under two locks, one for the threads of
 this process and one for other processes (`filelock`), then an atomic replace: a reader sees the

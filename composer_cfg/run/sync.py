@@ -40,7 +40,7 @@ from composer_cfg.core.record import RunFacts
 from composer_cfg.core.state import State
 from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
-from composer_cfg.run.records import placed_records, point_of, read_records
+from composer_cfg.run.records import before, placed_records, point_of, read_records
 from composer_cfg.run.run_record import RunRecord, progress_key, run_files
 from composer_cfg.runtime.exit_hooks import close_at_exit
 
@@ -218,11 +218,8 @@ def _final(placed: list[tuple[int, dict[str, Any]]], run: dict[str, Any] | None,
     without a checkpoint)."""
     if run is None or run.get("status") == "FINISHED":
         return [record for _, record in placed]
-    size = run.get("records_at_checkpoint", {}).get(file)
-    if size is not None:
-        return [record for at, record in placed if at < size]
-    cut = point_of(run.get("checkpoint") or {"epoch": 0, "batch": 0})
-    return [record for _, record in placed if point_of(record) < cut]
+    mark = run.get("checkpoint") or {"epoch": 0, "batch": 0}
+    return [record for _, record in before(placed, run.get("records_at_checkpoint", {}).get(file), mark)]
 
 
 def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> list[dict[str, Any]]:

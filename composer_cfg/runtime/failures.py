@@ -15,7 +15,6 @@ next call or barrier, through the same ledger.
 from __future__ import annotations
 
 import contextlib
-
 import logging
 import threading
 

@@ -174,11 +174,11 @@ class ThreadChannel(Channel):
                            self.policy.undelivered)
         with self._spool_lock:
             self._settle_spool()
-        if interrupted is not None:
-            self._say_undelivered()
-            raise interrupted
-        self._kept.raise_kept()
+        if interrupted is None:
+            self._kept.raise_kept()
         self._say_undelivered()
+        if interrupted is not None:
+            raise interrupted
 
     def _hurry(self, limit: float | None) -> bool:
         """Interrupted while closing: as if its wait had timed out, what the sink has not taken is
