@@ -632,6 +632,10 @@ def test_a_tracking_server_reached_through_a_proxy_passes_the_check_and_is_logge
         f"http://tracking.invalid:5000 through the proxy http://127.0.0.1:{closed} (connection refused); start it, "
         "or check the address (from command line 'logger.destinations.mlflow.tracking_uri=http://tracking.invalid:5000')"])
     assert list((tmp_path / "nothing").iterdir()) == []
+    secret = subprocess.run(command, cwd=tmp_path / "nothing", capture_output=True, text=True, timeout=120,
+                            env=child_env(HTTP_PROXY=f"http://user:s3cret-pw@127.0.0.1:{closed}", NO_PROXY=""))
+    assert secret.returncode == 2 and "s3cret-pw" not in secret.stderr + secret.stdout
+    assert f"through the proxy http://user:***@127.0.0.1:{closed} (connection refused)" in secret.stderr
 
 
 def test_a_back_end_that_refuses_to_start_is_one_line_naming_the_destination(tmp_path):
