@@ -1,8 +1,12 @@
-"""`LoggerDestination`: Composer's destination API (0.7/0.8), run on composer_cfg's records and channels.
+"""`LoggerDestination`: Composer's destination API (0.7/0.8, and 0.32), run on composer_cfg's records
+and channels.
 
-A destination written for Composer overrides some of `log_data(state, log_level, data)`,
+A destination written for Composer 0.8 overrides some of `log_data(state, log_level, data)`,
 `log_file_artifact(...)`, the event hooks (``epoch_end(state, logger)``...), `run_event`, `close`
-and `post_close`; every method has a default. Given to a `Logger`, it is driven through an
+and `post_close`; one written for 0.32 overrides `log_metrics(metrics, step)`,
+`log_hyperparameters(hyperparameters)`, `log_images(...)`, `log_table(...)`,
+`upload_file(state, remote_file_name, file_path, *, overwrite)`, `can_upload_files()`. Every
+method has a default. Given to a `Logger`, it is driven through an
 adapter (`composer_cfg.compat.composer_sink.ComposerSink`) on an inline channel: each record
 becomes the call Composer made, with a state whose timestamp is the record's.
 
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import Histogram
 from composer_cfg.core.record import EventPoint, Kind, Record, RunFacts
 from composer_cfg.core.secrets import redact
 from composer_cfg.core.sink import Policies, Sink, SinkContext
@@ -74,11 +79,44 @@ class LoggerDestination(Policies):
 
     def takes_artifacts(self) -> bool:
         """Whether file artifacts are routed to it: when its class handles them (Composer called
-        every destination's `log_file_artifact`; one that ignores them costs nothing)."""
-        return type(self).log_file_artifact is not LoggerDestination.log_file_artifact
+        every destination's `log_file_artifact`, or 0.32's `upload_file`; one that ignores them
+        costs nothing)."""
+        return overrides(self, "log_file_artifact") or overrides(self, "upload_file")
+
+    @property
+    def shows_media(self) -> frozenset[str]:  # type: ignore[override]
+        """The media its class shows: images with `log_images`, tables with `log_table`,
+        histograms with `log_histogram` (others are said once and counted, never sent)."""
+        return frozenset(kind for kind, method in _MEDIA_METHODS.items() if overrides(self, method))
 
     def log_data(self, state: State, log_level: LogLevel, data: dict[str, Any]) -> None:
         """Receive `data`, normalised and shared with no one: its values never change after the call."""
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Composer 0.32's `log_data`: `metrics` at `step`; called instead of `log_data` when a
+        class overrides it and not `log_data`."""
+
+    def log_images(self, images: Any, name: str = "Images", channels_last: bool = False, step: int | None = None,
+                   masks: dict[str, Any] | None = None, mask_class_labels: dict[int, str] | None = None,
+                   use_table: bool = True) -> None:
+        """Receive images: a list of H x W x C uint8 arrays (``channels_last=True``), `masks` a
+        mapping of mask names to one H x W class-id array per image (`composer_cfg.core.media`)."""
+
+    def log_table(self, columns: list[str], rows: list[list[Any]], name: str = "Table", step: int | None = None) -> None:
+        """Receive a table: `columns` names and `rows`, each a list of one value per column."""
+
+    def log_histogram(self, name: str, histogram: Histogram, step: int) -> None:
+        """Receive a histogram: counts, bin edges and the moments of the values (`Histogram`)."""
+
+    def upload_file(self, state: State, remote_file_name: str, file_path: Path, *, overwrite: bool) -> None:
+        """Composer 0.32's `log_file_artifact`; called instead of it when a class overrides it."""
+
+    def can_upload_files(self) -> bool:
+        """Composer 0.32's `can_log_file_artifacts` (which asks this one)."""
+        return False
+
+    def can_log_file_artifacts(self) -> bool:
+        return self.can_upload_files()
 
     def log_file_artifact(self, state: State, log_level: LogLevel, artifact_name: str, file_path: Path, *,
                           overwrite: bool) -> None:
@@ -184,6 +222,15 @@ class LoggerDestination(Policies):
     def predict_end(self, state: State, logger: Logger) -> None: ...
 
 
+_MEDIA_METHODS = {"images": "log_images", "table": "log_table", "histogram": "log_histogram"}
+
+
+def overrides(destination: LoggerDestination, method: str) -> bool:
+    """Whether `destination`'s class (or the instance itself) defines `method` anew."""
+    return (method in getattr(destination, "__dict__", {})
+            or getattr(type(destination), method) is not getattr(LoggerDestination, method))
+
+
 class SinkDestination(LoggerDestination):
     """A destination whose records its own `Sink` writes (the built-in ones): configured and
     checked here, written there. Its Composer methods, called by hand, become records on the
@@ -191,6 +238,7 @@ class SinkDestination(LoggerDestination):
 
     channel_flushes: ClassVar[bool] = True
     event_hooks: frozenset[Event] = frozenset()  # type: ignore[assignment]
+    shows_media: frozenset[str] = frozenset()  # type: ignore[assignment]  # what its sink shows
 
     def sink(self) -> Sink:
         sink = self.__dict__.get("_sink")
@@ -203,6 +251,12 @@ class SinkDestination(LoggerDestination):
         raise NotImplementedError
 
     def takes_artifacts(self) -> bool:
+        return self.can_log_file_artifacts()
+
+    def can_log_file_artifacts(self) -> bool:
+        return False
+
+    def can_upload_files(self) -> bool:
         return self.can_log_file_artifacts()
 
     def attach(self, channel: Channel) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from composer_cfg.core.current_calls import CurrentComposerCalls
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.record import EventPoint, Kind, Record, RunFacts
@@ -35,9 +36,9 @@ _new_record, _DATA, _FIT = tuple.__new__, Kind.DATA, LogLevel.FIT  # the hot pat
 IN_FLIGHT_WAIT = 2.0
 
 
-class Logger:
-    """Turns each call into one immutable `Record` and routes it to the channel of each
-    destination that takes it; safe to call from several threads.
+class Logger(CurrentComposerCalls):
+    """Turns each call (Composer's 2022 API, and 0.32's: `composer_cfg.core.current_calls`) into one
+    immutable `Record`, routed to the channel of each destination that takes it; thread-safe.
 
     `destinations`: ``None``, one destination, a sequence, or a mapping of name to destination
     (``None`` values skipped, so a config can switch one off), each a `LoggerDestination`

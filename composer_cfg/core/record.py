@@ -33,6 +33,7 @@ class Kind(str, Enum):
     ARTIFACT = "artifact"  # an `Artifact`: a file to publish
     EVENT = "event"  # an `EventPoint`: a point of the training loop
     PRINTED = "printed"  # a `Printed`: text the process wrote to stdout or stderr (a text log captures it)
+    MEDIA = "media"  # an `Images`, `Table` or `Histogram` (`composer_cfg.core.media`), at BATCH level
 
 
 class Artifact:

@@ -7,11 +7,13 @@ acts at no event and has no flush due at one, is in no table for it: such a call
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS
 from composer_cfg.core.sink import CHANNELS, Policies, SinkContext
 from composer_cfg.runtime.channel import Channel, SpoolFactory
 from composer_cfg.runtime.inline_channel import InlineChannel
@@ -20,6 +22,7 @@ from composer_cfg.runtime.meter import Meter
 from composer_cfg.runtime.thread_channel import ThreadChannel
 
 DestinationsGiven = Policies | Sequence[Policies | None] | Mapping[str, Policies | None] | None
+LOG = logging.getLogger("composer_cfg")
 _KINDS: dict[str, type[Channel]] = {"inline": InlineChannel, "thread": ThreadChannel, "keyed": KeyedChannel}
 
 
@@ -100,6 +103,10 @@ class Routes:
         self.hyperparameters = tuple(m.channel for m in members
                                      if m.destination.takes_data and m.destination.takes_hyperparameters)
         self.everything = tuple(m.channel for m in members)
+        batch = set(map(id, self.data[LogLevel.BATCH][1]))
+        self.media = {kind: Shown(tuple(m.channel for m in members if id(m.channel) in batch and kind in _shows(m)),
+                                  tuple(m.name for m in members if id(m.channel) in batch and kind not in _shows(m)))
+                      for kind in KINDS}
         # Those that store no artifacts first (their last flush publishes files to those that do),
         # local ones before remote ones (a hung server never keeps a local file from its last
         # flush), artifact stores last.
@@ -118,6 +125,9 @@ class Routes:
         report = {}
         for m in self.members:
             figures = {**(m.meter.report() if m.meter is not None else {}), **m.channel.report()}
+            not_shown = {kind: shown.missed[m.name] for kind, shown in self.media.items() if shown.missed.get(m.name)}
+            if not_shown:
+                figures["media_not_shown"] = not_shown
             if figures:
                 report[m.name] = figures
         return report
@@ -125,6 +135,28 @@ class Routes:
     def overhead(self) -> dict[str, dict[str, Any]]:
         """With `measure_overhead`, what each destination cost the threads that logged; {} without."""
         return {m.name: m.meter.report() for m in self.members if m.meter is not None}
+
+
+class Shown:
+    """Where one kind of media goes: the channels of the destinations that show it, and the names
+    of those that take data at its level but can not show it (each said once, then counted)."""
+
+    def __init__(self, channels: tuple[Channel, ...], elsewhere: tuple[str, ...]) -> None:
+        self.channels = channels
+        self.elsewhere = elsewhere
+        self.missed: dict[str, int] = {}
+
+    def not_shown(self, kind: str) -> None:
+        """Count an item of `kind` that the destinations in `elsewhere` did not get; say it the first time."""
+        for destination in self.elsewhere:
+            if destination not in self.missed:
+                LOG.warning("destination %r can not show %s; they are left out of it (counted in its report: "
+                            "media_not_shown)", destination, "images" if kind == "images" else f"{kind}s")
+            self.missed[destination] = self.missed.get(destination, 0) + 1
+
+
+def _shows(m: Member) -> frozenset[str]:
+    return frozenset(m.destination.shows_media)
 
 
 def _listens(channel: Channel, event: Event) -> bool:

@@ -90,6 +90,9 @@ class Policies:
     * `log_level`: the threshold: a DATA record of level ``l`` reaches the sink only when
       ``l <= log_level`` (None: every level); `takes_data` False: no data at all (an artifact store);
       `takes_hyperparameters` False: no hyperparameters (a text log).
+    * `shows_media`: the kinds of media it shows (``images``, ``table``, ``histogram``:
+      `composer_cfg.core.media`); media of another kind are not sent to it: the Logger says so
+      once and counts them in its report (``media_not_shown``).
     * `rank_zero_only`: only global rank 0 has the destination; elsewhere it costs nothing.
     * `channel_kind`: ``inline`` (written on the calling thread: a reader sees it at once),
       ``thread`` (written in order on a thread of its own) or ``keyed`` (artifacts: the newest
@@ -113,6 +116,7 @@ class Policies:
     log_level: LogLevel | None = None
     takes_data: ClassVar[bool] = True
     takes_hyperparameters: ClassVar[bool] = True
+    shows_media: frozenset[str] = frozenset()
     rank_zero_only: bool = False
     channel_kind: str = "inline"
     delivery_policy: DeliveryPolicy = DeliveryPolicy()

@@ -11,6 +11,7 @@ from typing import Any
 from composer_cfg.compat.destination import SinkDestination
 from composer_cfg.config.params import Level
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS, Media
 from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.sink import Sink
 from composer_cfg.core.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
@@ -18,7 +19,7 @@ from composer_cfg.destinations.columns import Series, TimeRows
 from composer_cfg.runtime.channel import Channel
 from composer_cfg.runtime.inline_channel import InlineChannel
 
-_DATA, _HYPERPARAMETERS = Kind.DATA, Kind.HYPERPARAMETERS
+_DATA, _HYPERPARAMETERS, _MEDIA = Kind.DATA, Kind.HYPERPARAMETERS, Kind.MEDIA
 
 
 class InMemoryLogger(SinkDestination):
@@ -42,7 +43,11 @@ class InMemoryLogger(SinkDestination):
 
     `most_recent_values` and `most_recent_timestamps` (key -> last value / its `Timestamp`)
     are built from the stored columns when read; `data` is brought up to date when read.
+    `media`: every image, table and histogram logged, with its timestamp, as it was recorded
+    (`composer_cfg.core.media`).
     """
+
+    shows_media = frozenset(KINDS)
 
     def __init__(self, log_level: Level = LogLevel.BATCH) -> None:
         self.log_level = LogLevel.parse(log_level)
@@ -56,6 +61,7 @@ class InMemoryLogger(SinkDestination):
         self._times: dict[int, tuple[Timestamp, LogLevel]] = {}  # row -> its time point, once read
         self._settle: Callable[[], None] = _nothing
         self.hyperparameters: dict[str, Any] = {}
+        self.media: list[tuple[Timestamp, Media]] = []
 
     def make_sink(self) -> Sink:
         return _MemorySink(self)
@@ -85,6 +91,8 @@ class InMemoryLogger(SinkDestination):
                 self._keep(record.timestamp, record.level, record.payload)  # type: ignore[arg-type]
             elif kind is _HYPERPARAMETERS:
                 self.hyperparameters.update(record.payload)
+            elif kind is _MEDIA:
+                self.media.append((record.timestamp, record.payload))
 
     def _keep(self, timestamp: Timestamp, log_level: LogLevel, data: dict[str, Any]) -> None:
         last = self._last

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from composer_cfg.compat.destination import SinkDestination
@@ -11,10 +12,12 @@ from composer_cfg.config.params import ArtifactTemplate, FileTemplate, Level, Po
 from composer_cfg.core.events import Event
 from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS
 from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
 from composer_cfg.destinations.run_file import RunFile, RunFileParams, RunFileSink
+from composer_cfg.run.media_files import media_line
 from composer_cfg.run.records import record_line, resume_record
 
 #: The file is fsynced and published at these events (and at close).
@@ -22,7 +25,8 @@ FLUSH_EVENTS = (Event.EPOCH_END, Event.EVAL_END, Event.FIT_END)
 
 
 class JSONLinesLogger(RunFileParams, SinkDestination):
-    """Writes each call as one line of JSON (see `composer_cfg.run.records` for the format).
+    """Writes each call as one line of JSON (see `composer_cfg.run.records` for the format); images
+    and tables with their pixels and cells in files beside it (`composer_cfg.run.media_files`).
 
     Args:
         filename: template of the file's path, one per rank.
@@ -47,6 +51,7 @@ class JSONLinesLogger(RunFileParams, SinkDestination):
 
     hyperparameters_as_fit_data = True
     writes_records = True
+    shows_media = frozenset(KINDS)
 
     def __init__(
         self,
@@ -97,12 +102,15 @@ class JSONLinesSink(RunFileSink):
         pending = self._pending
         refused = None
         for record in records:
-            if record.kind is Kind.DATA or record.kind is Kind.HYPERPARAMETERS:
-                try:
+            kind = record.kind
+            try:
+                if kind is Kind.DATA or kind is Kind.HYPERPARAMETERS:
                     pending.append(record_line(record.level, run_name, rank, record.timestamp, record.time,
                                                record.payload))
-                except Exception as error:  # the other records are written all the same
-                    refused = refuse(refused, error)
+                elif kind is Kind.MEDIA:
+                    pending.append(media_line(run_name, rank, record, Path(self.run_file.path).parent))
+            except Exception as error:  # the other records are written all the same
+                refused = refuse(refused, error)
         if len(pending) >= self._flush_interval or (self._timed and pending and self._schedule.seconds_due()):
             self._schedule.restart()
             self._write_pending().flush()

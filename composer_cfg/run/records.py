@@ -8,6 +8,9 @@ other objects their ``str``. Strict JSON has no NaN or infinity, so non-finite f
 as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` (protobuf's JSON mapping);
 `read_records` turns them back into floats (so a logged *string* ``"NaN"`` reads back as a float).
 
+Images, tables and histograms are records with ``"media"`` instead of ``"data"``
+(`composer_cfg.run.media_files`; `read_records` gives them ``"data": {}``).
+
 A spool (`composer_cfg.run.spool`) also holds artifacts a tracker did not get: instead of
 ``"data"``, ``"artifact": {"name": ..., "file": ..., "overwrite": ...}`` (`read_records` gives
 them ``"data": {}``).
@@ -99,9 +102,19 @@ def _finite(value: Any) -> Any:
 
 def record_line(level: Any, run_name_json: str, rank: int, timestamp: Any, when: float, data: Mapping[str, Any]) -> str:
     """One record (see above) as its line, newline included; `run_name_json` is ``json.dumps(run_name)``."""
-    return (f'{{"level": "{level.name}", "run_name": {run_name_json}, "rank": {rank}, '
+    return f'{{{record_header(level, run_name_json, rank, timestamp, when)}, "data": {encode_data(data)}}}\n'
+
+
+def record_header(level: Any, run_name_json: str, rank: int, timestamp: Any, when: float) -> str:
+    """The fields every record starts with, from ``"level"`` to ``"time"``, without braces."""
+    return (f'"level": "{level.name}", "run_name": {run_name_json}, "rank": {rank}, '
             f'"epoch": {timestamp.epoch}, "batch": {timestamp.batch}, "batch_in_epoch": {timestamp.batch_in_epoch}, '
-            f'"sample": {timestamp.sample}, "time": {when!r}, "data": {encode_data(data)}}}\n')
+            f'"sample": {timestamp.sample}, "time": {when!r}')
+
+
+def strict_json(value: Any) -> str:
+    """`value` as strict JSON, of any size (non-finite floats as strings, as in records)."""
+    return _ENCODER.encode(_finite(value))
 
 
 def artifact_line(level: Any, run_name: str, rank: int, timestamp: Any, when: float, name: str, file: str,
@@ -157,7 +170,7 @@ def placed_records(file: Path) -> list[tuple[int, dict[str, Any]]]:
             kept = record.get("kept_bytes")  # a size the file no longer has (replaced, cut short): by point
             records = before(records, kept if kept is not None and kept <= start else None, resumed)
             continue
-        record["data"] = _decode_non_finite(record.get("data", {}))
+        record["data"] = decode_non_finite(record.get("data", {}))
         records.append((start, record))
     return records
 
@@ -177,11 +190,11 @@ def point_of(record: Mapping[str, Any]) -> tuple[int, int]:
     return record["epoch"], record["batch"]
 
 
-def _decode_non_finite(value: Any) -> Any:
+def decode_non_finite(value: Any) -> Any:
     if isinstance(value, str):
         return NON_FINITE.get(value, value)
     if isinstance(value, dict):
-        return {key: _decode_non_finite(item) for key, item in value.items()}
+        return {key: decode_non_finite(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_decode_non_finite(item) for item in value]
+        return [decode_non_finite(item) for item in value]
     return value

@@ -6,7 +6,8 @@ close waited as long as it may (`composer_cfg.core.sink.DeliveryPolicy`). With
 in the JSON Lines records format (`composer_cfg.run.records`): data as it was logged,
 hyperparameters as one FIT record, an artifact as its name and the path of the file it was
 published from (the file itself is not copied: a sync uploads it as it is then; the last
-version of a log file is the one wanted). Each write reaches the OS before it returns; `close`
+version of a log file is the one wanted), an image or a table with its files beside the spool
+(`composer_cfg.run.media_files`). Each write reaches the OS before it returns; `close`
 fsyncs.
 The run record names the file's destination and, as soon as it is known, the identity of the
 tracker run it belongs to, so a sync sends it to that destination alone and adds to that run.
@@ -23,9 +24,10 @@ from typing import IO, Any
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.record import Kind, Record, RunFacts
 from composer_cfg.run.files import open_text
+from composer_cfg.run.media_files import media_line
 from composer_cfg.run.records import artifact_line, record_line
 
-_KEPT = frozenset({Kind.DATA, Kind.HYPERPARAMETERS, Kind.ARTIFACT})
+_KEPT = frozenset({Kind.DATA, Kind.HYPERPARAMETERS, Kind.ARTIFACT, Kind.MEDIA})
 #: ``register(file name, identity)``: name the spool in the run record (identity {} while unknown).
 Register = Callable[[str, Mapping[str, Any]], None]
 
@@ -66,6 +68,8 @@ class Spool:
             artifact = record.payload
             return artifact_line(level, run.run_name, run.rank, record.timestamp, record.time, artifact.name,
                                  str(Path(artifact.source).absolute()), artifact.overwrite)
+        if record.kind is Kind.MEDIA:
+            return media_line(json.dumps(run.run_name), run.rank, record, self.path.parent)
         return record_line(level, json.dumps(run.run_name), run.rank, record.timestamp, record.time, record.payload)
 
     def close(self, identity: Mapping[str, Any]) -> None:

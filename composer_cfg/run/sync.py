@@ -40,6 +40,7 @@ from composer_cfg.core.record import RunFacts
 from composer_cfg.core.state import State
 from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
+from composer_cfg.run.media_files import load_media
 from composer_cfg.run.records import before, placed_records, point_of, read_records
 from composer_cfg.run.run_record import RunRecord, progress_key, run_files
 from composer_cfg.runtime.exit_hooks import close_at_exit
@@ -286,7 +287,9 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
                                             sample=record.get("sample", 0))
                 state.log_time = record.get("time")
                 try:
-                    if "artifact" not in record:
+                    if "media" in record:
+                        logger.log_media(load_media(record, synced.records_file.parent))
+                    elif "artifact" not in record:
                         logger.data(LogLevel.parse(record["level"]), record["data"])
                     elif artifacts[record["artifact"]["name"]] is record:  # (an older version is passed over)
                         _upload(logger, record["level"], record["artifact"])

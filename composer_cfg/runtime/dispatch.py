@@ -28,7 +28,7 @@ _CALLS = {Kind.DATA: "log_data", Kind.HYPERPARAMETERS: "log_hyperparameters", Ki
           Kind.PRINTED: "a print"}
 #: What a call refused after close takes no more of.
 _REFUSED = {Kind.DATA: "data", Kind.HYPERPARAMETERS: "data", Kind.ARTIFACT: "file artifacts", Kind.EVENT: "events",
-            Kind.PRINTED: "prints"}
+            Kind.PRINTED: "prints", Kind.MEDIA: "data"}
 #: A failure: (the channel, or None for the tensor stage; what was being done; the error).
 Failure = tuple[Any, str, Exception]
 
@@ -173,4 +173,7 @@ def put_each(channels: Iterable[Any], record: Record) -> list[Failure]:
 
 
 def _what(record: Record) -> str:
-    return record.payload.event.value if record.kind is Kind.EVENT else _CALLS[record.kind]
+    kind = record.kind
+    if kind is Kind.EVENT:
+        return record.payload.event.value
+    return f"log_{record.payload.kind}" if kind is Kind.MEDIA else _CALLS[kind]
