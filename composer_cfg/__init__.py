@@ -20,6 +20,7 @@ from composer_cfg.core.formatting import format_log_data_value
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.logger import Logger
 from composer_cfg.core.loop import TrainingLoop
+from composer_cfg.core.media import MediaError
 from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.sink import DeliveryPolicy, KeyedSink, Sink, SinkContext
 from composer_cfg.core.state import State
@@ -58,6 +59,7 @@ __all__ = [
     "ConfigError",
     "DeliveryPolicy",
     "Event",
+    "MediaError",
     "FileLogger",
     "FlushSchedule",
     "InMemoryLogger",

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+class MediaError(ValueError):
+    """An image, table or histogram that can not be logged; the message names it and what is allowed."""
+
+
 class Image(NamedTuple):
     """One image: `pixels` H x W x C uint8 (C in 1, 3, 4); `masks` name -> H x W class ids."""
 
@@ -73,6 +77,15 @@ class Histogram(NamedTuple):
 
 
 Media = Images | Table | Histogram
+
+
+def summary_line(item: Media, step: int) -> str:
+    """The one line a text log or the console shows for an item.
+
+    >>> summary_line(Table("samples", ("prompt", "answer"), (("2+2", "4"),)), 7)
+    '[table][batch=7]: samples: 1 row(s) x 2 column(s)'
+    """
+    return f"[{item.kind}][batch={step}]: {item.name}: {item.summary()}"
 #: The kinds of media, as `Images.kind`, `Table.kind` and `Histogram.kind` name them.
 KINDS = ("images", "table", "histogram")
 

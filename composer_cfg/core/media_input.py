@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from composer_cfg.core.media import Histogram, Image, Images, Table
+from composer_cfg.core.media import Histogram, Image, Images, MediaError, Table
 
 #: Bins of a histogram when none are given.
 DEFAULT_BINS = 64
@@ -39,10 +39,6 @@ DEFAULT_BINS = 64
 MAX_IMAGES, MAX_CELLS, MAX_BINS = 1024, 1_000_000, 10_000
 CHANNELS = (1, 3, 4)
 _CELL_TYPES = (str, int, float, bool, type(None))
-
-
-class MediaError(ValueError):
-    """An image, table or histogram that can not be logged; the message names it."""
 
 
 def images(values: Any, name: str = "Images", *, channels_last: bool = False,

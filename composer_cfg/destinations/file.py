@@ -23,6 +23,7 @@ from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.formatting import format_log_text
 from composer_cfg.core.log_interval import LogInterval
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS, summary_line
 from composer_cfg.core.record import Kind, Printed, Record
 from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
@@ -69,6 +70,7 @@ class FileLogger(RunFileParams, SinkDestination):
     """
 
     takes_hyperparameters = False  # a text log shows data, not the run's config
+    shows_media = frozenset(KINDS)  # one summary line per item
 
     def __init__(
         self,
@@ -155,6 +157,8 @@ class FileSink(RunFileSink):
                         file.write(chunk)
                 elif kind is Kind.EVENT:
                     self._interval.start(record.timestamp)
+                elif kind is Kind.MEDIA:
+                    file.write(summary_line(record.payload, record.timestamp.batch) + "\n")
             except Exception as error:  # the other records are written all the same
                 refused = refuse(refused, error)
         if refused is not None:

@@ -15,6 +15,7 @@ from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.events import Event
 from composer_cfg.core.formatting import format_log_text
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS, summary_line
 from composer_cfg.core.record import EventPoint, Kind, Printed, Record
 from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.state import State
@@ -61,6 +62,7 @@ class ProgressBarLogger(SinkDestination):
     """
 
     takes_hyperparameters = False
+    shows_media = frozenset(KINDS)  # one console line per item, as for data
     event_hooks = frozenset({Event.EPOCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START,
                         Event.EVAL_AFTER_FORWARD, Event.EVAL_END})
 
@@ -122,6 +124,8 @@ class _BarsSink(Sink):
                 self._event(record.payload, record.timestamp)
             elif record.kind is Kind.PRINTED:
                 self._line(record.payload.text)
+            elif record.kind is Kind.MEDIA and self._settings.console_predicate(self._state, record.level):
+                self._line(summary_line(record.payload, record.timestamp.batch))
 
     def close(self, status: RunStatus) -> None:
         for split in list(self._bars):
