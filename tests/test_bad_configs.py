@@ -78,7 +78,7 @@ CATALOGUE = [
     (['demo.checkpoint="{step}.npz"'], ["demo.checkpoint"], "unknown field {step}"),
     (["demo.epoch=3"], ["demo.epoch"], "unknown key for run_demo; did you mean 'epochs'?"),
     (["+run_nmae=foo"], ["run_nmae"], "unknown top-level key; did you mean 'run_name'?"),
-    (["+loggers={wandb: {}}"], ["loggers"], "unknown top-level key; did you mean 'logger'?"),
+    (["+logers={wandb: {}}"], ["logers"], "unknown top-level key; did you mean 'loggers'?"),
     (["dry_run=maybe"], ["dry_run"], "expected a boolean (true/false), got 'maybe'"),
     (["resume=sometimes"], ["resume"], "expected one of never, auto, must, got 'sometimes'"),
     (["resume=must"], ["resume"], "'must', but there is no run 'bad' to continue"),
@@ -230,7 +230,7 @@ CATALOGUE = [
     ([*STORE, f"+{O}.storage_options={{x: {{_target_: composer_cfg.nothing}}}}"],
      [f"{O}.storage_options.x._target_"], "composer_cfg has no attribute 'nothing'"),
     # -- composer_cfg's own keys, at every level ------------------------------------------------------
-    (["+run_nmae=foo", "+loggers={wandb: {}}"], ["run_nmae", "loggers"], "unknown top-level key"),
+    (["+run_nmae=foo", "+logers={wandb: {}}"], ["run_nmae", "logers"], "unknown top-level key"),
     (["run_name=.."], ["run_name"], "'..' must not contain '/' or '\\\\' or be '.' or '..'"),
     (["run_name=''"], ["run_name"], "expected a non-empty string, got ''"),
     ([f"run_name={'r' * 300}"], ["run_name"], "more than a file name may have (255 bytes)"),

@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from composer_cfg.config.foundry import foundry_key, move_foundry_loggers
 from composer_cfg.config.params import job_directory
 from composer_cfg.config.problems import Problem
 from composer_cfg.config.provenance import source_of
@@ -95,9 +96,11 @@ def compose_in_context(
     """
     overrides = without_null_groups(overrides)
     cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
+    problems, moved = move_foundry_loggers(cfg)  # an llm-foundry block: destinations like any other
     directory, key = job_directory_of(cfg) if for_command else (None, None)
     with job_directory(directory, key):
-        problems = config_problems(cfg, own_primary)
+        problems += [Problem(foundry_key(problem.key, moved), problem.message)
+                     for problem in config_problems(cfg, own_primary)]
     reported = {problem.key for problem in problems}
     for override in forced:  # composed with ++ to check them; one the validator accepts still needs a +
         key = override.split("=", 1)[0].lstrip("+")

@@ -34,14 +34,15 @@ LOGGER_SETTINGS = ("measure_overhead",)
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).
-TOP_LEVEL_KEYS = ("logger", "run_name", "resume", "dry_run", "log_config", "demo")
+TOP_LEVEL_KEYS = ("logger", "run_name", "resume", "dry_run", "log_config", "demo", "loggers")
 
 
 def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = True) -> list[Problem]:
     """The problems of a resolved config (plain containers), in the config's key order.
 
     `own_primary`: the primary config is composer_cfg's, so a top-level key it does not have is a
-    typo (``+run_nmae=x``) or a block from another tool (``loggers:``).
+    typo (``+run_nmae=x``) or a block from another tool. (An llm-foundry ``loggers:`` block was
+    moved into ``logger.destinations`` before: `composer_cfg.config.foundry`.)
     """
     problems: list[Problem] = []
     logger = config.get("logger")

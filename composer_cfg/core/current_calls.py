@@ -26,6 +26,7 @@ from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.core.values import normalise, plain
+from composer_cfg.runtime.lifecycle import OPEN
 
 if TYPE_CHECKING:
     from composer_cfg.core.routing import Routes
@@ -58,6 +59,8 @@ class CurrentComposerCalls:
                    use_table: bool = True) -> None:
         """Images (an array or tensor: HW, CHW or HWC, a batch NCHW or NHWC; or a sequence of them)
         with optional segmentation `masks`, under `name` (`composer_cfg.core.media_input.images`)."""
+        if not self._wanted("images"):
+            return
         from composer_cfg.core import media_input  # (numpy: imported at the first media call)
 
         self.log_media(media_input.images(images, name, channels_last=channels_last, masks=masks,
@@ -66,6 +69,8 @@ class CurrentComposerCalls:
     def log_table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], name: str = "Table",
                   step: int | None = None) -> None:
         """A table: `columns` names and `rows` of numbers and strings (`composer_cfg.core.media_input.table`)."""
+        if not self._wanted("table"):
+            return
         from composer_cfg.core import media_input
 
         self.log_media(media_input.table(columns, rows, name), step)
@@ -73,6 +78,8 @@ class CurrentComposerCalls:
     def log_histogram(self, name: str, values: Any, step: int | None = None, bins: int | None = None) -> None:
         """The distribution of `values` (an array or tensor of numbers, such as a layer's weights)
         in `bins` equal bins (default 64) (`composer_cfg.core.media_input.histogram`)."""
+        if not self._wanted("histogram"):
+            return
         from composer_cfg.core import media_input
 
         self.log_media(media_input.histogram(values, name, bins), step)
@@ -95,6 +102,11 @@ class CurrentComposerCalls:
             shown.not_shown(item.kind)
         if shown.channels:
             self._dispatch.send(shown.channels, self._at(step, Kind.MEDIA, item))
+
+    def _wanted(self, kind: str) -> bool:
+        """Whether any destination takes media of `kind` (else the call costs nothing, as data does)."""
+        shown = self._routes.media[kind]
+        return bool(shown.channels or shown.elsewhere) or self._lifecycle.phase != OPEN
 
     def _at(self, step: int | None, kind: Kind, payload: Any) -> Record:
         """A BATCH record of `payload` at `step` (the state's batch when None)."""

@@ -1,0 +1,60 @@
+"""An llm-foundry ``loggers:`` block builds the same destinations, and its problems name its keys."""
+
+import pytest
+
+from composer_cfg import ConfigError, InMemoryLogger, JSONLinesLogger, TensorboardLogger, build_logger, compose_config
+
+FOUNDRY_YAML = """\
+defaults:
+  - config   # composer_cfg's own primary config
+  - _self_
+run_name: foundry-run
+loggers:
+  inmemory: {}
+  jsonl:
+    flush_interval: 1
+  tensorboard:
+    log_dir: tb/{run_name}
+"""
+
+
+def test_a_foundry_yaml_moves_over_unchanged_and_builds_its_destinations(tmp_path):
+    (tmp_path / "train.yaml").write_text(FOUNDRY_YAML)
+    logger = build_logger(config_name="train", config_dir=tmp_path, overrides=["logger=none"])
+    try:
+        built = dict(logger.destinations.items())
+        assert [(name, type(d)) for name, d in built.items()] == [
+            ("inmemory", InMemoryLogger), ("jsonl", JSONLinesLogger), ("tensorboard", TensorboardLogger)]
+        assert built["jsonl"].flush_interval == 1
+        logger.log_metrics({"loss": 0.5}, step=3)
+        assert built["inmemory"].most_recent_values == {"loss": 0.5}
+    finally:
+        logger.close()
+    assert len(list((tmp_path / "tb" / "foundry-run").glob("events.out.tfevents.*"))) == 1
+
+
+def test_the_block_replaces_a_preset_destination_of_the_same_name_and_keeps_the_others():
+    cfg = compose_config(["+loggers={file: {log_level: batch}}"])
+    assert list(cfg.logger.destinations) == ["file", "in_memory", "progress_bar"]
+    assert dict(cfg.logger.destinations.file) == {"_target_": "composer_cfg.FileLogger", "log_level": "batch"}
+    assert "loggers" not in cfg
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+loggers={wandb: {projct: p}}",
+     "loggers.wandb.projct: unknown key for WandBLogger; did you mean 'project'? allowed: project, group, name, "
+     "entity, tags, log_artifacts, rank_zero_only, init_kwargs, mode, dir, log_level, init_params, timeout, "
+     "queue_size, when_full, undelivered (from command line '+loggers={wandb: {projct: p}}')"),
+    ("+loggers={mosaicml: {}}",
+     "loggers.mosaicml: not a composer_cfg destination; allowed: file, in_memory, progress_bar, jsonl, tensorboard, "
+     "mlflow, wandb, object_store, inmemory, in_memory_logger (from command line '+loggers={mosaicml: {}}')"),
+    ("+loggers=[wandb]",
+     "loggers: expected a mapping of destination names to their arguments, got ['wandb'] "
+     "(from command line '+loggers=[wandb]')"),
+    ("+loggers={file: [1]}",
+     "loggers.file: expected a mapping of FileLogger's arguments, got [1] (from command line '+loggers={file: [1]}')"),
+])
+def test_a_problem_in_the_block_is_one_line_naming_its_key_and_where_it_came_from(override, message):
+    with pytest.raises(ConfigError) as raised:
+        compose_config([override])
+    assert str(raised.value) == message
