@@ -238,3 +238,19 @@ def test_media_in_a_records_file_are_json_lines_readers_can_skip():
     assert [("media" in line, line.get("data")) for line in lines] == [(True, None), (False, {"loss": 1.0})]
     assert [r["data"] for r in read_records(RECORDS)] == [{}, {"loss": 1.0}]
     assert isinstance(load_media(lines[0], RECORDS.parent), Histogram)
+
+
+def test_an_artifact_store_gets_each_media_file_once_beside_the_records_file(tmp_path):
+    from composer_cfg import ObjectStoreLogger
+
+    image = np.full((3, 3), 9, dtype=np.uint8)
+    with logged(store=ObjectStoreLogger(str(tmp_path / "store"))) as logger:
+        for step in range(2):
+            logger.log_images(image, name="same", step=step)
+        logger.log_table(["a"], [["x"]])
+    stored = sorted(str(path.relative_to(tmp_path / "store")) for path in (tmp_path / "store").rglob("*")
+                    if path.is_file())
+    local = sorted(f"run/media/{path.name}" for path in (RECORDS.parent / "media").iterdir())
+    assert len(local) == 2 and stored == sorted(["run/metrics-rank0.jsonl", *local])
+    for name in local:
+        assert (tmp_path / "store" / name).read_bytes() == Path(name).read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -17,7 +18,7 @@ from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
 from composer_cfg.destinations.run_file import RunFile, RunFileParams, RunFileSink
-from composer_cfg.run.media_files import media_line
+from composer_cfg.run.media_files import FOLDER, media_line
 from composer_cfg.run.records import record_line, resume_record
 
 #: The file is fsynced and published at these events (and at close).
@@ -108,7 +109,8 @@ class JSONLinesSink(RunFileSink):
                     pending.append(record_line(record.level, run_name, rank, record.timestamp, record.time,
                                                record.payload))
                 elif kind is Kind.MEDIA:
-                    pending.append(media_line(run_name, rank, record, Path(self.run_file.path).parent))
+                    pending.append(media_line(run_name, rank, record, Path(self.run_file.path).parent,
+                                              self._publish_media))
             except Exception as error:  # the other records are written all the same
                 refused = refuse(refused, error)
         if len(pending) >= self._flush_interval or (self._timed and pending and self._schedule.seconds_due()):
@@ -116,6 +118,11 @@ class JSONLinesSink(RunFileSink):
             self._write_pending().flush()
         if refused is not None:
             raise refused
+
+    def _publish_media(self, path: Path) -> None:
+        """Offer a new media file to the artifact stores, beside the records file's own artifact."""
+        folder = posixpath.dirname(self.run_file.artifact_name)  # type: ignore[arg-type]
+        self._publish(posixpath.join(folder, FOLDER, path.name), path, False)
 
     def flush(self, durable: bool) -> None:
         """Write the pending records, then flush, fsync and publish the file."""

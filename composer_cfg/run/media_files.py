@@ -14,7 +14,9 @@ A media record has the header of every record (``level``, ``run_name``, ``rank``
 
 Files are named by the SHA-256 of their content, in a ``media/`` folder beside the records file,
 paths relative to it: a resumed run, a spool, or a sync that writes the same image again writes
-no second copy. Each file appears whole (written aside, then renamed).
+no second copy. Each file appears whole (written aside, then renamed). A JSON Lines logger
+publishes each new one as an artifact beside its own (``<its folder>/media/<hash>.npy``), so an
+artifact store holds the run's media too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +40,14 @@ if TYPE_CHECKING:
 FOLDER = "media"
 
 
-def media_line(run_name_json: str, rank: int, record: Record, directory: Path) -> str:
+def media_line(run_name_json: str, rank: int, record: Record, directory: Path,
+               written: Callable[[Path], None] | None = None) -> str:
     """`record` (a MEDIA record) as its line, newline included (`run_name_json` is
-    ``json.dumps(run_name)``); its files written into ``directory/media`` first."""
+    ``json.dumps(run_name)``); its files written into ``directory/media`` first, `written` called
+    with each one that was not there yet."""
     header = record_header(record.level, run_name_json, rank, record.timestamp, record.time)
-    return f'{{{header}, "media": {encode_data(_described(record.payload, directory))}}}\n'
+    files = _Files(directory, written)
+    return f'{{{header}, "media": {encode_data(_described(record.payload, files))}}}\n'
 
 
 def load_media(record: dict[str, Any], directory: Path) -> Media:
@@ -65,41 +71,49 @@ def load_media(record: dict[str, Any], directory: Path) -> Media:
     raise ValueError(f"a media record of unknown kind {kind!r} (this version reads images, table, histogram)")
 
 
-def _described(item: Media, directory: Path) -> dict[str, Any]:
+def _described(item: Media, files: _Files) -> dict[str, Any]:
     if isinstance(item, Images):
         return {"kind": "images", "name": item.name,
-                "images": [{"file": _array_file(directory, image.pixels),
-                            "masks": {name: _array_file(directory, mask) for name, mask in image.masks.items()}}
+                "images": [{"file": files.array(image.pixels),
+                            "masks": {name: files.array(mask) for name, mask in image.masks.items()}}
                            for image in item.images],
                 "mask_class_labels": None if item.mask_class_labels is None
                 else {str(k): v for k, v in item.mask_class_labels.items()},
                 "use_table": item.use_table}
     if isinstance(item, Table):
         content = strict_json({"columns": list(item.columns), "rows": [list(row) for row in item.rows]})
-        return {"kind": "table", "name": item.name, "file": _stored(directory, content.encode(), ".json")}
+        return {"kind": "table", "name": item.name, "file": files.stored(content.encode(), ".json")}
     return {"kind": "histogram", "name": item.name, "counts": list(item.counts), "edges": list(item.edges),
             "count": item.count, "min": item.minimum, "max": item.maximum, "sum": item.total,
             "sum_squares": item.total_squares}
 
 
-def _array_file(directory: Path, array: np.ndarray) -> str:
-    import numpy as np  # (only where there are images: `import composer_cfg` stays light)
+class _Files:
+    """The payload files of one record, in ``directory/media``."""
 
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return _stored(directory, buffer.getvalue(), ".npy")
+    def __init__(self, directory: Path, written: Callable[[Path], None] | None) -> None:
+        self._directory = directory
+        self._written = written
 
+    def array(self, array: np.ndarray) -> str:
+        import numpy as np  # (only where there are images: `import composer_cfg` stays light)
 
-def _stored(directory: Path, content: bytes, suffix: str) -> str:
-    """Write `content` as ``media/<its hash><suffix>`` under `directory` unless it is there; its relative path."""
-    relative = f"{FOLDER}/{hashlib.sha256(content).hexdigest()[:32]}{suffix}"
-    path = directory / relative
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False) as partial:
-            partial.write(content)
-        os.replace(partial.name, path)
-    return relative
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        return self.stored(buffer.getvalue(), ".npy")
+
+    def stored(self, content: bytes, suffix: str) -> str:
+        """Write `content` as ``media/<its hash><suffix>`` unless it is there; its relative path."""
+        relative = f"{FOLDER}/{hashlib.sha256(content).hexdigest()[:32]}{suffix}"
+        path = self._directory / relative
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False) as partial:
+                partial.write(content)
+            os.replace(partial.name, path)
+            if self._written is not None:
+                self._written(path)
+        return relative
 
 
 def _read_array(directory: Path, relative: str) -> np.ndarray:
