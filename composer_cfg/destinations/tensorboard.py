@@ -1,4 +1,5 @@
-"""`TensorboardLogger`: scalars and hyperparameters in TensorBoard event files (tensorboardX)."""
+"""`TensorboardLogger`: scalars, hyperparameters, images, tables and histograms in TensorBoard
+event files (tensorboardX)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.formatting import format_log_data_value
 from composer_cfg.core.hyperparameters import flatten
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS, Histogram, Images, Media, Table
 from composer_cfg.core.record import Kind, Record, RunFacts
-from composer_cfg.core.sink import Sink, SinkContext
+from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.templates import DIST_FIELDS, Template, default_artifact_name
 from composer_cfg.core.values import scalar
@@ -41,7 +43,8 @@ FLUSH_EVENTS = (Event.EVAL_END, Event.FIT_END)
 
 
 class TensorboardLogger(SinkDestination):
-    """Writes scalars with ``global_step=batch``; FIT data as a text table of hyperparameters.
+    """Writes scalars with ``global_step=batch``; FIT data as a text table of hyperparameters;
+    images, tables and histograms as TensorBoard shows them (below).
 
     Args (the first three in Composer 0.8's order):
         log_dir: template of the event files' directory (``{run_name}``, ``{rank}``...).
@@ -58,12 +61,29 @@ class TensorboardLogger(SinkDestination):
     several elements) are skipped, with one warning per key. A checkpoint waits until every event
     logged before it is on disk; a scheduled flush puts them there when the writer reaches it.
     The records are tensorboardX's, imported when first needed.
+
+    Media, at ``step`` = the call's batch (`Logger.log_images`, `log_table`, `log_histogram`), each
+    name made a tag as scalars' keys are:
+
+    * images: one event per call, with a PNG image per image under ``<name>/<index>`` (``/0``
+      when there is one: a series keeps its tags whatever the number of images), at its size, grayscale,
+      RGB or RGBA as logged; each of its masks under ``<name>/<index>/mask/<mask name>``, an RGB
+      image with each class id in its colour of PASCAL VOC's palette (0 black, 1 dark red, 2 dark
+      green...: `composer_cfg.destinations.tensorboard_events.mask_colours`). `mask_class_labels`
+      and `use_table` are not shown (TensorBoard's images have no legend);
+    * a table: a markdown table, as ``add_text(<name>, ...)`` writes it (tag
+      ``<name>/text_summary``): a header row of the columns, then one row per row; a cell is its
+      ``str`` (``nan``, ``True``...), None an empty cell; ``\\`` and ``|`` are escaped, line breaks
+      are ``<br>``;
+    * a histogram: TensorBoard's histogram under ``<name>``: the logged count, minimum, maximum,
+      sum, sum of squares and bin counts, the bucket limits being the bins' right edges.
     """
 
     hyperparameters_as_fit_data = True
+    shows_media = frozenset(KINDS)
     channel_kind = "thread"
     holds_until_checkpoint = True  # readers keep every event of a step written twice
-    requires = {"tensorboardX": "tensorboard"}
+    requires = {"tensorboardX": "tensorboard", "PIL": "tensorboard"}  # PIL: PNG images
 
     def __init__(
         self,
@@ -123,22 +143,19 @@ class TensorboardSink(Sink):
         self._events = EventFile(self._directory, f".{time.time_ns()}.{os.getpid()}.rank{context.run.rank}")
 
     def write(self, records: Sequence[Record]) -> None:
-        events = self._events
+        refused = None
         for record in filter(storable, records):
-            if record.kind is Kind.HYPERPARAMETERS or record.level is LogLevel.FIT:
-                self._hyperparameters(record)
-            elif record.kind is Kind.DATA:
-                numbers = []
-                for key, value in record.payload.items():
-                    number = scalar(value)
-                    if number is not None:
-                        numbers.append((key, number))
-                    elif key not in self._skipped:
-                        self._skipped.add(key)
-                        LOG.warning("TensorboardLogger: %r is not a scalar (%s); its values are not written",
-                                    key, type(value).__name__)
-                if numbers:
-                    events.scalars(numbers, int(record.timestamp.batch), record.time)  # type: ignore[union-attr]
+            try:
+                if record.kind is Kind.HYPERPARAMETERS or record.level is LogLevel.FIT:
+                    self._hyperparameters(record)
+                elif record.kind is Kind.DATA:
+                    self._scalars(record)
+                elif record.kind is Kind.MEDIA:
+                    self._media(record.payload, int(record.timestamp.batch), record.time)
+            except Exception as error:  # the other records are written all the same
+                refused = refuse(refused, error)
+        if refused is not None:
+            raise refused
 
     def flush(self, durable: bool) -> None:
         """Put every event written so far on disk and publish the event files."""
@@ -157,6 +174,38 @@ class TensorboardSink(Sink):
     def location(self) -> str | None:
         return str(self._directory.resolve()) if self._directory is not None else None
 
+    def _scalars(self, record: Record) -> None:
+        numbers = []
+        for key, value in record.payload.items():
+            number = scalar(value)
+            if number is not None:
+                numbers.append((key, number))
+            elif key not in self._skipped:
+                self._skipped.add(key)
+                LOG.warning("TensorboardLogger: %r is not a scalar (%s); its values are not written",
+                            key, type(value).__name__)
+        if numbers:
+            self._events.scalars(numbers, int(record.timestamp.batch), record.time)  # type: ignore[union-attr]
+
+    def _media(self, item: Media, step: int, wall_time: float) -> None:
+        """An image, table or histogram record (see `TensorboardLogger`)."""
+        from composer_cfg.destinations.tensorboard_events import mask_colours
+
+        events: EventFile = self._events  # type: ignore[assignment]
+        if isinstance(item, Images):
+            values = []
+            for index, image in enumerate(item.images):
+                tag = f"{item.name}/{index}"
+                values.append((events.tag(tag), image.pixels))
+                values.extend((events.tag(f"{tag}/mask/{name}"), mask_colours(mask))
+                              for name, mask in image.masks.items())
+            events.images(values, step, wall_time)
+        elif isinstance(item, Table):
+            header = _markdown_row(item.columns) + "|---" * len(item.columns) + "|\n"
+            events.text(events.tag(item.name), header + "".join(map(_markdown_row, item.rows)), step, wall_time)
+        elif isinstance(item, Histogram):
+            events.histogram(events.tag(item.name), item, step, wall_time)
+
     def _hyperparameters(self, record: Record) -> None:
         rows = "".join(f"| {key} | {format_log_data_value(value)} |\n" for key, value in flatten(record.payload).items())
         self._events.text("hparams", "| key | value |\n|---|---|\n" + rows, int(record.timestamp.batch),  # type: ignore[union-attr]
@@ -168,3 +217,10 @@ class TensorboardSink(Sink):
             return
         for event_file in sorted(directory.glob("events.out.tfevents.*")):
             self._publish(f"{self._artifact_dir}/{event_file.name}", event_file, True)
+
+
+def _markdown_row(cells: Sequence[Any]) -> str:
+    """One row of a markdown table, newline included (see `TensorboardLogger`)."""
+    texts = ("" if cell is None else str(cell) for cell in cells)
+    return "| " + " | ".join("<br>".join(text.replace("\\", "\\\\").replace("|", "\\|").splitlines())
+                             for text in texts) + " |\n"

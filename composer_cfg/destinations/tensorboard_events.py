@@ -6,19 +6,25 @@ says an event logged before a flush is on disk after it. Here the file is tensor
 `EventsWriter` (the one its `SummaryWriter` writes through, so the file's name and records are
 the same), fed directly: a data call is one event holding all its scalars, written when logged,
 and `flush` puts everything written so far on disk (tensorboardX's flush ends with an fsync).
+
+Media are tensorboardX's records too: images as PNG image summaries (encoded with Pillow, as
+tensorboardX's `make_image` does), histograms as `histogram_raw` writes them, text as `add_text`.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
-from tensorboardX.summary import scalar, text
+from tensorboardX.summary import histogram_raw, scalar, text
 
+from composer_cfg.core.media import Histogram
 from composer_cfg.runtime import forks
 
 
@@ -50,6 +56,18 @@ class EventFile:
         """A text summary (tag ``<tag>/text_summary``), as `SummaryWriter.add_text` writes it."""
         self._write(text(tag, content), step, wall_time)
 
+    def images(self, values: Iterable[tuple[str, np.ndarray]], step: int, wall_time: float | None) -> None:
+        """One event with an image value per (tag, H x W x C uint8 pixels, C in 1, 3, 4)."""
+        summary = Summary(value=[Summary.Value(tag=tag, image=png(pixels)) for tag, pixels in values])
+        self._write(summary, step, wall_time)
+
+    def histogram(self, tag: str, histogram: Histogram, step: int, wall_time: float | None) -> None:
+        """A histogram summary: TensorBoard's bucket limits are right edges (the first bucket
+        starts at the minimum), so the limits are the edges after the first."""
+        self._write(histogram_raw(tag, histogram.minimum, histogram.maximum, histogram.count, histogram.total,
+                                  histogram.total_squares, list(histogram.edges[1:]), list(histogram.counts)),
+                    step, wall_time)
+
     def _write(self, summary: Summary, step: int, wall_time: float | None) -> None:
         when = time.time() if wall_time is None else wall_time
         self._events.write_event(Event(summary=summary, step=step, wall_time=when))
@@ -60,3 +78,29 @@ class EventFile:
 
     def close(self) -> None:
         self._events.close()
+
+
+def png(pixels: np.ndarray) -> Summary.Image:
+    """H x W x C uint8 pixels as a PNG image value: grayscale (C 1), RGB (3) or RGBA (4)."""
+    from PIL import Image  # (tensorboard's dependency, as for tensorboardX's own images)
+
+    height, width, channels = pixels.shape
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels).save(buffer, format="PNG")
+    return Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=buffer.getvalue())
+
+
+def mask_colours(mask: np.ndarray) -> np.ndarray:
+    """H x W class ids as H x W x 3 uint8 colours: class ``c`` in PASCAL VOC's palette colour of
+    ``c mod 2**24`` (0 black, 1 (128, 0, 0), 2 (0, 128, 0), 3 (128, 128, 0)...; -1 as 2**24 - 1, white).
+
+    >>> mask_colours(np.array([[0, 1], [2, 3]])).tolist()
+    [[[0, 0, 0], [128, 0, 0]], [[0, 128, 0], [128, 128, 0]]]
+    """
+    ids, where = np.unique(mask, return_inverse=True)
+    bits = ids.astype(np.int64) & 0xFFFFFF
+    colours = np.zeros((len(ids), 3), dtype=np.uint8)
+    for shift in range(7, -1, -1):  # each 3 bits of the id, low first, set one bit of R, G and B, high first
+        colours |= ((bits[:, None] >> np.arange(3)) & 1).astype(np.uint8) << shift
+        bits >>= 3
+    return colours[where.reshape(mask.shape)]
