@@ -147,3 +147,5 @@ def test_a_sync_of_a_json_lines_run_shows_the_same_media_as_the_run_showed_live(
     (synced,) = sync("run", ["tensorboard"], ["logger.destinations.tensorboard.log_dir=synced"])
     assert (synced.sent, synced.refused) == (2 * 6, [])  # per batch: one data call, five media calls
     assert shown("synced") == live  # tags, steps, wall times, pixels, histograms and text alike
+    assert [s.sent for s in sync("run", ["tensorboard"], ["logger.destinations.tensorboard.log_dir=synced"])] == [0]
+    assert shown("synced") == live
