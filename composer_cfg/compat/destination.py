@@ -11,9 +11,11 @@ adapter (`composer_cfg.compat.composer_sink.ComposerSink`) on an inline channel:
 becomes the call Composer made, with a state whose timestamp is the record's.
 
 The built-in destinations are `SinkDestination`s: their records are written by a `Sink` of their
-own, and the same Composer methods, called by hand (as Composer's own tests drive a destination),
+own, and Composer 0.8's methods (`log_data`, `log_hyperparameters`, `log_file_artifact`,
+`run_event`, `flush`, `close`), called by hand (as Composer's own tests drive a destination),
 build records and send them through the destination's channel: the one its Logger uses, or an
-inline one of its own.
+inline one of its own. (0.32's, which take no state, are for a Logger to call: a built-in
+destination takes media and `log_metrics` through its Logger.)
 
 >>> class Printer(LoggerDestination):
 ...     def log_data(self, state, log_level, data):
@@ -233,7 +235,7 @@ def overrides(destination: LoggerDestination, method: str) -> bool:
 
 class SinkDestination(LoggerDestination):
     """A destination whose records its own `Sink` writes (the built-in ones): configured and
-    checked here, written there. Its Composer methods, called by hand, become records on the
+    checked here, written there. Its Composer 0.8 methods, called by hand, become records on the
     destination's channel (see the module's docstring)."""
 
     channel_flushes: ClassVar[bool] = True

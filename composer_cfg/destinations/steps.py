@@ -16,9 +16,10 @@ MAX_STEP = 2**63 - 1
 
 
 def storable(record: Record) -> bool:
-    """Whether a tracker can store `record`: not a point at a step beyond `MAX_STEP` (FIT data has
-    no step: trackers keep it as parameters)."""
-    return record.kind is not Kind.DATA or record.level is LogLevel.FIT or record.timestamp.batch <= MAX_STEP
+    """Whether a tracker can store `record`: not a point (data, an image...) at a step beyond
+    `MAX_STEP` (FIT data has no step: trackers keep it as parameters)."""
+    return (record.kind is not Kind.DATA and record.kind is not Kind.MEDIA) or record.level is LogLevel.FIT \
+        or record.timestamp.batch <= MAX_STEP
 
 
 def refused_step(record: Record) -> str | None:

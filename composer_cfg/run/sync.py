@@ -234,8 +234,8 @@ def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> lis
         at = point_of(record)
         if at > last:
             pending.append(record)
-        elif at == last and "artifact" in record:
-            if _artifact_key(record) not in sent:
+        elif at == last and ("artifact" in record or "media" in record):
+            if _item_key(record) not in sent:
                 pending.append(record)
         elif at == last:
             data = {key: value for key, value in record["data"].items() if f"{record['level']}/{key}" not in sent}
@@ -244,7 +244,10 @@ def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> lis
     return pending
 
 
-def _artifact_key(record: dict[str, Any]) -> str:
+def _item_key(record: dict[str, Any]) -> str:
+    """How progress names an artifact or a media record sent at the last point."""
+    if "media" in record:
+        return f"media/{record['media']['kind']}/{record['media']['name']}"
     return f"artifact/{record['artifact']['name']}"
 
 
@@ -254,7 +257,7 @@ def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[
     keys = set(before["keys"]) if before and (before["epoch"], before["batch"]) == (epoch, batch) else set()
     at_last = [r for r in sent if (r["epoch"], r["batch"]) == (epoch, batch)]
     keys.update(f"{r['level']}/{key}" for r in at_last for key in r["data"])
-    keys.update(_artifact_key(r) for r in at_last if "artifact" in r)
+    keys.update(_item_key(r) for r in at_last if "artifact" in r or "media" in r)
     return {"epoch": epoch, "batch": batch, "keys": sorted(keys)}
 
 

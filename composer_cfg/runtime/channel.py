@@ -40,6 +40,9 @@ SpoolFactory = Callable[[], Spool]
 HELD_IN_MEMORY = 10_000
 #: Held records written in one go when released (what a release has in memory at once).
 HELD_CHUNK = 256
+#: The kinds of record that are points of a series (a step on a tracker's x-axis): held until
+#: checkpoints, and checked against what the destination refuses.
+_POINTS = frozenset({Kind.DATA, Kind.MEDIA})
 
 
 @dataclass
@@ -217,7 +220,7 @@ class Channel:
 
     def _check(self, record: Record) -> None:
         """Raise, once `record` is handed over, what the destination refuses in it (`Policies.refuses`)."""
-        if self._refuses is not None and record.kind is Kind.DATA:
+        if self._refuses is not None and record.kind in _POINTS:
             reason = self._refuses(record)
             if reason:
                 raise ValueError(reason)
@@ -234,8 +237,8 @@ class Channel:
         return RuntimeError(f"destination {self.name!r} is closed: it takes no more records")
 
     def _held(self, record: Record) -> bool:
-        """Hold `record` if this channel holds data until checkpoints; whether it did."""
-        if self._hold is not None and record.kind is Kind.DATA:
+        """Hold `record` if this channel holds data (and media) until checkpoints; whether it did."""
+        if self._hold is not None and record.kind in _POINTS:
             self._hold.add(record)
             return True
         return False

@@ -23,7 +23,7 @@ from composer_cfg.core.record import Kind
 KINDS = ("data", "events", "artifacts", "close")
 #: The total a record's kind counts under.
 KIND_OF = {Kind.DATA: "data", Kind.HYPERPARAMETERS: "data", Kind.PRINTED: "data", Kind.EVENT: "events",
-           Kind.ARTIFACT: "artifacts"}
+           Kind.ARTIFACT: "artifacts", Kind.MEDIA: "data"}
 
 
 class Meter:
