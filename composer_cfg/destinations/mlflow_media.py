@@ -1,0 +1,134 @@
+"""Images, tables and histograms (`composer_cfg.core.media`) as MLflow shows them: each item made
+into the `MlflowClient` requests that upload it (`uploads`), for `MLFlowLogger`'s sink to send.
+
+* Images: `MlflowClient.log_image` with a key and the call's step (MLflow's per-step image view).
+  The key is the item's name; when a call logs several images, ``<name>.0``, ``<name>.1``...
+  Each segmentation mask is an image of its own, ``<image key>.mask.<mask name>``, class id ``c``
+  drawn in colour ``c mod 256`` of the PASCAL VOC palette (0 black, 1 dark red, 2 dark green, 3
+  olive...; `mask_colors`); with `Images.mask_class_labels`, ``masks/<name>/classes.json`` maps
+  each labelled id to its label and colour. Characters MLflow's keys refuse, and ``/`` (MLflow
+  3.1 to at least 3.10 writes the images of such a key where it can not read them back), become
+  ``_``. `Images.use_table` is W&B's: ignored. Needs Pillow.
+* Tables: `MlflowClient.log_table` as ``tables/<name>/step<step>.json`` (MLflow's JSON, pandas'
+  ``split`` form: floats rounded to 10 decimal places, so 1e-12 is 0.0; NaN, infinities and None
+  are null). A second table of that name at the same step is appended to it, as MLflow does.
+  Needs pandas.
+* Histograms: `MlflowClient.log_dict` as ``histograms/<name>/step<step>.json``: ``counts``,
+  ``edges``, ``count``, ``min``, ``max``, ``sum``, ``sum_squares`` (MLflow has no histogram view).
+
+In artifact paths a name keeps its ``/`` (folders); other characters MLflow's keys refuse, and a
+part that is empty or only dots, become ``_``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from composer_cfg.core.media import Images, Media, Table
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: What MLflow's image keys may not hold (beyond ``/``, kept apart), made ``_``.
+_REFUSED_IN_KEYS = re.compile(r"[^A-Za-z0-9_\-. ]")
+#: The package to install for a module MLflow's media need.
+_PACKAGES = {"PIL": "pillow", "pandas": "pandas"}
+
+
+class Refused(ValueError):
+    """An item MLflow can not be given (not a failure of the store: sending it again would not help)."""
+
+
+def uploads(client: Any, run_id: str, item: Media, step: int, timestamp_ms: int,
+            legends: dict[str, Any]) -> list[Callable[[], None]]:
+    """The requests that show `item` in the run, in order, all made before any is sent (what can
+    not be made is `Refused`, naming the item). `legends`: per images name, the mask legend the
+    run has (one is uploaded again only when it changes)."""
+    try:
+        if isinstance(item, Images):
+            return _images(client, run_id, item, step, timestamp_ms, legends)
+        if isinstance(item, Table):
+            return [functools.partial(client.log_table, run_id, _frame(item),
+                                      f"tables/{_folder(item.name)}/step{step}.json")]
+        content = {"name": item.name, "step": step, "counts": list(item.counts), "edges": list(item.edges),
+                   "count": item.count, "min": item.minimum, "max": item.maximum, "sum": item.total,
+                   "sum_squares": item.total_squares}
+        return [functools.partial(client.log_dict, run_id, content, f"histograms/{_folder(item.name)}/step{step}.json")]
+    except Exception as error:  # noqa: BLE001 - the item, not the store: said, never sent again
+        if isinstance(error, ImportError) and error.name in _PACKAGES:
+            reason = f"it needs {error.name} (pip install {_PACKAGES[error.name]})"
+        else:
+            reason = f"{type(error).__name__}: {error}"
+        raise Refused(f"MLflow did not get the {item.kind} {item.name!r}: {reason}") from error
+
+
+def mask_colors(mask: np.ndarray) -> np.ndarray:
+    """An H x W class-id mask as H x W x 3 uint8 colours: id ``c`` in colour ``c mod 256`` of the
+    PASCAL VOC palette.
+
+    >>> import numpy as np
+    >>> mask_colors(np.array([[0, 1, 2, 3, 255, -1]])).tolist()
+    [[[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [224, 224, 192], [224, 224, 192]]]
+    """
+    return _palette()[mask % 256]
+
+
+@functools.cache
+def _palette() -> np.ndarray:
+    """256 colours: bit ``3j + k`` of the id sets bit ``7 - j`` of channel ``k``."""
+    import numpy as np
+
+    ids = np.arange(256)
+    colors = np.zeros((256, 3), dtype=np.uint8)
+    for bit in range(8):
+        for channel in range(3):
+            colors[:, channel] |= (((ids >> (3 * bit + channel)) & 1) << (7 - bit)).astype(np.uint8)
+    colors.flags.writeable = False
+    return colors
+
+
+def _images(client: Any, run_id: str, item: Images, step: int, timestamp_ms: int,
+            legends: dict[str, Any]) -> list[Callable[[], None]]:
+    from PIL import Image
+
+    name = _key(item.name)
+    pictures = []
+    for index, image in enumerate(item.images):
+        key = name if len(item.images) == 1 else f"{name}.{index}"
+        pixels = image.pixels[:, :, 0] if image.pixels.shape[2] == 1 else image.pixels
+        pictures.append((key, Image.fromarray(pixels)))
+        pictures += [(f"{key}.mask.{_key(mask)}", Image.fromarray(mask_colors(ids))) for mask, ids in image.masks.items()]
+    requests: list[Callable[[], None]] = [
+        functools.partial(client.log_image, run_id, picture, key=key, step=step, timestamp=timestamp_ms,
+                          synchronous=True)
+        for key, picture in pictures]
+    if item.mask_class_labels:
+        legend = {str(id_): {"label": label, "color": _palette()[id_ % 256].tolist()}
+                  for id_, label in sorted(item.mask_class_labels.items())}
+
+        def upload_legend() -> None:
+            if legends.get(item.name) != legend:
+                client.log_dict(run_id, legend, f"masks/{_folder(item.name)}/classes.json")
+                legends[item.name] = legend
+
+        requests.append(upload_legend)
+    return requests
+
+
+def _frame(item: Table) -> Any:
+    import pandas
+
+    if len(set(item.columns)) < len(item.columns):
+        raise ValueError(f"MLflow's tables need distinct column names, got {list(item.columns)}")
+    return pandas.DataFrame(list(item.rows), columns=list(item.columns), dtype=object)  # each cell as logged
+
+
+def _key(name: str) -> str:
+    return _REFUSED_IN_KEYS.sub("_", name.replace("/", "_"))
+
+
+def _folder(name: str) -> str:
+    return "/".join(part if part.strip(". ") else "_" for part in map(_key, name.split("/")))
