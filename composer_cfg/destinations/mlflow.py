@@ -28,15 +28,17 @@ from composer_cfg.config.params import (
 from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.hyperparameters import flatten
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS
 from composer_cfg.core.record import Kind, Record, RunFacts
 from composer_cfg.core.secrets import redact, redact_text
-from composer_cfg.core.sink import Sink, SinkContext
+from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.templates import DIST_FIELDS, Template
 from composer_cfg.core.values import scalar
 from composer_cfg.destinations.mlflow_params import ExperimentName, RunTags, TrackingURI, file_store_path
 from composer_cfg.destinations.mlflow_params import first_sentence as _first_sentence
 from composer_cfg.destinations.mlflow_params import sqlite_path as _sqlite_path
+from composer_cfg.destinations.mlflow_media import Refused, uploads
 from composer_cfg.destinations.steps import refused_step, storable
 
 LOG = logging.getLogger("composer_cfg")
@@ -92,18 +94,27 @@ class MLFlowLogger(SinkDestination):
             ``{run_name}/undelivered-<name>-rank<rank>.jsonl`` (``spool``: ``composer-cfg-sync``
             adds it to the same MLflow run later) or lost (``drop``), and counted.
 
+    Images, tables and histograms (`Logger.log_images`, `log_table`, `log_histogram`) are shown
+    as MLflow shows them, at the call's step (`composer_cfg.destinations.mlflow_media`): images
+    with ``MlflowClient.log_image`` under the key ``<name>`` (``<name>.0``, ``<name>.1``... when a
+    call logs several), masks as colour images of their own (needs Pillow); tables with
+    ``log_table`` as ``tables/<name>/step<step>.json`` (needs pandas); histograms as
+    ``histograms/<name>/step<step>.json``.
+
     Every request runs in order on a thread of the destination's own: logging only queues, so a
     slow or hung server never stalls training. A metric name MLflow refuses (``acc@1``, a
     300-character name) is a `ValueError` raised at the next call or flush point, naming it; the
-    call's other metrics are sent. A request that fails is sent again at the next flush point
-    (MLflow keeps one copy of a point sent twice). Closing ends the run FINISHED, FAILED or
-    KILLED and releases the store's connections.
+    call's other metrics are sent. So is an image, table or histogram that can not be sent
+    (pandas or Pillow missing); the rest is sent. A request that fails is sent again at the next
+    flush point (MLflow keeps one copy of a point sent twice; media uploaded already are not sent
+    again). Closing ends the run FINISHED, FAILED or KILLED and releases the store's connections.
     """
 
     hyperparameters_as_fit_data = True
     channel_kind = "thread"
     remote = True
     holds_until_checkpoint = True  # MLflow has no way to delete a metric's points
+    shows_media = frozenset(KINDS)
     requires = {"mlflow": "mlflow", "sqlalchemy": "mlflow", "alembic": "mlflow"}
 
     def __init__(
@@ -207,6 +218,10 @@ class MLflowSink(Sink):
         self._skipped: set[str] = set()  # keys whose values are not numbers (said once)
         self._params: dict[str, str] = {}  # parameters the store has
         self._artifacts: set[str] = set()
+        # Media records of a write that failed, by id: how many of their uploads were sent (None:
+        # all, or refused); a remote sink's records are written again, and these are not sent twice.
+        self._shown: dict[int, tuple[Record, int | None]] = {}
+        self._legends: dict[str, Any] = {}  # images name -> the mask legend the run has
 
     @property
     def shown_uri(self) -> str | None:
@@ -263,18 +278,27 @@ class MLflowSink(Sink):
 
         if self.run_id is None:
             raise RuntimeError(f"there is no MLflow run at {self.shown_uri}: starting it failed")
-        metrics, params = [], {}
+        metrics, params, refused = [], {}, None
         for record in filter(storable, records):
-            if record.kind is Kind.ARTIFACT:
-                self._send(metrics, params)
+            if record.kind is Kind.ARTIFACT or record.kind is Kind.MEDIA:
+                self._send(metrics, params)  # in order: what was logged before it first
                 metrics, params = [], {}
-                self._upload(record.payload)
+                if record.kind is Kind.ARTIFACT:
+                    self._upload(record.payload)
+                    continue
+                try:
+                    self._show(record)
+                except Refused as error:  # the item itself: the rest is sent
+                    refused = refuse(refused, error)
             elif record.kind is Kind.HYPERPARAMETERS or (record.kind is Kind.DATA and record.level is LogLevel.FIT):
                 self._add_params(params, record.payload)
             elif record.kind is Kind.DATA:
                 when, step = int(record.time * 1000), int(record.timestamp.batch)
                 metrics += [Metric(key, number, when, step) for key, number in self._numbers(record.payload)]
         self._send(metrics, params)
+        if refused is not None:
+            raise refused  # (sent again: its refused and shown media are passed over)
+        self._shown.clear()
 
     def close(self, status: RunStatus) -> None:
         """End the MLflow run with `status`; release the store's connections. MLflow prints "View
@@ -352,6 +376,23 @@ class MLflowSink(Sink):
             chunk, metrics = metrics[:room], metrics[room:]
             self._client.log_batch(self.run_id, metrics=chunk, params=batch)
             self._params.update((param.key, param.value) for param in batch)
+
+    def _show(self, record: Record) -> None:
+        """Upload a media record's images or files; of a record written again after a failed
+        write, only what was not sent (MLflow would keep an image twice, a table's rows twice)."""
+        _, sent = self._shown.get(id(record), (record, 0))
+        if sent is None:
+            return
+        try:
+            requests = uploads(self._client, self.run_id, record.payload, int(record.timestamp.batch),
+                               int(record.time * 1000), self._legends)
+        except Refused:
+            self._shown[id(record)] = (record, None)
+            raise
+        for number in range(sent, len(requests)):
+            requests[number]()
+            self._shown[id(record)] = (record, number + 1)
+        self._shown[id(record)] = (record, None)
 
     def _upload(self, artifact: Any) -> None:
         """Log the artifact's file (the Logger's copy, named as the artifact's last part)."""
