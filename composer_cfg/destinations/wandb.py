@@ -1,4 +1,4 @@
-"""`WandBLogger`: metrics, config and artifacts in a Weights & Biases run (offline by default)."""
+"""`WandBLogger`: metrics, config, media and artifacts in a Weights & Biases run (offline by default)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from composer_cfg.config.params import (
 )
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.log_level import LogLevel
+from composer_cfg.core.media import KINDS, Histogram, Images, Media, Table
 from composer_cfg.core.record import Kind, Record, RunFacts
 from composer_cfg.core.secrets import redact, redact_override
 from composer_cfg.core.sink import Sink, SinkContext
@@ -32,11 +33,14 @@ from composer_cfg.destinations.wandb_params import check_init_params
 
 LOG = logging.getLogger("composer_cfg")
 MAX_TAG = 64
+#: The most bins W&B shows in a histogram; a histogram of more is shown with neighbouring bins merged.
+MAX_BINS = 512
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
 class WandBLogger(SinkDestination):
-    """Logs to a W&B run: EPOCH and BATCH data with ``step=batch``, FIT data into the run's config.
+    """Logs to a W&B run: EPOCH and BATCH data with ``step=batch``, FIT data into the run's config,
+    media as W&B's own types at their step (see "Media" below).
 
     Args (the first eight in Composer 0.8's order):
         project, group, name, entity, tags: the run's W&B fields; `name` defaults to the run
@@ -55,6 +59,19 @@ class WandBLogger(SinkDestination):
         queue_size, when_full, undelivered: the delivery queue, as for `MLFlowLogger`; the spool
             is ``{run_name}/undelivered-<name>-rank<rank>.jsonl``.
 
+    Media, under their name, at their record's batch (``step=`` of `Logger.log_images`...):
+
+    * images: a list of ``wandb.Image`` (W&B's image panel, with a step slider), each with its
+      masks and `mask_class_labels`; a mask with class ids outside 0..255 (W&B's range) is left
+      out, with a warning. Composer's ``use_table`` is not followed: W&B keeps a table of images as
+      a run artifact, with a copy of each image outside the run directory (in offline mode never
+      cleaned up), where a list is W&B's own way to show images over steps;
+    * a table: a ``wandb.Table`` of its columns and rows (a column may mix types);
+    * a histogram: ``wandb.Histogram(np_histogram=(counts, edges))``; more than 512 bins (W&B's
+      most) are shown with neighbouring bins merged.
+
+    W&B keeps every ``log`` of one step in one row, so media and metrics of a step go together; a
+    value logged at a step below one it was given already is dropped by W&B, with its warning.
     Every call into W&B (starting the run, logging, artifacts, finishing) runs in order on a
     thread of the destination's own: logging only queues. The run is finished with exit code 0
     when the run FINISHED, else 1 (FAILED, KILLED).
@@ -67,6 +84,7 @@ class WandBLogger(SinkDestination):
     channel_kind = "thread"
     remote = True
     holds_until_checkpoint = True  # W&B keeps every point of a step logged twice
+    shows_media = frozenset(KINDS)
     requires = {"wandb": "wandb"}
     aliases = {"init_params": "init_kwargs"}  # Composer 0.7's name
 
@@ -148,6 +166,7 @@ class WandBSink(Sink):
         self._location: str | None = None  # the run's directory, once it has one
         self._id: str | None = None  # the W&B run's id, once it has one
         self._process_hooks: tuple[tuple[Any, Any], tuple[Any, Any]] | None = None  # (before, wandb's)
+        self._said: set[str] = set()  # warnings given (once each)
 
     def open(self, context: SinkContext) -> None:
         import wandb
@@ -169,6 +188,8 @@ class WandBSink(Sink):
                 run.config.update(record.payload, allow_val_change=True)
             elif record.kind is Kind.DATA:
                 run.log(record.payload, step=int(record.timestamp.batch))
+            elif record.kind is Kind.MEDIA:
+                run.log({record.payload.name: self._shown(record.payload)}, step=int(record.timestamp.batch))
             elif record.kind is Kind.ARTIFACT:
                 self._log_artifact(record)
 
@@ -186,6 +207,37 @@ class WandBSink(Sink):
 
     def location(self) -> str | None:
         return self._location
+
+    def _shown(self, item: Media) -> Any:
+        """`item` as the W&B value that shows it (see `WandBLogger`)."""
+        import wandb
+
+        if isinstance(item, Table):
+            return wandb.Table(columns=list(item.columns), data=[list(row) for row in item.rows],
+                               allow_mixed_types=True)
+        if isinstance(item, Histogram):
+            return wandb.Histogram(np_histogram=_merged_bins(item.counts, item.edges))
+        return [wandb.Image(_picture(image.pixels), masks=self._masks(item, image.masks) or None)
+                for image in item.images]
+
+    def _masks(self, item: Images, masks: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """``wandb.Image``'s `masks` argument: those of `masks` whose class ids W&B can show."""
+        shown = {}
+        for name, mask in masks.items():
+            if mask.size and (mask.min() < 0 or mask.max() > 255):
+                self._say_once(f"mask {item.name}/{name}", "WandBLogger: mask %r of images %r is left out: its "
+                               "class ids run from %d to %d, W&B shows 0 to 255", name, item.name, mask.min(),
+                               mask.max())
+                continue
+            shown[name] = {"mask_data": mask}
+            if item.mask_class_labels is not None:
+                shown[name]["class_labels"] = dict(item.mask_class_labels)
+        return shown
+
+    def _say_once(self, what: str, message: str, *args: Any) -> None:
+        if what not in self._said:
+            self._said.add(what)
+            LOG.warning(message, *args)
 
     def _log_artifact(self, record: Record) -> None:
         import wandb
@@ -233,6 +285,21 @@ class WandBSink(Sink):
         params.setdefault("settings", wandb.Settings(console="off", x_disable_meta=secret_in_argv))
         params.setdefault("reinit", "create_new")  # several loggers in one process: several runs
         return {key: value for key, value in params.items() if value is not None}
+
+
+def _picture(pixels: Any) -> Any:
+    """H x W x C uint8 `pixels` as a PIL image: grayscale (C 1), RGB or RGBA."""
+    from PIL import Image
+
+    return Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+
+
+def _merged_bins(counts: Sequence[int], edges: Sequence[float]) -> tuple[list[int], list[float]]:
+    """`counts` and `edges` with every k neighbouring bins merged, k the least that leaves at most
+    `MAX_BINS` (the last bin may merge fewer)."""
+    k = -(-len(counts) // MAX_BINS)
+    merged = [sum(counts[i:i + k]) for i in range(0, len(counts), k)]
+    return merged, [*edges[::k], *([edges[-1]] if len(counts) % k else [])]
 
 
 def _from_environment(init_kwargs: Mapping[str, Any]) -> dict[str, Any]:
