@@ -38,7 +38,9 @@ def records(path: Path) -> Iterator[Any]:
 
 
 def offline_run(directory: Path) -> dict[str, Any]:
-    """history (step -> {key: value}), summary, config, run name and group, artifacts and exit code.
+    """history (step -> {key: value}), summary, config, run name and group, artifacts and exit code;
+    media (step -> {name: W&B's fields of a media value}), the run's `files` directory (where the
+    media's files are, by the paths the fields give) and W&B's own config (``_wandb``).
 
     wandb's service process writes the run file and finishes it after ``run.finish`` returns;
     ``wandb.teardown()`` waits for that, as the process's exit does.
@@ -58,13 +60,21 @@ def offline_runs(directory: Path) -> list[dict[str, Any]]:
 def _read_run(run_file: Path) -> dict[str, Any]:
     import json
 
-    result: dict[str, Any] = {"history": {}, "summary": {}, "config": {}, "artifacts": [], "exit_code": None}
+    result: dict[str, Any] = {"history": {}, "summary": {}, "config": {}, "artifacts": [], "exit_code": None,
+                              "media": {}, "files": run_file.parent / "files"}
     for record in records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
             step = record.history.step.num
             result["history"].setdefault(step, {}).update({k: v for k, v in items.items() if not k.startswith("_")})
+            fields: dict[str, dict[str, Any]] = {}
+            for item in record.history.item:
+                if len(item.nested_key) == 2:  # a media value: its name, then each of its fields
+                    fields.setdefault(item.nested_key[0], {})[item.nested_key[1]] = json.loads(item.value_json)
+            media = {name: value for name, value in fields.items() if "_type" in value}
+            if media:
+                result["media"].setdefault(step, {}).update(media)
         elif kind == "run":
             result["name"], result["group"], result["id"] = record.run.display_name, record.run.run_group, record.run.run_id
             result["project"] = record.run.project
@@ -84,6 +94,7 @@ def _read_run(run_file: Path) -> dict[str, Any]:
                     result["summary"][key] = json.loads(item.value_json)
         elif kind == "exit":
             result["exit_code"] = record.exit.exit_code
-    result["config"] = {k: v.get("value", v) if isinstance(v, dict) else v for k, v in result["config"].items()
-                        if not k.startswith("_")}
+    config = {k: v.get("value", v) if isinstance(v, dict) else v for k, v in result["config"].items()}
+    result["wandb_config"] = config.get("_wandb", {})
+    result["config"] = {k: v for k, v in config.items() if not k.startswith("_")}
     return result
