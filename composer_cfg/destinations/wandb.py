@@ -85,7 +85,7 @@ class WandBLogger(SinkDestination):
     remote = True
     holds_until_checkpoint = True  # W&B keeps every point of a step logged twice
     shows_media = frozenset(KINDS)
-    requires = {"wandb": "wandb"}
+    requires = {"wandb": "wandb", "PIL": "wandb"}  # PIL: images (wandb.Image)
     aliases = {"init_params": "init_kwargs"}  # Composer 0.7's name
 
     def __init__(
