@@ -23,7 +23,7 @@ BATCH = RNG.random((2, 3, 4, 5))  # NCHW floats in [0, 1]: two 4x5 RGB images
 GRAY = torch.tensor(RNG.integers(0, 256, (6, 7)), dtype=torch.uint8)  # HW
 RGBA = RNG.integers(0, 256, (2, 3, 2, 4), dtype=np.uint8)  # NHWC, channels_last=True
 CLASSES = np.array([[[0, 1], [2, 3], [-1, 1]], [[3, 3], [0, 0], [1, 2]]])  # N x H x W class ids
-VOC = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), -1: (255, 255, 255)}  # PASCAL VOC's colours
+VOC = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), -1: (224, 224, 192)}  # PASCAL VOC's colours
 VALUES = np.array([0.0, 1.0, 1.5, 2.0, 2.5, 4.0])
 
 

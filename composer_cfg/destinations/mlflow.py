@@ -115,7 +115,7 @@ class MLFlowLogger(SinkDestination):
     remote = True
     holds_until_checkpoint = True  # MLflow has no way to delete a metric's points
     shows_media = frozenset(KINDS)
-    requires = {"mlflow": "mlflow", "sqlalchemy": "mlflow", "alembic": "mlflow"}
+    requires = {"mlflow": "mlflow", "sqlalchemy": "mlflow", "alembic": "mlflow", "PIL": "mlflow", "pandas": "mlflow"}
 
     def __init__(
         self,
@@ -184,6 +184,8 @@ class MLFlowLogger(SinkDestination):
     def refuses(self, record: Record) -> str | None:
         """The metric and parameter names MLflow would refuse (``acc@1``, a 300-character name), by
         its own rules, said at the call that logs them; the sink leaves them out."""
+        if record.kind is Kind.MEDIA:  # its name becomes a key the sink makes acceptable
+            return refused_step(record)
         if record.level is LogLevel.FIT:
             refused = [f"{key!r} ({reason})" for key in flatten(record.payload)
                        if (reason := self.refused_name(_param_key(key), _validate_param)) is not None]
@@ -283,12 +285,9 @@ class MLflowSink(Sink):
             if record.kind is Kind.ARTIFACT or record.kind is Kind.MEDIA:
                 self._send(metrics, params)  # in order: what was logged before it first
                 metrics, params = [], {}
-                if record.kind is Kind.ARTIFACT:
-                    self._upload(record.payload)
-                    continue
                 try:
-                    self._show(record)
-                except Refused as error:  # the item itself: the rest is sent
+                    self._upload(record.payload) if record.kind is Kind.ARTIFACT else self._show(record)
+                except (Refused, FileExistsError) as error:  # the item itself: the rest is sent, it never is
                     refused = refuse(refused, error)
             elif record.kind is Kind.HYPERPARAMETERS or (record.kind is Kind.DATA and record.level is LogLevel.FIT):
                 self._add_params(params, record.payload)
@@ -297,7 +296,7 @@ class MLflowSink(Sink):
                 metrics += [Metric(key, number, when, step) for key, number in self._numbers(record.payload)]
         self._send(metrics, params)
         if refused is not None:
-            raise refused  # (sent again: its refused and shown media are passed over)
+            raise refused  # (the channel sends none of this write again)
         self._shown.clear()
 
     def close(self, status: RunStatus) -> None:

@@ -5,7 +5,7 @@ into the `MlflowClient` requests that upload it (`uploads`), for `MLFlowLogger`'
   The key is the item's name; when a call logs several images, ``<name>.0``, ``<name>.1``...
   Each segmentation mask is an image of its own, ``<image key>.mask.<mask name>``, class id ``c``
   drawn in colour ``c mod 256`` of the PASCAL VOC palette (0 black, 1 dark red, 2 dark green, 3
-  olive...; `mask_colors`); with `Images.mask_class_labels`, ``masks/<name>/classes.json`` maps
+  olive...; `composer_cfg.destinations.mask_colours`); with `Images.mask_class_labels`, ``masks/<name>/classes.json`` maps
   each labelled id to its label and colour. Characters MLflow's keys refuse, and ``/`` (MLflow
   3.1 to at least 3.10 writes the images of such a key where it can not read them back), become
   ``_``. `Images.use_table` is W&B's: ignored. Needs Pillow.
@@ -25,12 +25,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from composer_cfg.core.media import Images, Media, Table
-
-if TYPE_CHECKING:
-    import numpy as np
+from composer_cfg.destinations.mask_colours import mask_colours, palette
 
 #: What MLflow's image keys may not hold (beyond ``/``, kept apart), made ``_``.
 _REFUSED_IN_KEYS = re.compile(r"[^A-Za-z0-9_\-. ]")
@@ -65,31 +63,6 @@ def uploads(client: Any, run_id: str, item: Media, step: int, timestamp_ms: int,
         raise Refused(f"MLflow did not get the {item.kind} {item.name!r}: {reason}") from error
 
 
-def mask_colors(mask: np.ndarray) -> np.ndarray:
-    """An H x W class-id mask as H x W x 3 uint8 colours: id ``c`` in colour ``c mod 256`` of the
-    PASCAL VOC palette.
-
-    >>> import numpy as np
-    >>> mask_colors(np.array([[0, 1, 2, 3, 255, -1]])).tolist()
-    [[[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [224, 224, 192], [224, 224, 192]]]
-    """
-    return _palette()[mask % 256]
-
-
-@functools.cache
-def _palette() -> np.ndarray:
-    """256 colours: bit ``3j + k`` of the id sets bit ``7 - j`` of channel ``k``."""
-    import numpy as np
-
-    ids = np.arange(256)
-    colors = np.zeros((256, 3), dtype=np.uint8)
-    for bit in range(8):
-        for channel in range(3):
-            colors[:, channel] |= (((ids >> (3 * bit + channel)) & 1) << (7 - bit)).astype(np.uint8)
-    colors.flags.writeable = False
-    return colors
-
-
 def _images(client: Any, run_id: str, item: Images, step: int, timestamp_ms: int,
             legends: dict[str, Any]) -> list[Callable[[], None]]:
     from PIL import Image
@@ -100,13 +73,13 @@ def _images(client: Any, run_id: str, item: Images, step: int, timestamp_ms: int
         key = name if len(item.images) == 1 else f"{name}.{index}"
         pixels = image.pixels[:, :, 0] if image.pixels.shape[2] == 1 else image.pixels
         pictures.append((key, Image.fromarray(pixels)))
-        pictures += [(f"{key}.mask.{_key(mask)}", Image.fromarray(mask_colors(ids))) for mask, ids in image.masks.items()]
+        pictures += [(f"{key}.mask.{_key(mask)}", Image.fromarray(mask_colours(ids))) for mask, ids in image.masks.items()]
     requests: list[Callable[[], None]] = [
         functools.partial(client.log_image, run_id, picture, key=key, step=step, timestamp=timestamp_ms,
                           synchronous=True)
         for key, picture in pictures]
     if item.mask_class_labels:
-        legend = {str(id_): {"label": label, "color": _palette()[id_ % 256].tolist()}
+        legend = {str(id_): {"label": label, "color": palette()[id_ % 256].tolist()}
                   for id_, label in sorted(item.mask_class_labels.items())}
 
         def upload_legend() -> None:

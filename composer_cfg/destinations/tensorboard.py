@@ -69,7 +69,7 @@ class TensorboardLogger(SinkDestination):
       when there is one: a series keeps its tags whatever the number of images), at its size, grayscale,
       RGB or RGBA as logged; each of its masks under ``<name>/<index>/mask/<mask name>``, an RGB
       image with each class id in its colour of PASCAL VOC's palette (0 black, 1 dark red, 2 dark
-      green...: `composer_cfg.destinations.tensorboard_events.mask_colours`). `mask_class_labels`
+      green...: `composer_cfg.destinations.mask_colours`; ids taken mod 256). `mask_class_labels`
       and `use_table` are not shown (TensorBoard's images have no legend);
     * a table: a markdown table, as ``add_text(<name>, ...)`` writes it (tag
       ``<name>/text_summary``): a header row of the columns, then one row per row; a cell is its
@@ -189,7 +189,7 @@ class TensorboardSink(Sink):
 
     def _media(self, item: Media, step: int, wall_time: float) -> None:
         """An image, table or histogram record (see `TensorboardLogger`)."""
-        from composer_cfg.destinations.tensorboard_events import mask_colours
+        from composer_cfg.destinations.mask_colours import mask_colours
 
         events: EventFile = self._events  # type: ignore[assignment]
         if isinstance(item, Images):

@@ -88,19 +88,3 @@ def png(pixels: np.ndarray) -> Summary.Image:
     buffer = io.BytesIO()
     Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels).save(buffer, format="PNG")
     return Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=buffer.getvalue())
-
-
-def mask_colours(mask: np.ndarray) -> np.ndarray:
-    """H x W class ids as H x W x 3 uint8 colours: class ``c`` in PASCAL VOC's palette colour of
-    ``c mod 2**24`` (0 black, 1 (128, 0, 0), 2 (0, 128, 0), 3 (128, 128, 0)...; -1 as 2**24 - 1, white).
-
-    >>> mask_colours(np.array([[0, 1], [2, 3]])).tolist()
-    [[[0, 0, 0], [128, 0, 0]], [[0, 128, 0], [128, 128, 0]]]
-    """
-    ids, where = np.unique(mask, return_inverse=True)
-    bits = ids.astype(np.int64) & 0xFFFFFF
-    colours = np.zeros((len(ids), 3), dtype=np.uint8)
-    for shift in range(7, -1, -1):  # each 3 bits of the id, low first, set one bit of R, G and B, high first
-        colours |= ((bits[:, None] >> np.arange(3)) & 1).astype(np.uint8) << shift
-        bits >>= 3
-    return colours[where.reshape(mask.shape)]

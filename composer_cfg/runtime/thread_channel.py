@@ -15,7 +15,9 @@ Bounds, all from the destination's `DeliveryPolicy`:
   later wait for it waits at all: an outage costs one wait, not one per call or checkpoint;
 * a remote sink's failed write keeps its records, to be sent again, first, with the next write or
   at the next flush point (a server that answered 503 has them still; a tracker whose steps must
-  increase gets them in order); a local sink's failed write loses them, counted.
+  increase gets them in order); a local sink's failed write loses them, counted. A write that
+  wrote what it could and refused the rest (`composer_cfg.core.sink.refuse`: a value the back
+  end does not take) is never sent again: the refused records are counted failed.
 
 A failure on the worker is kept and raised on a logging thread: at the next call (after that
 call's record is queued, so it is not lost) or barrier.
@@ -376,11 +378,12 @@ class ThreadChannel(Channel):
                 self._sending = []
                 self._size -= len(records)
                 self._cond.notify_all()  # room for threads waiting to queue
-                if self.destination.remote:
-                    self._retry.extend(records)  # sent again at the next flush point
-                else:
+                refused = getattr(error, "refused_records", None)  # `Sink.write` wrote the others: `refuse`
+                if self.destination.remote and refused is None:
+                    self._retry.extend(records)  # the request failed: sent again at the next flush point
+                else:  # what the back end refused would be refused again: counted, never resent
                     counted = sum(1 for record in records if record.kind is not Kind.EVENT)
-                    refused = min(getattr(error, "refused_records", counted), counted)  # `Sink.write`
+                    refused = counted if refused is None else min(refused, counted)
                     self.counts.failed += refused
                     self.counts.delivered += counted - refused
             return
