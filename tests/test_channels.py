@@ -30,6 +30,7 @@ from composer_cfg import (
     TensorboardLogger,
     WandBLogger,
 )
+from composer_cfg.core.sink import refuse
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import read_manifest
 from conftest import until
@@ -420,6 +421,33 @@ def test_a_remote_write_that_failed_is_sent_again_before_anything_newer():
     logger.close()
     assert raised == ["503 Service Unavailable"]
     assert [d["i"] for d in sink.written] == list(range(30))  # in order: a tracker whose steps must increase
+
+
+def test_a_remote_write_that_refused_a_record_the_back_end_never_takes_is_not_sent_again():
+    class Picky(Scripted):
+        def write(self, records):
+            refused = None
+            for record in records:
+                if record.kind is Kind.DATA and record.payload.get("i") == 3:
+                    refused = refuse(refused, ValueError("the tracker refuses i=3"))
+                elif record.kind is Kind.DATA:
+                    self.written.append(record.payload)
+            if refused is not None:
+                raise refused
+
+    sink = Picky(DeliveryPolicy(timeout=30), remote=True)
+    logger = Logger(State("run"), {"tracker": sink})
+    raised = []
+    for index in range(10):
+        try:
+            logger.data_batch({"i": index})
+            logger.flush()
+        except ValueError as error:
+            raised.append(str(error))
+    logger.close()
+    assert raised == ["the tracker refuses i=3"]
+    assert [d["i"] for d in sink.written] == [0, 1, 2, 4, 5, 6, 7, 8, 9]  # each once; nothing held behind it
+    assert logger.report()["tracker"]["failed"] == 1
 
 
 @pytest.mark.parametrize("destination", [MLFlowLogger, WandBLogger])
