@@ -254,3 +254,29 @@ def test_an_artifact_store_gets_each_media_file_once_beside_the_records_file(tmp
     assert len(local) == 2 and stored == sorted(["run/metrics-rank0.jsonl", *local])
     for name in local:
         assert (tmp_path / "store" / name).read_bytes() == Path(name).read_bytes()
+
+
+def test_a_resumed_run_shows_each_step_of_its_media_once_in_the_records_and_in_tensorboard():
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from composer_cfg import Event, RunStatus, TensorboardLogger, Timestamp
+
+    def attempt(batches, checkpoint_at=None, status=RunStatus.FINISHED):
+        logger = Logger(State("run", timestamp=Timestamp(batch=batches[0])),
+                        {"jsonl": JSONLinesLogger(), "tb": TensorboardLogger(log_dir="tb")}, resume="auto")
+        logger.run_event(Event.INIT)
+        for batch in batches:
+            logger.state.timestamp = Timestamp(batch=batch)
+            if batch == checkpoint_at:
+                logger.run_event(Event.BATCH_CHECKPOINT)
+            logger.log_histogram("weights", [batch, batch + 1.0], bins=1)
+            logger.log_images(np.full((2, 2), batch, dtype=np.uint8), name="sample")
+        logger.close(status)
+
+    attempt(range(5), checkpoint_at=3, status=RunStatus.KILLED)  # batches 3 and 4 come after its last checkpoint
+    attempt(range(3, 6))
+    assert [(r["batch"], r["media"]["kind"]) for r in media_records()] == [
+        (batch, kind) for batch in range(6) for kind in ("histogram", "images")]
+    events = ea.EventAccumulator("tb", size_guidance={ea.IMAGES: 0, ea.HISTOGRAMS: 0}).Reload()
+    assert [event.step for event in events.Histograms("weights")] == list(range(6))
+    assert [event.step for event in events.Images("sample/0")] == list(range(6))
