@@ -29,7 +29,7 @@ def best_us(call: Callable[[], object], number: int, repeat: int) -> float:
 
 
 def converted(image: np.ndarray) -> np.ndarray:
-    return np.rint(np.moveaxis(image, 0, -1) * 255).astype(np.uint8)
+    return np.rint(np.moveaxis(image, 0, -1) * 255).astype(np.uint8, order="C")
 
 
 def npy_in_memory(image: np.ndarray) -> None:

@@ -147,16 +147,16 @@ def _image(array: np.ndarray, name: str, channels_last: bool, which: str) -> np.
 
 def _pixels(array: np.ndarray, name: str, which: str) -> np.ndarray:
     if array.dtype == np.uint8:
-        return np.array(array, copy=True)
+        return np.array(array, copy=True, order="C")
     if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
+        return np.multiply(array, 255, dtype=np.uint8, order="C")
     if np.issubdtype(array.dtype, np.floating):
         finite = np.isfinite(array).all()
         if not finite or array.min() < 0 or array.max() > 1:
             seen = "NaN or infinity" if not finite else f"values from {float(array.min()):.6g} to {float(array.max()):.6g}"
             raise MediaError(f"images {name!r}: {which} has {seen}; float pixels must be in [0, 1] "
                              f"(or give uint8 pixels in 0..255)")
-        return np.rint(array * 255).astype(np.uint8)
+        return np.rint(array * 255).astype(np.uint8, order="C")  # rows of pixels: what encoders read
     raise MediaError(f"images {name!r}: {which} has pixels of type {array.dtype}; allowed: uint8, bool, "
                      f"or floats in [0, 1]")
 

@@ -50,9 +50,10 @@ def media_line(run_name_json: str, rank: int, record: Record, directory: Path,
     return f'{{{header}, "media": {encode_data(_described(record.payload, files))}}}\n'
 
 
-def load_media(record: dict[str, Any], directory: Path) -> Media:
+def load_media(record: dict[str, Any], directory: str | Path) -> Media:
     """The item a media record (a line read back, `composer_cfg.run.records.read_records`) holds,
     its files read from `directory` (the records file's folder)."""
+    directory = Path(directory)
     media = record["media"]
     kind = media["kind"]
     if kind == "images":
