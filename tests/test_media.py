@@ -280,3 +280,13 @@ def test_a_resumed_run_shows_each_step_of_its_media_once_in_the_records_and_in_t
     events = ea.EventAccumulator("tb", size_guidance={ea.IMAGES: 0, ea.HISTOGRAMS: 0}).Reload()
     assert [event.step for event in events.Histograms("weights")] == list(range(6))
     assert [event.step for event in events.Images("sample/0")] == list(range(6))
+
+
+def test_the_console_has_one_summary_line_per_item_at_the_levels_it_prints(capsys):
+    from composer_cfg import ProgressBarLogger
+
+    for level in ("batch", "epoch"):
+        console = ProgressBarLogger(progress_bar=False, log_to_console=True, console_log_level=level, stream="stdout")
+        with Logger(State(f"run-{level}"), console) as logger:
+            logger.log_histogram("weights", [1, 2, 4], step=3, bins=4)
+    assert capsys.readouterr().out.splitlines() == ["[histogram][batch=3]: weights: 3 value(s) in 4 bin(s) [1, 4]"]
