@@ -83,7 +83,7 @@ def test_the_callers_arrays_and_rows_may_change_the_moment_the_call_returns():
         image[:] = 255
         weights += 9
         rows[0][1] = 2
-    kept = [item for _, item in memory.media]
+    kept = [item for _, item in memory.media.values()]
     assert kept[0].images[0].pixels.max() == 0 and kept[1].total == 0.0 and kept[2].rows == (("a", 1),)
     assert [load_media(r, RECORDS.parent) for r in media_records()][2].rows == (("a", 1),)
     with pytest.raises(ValueError, match="read-only"):
@@ -114,7 +114,25 @@ def test_the_callers_arrays_and_rows_may_change_the_moment_the_call_returns():
      "or log their count)"),
     (lambda logger: logger.log_histogram("grad", [1.0], bins=0),
      "histogram 'grad': bins must be a whole number from 1 to 10,000, got 0"),
-    (lambda logger: logger.log_histogram("", [1.0]), "histogram: name must be a non-empty string, got ''"),
+    (lambda logger: logger.log_histogram("", [1.0]), "histogram: name must be a non-empty string, got str ''"),
+    (lambda logger: logger.log_histogram("验证" * 22, [1.0]),
+     f"histogram: name {'验证' * 22!r} is 132 bytes of UTF-8; a name is printable and at most 128 bytes (trackers "
+     f"make file names of it)"),
+    (lambda logger: logger.log_histogram("a\nb", [1.0]),
+     "histogram: name 'a\\nb' is 3 bytes of UTF-8 with unprintable characters; a name is printable and at most 128 "
+     "bytes (trackers make file names of it)"),
+    (lambda logger: logger.log_histogram("c", np.array([1 + 2j])),
+     "histogram 'c': values must be real numbers (a list, an array or a tensor), got values of type complex128: "
+     "ndarray array([1.+2.j])"),
+    (lambda logger: logger.log_histogram("big", [1e200, -1e200]),
+     "histogram 'big': the values' sum, sum of squares or range is beyond what a float holds (values from -1e+200 to "
+     "1e+200); scale them first"),
+    (lambda logger: logger.log_histogram("meta", torch.zeros(3, device="meta")),
+     "histogram 'meta': a meta tensor has no values to log"),
+    (lambda logger: logger.log_images(np.zeros((0, 3, 4, 4)), name="none"),
+     "images 'none': no images given (a batch of 0)"),
+    (lambda logger: logger.log_images(np.zeros((1, 4, 4)), name="m", masks={0: np.zeros((4, 4), int)}),
+     "images 'm': mask: name must be a non-empty string, got int 0"),
 ])
 def test_bad_media_are_one_error_naming_the_item_and_what_is_allowed_and_nothing_is_lost(call, message):
     with logged() as logger:
@@ -135,7 +153,7 @@ def test_images_in_every_layout_become_hwc_bytes():
         logger.log_images([np.zeros((4, 2, 3), dtype=bool), np.ones((4, 2, 3), dtype=bool)], name="list")
         logger.log_images(torch.zeros(2, 5, 6, 4), name="nhwc", channels_last=True)
     shapes = {item.name: [(image.pixels.shape, int(image.pixels.max())) for image in item.images]
-              for _, item in memory.media}
+              for _, item in memory.media.values()}
     assert shapes == {"hw": [((5, 6, 1), 255)], "hwc": [((5, 6, 3), 255)],
                       "list": [((2, 3, 4), 0), ((2, 3, 4), 255)], "nhwc": [((5, 6, 4), 0), ((5, 6, 4), 0)]}
 
@@ -290,3 +308,45 @@ def test_the_console_has_one_summary_line_per_item_at_the_levels_it_prints(capsy
         with Logger(State(f"run-{level}"), console) as logger:
             logger.log_histogram("weights", [1, 2, 4], step=3, bins=4)
     assert capsys.readouterr().out.splitlines() == ["[histogram][batch=3]: weights: 3 value(s) in 4 bin(s) [1, 4]"]
+
+
+def test_memory_keeps_the_last_item_of_each_name_only():
+    memory = InMemoryLogger()
+    with Logger(State("run"), memory) as logger:
+        for step in range(50):
+            logger.log_images(np.full((8, 8), step, dtype=np.uint8), name="samples", step=step)
+            logger.log_histogram("samples", [step], step=step)
+    assert sorted(memory.media) == [("histogram", "samples"), ("images", "samples")]
+    timestamp, item = memory.media["images", "samples"]
+    assert timestamp.batch.value == 49 and item.images[0].pixels.max() == 49
+
+
+def test_images_held_for_a_checkpoint_wait_on_disk_past_the_bytes_bound_and_arrive_whole(monkeypatch):
+    from composer_cfg import Event, Sink
+    from composer_cfg.core.media import KINDS
+    from composer_cfg.core.record import Kind
+    from composer_cfg.runtime import channel
+
+    class Tracker(Sink):
+        channel_kind = "thread"
+        holds_until_checkpoint = True
+        shows_media = frozenset(KINDS)
+
+        def __init__(self):
+            self.shown = []
+
+        def write(self, records):
+            self.shown += [(r.timestamp.batch.value, int(r.payload.images[0].pixels.max()))
+                           for r in records if r.kind is Kind.MEDIA]
+
+    monkeypatch.setattr(channel, "HELD_BYTES_IN_MEMORY", 10 * 64 * 64 * 3)  # ten images' worth
+    tracker = Tracker()
+    logger = Logger(State("held"), {"tracker": tracker}, resume="auto")
+    logger.run_event(Event.INIT)
+    for step in range(35):
+        logger.log_images(np.full((64, 64, 3), step, dtype=np.uint8), name="s", channels_last=True, step=step)
+    hold = logger._members[0].channel._hold
+    assert len(hold._records) < 10 and hold._spilled_count >= 25
+    logger.run_event(Event.BATCH_CHECKPOINT)
+    logger.close()
+    assert tracker.shown == [(step, step) for step in range(35)]

@@ -10,12 +10,13 @@ trackers record (the record's ``batch``); without it, the state's batch, as Comp
 >>> with Logger(State("docs"), {"memory": memory}) as logger:
 ...     logger.log_metrics({"loss": 0.5}, step=7)
 ...     logger.log_table(["prompt", "answer"], [["2+2", "4"]], name="samples")
->>> memory.data["loss"][0][0].batch.value, memory.media[0][1].rows
+>>> memory.data["loss"][0][0].batch.value, memory.media["table", "samples"][1].rows
 (7, (('2+2', '4'),))
 """
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,15 +99,18 @@ class CurrentComposerCalls:
         if not self._lifecycle.taking("data"):
             return
         shown = self._routes.media[item.kind]
-        if shown.elsewhere:
+        if shown.elsewhere and shown.channels:
             shown.not_shown(item.kind)
         if shown.channels:
             self._dispatch.send(shown.channels, self._at(step, Kind.MEDIA, item))
 
     def _wanted(self, kind: str) -> bool:
-        """Whether any destination takes media of `kind` (else the call costs nothing, as data does)."""
+        """Whether any destination shows media of `kind`; if none does, the call costs nothing (those
+        that take data but can not show it are told once and count it)."""
         shown = self._routes.media[kind]
-        return bool(shown.channels or shown.elsewhere) or self._lifecycle.phase != OPEN
+        if not shown.channels and shown.elsewhere and self._lifecycle.taking("data"):
+            shown.not_shown(kind)
+        return bool(shown.channels) or self._lifecycle.phase != OPEN
 
     def _at(self, step: int | None, kind: Kind, payload: Any) -> Record:
         """A BATCH record of `payload` at `step` (the state's batch when None)."""
@@ -117,6 +121,11 @@ class CurrentComposerCalls:
 
 
 def _at_step(timestamp: Timestamp, step: Any) -> Timestamp:
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    """`timestamp` at batch `step`: an int, a numpy integer or a one-element integer tensor, 0 or more."""
+    try:
+        batch = operator.index(step.item() if hasattr(step, "item") and not isinstance(step, int) else step)
+    except (TypeError, ValueError, RuntimeError):
+        batch = -1
+    if isinstance(step, bool) or batch < 0:
         raise ValueError(f"step must be a whole number of batches, 0 or more, got {step!r}")
-    return timestamp.copy(batch=step)
+    return timestamp.copy(batch=batch)

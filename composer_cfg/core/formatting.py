@@ -2,6 +2,7 @@
 escaped for a line of text (FileLogger lines, console lines)."""
 
 from __future__ import annotations
+from composer_cfg.core.tensors import tensor_class
 
 import sys
 from collections.abc import Iterable, Mapping, Sized
@@ -164,8 +165,8 @@ def _render(data: Any, parents: tuple[int, ...], escape: Callable[[str], str]) -
         return _integer(data)
     if isinstance(data, float):
         return _fixed4(data)
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(data, torch.Tensor):
+    tensor_type = tensor_class()
+    if tensor_type is not None and isinstance(data, tensor_type):
         if data.numel() == 1:
             return _render(data.cpu().item(), parents, escape)
         return f"Tensor of shape {data.shape}"

@@ -37,6 +37,10 @@ class Images(NamedTuple):
 
     kind = "images"
 
+    def nbytes(self) -> int:
+        """About how much memory it holds."""
+        return sum(image.pixels.nbytes + sum(mask.nbytes for mask in image.masks.values()) for image in self.images)
+
     def summary(self) -> str:
         shapes = sorted({"x".join(map(str, image.pixels.shape)) for image in self.images})
         masks = sorted({name for image in self.images for name in image.masks})
@@ -52,6 +56,10 @@ class Table(NamedTuple):
     rows: tuple[tuple[Any, ...], ...]
 
     kind = "table"
+
+    def nbytes(self) -> int:
+        """About how much memory it holds (32 bytes a cell)."""
+        return 32 * len(self.rows) * len(self.columns)
 
     def summary(self) -> str:
         return f"{len(self.rows)} row(s) x {len(self.columns)} column(s)"
@@ -71,6 +79,10 @@ class Histogram(NamedTuple):
     total_squares: float
 
     kind = "histogram"
+
+    def nbytes(self) -> int:
+        """About how much memory it holds."""
+        return 16 * len(self.edges)
 
     def summary(self) -> str:
         return f"{self.count} value(s) in {len(self.counts)} bin(s) [{self.minimum:.6g}, {self.maximum:.6g}]"

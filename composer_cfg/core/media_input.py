@@ -25,19 +25,23 @@ is recorded.
 
 from __future__ import annotations
 
-import sys
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from composer_cfg.core.media import Histogram, Image, Images, MediaError, Table
+from composer_cfg.core.templates import preview
+from composer_cfg.core.tensors import tensor_class
 
 #: Bins of a histogram when none are given.
 DEFAULT_BINS = 64
 #: Images in one call, cells in one table, bins in one histogram: more is refused.
 MAX_IMAGES, MAX_CELLS, MAX_BINS = 1024, 1_000_000, 10_000
 CHANNELS = (1, 3, 4)
+#: The longest name, in UTF-8 bytes: trackers make file names of it (255 bytes at most, with their suffixes).
+MAX_NAME_BYTES = 128
 _CELL_TYPES = (str, int, float, bool, type(None))
 
 
@@ -49,6 +53,7 @@ def images(values: Any, name: str = "Images", *, channels_last: bool = False,
     arrays = _image_arrays(values, name, channels_last)
     masks_by_image: list[dict[str, np.ndarray]] = [{} for _ in arrays]
     for mask_name, mask_values in _mapping(masks, name, "masks").items():
+        _name(mask_name, f"images {name!r}: mask")
         for index, mask in enumerate(_mask_arrays(mask_values, name, mask_name, [a.shape[:2] for a in arrays])):
             masks_by_image[index][mask_name] = mask
     labels = None
@@ -90,20 +95,28 @@ def histogram(values: Any, name: str, bins: int | None = None) -> Histogram:
     bins = DEFAULT_BINS if bins is None else bins
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or not 1 <= bins <= MAX_BINS:
         raise MediaError(f"histogram {name!r}: bins must be a whole number from 1 to {MAX_BINS:,}, got {bins!r}")
-    array = _host(values)
-    try:
-        numbers = np.asarray(array, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise MediaError(f"histogram {name!r}: values must be numbers (a list, an array or a tensor), "
-                         f"got {_short(values)}") from None
+    given = np.asarray(_host(values, name, "histogram"))
+    if not (np.issubdtype(given.dtype, np.integer) or np.issubdtype(given.dtype, np.floating)
+            or given.dtype == np.bool_):
+        raise MediaError(f"histogram {name!r}: values must be real numbers (a list, an array or a tensor), "
+                         f"got values of type {given.dtype}: {_short(values)}")
+    numbers = given.astype(np.float64).ravel()
     if numbers.size == 0:
         raise MediaError(f"histogram {name!r}: no values to count")
     if not np.isfinite(numbers).all():
         raise MediaError(f"histogram {name!r}: {int((~np.isfinite(numbers)).sum())} of {numbers.size} values are "
                          f"NaN or infinite; a histogram counts finite numbers only (filter them, or log their count)")
-    counts, edges = np.histogram(numbers, bins=int(bins))
+    with np.errstate(over="ignore"):
+        moments = float(numbers.sum()), float(np.dot(numbers, numbers))
+        try:
+            counts, edges = np.histogram(numbers, bins=int(bins))
+        except ValueError:  # a range wider than a float holds
+            moments = (math.inf,)
+    if not all(map(math.isfinite, moments)):
+        raise MediaError(f"histogram {name!r}: the values' sum, sum of squares or range is beyond what a float "
+                         f"holds (values from {numbers.min():.6g} to {numbers.max():.6g}); scale them first")
     return Histogram(name, tuple(int(c) for c in counts), tuple(float(e) for e in edges), int(numbers.size),
-                     float(numbers.min()), float(numbers.max()), float(numbers.sum()), float(np.dot(numbers, numbers)))
+                     float(numbers.min()), float(numbers.max()), *moments)
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -118,6 +131,8 @@ def _image_arrays(values: Any, name: str, channels_last: bool) -> list[np.ndarra
     else:
         array = _array(values, name)
         if array.ndim == 4:
+            if array.shape[0] == 0:
+                raise MediaError(f"images {name!r}: no images given (a batch of 0)")
             arrays = [_image(array[i], name, channels_last, f"image {i}") for i in range(array.shape[0])]
         else:
             arrays = [_image(array, name, channels_last, "the image")]
@@ -178,6 +193,8 @@ def _mask_arrays(values: Any, name: str, mask: str, shapes: list[tuple[int, ...]
         if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
             raise MediaError(f"images {name!r}: mask {mask!r} has values of type {array.dtype}; a mask holds class "
                              f"ids (integers)")
+        if array.dtype == np.uint64 and array.size and array.max() > np.iinfo(np.int64).max:
+            raise MediaError(f"images {name!r}: mask {mask!r} has class id {int(array.max())}; at most 2**63 - 1")
         array = np.array(array, dtype=np.int64 if array.dtype != np.bool_ else np.uint8, copy=True)
         array.flags.writeable = False
         kept.append(array)
@@ -185,7 +202,7 @@ def _mask_arrays(values: Any, name: str, mask: str, shapes: list[tuple[int, ...]
 
 
 def _array(value: Any, name: str) -> np.ndarray:
-    array = _host(value)
+    array = _host(value, name, "images")
     if not isinstance(array, np.ndarray):
         try:
             array = np.asarray(array)
@@ -196,17 +213,21 @@ def _array(value: Any, name: str) -> np.ndarray:
     return array
 
 
-def _host(value: Any) -> Any:
+def _host(value: Any, name: str, what: str) -> Any:
     """A torch tensor as a numpy array on the host (one copy); anything else as it is."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        tensor = value.detach()
-        if tensor.layout != torch.strided:
-            tensor = tensor.to_dense()
-        if tensor.dtype == torch.bfloat16:
-            tensor = tensor.float()
-        return tensor.cpu().numpy()
-    return value
+    tensor_type = tensor_class()
+    if tensor_type is None or not isinstance(value, tensor_type):
+        return value
+    import torch
+
+    if value.is_meta or value.is_nested:
+        raise MediaError(f"{what} {name!r}: a {'meta' if value.is_meta else 'nested'} tensor has no values to log")
+    copy = value.detach()
+    if copy.layout != torch.strided:
+        copy = copy.to_dense()
+    if copy.dtype == torch.bfloat16:
+        copy = copy.float()
+    return copy.cpu().numpy()
 
 
 # -- tables and names ------------------------------------------------------------------------
@@ -226,7 +247,12 @@ def _cell(value: Any, name: str, row: int, column: str) -> Any:
 
 def _name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not name.strip():
-        raise MediaError(f"{what}: name must be a non-empty string, got {name!r}")
+        raise MediaError(f"{what}: name must be a non-empty string, got {_short(name)}")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES or not name.isprintable():
+        found = f"{size} bytes of UTF-8" + ("" if name.isprintable() else " with unprintable characters")
+        raise MediaError(f"{what}: name {preview(name)} is {found}; a name is printable and at most "
+                         f"{MAX_NAME_BYTES} bytes (trackers make file names of it)")
     return str(name)
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable
 
 from composer_cfg.core.templates import preview
+from composer_cfg.core.tensors import tensor_class
 
 PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 _STR = frozenset({str})
@@ -101,8 +102,8 @@ def _value(value: Any, path: str, parents: tuple[int, ...], tensor: Callable[[An
                                   f"more than {sys.get_int_max_str_digits()} digits (Python's limit: "
                                   f"sys.set_int_max_str_digits)")
         return value
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
+    tensor_type = tensor_class()
+    if tensor_type is not None and isinstance(value, tensor_type):
         return tensor(value, path)
     host = _array_copy(value)  # before the float check: numpy.float64 is a float, kept as given (as Composer did)
     if host is not None:
@@ -206,8 +207,8 @@ def scalar(value: Any) -> float | None:
             return float(value)
         except OverflowError:
             return None
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
+    tensor_type = tensor_class()
+    if tensor_type is not None and isinstance(value, tensor_type):
         return float(value.item()) if value.numel() == 1 else None
     if type(value).__module__ == "numpy" and getattr(value, "size", 0) == 1:
         return float(value.item()) if isinstance(value.item(), (int, float)) else None

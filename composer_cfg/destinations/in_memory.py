@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from array import array
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from composer_cfg.core.timestamp import COUNTERS, DURATIONS, FIELDS, Timestamp
 from composer_cfg.destinations.columns import Series, TimeRows
 from composer_cfg.runtime.channel import Channel
 from composer_cfg.runtime.inline_channel import InlineChannel
+from composer_cfg.core.tensors import tensor_class
 
 _DATA, _HYPERPARAMETERS, _MEDIA = Kind.DATA, Kind.HYPERPARAMETERS, Kind.MEDIA
 
@@ -43,8 +43,9 @@ class InMemoryLogger(SinkDestination):
 
     `most_recent_values` and `most_recent_timestamps` (key -> last value / its `Timestamp`)
     are built from the stored columns when read; `data` is brought up to date when read.
-    `media`: every image, table and histogram logged, with its timestamp, as it was recorded
-    (`composer_cfg.core.media`).
+    `media`: the last image, table and histogram of each name, with its timestamp, by (kind, name)
+    (``memory.media["images", "samples"]``; the last only: images kept for a whole run would
+    fill the memory).
     """
 
     shows_media = frozenset(KINDS)
@@ -61,7 +62,7 @@ class InMemoryLogger(SinkDestination):
         self._times: dict[int, tuple[Timestamp, LogLevel]] = {}  # row -> its time point, once read
         self._settle: Callable[[], None] = _nothing
         self.hyperparameters: dict[str, Any] = {}
-        self.media: list[tuple[Timestamp, Media]] = []
+        self.media: dict[tuple[str, str], tuple[Timestamp, Media]] = {}
 
     def make_sink(self) -> Sink:
         return _MemorySink(self)
@@ -92,7 +93,8 @@ class InMemoryLogger(SinkDestination):
             elif kind is _HYPERPARAMETERS:
                 self.hyperparameters.update(record.payload)
             elif kind is _MEDIA:
-                self.media.append((record.timestamp, record.payload))
+                item = record.payload
+                self.media[item.kind, item.name] = (record.timestamp, item)
 
     def _keep(self, timestamp: Timestamp, log_level: LogLevel, data: dict[str, Any]) -> None:
         last = self._last
@@ -191,8 +193,10 @@ def _to_numpy(values: Any) -> Any:
 
     if isinstance(values, array):
         return np.array(values, dtype=np.float64 if values.typecode == "d" else np.int64)
-    torch = sys.modules.get("torch")
-    if torch is not None and values and all(isinstance(v, torch.Tensor) for v in values):
+    tensor_type = tensor_class()
+    if tensor_type is not None and values and all(isinstance(v, tensor_type) for v in values):
+        import torch
+
         return torch.stack([v.detach().cpu() for v in values]).numpy()
     return np.array(values)
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 
 from composer_cfg.core.formatting import MAX_TEXT
 from composer_cfg.run.run_record import run_files
+from composer_cfg.core.tensors import tensor_class
 
 LOG = logging.getLogger("composer_cfg")
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -75,8 +75,8 @@ def _culprit(data: Mapping[str, Any], max_length: int | None = None) -> str:
 
 def _json_safe(value: Any) -> Any:
     """What json.dumps calls for a value it does not know."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
+    tensor_type = tensor_class()
+    if tensor_type is not None and isinstance(value, tensor_type):
         return value.detach().cpu().tolist()
     if hasattr(value, "tolist") and type(value).__module__ == "numpy":
         return value.tolist()  # numpy scalars and arrays

@@ -36,8 +36,9 @@ from composer_cfg.runtime.failures import FailureLedger
 
 LOG = logging.getLogger("composer_cfg")
 SpoolFactory = Callable[[], Spool]
-#: Records a `Hold` keeps in memory; past that they wait on disk.
+#: Records a `Hold` keeps in memory, and bytes of their images and tables; past either they wait on disk.
 HELD_IN_MEMORY = 10_000
+HELD_BYTES_IN_MEMORY = 64 * 2**20
 #: Held records written in one go when released (what a release has in memory at once).
 HELD_CHUNK = 256
 #: The kinds of record that are points of a series (a step on a tracker's x-axis): held until
@@ -82,11 +83,13 @@ def _picklable(value: Any) -> bool:
 
 
 class Hold:
-    """DATA records waiting for the next checkpoint, in order; past `limit` in memory they wait in
-    an anonymous temporary file (gone with the process, whatever ends it)."""
+    """Data and media records waiting for the next checkpoint, in order; past `limit` records (or
+    `HELD_BYTES_IN_MEMORY` of media) in memory they wait in an anonymous temporary file (gone with
+    the process, whatever ends it)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self._bytes = 0  # of the media held in memory
         self._records: list[Record] = []
         self._spilled: IO[bytes] | None = None
         self._spilled_count = 0
@@ -96,7 +99,10 @@ class Hold:
 
     def add(self, record: Record) -> None:
         self._records.append(record)
-        if len(self._records) >= self.limit:
+        if record.kind is Kind.MEDIA:
+            self._bytes += record.payload.nbytes()
+        if len(self._records) >= self.limit or self._bytes >= HELD_BYTES_IN_MEMORY:
+            self._bytes = 0
             if self._spilled is None:
                 self._spilled = tempfile.TemporaryFile(prefix="composer_cfg-held-")  # noqa: SIM115 - kept until taken
             records, self._records = self._records, []
@@ -112,7 +118,7 @@ class Hold:
         """Every held record, oldest first, in lists of at most `size` (so that no more than that
         is in memory at once); the hold is empty afterwards."""
         spilled, count, records = self._spilled, self._spilled_count, self._records
-        self._spilled, self._spilled_count, self._records = None, 0, []
+        self._spilled, self._spilled_count, self._records, self._bytes = None, 0, [], 0
         if spilled is not None:
             with spilled:
                 spilled.seek(0)
@@ -128,7 +134,7 @@ class Hold:
         count = len(self)
         if self._spilled is not None:
             self._spilled.close()
-        self._spilled, self._spilled_count, self._records = None, 0, []
+        self._spilled, self._spilled_count, self._records, self._bytes = None, 0, [], 0
         return count
 
 
