@@ -149,3 +149,22 @@ def test_a_sync_of_a_json_lines_run_shows_the_same_media_as_the_run_showed_live(
     assert shown("synced") == live  # tags, steps, wall times, pixels, histograms and text alike
     assert [s.sent for s in sync("run", ["tensorboard"], ["logger.destinations.tensorboard.log_dir=synced"])] == [0]
     assert shown("synced") == live
+
+
+def test_a_later_sync_sends_the_images_and_tables_of_a_name_logged_again_at_the_step_it_reached():
+    from composer_cfg import JSONLinesLogger, Timestamp
+
+    logger = Logger(State("run", timestamp=Timestamp(batch=5)), {"jsonl": JSONLinesLogger(flush_interval=1)})
+    synced = ["logger.destinations.tensorboard.log_dir=synced"]
+    logger.log_images(np.zeros((2, 2), np.uint8), name="Images/Eval")  # an evaluation's first batch
+    logger.log_table(["x"], [[1]], name="gen")
+    logger.flush()
+    assert [s.sent for s in sync("run", ["tensorboard"], synced)] == [2]
+    logger.log_images(np.full((2, 2), 255, np.uint8), name="Images/Eval")  # its second batch: the same step
+    logger.log_table(["x"], [[2]], name="gen")
+    logger.close()
+    assert [s.sent for s in sync("run", ["tensorboard"], synced)] == [2]
+    assert [s.sent for s in sync("run", ["tensorboard"], synced)] == [0]
+    events = read("synced")
+    assert [int(pixels(image).max()) for image in events.Images("Images/Eval/0")] == [0, 255]
+    assert len(events.Tensors("gen/text_summary")) == 2

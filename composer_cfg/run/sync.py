@@ -225,17 +225,21 @@ def _final(placed: list[tuple[int, dict[str, Any]]], run: dict[str, Any] | None,
 
 def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The records (or parts of them) not sent yet: those after the last timestamp sent, and at
-    that timestamp the level/key pairs not sent."""
+    that timestamp the level/key pairs not sent, and the artifacts and media of each name past
+    the number of them sent (an evaluation logs several images of one name at one step)."""
     if not through:
         return records
-    last, sent = point_of(through), set(through["keys"])
+    last, sent, items = point_of(through), set(through["keys"]), _items_sent(through)
+    seen: dict[str, int] = {}
     pending = []
     for record in records:
         at = point_of(record)
         if at > last:
             pending.append(record)
         elif at == last and ("artifact" in record or "media" in record):
-            if _item_key(record) not in sent:
+            key = _item_key(record)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > items.get(key, 0):
                 pending.append(record)
         elif at == last:
             data = {key: value for key, value in record["data"].items() if f"{record['level']}/{key}" not in sent}
@@ -251,14 +255,26 @@ def _item_key(record: dict[str, Any]) -> str:
     return f"artifact/{record['artifact']['name']}"
 
 
+def _items_sent(through: dict[str, Any]) -> dict[str, int]:
+    """How many artifacts and media of each name a mark says were sent at its point (a mark of an
+    earlier version lists an artifact's key among ``keys``: one)."""
+    items = {key: 1 for key in through["keys"] if key.startswith("artifact/")}
+    return {**items, **through.get("items", {})}
+
+
 def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[str, Any]:
-    """The new mark: the last timestamp sent, and every level/key pair sent at it."""
+    """The new mark: the last timestamp sent, every level/key pair sent at it, and how many
+    artifacts and media of each name."""
     epoch, batch = sent[-1]["epoch"], sent[-1]["batch"]
-    keys = set(before["keys"]) if before and (before["epoch"], before["batch"]) == (epoch, batch) else set()
-    at_last = [r for r in sent if (r["epoch"], r["batch"]) == (epoch, batch)]
-    keys.update(f"{r['level']}/{key}" for r in at_last for key in r["data"])
-    keys.update(_item_key(r) for r in at_last if "artifact" in r or "media" in r)
-    return {"epoch": epoch, "batch": batch, "keys": sorted(keys)}
+    same = before and (before["epoch"], before["batch"]) == (epoch, batch)
+    keys = {key for key in before["keys"] if not key.startswith("artifact/")} if same else set()
+    items = _items_sent(before) if same else {}
+    for record in (r for r in sent if (r["epoch"], r["batch"]) == (epoch, batch)):
+        if "artifact" in record or "media" in record:
+            items[_item_key(record)] = items.get(_item_key(record), 0) + 1
+        else:
+            keys.update(f"{record['level']}/{key}" for key in record["data"])
+    return {"epoch": epoch, "batch": batch, "keys": sorted(keys), "items": items}
 
 
 def _delivered(report: dict[str, Any], done: int) -> int:
