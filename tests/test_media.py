@@ -350,3 +350,19 @@ def test_images_held_for_a_checkpoint_wait_on_disk_past_the_bytes_bound_and_arri
     logger.run_event(Event.BATCH_CHECKPOINT)
     logger.close()
     assert tracker.shown == [(step, step) for step in range(35)]
+
+
+def test_a_media_file_an_earlier_attempt_wrote_is_offered_to_the_artifact_stores_by_the_attempt_that_uses_it(tmp_path):
+    from composer_cfg import ObjectStoreLogger, RunStatus
+
+    image = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    first = Logger(State("run"), {"jsonl": JSONLinesLogger()}, resume="auto")
+    first.run_event("init")
+    first.log_images(image, name="fixed_sample", step=0)
+    first.close(RunStatus.KILLED)
+    with Logger(State("run"), {"jsonl": JSONLinesLogger(), "store": ObjectStoreLogger(str(tmp_path / "store"))},
+                resume="auto") as second:
+        second.run_event("init")
+        second.log_images(image, name="fixed_sample", step=0)
+    (local,) = (RECORDS.parent / "media").iterdir()
+    assert (tmp_path / "store" / "run" / "media" / local.name).read_bytes() == local.read_bytes()

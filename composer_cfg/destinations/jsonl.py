@@ -18,7 +18,7 @@ from composer_cfg.core.record import Kind, Record
 from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
 from composer_cfg.destinations.run_file import RunFile, RunFileParams, RunFileSink
-from composer_cfg.run.media_files import FOLDER, media_line
+from composer_cfg.run.media_files import FOLDER, media_line, sync_files
 from composer_cfg.run.records import record_line, resume_record
 
 #: The file is fsynced and published at these events (and at close).
@@ -86,6 +86,8 @@ class JSONLinesSink(RunFileSink):
         self._schedule = settings.flush_schedule
         self._timed = settings.flush_seconds is not None
         self._pending: list[str] = []
+        self._unsynced: list[Path] = []  # media files written since the last flush
+        self._published: set[str] = set()  # media files offered to the artifact stores by this attempt
         self._header = ("", 0)  # JSON of the run name, and the rank
         self._file: IO[str] | None = None
         self._publish: Any = None
@@ -110,7 +112,7 @@ class JSONLinesSink(RunFileSink):
                                                record.payload))
                 elif kind is Kind.MEDIA:
                     pending.append(media_line(run_name, rank, record, Path(self.run_file.path).parent,
-                                              self._publish_media))
+                                              self._media_file))
             except Exception as error:  # the other records are written all the same
                 refused = refuse(refused, error)
         if len(pending) >= self._flush_interval or (self._timed and pending and self._schedule.seconds_due()):
@@ -119,14 +121,22 @@ class JSONLinesSink(RunFileSink):
         if refused is not None:
             raise refused
 
-    def _publish_media(self, path: Path) -> None:
-        """Offer a new media file to the artifact stores, beside the records file's own artifact."""
-        folder = posixpath.dirname(self.run_file.artifact_name)  # type: ignore[arg-type]
-        self._publish(posixpath.join(folder, FOLDER, path.name), path, False)
+    def _media_file(self, path: Path, written: bool) -> None:
+        """A media file a record uses: made durable at the next flush if written now; offered to
+        the artifact stores, beside the records file's own artifact, the first time this attempt uses it."""
+        if written:
+            self._unsynced.append(path)
+        if path.name not in self._published:
+            self._published.add(path.name)
+            folder = posixpath.dirname(self.run_file.artifact_name)  # type: ignore[arg-type]
+            self._publish(posixpath.join(folder, FOLDER, path.name), path, True)
 
     def flush(self, durable: bool) -> None:
-        """Write the pending records, then flush, fsync and publish the file."""
+        """Write the pending records, then flush, fsync (with the media files written since the
+        last flush, first) and publish the file."""
         self._write_pending()
+        unsynced, self._unsynced = self._unsynced, []
+        sync_files(unsynced)
         self.run_file.sync()
         self.run_file.publish(self._publish)
 
@@ -135,6 +145,8 @@ class JSONLinesSink(RunFileSink):
             return
         try:
             self._write_pending()
+            unsynced, self._unsynced = self._unsynced, []
+            sync_files(unsynced)
         finally:
             self._file = None
             self.run_file.close()

@@ -14,9 +14,10 @@ A media record has the header of every record (``level``, ``run_name``, ``rank``
 
 Files are named by the SHA-256 of their content, in a ``media/`` folder beside the records file,
 paths relative to it: a resumed run, a spool, or a sync that writes the same image again writes
-no second copy. Each file appears whole (written aside, then renamed). A JSON Lines logger
-publishes each new one as an artifact beside its own (``<its folder>/media/<hash>.npy``), so an
-artifact store holds the run's media too.
+no second copy. Each file appears whole (written aside, then renamed). A JSON Lines logger makes
+the files it wrote durable when it makes its records durable (fsync at its flush points), and
+publishes each file its records use as an artifact beside its own (``<its folder>/media/<hash>.npy``),
+once per attempt, so an artifact store holds the run's media too.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ FOLDER = "media"
 
 
 def media_line(run_name_json: str, rank: int, record: Record, directory: Path,
-               written: Callable[[Path], None] | None = None) -> str:
+               used: Callable[[Path, bool], None] | None = None) -> str:
     """`record` (a MEDIA record) as its line, newline included (`run_name_json` is
-    ``json.dumps(run_name)``); its files written into ``directory/media`` first, `written` called
-    with each one that was not there yet."""
+    ``json.dumps(run_name)``); its files written into ``directory/media`` first (unless there,
+    whole), ``used(path, written)`` called for each."""
     header = record_header(record.level, run_name_json, rank, record.timestamp, record.time)
-    files = _Files(directory, written)
+    files = _Files(directory, used)
     return f'{{{header}, "media": {encode_data(_described(record.payload, files))}}}\n'
 
 
@@ -89,12 +90,22 @@ def _described(item: Media, files: _Files) -> dict[str, Any]:
             "sum_squares": item.total_squares}
 
 
+def sync_files(paths: list[Path]) -> None:
+    """fsync each file, then the folders that hold them (their names survive the machine too)."""
+    for path in [*paths, *{path.parent for path in paths}]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
 class _Files:
     """The payload files of one record, in ``directory/media``."""
 
-    def __init__(self, directory: Path, written: Callable[[Path], None] | None) -> None:
+    def __init__(self, directory: Path, used: Callable[[Path, bool], None] | None) -> None:
         self._directory = directory
-        self._written = written
+        self._used = used
 
     def array(self, array: np.ndarray) -> str:
         import numpy as np  # (only where there are images: `import composer_cfg` stays light)
@@ -104,16 +115,20 @@ class _Files:
         return self.stored(buffer.getvalue(), ".npy")
 
     def stored(self, content: bytes, suffix: str) -> str:
-        """Write `content` as ``media/<its hash><suffix>`` unless it is there; its relative path."""
+        """Write `content` as ``media/<its hash><suffix>`` unless it is there whole; its relative path."""
         relative = f"{FOLDER}/{hashlib.sha256(content).hexdigest()[:32]}{suffix}"
         path = self._directory / relative
-        if not path.exists():
+        try:
+            written = path.stat().st_size != len(content)  # (cut short by a crash of the machine: again)
+        except FileNotFoundError:
+            written = True
+        if written:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False) as partial:
                 partial.write(content)
             os.replace(partial.name, path)
-            if self._written is not None:
-                self._written(path)
+        if self._used is not None:
+            self._used(path, written)
         return relative
 
 
