@@ -44,7 +44,7 @@ def test_each_kind_is_one_record_whose_files_read_back_as_what_was_logged():
     mask = np.arange(2 * 4 * 5).reshape(2, 4, 5) % 3
     with logged() as logger:
         logger.log_images(pixels, name="samples", masks={"pred": mask}, mask_class_labels={1: "cat", 2: "dog"}, step=3)
-        logger.log_table(["prompt", "score", "note"], [["2+2", 0.5, None], ["a|b", math.nan, "x"]], name="gen", step=4)
+        logger.log_table(["prompt", "score", "note"], [["2+2", 0.5, None], ["a|b", math.nan, "NaN"]], name="gen", step=4)
         logger.log_histogram("weights", np.array([0.0, 1.0, 1.0, 3.0]), step=5, bins=3)
     images, table, histogram = media_records()
     assert [(r["batch"], r["media"]["kind"], r["media"]["name"]) for r in (images, table, histogram)] == [
@@ -57,7 +57,7 @@ def test_each_kind_is_one_record_whose_files_read_back_as_what_was_logged():
     read_table = load_media(table, RECORDS.parent)
     assert read_table.columns == ("prompt", "score", "note")
     assert read_table.rows[0] == ("2+2", 0.5, None) and read_table.rows[1][0] == "a|b"
-    assert math.isnan(read_table.rows[1][1])
+    assert math.isnan(read_table.rows[1][1]) and read_table.rows[1][2] == "NaN"  # the string stays a string
     assert load_media(histogram, RECORDS.parent) == Histogram("weights", (1, 2, 1), (0.0, 1.0, 2.0, 3.0), 4, 0.0, 3.0,
                                                               5.0, 11.0)
 

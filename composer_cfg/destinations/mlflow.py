@@ -106,8 +106,9 @@ class MLFlowLogger(SinkDestination):
     300-character name) is a `ValueError` raised at the next call or flush point, naming it; the
     call's other metrics are sent. So is an image, table or histogram that can not be sent
     (pandas or Pillow missing); the rest is sent. A request that fails is sent again at the next
-    flush point (MLflow keeps one copy of a point sent twice; media uploaded already are not sent
-    again). Closing ends the run FINISHED, FAILED or KILLED and releases the store's connections.
+    flush point (MLflow keeps one copy of a point sent twice; of a media record, the uploads made
+    already are not made again; but one given up part-way, to the spool, is sent whole by the sync
+    that delivers it: its first images may then show twice). Closing ends the run FINISHED, FAILED or KILLED and releases the store's connections.
     """
 
     hyperparameters_as_fit_data = True

@@ -31,7 +31,7 @@ from composer_cfg.core.media import Images, Media, Table
 from composer_cfg.destinations.mask_colours import mask_colours, palette
 
 #: What MLflow's image keys may not hold (beyond ``/``, kept apart), made ``_``.
-_REFUSED_IN_KEYS = re.compile(r"[^A-Za-z0-9_\-. ]")
+_REFUSED_IN_KEYS = re.compile(r"[^\w\-. :]")  # MLflow's rule for metric names, without "/"
 #: The package to install for a module MLflow's media need.
 _PACKAGES = {"PIL": "pillow", "pandas": "pandas"}
 

@@ -8,7 +8,7 @@ A media record has the header of every record (``level``, ``run_name``, ``rank``
   {<mask name>: "media/<hash>.npy"}}...], "mask_class_labels": {"1": "cat"} or null,
   "use_table": true}``, each file a numpy ``.npy`` array (H x W x C uint8 pixels; H x W class ids);
 * a table: ``{"kind": "table", "name": ..., "file": "media/<hash>.json"}``, the file holding
-  ``{"columns": [...], "rows": [[...]...]}``;
+  ``{"columns": [...], "rows": [[...]...]}`` (non-finite floats as ``NaN``, ``Infinity``);
 * a histogram: ``{"kind": "histogram", "name": ..., "counts": [...], "edges": [...], "count": ...,
   "min": ..., "max": ..., "sum": ..., "sum_squares": ...}`` (small: no file).
 
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from composer_cfg.core.media import Histogram, Image, Images, Media, Table
 from composer_cfg.core.record import Record
-from composer_cfg.run.records import decode_non_finite, encode_data, record_header, strict_json
+from composer_cfg.run.records import encode_data, record_header
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,7 +65,7 @@ def load_media(record: dict[str, Any], directory: str | Path) -> Media:
             for image in media["images"]), None if labels is None else {int(k): v for k, v in labels.items()},
             bool(media.get("use_table", True)))
     if kind == "table":
-        content = decode_non_finite(json.loads((directory / media["file"]).read_text(encoding="utf-8")))
+        content = json.loads((directory / media["file"]).read_text(encoding="utf-8"))
         return Table(media["name"], tuple(content["columns"]), tuple(tuple(row) for row in content["rows"]))
     if kind == "histogram":
         return Histogram(media["name"], tuple(media["counts"]), tuple(media["edges"]), media["count"], media["min"],
@@ -83,7 +83,9 @@ def _described(item: Media, files: _Files) -> dict[str, Any]:
                 else {str(k): v for k, v in item.mask_class_labels.items()},
                 "use_table": item.use_table}
     if isinstance(item, Table):
-        content = strict_json({"columns": list(item.columns), "rows": [list(row) for row in item.rows]})
+        # NaN and infinities as JSON's common extension (Python, pandas and JavaScript's JSON5 read
+        # them): a cell holding the string "NaN" stays a string.
+        content = json.dumps({"columns": list(item.columns), "rows": [list(row) for row in item.rows]})
         return {"kind": "table", "name": item.name, "file": files.stored(content.encode(), ".json")}
     return {"kind": "histogram", "name": item.name, "counts": list(item.counts), "edges": list(item.edges),
             "count": item.count, "min": item.minimum, "max": item.maximum, "sum": item.total,

@@ -112,10 +112,6 @@ def record_header(level: Any, run_name_json: str, rank: int, timestamp: Any, whe
             f'"sample": {timestamp.sample}, "time": {when!r}')
 
 
-def strict_json(value: Any) -> str:
-    """`value` as strict JSON, of any size (non-finite floats as strings, as in records)."""
-    return _ENCODER.encode(_finite(value))
-
 
 def artifact_line(level: Any, run_name: str, rank: int, timestamp: Any, when: float, name: str, file: str,
                   overwrite: bool) -> str:
@@ -170,7 +166,7 @@ def placed_records(file: Path) -> list[tuple[int, dict[str, Any]]]:
             kept = record.get("kept_bytes")  # a size the file no longer has (replaced, cut short): by point
             records = before(records, kept if kept is not None and kept <= start else None, resumed)
             continue
-        record["data"] = decode_non_finite(record.get("data", {}))
+        record["data"] = _decode_non_finite(record.get("data", {}))
         records.append((start, record))
     return records
 
@@ -190,11 +186,11 @@ def point_of(record: Mapping[str, Any]) -> tuple[int, int]:
     return record["epoch"], record["batch"]
 
 
-def decode_non_finite(value: Any) -> Any:
+def _decode_non_finite(value: Any) -> Any:
     if isinstance(value, str):
         return NON_FINITE.get(value, value)
     if isinstance(value, dict):
-        return {key: decode_non_finite(item) for key, item in value.items()}
+        return {key: _decode_non_finite(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [decode_non_finite(item) for item in value]
+        return [_decode_non_finite(item) for item in value]
     return value
