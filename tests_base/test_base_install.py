@@ -18,12 +18,12 @@ def test_this_environment_has_no_extras():
 
 
 @pytest.mark.parametrize(("args", "line"), [
-    (["+logger/destinations=tensorboard"], "logger.destinations.tensorboard: TensorboardLogger needs tensorboardX, "
-                                           "which is not installed: pip install 'composer_cfg[tensorboard]'"),
+    (["+logger/destinations=tensorboard"], "logger.destinations.tensorboard: TensorboardLogger needs tensorboardX "
+                                           "and PIL, which are not installed: pip install 'composer_cfg[tensorboard]'"),
     (["+logger/destinations=mlflow"], "logger.destinations.mlflow: MLFlowLogger needs mlflow, sqlalchemy, alembic, "
-                                      "which is not installed: pip install 'composer_cfg[mlflow]'"),
-    (["+logger/destinations=wandb"], "logger.destinations.wandb: WandBLogger needs wandb, which is not installed: "
-                                     "pip install 'composer_cfg[wandb]'"),
+                                      "PIL and pandas, which are not installed: pip install 'composer_cfg[mlflow]'"),
+    (["+logger/destinations=wandb"], "logger.destinations.wandb: WandBLogger needs wandb and PIL, which are not "
+                                     "installed: pip install 'composer_cfg[wandb]'"),
     (["+logger/destinations=object_store", "logger.destinations.object_store.url=s3://bucket/runs"],
      "logger.destinations.object_store.url: s3:// needs s3fs, which is not installed: pip install 'composer_cfg[s3]' "
      "(from command line 'logger.destinations.object_store.url=s3://bucket/runs')"),

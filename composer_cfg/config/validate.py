@@ -183,8 +183,9 @@ def _missing_modules(target: Any) -> str:
     if not missing:
         return ""
     extras = ",".join(dict.fromkeys(missing.values()))
-    return (f"{target.__name__} needs {', '.join(missing)}, which is not installed: "
-            f"pip install 'composer_cfg[{extras}]'")
+    *others, last = missing
+    modules = f"{', '.join(others)} and {last}, which are" if others else f"{last}, which is"
+    return f"{target.__name__} needs {modules} not installed: pip install 'composer_cfg[{extras}]'"
 
 
 def _target_class(problems: list[Problem], path: str, node: Mapping[str, Any], base: type) -> Any:
