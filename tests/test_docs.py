@@ -30,4 +30,4 @@ def test_the_foundry_block_of_the_media_page_composes_into_its_destinations(tmp_
     (tmp_path / "train.yaml").write_text("defaults:\n  - config\n  - _self_\n" + block)
     cfg = compose_config(["logger=none"], config_name="train", config_dir=tmp_path)
     assert {name: node._target_ for name, node in cfg.logger.destinations.items()} == {
-        "tensorboard": "composer_cfg.TensorboardLogger", "inmemory": "composer_cfg.InMemoryLogger"}
+        "tensorboard": "composer_cfg.TensorboardLogger", "in_memory": "composer_cfg.InMemoryLogger"}

@@ -24,20 +24,21 @@ def test_a_foundry_yaml_moves_over_unchanged_and_builds_its_destinations(tmp_pat
     try:
         built = dict(logger.destinations.items())
         assert [(name, type(d)) for name, d in built.items()] == [
-            ("inmemory", InMemoryLogger), ("jsonl", JSONLinesLogger), ("tensorboard", TensorboardLogger)]
+            ("in_memory", InMemoryLogger), ("jsonl", JSONLinesLogger), ("tensorboard", TensorboardLogger)]
         assert built["jsonl"].flush_interval == 1
         logger.log_metrics({"loss": 0.5}, step=3)
-        assert built["inmemory"].most_recent_values == {"loss": 0.5}
+        assert built["in_memory"].most_recent_values == {"loss": 0.5}
     finally:
         logger.close()
     assert len(list((tmp_path / "tb" / "foundry-run").glob("events.out.tfevents.*"))) == 1
 
 
 def test_the_block_replaces_a_preset_destination_of_the_same_name_and_keeps_the_others():
-    cfg = compose_config(["+loggers={file: {log_level: batch}}"])
-    assert list(cfg.logger.destinations) == ["file", "in_memory", "progress_bar"]
+    cfg = compose_config(["+loggers={file: {log_level: batch}, inmemory: {}, in_memory_logger: {}}",
+                          "run_name=${loggers.file.log_level}"])
+    assert list(cfg.logger.destinations) == ["file", "in_memory", "progress_bar"]  # foundry's names: one in_memory
     assert dict(cfg.logger.destinations.file) == {"_target_": "composer_cfg.FileLogger", "log_level": "batch"}
-    assert "loggers" not in cfg
+    assert cfg.run_name == "batch"  # the block stays where it is: what refers to it still resolves
 
 
 @pytest.mark.parametrize("override, message", [
@@ -53,8 +54,25 @@ def test_the_block_replaces_a_preset_destination_of_the_same_name_and_keeps_the_
      "(from command line '+loggers=[wandb]')"),
     ("+loggers={file: [1]}",
      "loggers.file: expected a mapping of FileLogger's arguments, got [1] (from command line '+loggers={file: [1]}')"),
+    ("+loggers=${oc.env:COMPOSER_CFG_NOT_SET}",
+     "loggers: cannot resolve '${oc.env:COMPOSER_CFG_NOT_SET}': KeyError raised while resolving interpolation: "
+     "\"Environment variable 'COMPOSER_CFG_NOT_SET' not found\" (from command line "
+     "'+loggers=${oc.env:COMPOSER_CFG_NOT_SET}')"),
+    ("+loggers={tensorboard: {log_dir: '${nothere}'}}",
+     "loggers.tensorboard.log_dir: cannot resolve '${nothere}': Interpolation key 'nothere' not found (from command "
+     "line \"+loggers={tensorboard: {log_dir: '${nothere}'}}\")"),
 ])
 def test_a_problem_in_the_block_is_one_line_naming_its_key_and_where_it_came_from(override, message):
     with pytest.raises(ConfigError) as raised:
         compose_config([override])
     assert str(raised.value) == message
+
+
+def test_a_destination_of_the_block_changed_on_the_command_line_too_is_an_error_saying_how_to_change_it():
+    with pytest.raises(ConfigError) as raised:
+        compose_config(["+loggers={file: {log_level: batch}}", "logger.destinations.file.log_level=fit"])
+    assert str(raised.value) == (
+        "loggers.file: also changed on the command line ('logger.destinations.file.log_level=fit'): the destination "
+        "is the block's; override loggers.file.<key> instead (from command line '+loggers={file: {log_level: batch}}')")
+    cfg = compose_config(["+loggers={file: {log_level: batch}}", "loggers.file.log_level=fit"])
+    assert cfg.logger.destinations.file.log_level == "fit"

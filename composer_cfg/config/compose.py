@@ -96,11 +96,13 @@ def compose_in_context(
     """
     overrides = without_null_groups(overrides)
     cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
-    problems, moved = move_foundry_loggers(cfg)  # an llm-foundry block: destinations like any other
+    problems, moved = move_foundry_loggers(cfg, overrides)  # an llm-foundry block: destinations like any other
     directory, key = job_directory_of(cfg) if for_command else (None, None)
     with job_directory(directory, key):
-        problems += [Problem(foundry_key(problem.key, moved), problem.message)
-                     for problem in config_problems(cfg, own_primary)]
+        for problem in config_problems(cfg, own_primary):
+            problem = Problem(foundry_key(problem.key, moved), problem.message)
+            if problem not in problems:  # (an interpolation in the block fails at both its places)
+                problems.append(problem)
     reported = {problem.key for problem in problems}
     for override in forced:  # composed with ++ to check them; one the validator accepts still needs a +
         key = override.split("=", 1)[0].lstrip("+")
