@@ -90,8 +90,8 @@ def test_each_kind_of_media_is_shown_at_its_step_and_reads_back_as_logged(store)
         ("samples.0", 3): samples[0].tolist(),
         ("samples.1", 3): samples[1].tolist(),
         ("gray", 4): GRAY.tolist(),  # one channel: a grayscale PNG
-        ("eval_seg", 5): RGBA.tolist(),
-        ("eval_seg.mask.truth", 5): [[VOC[c] for c in row] for row in MASK.tolist()],
+        ("eval_seg-a1afea02", 5): RGBA.tolist(),  # "/" is no key character: the name is changed, and marked
+        ("eval_seg-a1afea02.mask.truth", 5): [[VOC[c] for c in row] for row in MASK.tolist()],
         "masks/eval/seg/classes.json": {"1": {"label": "cat", "color": VOC[1]}, "2": {"label": "dog", "color": VOC[2]}},
     }
     assert table["columns"] == ["prompt", "score", "flag", "note"]

@@ -6,9 +6,11 @@ into the `MlflowClient` requests that upload it (`uploads`), for `MLFlowLogger`'
   Each segmentation mask is an image of its own, ``<image key>.mask.<mask name>``, class id ``c``
   drawn in colour ``c mod 256`` of the PASCAL VOC palette (0 black, 1 dark red, 2 dark green, 3
   olive...; `composer_cfg.destinations.mask_colours`); with `Images.mask_class_labels`, ``masks/<name>/classes.json`` maps
-  each labelled id to its label and colour. Characters MLflow's keys refuse, and ``/`` (MLflow
-  3.1 to at least 3.10 writes the images of such a key where it can not read them back), become
-  ``_``. `Images.use_table` is W&B's: ignored. Needs Pillow.
+  each labelled id to its label and colour. Characters MLflow's image keys refuse (all but ASCII
+  letters, digits, ``_-.`` and space), and ``/`` (MLflow 3.1 to at least 3.10 writes the images
+  of such a key where it can not read them back), become ``_``, and a name so changed gets
+  ``-`` and 8 hex digits of its hash (``eval/a`` is ``eval_a-<hash>``: never ``eval_a``'s key).
+  `Images.use_table` is W&B's: ignored. Needs Pillow.
 * Tables: `MlflowClient.log_table` as ``tables/<name>/step<step>.json`` (MLflow's JSON, pandas'
   ``split`` form: floats rounded to 10 decimal places, so 1e-12 is 0.0; NaN, infinities and None
   are null). A second table of that name at the same step is appended to it, as MLflow does.
@@ -16,13 +18,14 @@ into the `MlflowClient` requests that upload it (`uploads`), for `MLFlowLogger`'
 * Histograms: `MlflowClient.log_dict` as ``histograms/<name>/step<step>.json``: ``counts``,
   ``edges``, ``count``, ``min``, ``max``, ``sum``, ``sum_squares`` (MLflow has no histogram view).
 
-In artifact paths a name keeps its ``/`` (folders); other characters MLflow's keys refuse, and a
-part that is empty or only dots, become ``_``.
+In artifact paths a name keeps its ``/`` (folders); each part is made a key as above, and a part
+that is empty or only dots becomes ``_``.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +34,7 @@ from composer_cfg.core.media import Images, Media, Table
 from composer_cfg.destinations.mask_colours import mask_colours, palette
 
 #: What MLflow's image keys may not hold (beyond ``/``, kept apart), made ``_``.
-_REFUSED_IN_KEYS = re.compile(r"[^\w\-. :]")  # MLflow's rule for metric names, without "/"
+_REFUSED_IN_KEYS = re.compile(r"[^A-Za-z0-9_\-. ]")  # MLflow's rule for image keys, without "/"
 #: The package to install for a module MLflow's media need.
 _PACKAGES = {"PIL": "pillow", "pandas": "pandas"}
 
@@ -100,7 +103,10 @@ def _frame(item: Table) -> Any:
 
 
 def _key(name: str) -> str:
-    return _REFUSED_IN_KEYS.sub("_", name.replace("/", "_"))
+    """`name` as MLflow takes it in a key; a name it changes gets 8 hex digits of its hash, so two
+    names (``eval/a``, ``eval_a``; two in Chinese) never share a key."""
+    key = _REFUSED_IN_KEYS.sub("_", name.replace("/", "_"))
+    return key if key == name else f"{key}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _folder(name: str) -> str:
