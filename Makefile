@@ -14,16 +14,16 @@ SOURCE_DIRS := $(shell find composer_cfg conf -type d -not -name __pycache__ 2>/
 
 .PHONY: install demo test bench clean
 
-$(STAMP): pyproject.toml ci/constraints.txt
+$(STAMP): pyproject.toml .ci/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q -c ci/constraints.txt -e ".[all,test]"
+	$(BIN)/pip install -q -c .ci/constraints.txt -e ".[all,test]"
 	touch $@
 
-$(BASE_STAMP): pyproject.toml ci/constraints.txt $(SOURCE_DIRS)
+$(BASE_STAMP): pyproject.toml .ci/constraints.txt $(SOURCE_DIRS)
 	test -x $(BASE_BIN)/python || $(PYTHON) -m venv $(BASE_VENV)
 	$(BASE_BIN)/python -m pip install -q --upgrade pip
-	$(BASE_BIN)/pip install -q -c ci/constraints.txt -e . "pytest>=8" "pytest-timeout>=2.3.1" \
+	$(BASE_BIN)/pip install -q -c .ci/constraints.txt -e . "pytest>=8" "pytest-timeout>=2.3.1" \
 		--config-settings editable_mode=strict
 	touch $@
 
