@@ -12,7 +12,7 @@ BASE_BIN := $(BASE_VENV)/bin
 BASE_STAMP := $(BASE_VENV)/.installed
 SOURCE_DIRS := $(shell find composer_cfg conf -type d -not -name __pycache__ 2>/dev/null)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-fast bench clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ demo: install
 test: install $(BASE_STAMP)
 	$(BIN)/python -m pytest -q
 	$(BASE_BIN)/python -m pytest -q tests_base
+
+test-fast: install  # the tests that take less than about a second each: a quick look while working
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
 	$(BIN)/python benchmarks/bench_logging.py

@@ -76,3 +76,15 @@ def test_a_destination_of_the_block_changed_on_the_command_line_too_is_an_error_
         "is the block's; override loggers.file.<key> instead (from command line '+loggers={file: {log_level: batch}}')")
     cfg = compose_config(["+loggers={file: {log_level: batch}}", "loggers.file.log_level=fit"])
     assert cfg.logger.destinations.file.log_level == "fit"
+
+
+def test_the_command_builds_the_destinations_of_a_loggers_block(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "composer_cfg", "+loggers={jsonl: {}, tensorboard: {log_dir: tb}}",
+                          "run_name=f", "demo.epochs=1", "demo.batches_per_epoch=2", "hydra.run.dir=."],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "f" / "metrics-rank0.jsonl").stat().st_size > 0
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1

@@ -241,6 +241,7 @@ def _app(cfg: DictConfig) -> Any:
 
     from composer_cfg.cli.demo import plot_metrics
     from composer_cfg.config.build import instantiate_logger
+    from composer_cfg.config.foundry import move_foundry_loggers
     from composer_cfg.config.saved_configs import save_masked_configs
     from composer_cfg.core import dist
     from composer_cfg.run.resume import Resume
@@ -249,6 +250,7 @@ def _app(cfg: DictConfig) -> Any:
 
     try:
         resume = Resume.parse(cfg.get("resume") or Resume.NEVER)
+        move_foundry_loggers(cfg)  # (its problems were reported by the check before the jobs ran)
         logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"), resume=resume)
     except ConfigError as error:
         print_errors(error)

@@ -2,14 +2,15 @@
 taken as it is and built as the same destinations.
 
 llm-foundry's YAML says ``loggers: {wandb: {project: p}, tensorboard: {log_dir: tb}}``; each name
-picks a class from its registry and the mapping is its keyword arguments. In a composed config
-(the command, `build_logger`, `compose_config`) each entry becomes ``logger.destinations.<name>``,
+picks a class from its registry and the mapping is its keyword arguments. In a config the command,
+`build_logger` or `compose_config` composes, each entry becomes ``logger.destinations.<name>``,
 ``{_target_: <the built-in class>, **arguments}`` (the class's defaults for what is not given,
 as foundry builds them), replacing a destination of that name the presets chose. Names:
 composer_cfg's own (``file``, ``jsonl``, ``tensorboard``, ``mlflow``, ``wandb``...), and
 foundry's ``inmemory`` and ``in_memory_logger`` for ``in_memory``. A problem in it is reported at
 its own key path (``loggers.wandb.projct``); change an entry on the command line through the
-block (``loggers.wandb.project=p``).
+block (``loggers.wandb.project=p``). A Hydra app of your own calls ``move_foundry_loggers(cfg)``
+before ``instantiate_logger(cfg.logger)``.
 
 >>> from omegaconf import OmegaConf
 >>> cfg = OmegaConf.create({"logger": {"destinations": {}}, "loggers": {"inmemory": {}}})
