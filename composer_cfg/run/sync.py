@@ -61,6 +61,7 @@ class Synced:
     held_back: int = 0  # records after the last checkpoint of a run that did not finish (it may redo them)
     files: list[str] = field(default_factory=list)  # the run's files published with them (`_run_files`)
     done: int = 0  # of the records to send, how many (from the first) were handed over, refused or passed over
+    handed: list[int] = field(default_factory=list)  # which of them reached the destination's channel, in order
     run_status: str | None = None  # the status its manifest records, for a resumable run
 
 
@@ -150,7 +151,7 @@ def sync(
                 try:  # the tracker run is recorded once it exists: an interrupted sync is continued in it
                     _replay(logger, pending, synced, progress, started=lambda: record(entry.get("through")))
                 finally:  # what the back end has, even when interrupted (a Ctrl-C, a failure)
-                    delivered = _delivered(logger.report().get(name, {}), synced.done)
+                    delivered = _delivered(logger.report().get(name, {}), synced)
                     if delivered:
                         record(_through(pending[:delivered], entry.get("through")))
             synced.location = destination.output_location()
@@ -277,12 +278,16 @@ def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[
     return {"epoch": epoch, "batch": batch, "keys": sorted(keys), "items": items}
 
 
-def _delivered(report: dict[str, Any], done: int) -> int:
+def _delivered(report: dict[str, Any], synced: Synced) -> int:
     """How many of the records to send, from the first, are done with: the `done` ones (handed
     over, refused or passed over) when the closed channel's `report` says it gave up none; else
-    none, since which it gave up is not known (the next sync sends them again; MLflow keeps one
-    copy of a point sent twice)."""
-    return 0 if any(report.get(count) for count in ("queued", "spooled", "dropped", "failed")) else done
+    those up to the last the back end took (a channel writes in order, and gives up the records
+    after those it wrote: the next sync sends them again; MLflow keeps one copy of a metric's
+    point sent twice, a record the back end was writing when it was given up may show twice)."""
+    if not any(report.get(count) for count in ("queued", "spooled", "dropped")):
+        return synced.done
+    taken = int(report.get("delivered", 0)) + int(report.get("failed", 0))
+    return synced.handed[taken - 1] + 1 if 0 < taken <= len(synced.handed) else 0
 
 
 def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progress: bool,
@@ -305,6 +310,7 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
                                             batch_in_epoch=record.get("batch_in_epoch", 0),
                                             sample=record.get("sample", 0))
                 state.log_time = record.get("time")
+                handed = True
                 try:
                     if "media" in record:
                         logger.log_media(load_media(record, synced.records_file.parent))
@@ -312,8 +318,14 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
                         logger.data(LogLevel.parse(record["level"]), record["data"])
                     elif artifacts[record["artifact"]["name"]] is record:  # (an older version is passed over)
                         _upload(logger, record["level"], record["artifact"])
-                except (TypeError, ValueError, FileNotFoundError) as error:  # refused by the back end, or gone
+                    else:
+                        handed = False
+                except FileNotFoundError as error:  # gone
+                    refused[str(error)], handed = None, False
+                except (TypeError, ValueError) as error:  # refused by the back end (the rest of it was sent)
                     refused[str(error)] = None
+                if handed:
+                    synced.handed.append(index)
                 synced.done = index + 1
     except (TypeError, ValueError) as error:  # refused by the back end last: said at close, which completed
         refused[str(error)] = None
