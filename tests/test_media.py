@@ -366,3 +366,11 @@ def test_a_media_file_an_earlier_attempt_wrote_is_offered_to_the_artifact_stores
         second.log_images(image, name="fixed_sample", step=0)
     (local,) = (RECORDS.parent / "media").iterdir()
     assert (tmp_path / "store" / "run" / "media" / local.name).read_bytes() == local.read_bytes()
+
+
+def test_values_too_close_for_bins_of_their_own_are_one_bin():
+    memory = InMemoryLogger()
+    with Logger(State("run"), memory) as logger:
+        logger.log_histogram("steps", [1e16, 1e16 + 4], bins=8)
+    histogram = memory.media["histogram", "steps"][1]
+    assert (histogram.counts, histogram.edges, histogram.count) == ((2,), (1e16, 1e16 + 4), 2)

@@ -106,13 +106,14 @@ def histogram(values: Any, name: str, bins: int | None = None) -> Histogram:
     if not np.isfinite(numbers).all():
         raise MediaError(f"histogram {name!r}: {int((~np.isfinite(numbers)).sum())} of {numbers.size} values are "
                          f"NaN or infinite; a histogram counts finite numbers only (filter them, or log their count)")
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         moments = float(numbers.sum()), float(np.dot(numbers, numbers))
+        low, high = float(numbers.min()), float(numbers.max())
         try:
             counts, edges = np.histogram(numbers, bins=int(bins))
-        except ValueError:  # a range wider than a float holds
-            moments = (math.inf,)
-    if not all(map(math.isfinite, moments)):
+        except ValueError:  # bins too narrow for a float to tell apart (1e16 and 1e16 + 4): one bin
+            counts, edges = np.array([numbers.size]), np.array([low, high])
+    if not all(map(math.isfinite, (*moments, high - low))):
         raise MediaError(f"histogram {name!r}: the values' sum, sum of squares or range is beyond what a float "
                          f"holds (values from {numbers.min():.6g} to {numbers.max():.6g}); scale them first")
     return Histogram(name, tuple(int(c) for c in counts), tuple(float(e) for e in edges), int(numbers.size),

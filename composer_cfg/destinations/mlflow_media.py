@@ -7,9 +7,10 @@ into the `MlflowClient` requests that upload it (`uploads`), for `MLFlowLogger`'
   drawn in colour ``c mod 256`` of the PASCAL VOC palette (0 black, 1 dark red, 2 dark green, 3
   olive...; `composer_cfg.destinations.mask_colours`); with `Images.mask_class_labels`, ``masks/<name>/classes.json`` maps
   each labelled id to its label and colour. Characters MLflow's image keys refuse (all but ASCII
-  letters, digits, ``_-.`` and space), and ``/`` (MLflow 3.1 to at least 3.10 writes the images
-  of such a key where it can not read them back), become ``_``, and a name so changed gets
-  ``-`` and 8 hex digits of its hash (``eval/a`` is ``eval_a-<hash>``: never ``eval_a``'s key).
+  letters, digits, ``_-.`` and space), ``/`` (MLflow 3.1 to at least 3.10 writes the images of
+  such a key where it can not read them back) and ``.`` (the separator above) become ``_``, and
+  a name so changed gets ``-`` and 8 hex digits of its hash (``eval/a`` is ``eval_a-<hash>``:
+  never ``eval_a``'s key; ``s.0`` never image 0 of ``s``).
   `Images.use_table` is W&B's: ignored. Needs Pillow.
 * Tables: `MlflowClient.log_table` as ``tables/<name>/step<step>.json`` (MLflow's JSON, pandas'
   ``split`` form: floats rounded to 10 decimal places, so 1e-12 is 0.0; NaN, infinities and None
@@ -34,7 +35,9 @@ from composer_cfg.core.media import Images, Media, Table
 from composer_cfg.destinations.mask_colours import mask_colours, palette
 
 #: What MLflow's image keys may not hold (beyond ``/``, kept apart), made ``_``.
-_REFUSED_IN_KEYS = re.compile(r"[^A-Za-z0-9_\-. ]")  # MLflow's rule for image keys, without "/"
+#: What a name may keep in an image key: MLflow's rule for keys, without "/" and "." (this module's
+#: separators: ``<name>.<index>``, ``<key>.mask.<mask>``).
+_REFUSED_IN_KEYS = re.compile(r"[^A-Za-z0-9_\- ]")
 #: The package to install for a module MLflow's media need.
 _PACKAGES = {"PIL": "pillow", "pandas": "pandas"}
 

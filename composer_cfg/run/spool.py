@@ -24,7 +24,7 @@ from typing import IO, Any
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.record import Kind, Record, RunFacts
 from composer_cfg.run.files import open_text
-from composer_cfg.run.media_files import media_line
+from composer_cfg.run.media_files import media_line, sync_files
 from composer_cfg.run.records import artifact_line, record_line
 
 _KEPT = frozenset({Kind.DATA, Kind.HYPERPARAMETERS, Kind.ARTIFACT, Kind.MEDIA})
@@ -41,6 +41,7 @@ class Spool:
         self._register = register
         self._identified = False
         self._file: IO[str] | None = None
+        self._media_files: list[Path] = []  # written for its records, fsynced at close
 
     @staticmethod
     def keeps(record: Record) -> bool:
@@ -69,14 +70,21 @@ class Spool:
             return artifact_line(level, run.run_name, run.rank, record.timestamp, record.time, artifact.name,
                                  str(Path(artifact.source).absolute()), artifact.overwrite)
         if record.kind is Kind.MEDIA:
-            return media_line(json.dumps(run.run_name), run.rank, record, self.path.parent)
+            return media_line(json.dumps(run.run_name), run.rank, record, self.path.parent, self._media_file)
         return record_line(level, json.dumps(run.run_name), run.rank, record.timestamp, record.time, record.payload)
 
+    def _media_file(self, path: Path, written: bool) -> None:
+        if written:
+            self._media_files.append(path)
+
     def close(self, identity: Mapping[str, Any]) -> None:
-        """Fsync and close the file; name the tracker run (`identity`) in the run record."""
+        """Fsync (the media files its records use first) and close the file; name the tracker run
+        (`identity`) in the run record."""
         if self._file is None:
             return
         try:
+            files, self._media_files = self._media_files, []
+            sync_files(files)
             os.fsync(self._file.fileno())
         finally:
             self._file.close()
