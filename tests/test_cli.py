@@ -266,3 +266,12 @@ def test_the_saved_config_records_the_generated_run_name(tmp_path):
     run_name = out.stdout.split()[1]
     saved = yaml.safe_load((tmp_path / "run" / ".hydra" / "config.yaml").read_text())
     assert saved["run_name"] == run_name and run_name.count("-") == 2
+
+
+def test_overrides_after_the_multirun_flag_are_checked_for_every_job_before_any_runs(tmp_path):
+    out = cli("demo.epochs=1", "-m", "logger.destinations.file.log_level=batch,bogus", "hydra.sweep.dir=sweep",
+              cwd=tmp_path, check=False)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[0].startswith(
+        "composer-cfg: error: job demo.epochs=1 logger.destinations.file.log_level=bogus hydra.sweep.dir=sweep: ")
+    assert not (tmp_path / "sweep").exists()  # job 0 did not run either

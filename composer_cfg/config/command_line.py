@@ -62,7 +62,7 @@ def read(argv: Sequence[str]) -> CommandLine:
         parser.add_argument(name, *([short] if short else []), action="store_true")
     parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
     parser.add_argument("--info", "-i", nargs="?", const="all")
-    args, _ = parser.parse_known_args(list(argv))
+    args, _ = parser.parse_known_intermixed_args(list(argv))  # overrides before and after flags, as Hydra takes them
     return CommandLine(
         argv=list(argv), overrides=list(args.overrides), config_name=args.config_name or "config",
         config_dir=args.config_dir or args.config_path, multirun=args.multirun, cfg=args.cfg, info=args.info,
