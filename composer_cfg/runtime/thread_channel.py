@@ -93,7 +93,7 @@ class ThreadChannel(Channel):
         self._closing = False
         self._stalled = False  # a wait for the sink timed out and it has finished nothing since
         self._started = False  # the sink's open finished (a close need not wait for one that never did)
-        self._abandoned = False  # close gave up on the worker: it touches nothing more
+        self._abandoned = False  # close gave up on the worker: once the write it is in returns, it writes no more
         self._worker: threading.Thread | None = None
         self._finished = threading.Event()  # the worker closed the sink
         self._kept = KeptFailure()
@@ -300,7 +300,8 @@ class ThreadChannel(Channel):
 
     def _give_up(self, abandon: bool = False) -> int:
         """Let go of everything waiting (and, in doubt, what the sink is being given); with
-        `abandon`, the worker touches nothing more. How many records."""
+        `abandon`, the worker writes no more once the write it is in returns (that one may still
+        finish: its records are given up in doubt). How many records."""
         with self._cond:
             sending = self._sending
             waiting = [item for item in (*self._retry, *self._taken, *self._queue) if isinstance(item, Record)]
