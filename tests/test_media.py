@@ -374,3 +374,11 @@ def test_values_too_close_for_bins_of_their_own_are_one_bin():
         logger.log_histogram("steps", [1e16, 1e16 + 4], bins=8)
     histogram = memory.media["histogram", "steps"][1]
     assert (histogram.counts, histogram.edges, histogram.count) == ((2,), (1e16, 1e16 + 4), 2)
+
+
+def test_the_text_logs_line_names_the_destinations_that_keep_the_item():
+    text_log = FileLogger(log_level="batch", capture_stdout=False, capture_stderr=False)
+    with logged(text=text_log, memory=InMemoryLogger()) as logger:
+        logger.log_table(["a"], [[1]], name="gen", step=2)
+    assert Path("run/logs-rank0.txt").read_text().splitlines() == [
+        "[table][batch=2]: gen: 1 row(s) x 1 column(s), kept by jsonl, memory"]

@@ -104,6 +104,11 @@ class CurrentComposerCalls:
         if shown.channels:
             self._dispatch.send(shown.channels, self._at(step, Kind.MEDIA, item))
 
+    def media_kept_by(self, kind: str) -> tuple[str, ...]:
+        """The names of the destinations that keep media of `kind` (not those that only say a line of it)."""
+        return tuple(channel.name for channel in self._routes.media[kind].channels
+                     if channel.destination.keeps_media)
+
     def _wanted(self, kind: str) -> bool:
         """Whether any destination shows media of `kind`; if none does, the call costs nothing (those
         that take data but can not show it are told once and count it)."""

@@ -91,14 +91,20 @@ class Histogram(NamedTuple):
 Media = Images | Table | Histogram
 
 
-def summary_line(item: Media, step: int) -> str:
-    """The one line a text log or the console shows for an item.
+def summary_line(item: Media, step: int, kept_by: tuple[str, ...] = ()) -> str:
+    """The one line a text log or the console shows for an item, with the destinations that keep it.
 
-    >>> summary_line(Table("samples", ("prompt", "answer"), (("2+2", "4"),)), 7)
-    '[table][batch=7]: samples: 1 row(s) x 2 column(s)'
+    >>> summary_line(Table("samples", ("prompt", "answer"), (("2+2", "4"),)), 7, ("jsonl", "mlflow"))
+    '[table][batch=7]: samples: 1 row(s) x 2 column(s), kept by jsonl, mlflow'
     """
-    return f"[{item.kind}][batch={step}]: {item.name}: {item.summary()}"
+    kept = f", kept by {', '.join(kept_by)}" if kept_by else ""
+    return f"[{item.kind}][batch={step}]: {item.name}: {item.summary()}{kept}"
 #: The kinds of media, as `Images.kind`, `Table.kind` and `Histogram.kind` name them.
 KINDS = ("images", "table", "histogram")
 
 
+def kept_by(context: Any) -> dict[str, tuple[str, ...]]:
+    """For a sink that says a line of each item (`summary_line`): by kind, the destinations of its
+    Logger that keep it (a `SinkContext`'s logger; none without one)."""
+    logger = getattr(context, "logger", None)
+    return {kind: logger.media_kept_by(kind) for kind in KINDS} if logger is not None else {}

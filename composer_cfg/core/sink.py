@@ -92,7 +92,8 @@ class Policies:
       `takes_hyperparameters` False: no hyperparameters (a text log).
     * `shows_media`: the kinds of media it shows (``images``, ``table``, ``histogram``:
       `composer_cfg.core.media`); media of another kind are not sent to it: the Logger says so
-      once and counts them in its report (``media_not_shown``).
+      once and counts them in its report (``media_not_shown``). `keeps_media` False: it only
+      says a line of each (a text log, the console); the others are named in that line.
     * `rank_zero_only`: only global rank 0 has the destination; elsewhere it costs nothing.
     * `channel_kind`: ``inline`` (written on the calling thread: a reader sees it at once),
       ``thread`` (written in order on a thread of its own) or ``keyed`` (artifacts: the newest
@@ -117,6 +118,7 @@ class Policies:
     takes_data: ClassVar[bool] = True
     takes_hyperparameters: ClassVar[bool] = True
     shows_media: frozenset[str] = frozenset()
+    keeps_media: ClassVar[bool] = True
     rank_zero_only: bool = False
     channel_kind: str = "inline"
     delivery_policy: DeliveryPolicy = DeliveryPolicy()

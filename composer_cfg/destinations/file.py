@@ -23,7 +23,7 @@ from composer_cfg.core.flush_schedule import FlushSchedule
 from composer_cfg.core.formatting import format_log_text
 from composer_cfg.core.log_interval import LogInterval
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.core.media import KINDS, summary_line
+from composer_cfg.core.media import KINDS, kept_by, summary_line
 from composer_cfg.core.record import Kind, Printed, Record
 from composer_cfg.core.sink import Sink, SinkContext, refuse
 from composer_cfg.core.status import RunStatus
@@ -71,6 +71,7 @@ class FileLogger(RunFileParams, SinkDestination):
 
     takes_hyperparameters = False  # a text log shows data, not the run's config
     shows_media = frozenset(KINDS)  # one summary line per item
+    keeps_media = False
 
     def __init__(
         self,
@@ -119,6 +120,7 @@ class FileSink(RunFileSink):
         self._streams = settings.streams
         self._lines = {name: capture.LineAssembler(f"[{name}]: ") for name in self._streams}
         self._captures: list[Any] = []
+        self._kept_by: dict[str, tuple[str, ...]] = {}  # kind -> the destinations that keep such media
         self._capture_error: Exception | None = None
         self._unfinished = 0  # threads with a printed line not yet ended
         self._file: IO[str] | None = None
@@ -126,6 +128,7 @@ class FileSink(RunFileSink):
 
     def open(self, context: SinkContext) -> None:
         self._publish = context.publish
+        self._kept_by = kept_by(context)
         self._file = self.run_file.open(context.run, append=context.resumed is not None)
         if context.resumed is not None:
             at = context.timestamp
@@ -158,7 +161,8 @@ class FileSink(RunFileSink):
                 elif kind is Kind.EVENT:
                     self._interval.start(record.timestamp)
                 elif kind is Kind.MEDIA:
-                    file.write(summary_line(record.payload, record.timestamp.batch) + "\n")
+                    item = record.payload
+                    file.write(summary_line(item, record.timestamp.batch, self._kept_by.get(item.kind, ())) + "\n")
             except Exception as error:  # the other records are written all the same
                 refused = refuse(refused, error)
         if refused is not None:

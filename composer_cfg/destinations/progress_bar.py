@@ -15,7 +15,7 @@ from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.events import Event
 from composer_cfg.core.formatting import format_log_text
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.core.media import KINDS, summary_line
+from composer_cfg.core.media import KINDS, kept_by, summary_line
 from composer_cfg.core.record import EventPoint, Kind, Printed, Record
 from composer_cfg.core.sink import Sink, SinkContext
 from composer_cfg.core.state import State
@@ -63,6 +63,7 @@ class ProgressBarLogger(SinkDestination):
 
     takes_hyperparameters = False
     shows_media = frozenset(KINDS)  # one console line per item, as for data
+    keeps_media = False
     event_hooks = frozenset({Event.EPOCH_START, Event.BATCH_END, Event.EPOCH_END, Event.EVAL_START,
                         Event.EVAL_AFTER_FORWARD, Event.EVAL_END})
 
@@ -107,12 +108,14 @@ class _BarsSink(Sink):
 
     def __init__(self, settings: ProgressBarLogger) -> None:
         self._settings = settings
+        self._kept_by: dict[str, tuple[str, ...]] = {}  # kind -> the destinations that keep such media
         self._bars: dict[str, _Bar] = {}
         self._active: _Bar | None = None
         self._state: State | None = None
         self._local_rank = 0
 
     def open(self, context: SinkContext) -> None:
+        self._kept_by = kept_by(context)
         self._local_rank = context.run.dist.local_rank
         self._state = State(context.run.run_name, context.timestamp, dist_info=context.run.dist)
 
@@ -125,7 +128,8 @@ class _BarsSink(Sink):
             elif record.kind is Kind.PRINTED:
                 self._line(record.payload.text)
             elif record.kind is Kind.MEDIA and self._settings.console_predicate(self._state, record.level):
-                self._line(summary_line(record.payload, record.timestamp.batch))
+                item = record.payload
+                self._line(summary_line(item, record.timestamp.batch, self._kept_by.get(item.kind, ())))
 
     def close(self, status: RunStatus) -> None:
         for split in list(self._bars):
