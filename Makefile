@@ -36,7 +36,7 @@ test: install $(BASE_STAMP)
 	$(BIN)/python -m pytest -q
 	$(BASE_BIN)/python -m pytest -q tests_base
 
-test-fast: install  # the tests that take less than about a second each: a quick look while working
+test-fast: install  # the tests that take less than about a second each (not marked slow): a quick look while working
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install

@@ -438,6 +438,7 @@ CLI = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "config", "start"), CLI, ids=[" ".join(c[0]) for c in CLI])
 def test_the_command_says_one_line_exits_2_and_creates_nothing(tmp_path, args, config, start):
     if config is not None:

@@ -57,6 +57,7 @@ def test_destinations_can_be_switched_off_with_null():
         assert [type(d) for d in logger.destinations] == [InMemoryLogger, ProgressBarLogger]
 
 
+@pytest.mark.slow
 def test_works_inside_a_running_hydra_app(tmp_path):
     (tmp_path / "app_conf").mkdir()
     (tmp_path / "app_conf" / "app.yaml").write_text("greeting: hello\n")

@@ -138,6 +138,7 @@ def test_with_block_the_logging_threads_wait_for_room_and_nothing_leaves_the_que
     assert not Path("run").exists()  # nothing spooled: no manifest either
 
 
+@pytest.mark.slow
 def test_a_block_that_times_out_is_not_repeated_until_the_sink_takes_something_again():
     sink = Scripted(DeliveryPolicy(queue_size=2, when_full="block", undelivered="spool", timeout=0.2), remote=True,
                     hold=True)
@@ -156,6 +157,7 @@ def test_a_block_that_times_out_is_not_repeated_until_the_sink_takes_something_a
     assert [r["data"]["i"] for r in read_records(logger.report()["tracker"]["spool"])] == list(range(2, 12))
 
 
+@pytest.mark.slow
 def test_a_tracker_that_stops_answering_costs_one_timeout_at_a_checkpoint_and_training_goes_on(caplog):
     sink = Scripted(DeliveryPolicy(queue_size=100, when_full="drop", undelivered="spool", timeout=1.0), remote=True,
                     hold=True)
@@ -229,6 +231,7 @@ def test_a_remote_sinks_failed_write_is_sent_again_at_the_next_flush_point_and_r
     assert [r["data"] for r in read_records("run/undelivered-tracker-rank0.jsonl")] == [{"fail": 1, "i": 0}]
 
 
+@pytest.mark.slow
 def test_a_local_sinks_failed_write_is_raised_at_the_next_call_or_barrier_and_later_calls_are_written():
     sink = Scripted()
     logger = Logger(State("run"), {"sink": sink})
@@ -250,6 +253,7 @@ def test_a_local_sinks_failed_write_is_raised_at_the_next_call_or_barrier_and_la
     assert sink.written == [{"i": 1}, {"i": 4}] and (report["failed"], report["dropped"]) == (2, 0)
 
 
+@pytest.mark.slow
 def test_a_writer_that_falls_behind_makes_logging_wait_instead_of_queueing_without_bound():
     sink = Scripted(DeliveryPolicy(queue_size=2), hold=True)  # local: block, no timeout
     logger = Logger(State("run"), {"sink": sink})

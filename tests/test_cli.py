@@ -31,6 +31,7 @@ def log_lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_demo_with_the_default_config(tmp_path):
     out = cli("run_name=demo", "hydra.run.dir=run", cwd=tmp_path)
     run = tmp_path / "run"
@@ -59,17 +60,20 @@ def test_demo_with_the_default_config(tmp_path):
     assert (run / ".hydra" / "config.yaml").exists() and (run / "composer_cfg.log").exists()
 
 
+@pytest.mark.slow
 def test_default_run_directory_is_under_outputs(tmp_path):
     cli("run_name=dated", cwd=tmp_path)
     (log,) = tmp_path.glob("outputs/*/*/dated/logs-rank0.txt")
     assert len(log_lines(log)) == 4
 
 
+@pytest.mark.slow
 def test_console_script_and_module_are_the_same_command(tmp_path):
     direct = subprocess.run([str(COMMAND), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert direct.returncode == 0 and direct.stdout == cli("--help", cwd=tmp_path).stdout
 
 
+@pytest.mark.slow
 def test_override_a_key(tmp_path):
     cli("run_name=o", "hydra.run.dir=run", "logger.destinations.file.log_level=batch", cwd=tmp_path)
     lines = log_lines(tmp_path / "run" / "o" / "logs-rank0.txt")
@@ -83,6 +87,7 @@ def destination_names(out: subprocess.CompletedProcess) -> list[str]:
     return [line.split(":")[0].strip() for line in lines if not line.startswith("  plot:")]
 
 
+@pytest.mark.slow
 def test_select_several(tmp_path):
     out = cli("run_name=s", "hydra.run.dir=run", "logger/destinations=[in_memory,file]", cwd=tmp_path)
     assert destination_names(out) == ["in_memory", "file"]
@@ -90,6 +95,7 @@ def test_select_several(tmp_path):
     assert destination_names(out) == ["in_memory"]
 
 
+@pytest.mark.slow
 def test_add_one_from_a_user_config_dir(tmp_path):
     conf = tmp_path / "my_conf" / "logger" / "destinations"
     conf.mkdir(parents=True)
@@ -103,6 +109,7 @@ def test_add_one_from_a_user_config_dir(tmp_path):
     assert len(log_lines(tmp_path / "run" / "a" / "second-0.txt")) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override", ["logger.destinations.file=null", "~logger.destinations.file"])
 def test_disable_one(tmp_path, override):
     out = cli("run_name=d", "hydra.run.dir=run", override, cwd=tmp_path)
@@ -110,6 +117,7 @@ def test_disable_one(tmp_path, override):
     assert not (tmp_path / "run" / "d" / "logs-rank0.txt").exists()
 
 
+@pytest.mark.slow
 def test_change_a_template_with_the_documented_quoting(tmp_path):
     cli("run_name=t", "hydra.run.dir=run", 'logger.destinations.file.filename="logs/{run_name}-r{rank}.txt"',
         'demo.checkpoint="ckpt/{run_name}-ep{epoch:03d}.npz"', cwd=tmp_path)
@@ -125,6 +133,7 @@ def test_cfg_job_prints_the_same_config_build_logger_composes(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_and_build_logger_write_the_same_lines(tmp_path):
     overrides = ["run_name=agree", "logger.destinations.file.log_level=batch", "demo.epochs=2",
                  "logger.destinations.file.capture_stdout=false"]
@@ -150,6 +159,7 @@ def test_help_lists_the_destination_options(tmp_path):
     assert "composer-cfg 'logger.destinations.file.filename=\"logs/{run_name}-{rank}.txt\"'" in out.stdout
 
 
+@pytest.mark.slow
 def test_multirun_jobs_are_complete_and_separate(tmp_path):
     cli("-m", "run_name=sweep", "demo.epochs=1,2", "demo.seed=0,1", "hydra.sweep.dir=sweep", cwd=tmp_path)
     for job, epochs in enumerate([1, 1, 2, 2]):
@@ -172,12 +182,14 @@ def test_dry_run_validates_and_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["dry_run=true"]])
 def test_introspection_does_not_create_the_run_directory(tmp_path, args):
     cli(*args, cwd=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
     cli("run_name=viz", "hydra.run.dir=run", "+logger/destinations=[jsonl,tensorboard]", cwd=tmp_path)
     from tensorboard.backend.event_processing import event_accumulator as ea
@@ -196,6 +208,7 @@ def test_jsonl_and_tensorboard_from_the_command_line_then_plot(tmp_path):
     assert plot.returncode == 0 and (tmp_path / "run" / "metrics.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override", ["logger=null", "logger=none", "~logger"])
 def test_no_logging_runs_the_demo_with_no_destination(tmp_path, override):
     out = cli("run_name=quiet", "hydra.run.dir=run", override, cwd=tmp_path)
@@ -204,6 +217,7 @@ def test_no_logging_runs_the_demo_with_no_destination(tmp_path, override):
     assert not list((tmp_path / "run" / "quiet").glob("*-rank0.*"))  # only the demo's own checkpoints
 
 
+@pytest.mark.slow
 def test_a_refused_second_run_into_the_same_directory_changes_nothing(tmp_path):
     cli("run_name=twice", "hydra.run.dir=run", cwd=tmp_path)
     saved = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (tmp_path / "run").rglob("*")
@@ -218,6 +232,7 @@ def test_a_refused_second_run_into_the_same_directory_changes_nothing(tmp_path):
             if path.is_file()} == saved
 
 
+@pytest.mark.slow
 def test_the_users_primary_config_and_option_files_are_the_ones_checked_and_run(tmp_path):
     """With -cd, the user's config.yaml and a user file shadowing a packaged option are what the
     dry run shows and what runs (they used to be checked, then not used)."""
@@ -234,6 +249,7 @@ def test_the_users_primary_config_and_option_files_are_the_ones_checked_and_run(
     assert [line.split("]")[0] for line in lines].count("[BATCH") == 16  # one epoch, every batch
 
 
+@pytest.mark.slow
 def test_a_destination_module_next_to_the_user_imports_under_the_console_script(tmp_path):
     conf = tmp_path / "my_conf" / "logger" / "destinations"
     conf.mkdir(parents=True)
@@ -261,6 +277,7 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path):
     assert out.stdout == "config OK, nothing built or written. run_name: p\n" and out.stderr == ""
 
 
+@pytest.mark.slow
 def test_the_saved_config_records_the_generated_run_name(tmp_path):
     out = cli("hydra.run.dir=run", "logger/destinations=[in_memory]", cwd=tmp_path)
     run_name = out.stdout.split()[1]

@@ -25,6 +25,7 @@ def test_each_option_file_nests_under_its_own_name_with_a_composer_cfg_target(op
     assert content[option]["_target_"].startswith("composer_cfg.")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", OPTIONS)
 def test_each_option_alone_composes_and_builds(option):
     overrides = [f"logger/destinations=[{option}]", "run_name=alone"]
@@ -40,6 +41,7 @@ def test_each_option_alone_composes_and_builds(option):
         logger.close()
 
 
+@pytest.mark.slow
 def test_all_options_together():
     overrides = [f"logger/destinations=[{','.join(OPTIONS)}]", "run_name=together"]
     with build_logger(overrides=overrides) as logger:

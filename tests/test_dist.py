@@ -94,6 +94,7 @@ def in_a_process_group(tmp_path, body: str) -> str:
     return out.stdout.strip()
 
 
+@pytest.mark.slow
 def test_initialised_process_group_is_the_first_source(tmp_path):
     printed = in_a_process_group(tmp_path, """
         os.environ['SLURM_PROCID'] = '0'
@@ -103,6 +104,7 @@ def test_initialised_process_group_is_the_first_source(tmp_path):
     assert printed == "0 1 torch.distributed"
 
 
+@pytest.mark.slow
 def test_a_process_group_contradicting_the_environment_is_an_error(tmp_path):
     printed = in_a_process_group(tmp_path, """
         os.environ.update(RANK='1', WORLD_SIZE='2')

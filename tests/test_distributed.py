@@ -38,6 +38,7 @@ def check_run(run_dir: Path, run_name: str, world_size: int) -> None:
     assert (run_dir / ".hydra" / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_torchrun_four_ranks_share_one_run(tmp_path):
     env = {**CLEAN_ENV, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     out = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node=4", "--standalone", "--log-dir", "torchrun_logs",
@@ -64,6 +65,7 @@ def launch(tmp_path: Path, env_of_rank, world_size: int = 4, *args: str) -> list
     return results
 
 
+@pytest.mark.slow
 def test_plain_environment_variables_without_torch(tmp_path):
     results = launch(tmp_path, lambda rank: {"RANK": str(rank), "WORLD_SIZE": "4", "LOCAL_RANK": str(rank),
                                               "LOCAL_WORLD_SIZE": "4", "COMPOSER_RUN_NAME": "env_run"})
@@ -72,6 +74,7 @@ def test_plain_environment_variables_without_torch(tmp_path):
     assert "torch" not in "".join(r.stdout for r in results)
 
 
+@pytest.mark.slow
 def test_slurm_variables_name_the_run_after_the_job(tmp_path):
     results = launch(tmp_path, lambda rank: {"SLURM_PROCID": str(rank), "SLURM_NTASKS": "2", "SLURM_LOCALID": str(rank),
                                               "SLURM_NTASKS_PER_NODE": "2", "SLURM_NODEID": "0", "SLURM_JOB_ID": "4242"},
@@ -89,6 +92,7 @@ def test_several_ranks_with_no_way_to_agree_on_a_name_stop_before_anything_is_wr
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_file_without_rank_is_refused_when_several_ranks_write(tmp_path):
     results = launch(tmp_path, lambda rank: {"RANK": str(rank), "WORLD_SIZE": "2"}, 2, "run_name=r",
                      'logger.destinations.jsonl.filename="{run_name}/metrics.jsonl"')
@@ -110,6 +114,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_a_process_group_broadcasts_rank_zeros_generated_name(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", GLOO, str(rank), str(tmp_path / "store")], cwd=tmp_path,
                               env={**CLEAN_ENV, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True)
@@ -145,6 +150,7 @@ with Logger(State("stress"), [FileLogger(log_level="batch", capture_stdout=False
 """
 
 
+@pytest.mark.slow
 def test_stress_eight_processes_ten_thousand_calls_each(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", STRESS], cwd=tmp_path,
                               env={**CLEAN_ENV, "RANK": str(rank), "WORLD_SIZE": "8"}) for rank in range(8)]

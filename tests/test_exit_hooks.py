@@ -133,6 +133,7 @@ def test_a_sigterm_during_close_lets_the_close_finish_then_ends_the_process(tmp_
     assert (tmp_path / "status.txt").read_text() == "FINISHED"  # the close that was under way
 
 
+@pytest.mark.slow
 def test_a_close_that_hangs_can_not_keep_sigterm_from_ending_the_process(tmp_path):
     out = run(RECORDS_STATUS + """
     import time
@@ -175,6 +176,7 @@ def test_closing_at_exit_after_a_change_of_directory_writes_where_the_run_starte
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_sigterm_during_a_long_native_call_still_closes_and_ends_the_process(tmp_path):
     """The Python handler waits for the main thread to come back from C code (an NCCL hang never
     does); the wake-up descriptor tells a thread at once, which closes and ends the process."""
@@ -200,6 +202,7 @@ def test_a_sigterm_during_a_long_native_call_still_closes_and_ends_the_process(t
     assert (tmp_path / "run/metrics-rank0.jsonl").read_text().count("\n") == 1
 
 
+@pytest.mark.slow
 def test_a_sigterm_during_the_close_of_an_unguarded_logger_lets_it_finish(tmp_path):
     with subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import time

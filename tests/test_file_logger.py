@@ -309,6 +309,7 @@ with Logger(State("shared_run"), FileLogger(log_level="batch")) as logger:
 """
 
 
+@pytest.mark.slow
 def test_four_processes_write_four_separate_files(tmp_path):
     procs = [
         subprocess.Popen(
@@ -328,6 +329,7 @@ def test_four_processes_write_four_separate_files(tmp_path):
         assert text == expected + [f"[stdout]: done on rank {rank}"]
 
 
+@pytest.mark.slow
 def test_a_progress_bar_drawn_with_carriage_returns_is_one_line_of_what_it_shows_last():
     """What a terminal shows, at the cost of one line however many updates (not quadratic)."""
     with Logger(State("run"), FileLogger(capture_stderr=False)) as logger:
@@ -387,6 +389,7 @@ def test_a_logging_handler_made_before_the_file_logger_is_captured(stream):
     assert lines("run/logs-rank0.txt") == [f"[{stream}]: from a handler made before the logger"]
 
 
+@pytest.mark.slow
 def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
     published = []
 

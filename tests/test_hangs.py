@@ -63,6 +63,7 @@ def next_batch(logger: Logger, data: dict) -> None:
 TIMEOUT = 5  # seconds: long enough that a second wait for the hung start would show
 
 
+@pytest.mark.slow
 def test_build_logger_against_a_silent_tracking_server_times_out_and_leaves_nothing_open(
         silent_listener, hung_client_env, tmp_path):
     handler_before = signal.getsignal(signal.SIGTERM)
@@ -93,6 +94,7 @@ def test_build_logger_against_a_silent_tracking_server_times_out_and_leaves_noth
 # -- closing: a real server that stops answering mid-run -------------------------------------------
 
 
+@pytest.mark.slow
 def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_spools_what_was_not_delivered(
         mlflow: MlflowServer, hung_client_env, caplog):
     experiment = f"stopped-{uuid.uuid4().hex}"
@@ -147,6 +149,7 @@ def test_close_is_bounded_when_the_server_stops_answering_mid_run_and_spools_wha
         (step, 1.0 / (step + 1)) for step in range(6)]
 
 
+@pytest.mark.slow
 def test_a_server_that_stops_answering_before_checkpoints_never_fails_or_stalls_a_resumable_run(
         mlflow: MlflowServer, hung_client_env, caplog):
     destination = MLFlowLogger(tracking_uri=mlflow.url, experiment_name=f"checkpoints-{uuid.uuid4().hex}",
@@ -190,6 +193,7 @@ def test_a_server_that_stops_answering_before_checkpoints_never_fails_or_stalls_
     assert stored.read_bytes() == log.read_bytes()  # the whole log, as the run left it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when_full", ["drop", "block"])
 def test_a_stopped_server_delays_logging_no_more_than_the_queue_policy_and_a_sync_completes_the_run(
         mlflow: MlflowServer, hung_client_env, when_full):
@@ -242,6 +246,7 @@ os._exit(0)
 """
 
 
+@pytest.mark.slow
 def test_a_w_and_b_server_that_never_answers_costs_logging_nothing_and_its_records_wait_in_the_spool(
         tmp_path, silent_listener):
     env = {**child_env(), "WANDB_MODE": "online", "WANDB_BASE_URL": silent_listener.url, "WANDB_API_KEY": "a" * 40}
@@ -297,6 +302,7 @@ def wait_until(condition, within: float = 30) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hang", ["silent-server-at-start", "server-stopped-mid-run"])
 def test_sigterm_ends_the_process_even_when_the_back_end_hangs(request, tmp_path, hang, hung_client_env):
     if hang == "silent-server-at-start":
@@ -332,6 +338,7 @@ def test_sigterm_ends_the_process_even_when_the_back_end_hangs(request, tmp_path
 # -- an S3 endpoint that never answers -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_object_store_close_is_bounded_against_a_silent_s3_endpoint_and_names_what_was_not_uploaded(
         silent_listener, monkeypatch, tmp_path):
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -428,6 +435,7 @@ def run_until_sigterm(tmp_path, *args: str, stop=None) -> tuple[int, float, str]
         return status, elapsed, child.stderr.read()
 
 
+@pytest.mark.slow
 def test_on_sigterm_a_hung_tracker_never_costs_a_local_file_its_last_flush(tmp_path, mlflow, hung_client_env):
     status, elapsed, stderr = run_until_sigterm(tmp_path, mlflow.url, f"first-{uuid.uuid4().hex}", "-",
                                                 stop=mlflow.stopped)
@@ -445,6 +453,7 @@ def test_on_sigterm_a_hung_tracker_never_costs_a_local_file_its_last_flush(tmp_p
         str(tmp_path / "local_first/metrics-rank0.jsonl")]
 
 
+@pytest.mark.slow
 def test_on_sigterm_a_slow_upload_still_leaves_time_to_end_the_tracked_run(tmp_path, mlflow, silent_listener,
                                                                            monkeypatch):
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -461,6 +470,7 @@ def test_on_sigterm_a_slow_upload_still_leaves_time_to_end_the_tracked_run(tmp_p
     assert run.info.status == "KILLED" and len(client.get_metric_history(run.info.run_id, "step")) == 500
 
 
+@pytest.mark.slow
 def test_a_download_from_an_endpoint_that_never_answers_is_bounded(silent_listener, monkeypatch):
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():

@@ -80,6 +80,7 @@ def test_an_app_with_its_own_logger_group_is_unchanged_by_composer_cfg_being_ins
     assert refused.returncode == 1 and "Could not find 'logger/default'" in refused.stderr
 
 
+@pytest.mark.slow
 def test_once_the_app_opts_in_composer_cfgs_presets_join_its_group(tmp_path):
     write(tmp_path, LHT)
     train = tmp_path / "configs/train.yaml"
@@ -138,6 +139,7 @@ def test_a_minimal_app_gets_the_default_logger_from_one_defaults_line(tmp_path):
         '[EPOCH][batch=4]: { "epoch": 0, }', '[EPOCH][batch=8]: { "epoch": 1, }']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("override", "names"), [
     ("logger=all_local", "file, in_memory, progress_bar, jsonl, tensorboard"),
     ("logger/destinations=[jsonl]", "jsonl"),
@@ -218,6 +220,7 @@ def test_an_app_records_its_own_config_with_the_same_helper_as_the_command(tmp_p
     assert first["data"]["config"]["epochs"] == 1 and first["data"]["config"]["labels"] == {"0": "cat", "1": "dog"}
 
 
+@pytest.mark.slow
 def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):
     write(tmp_path, MINIMAL)
     together = run(tmp_path, "train.py", "-m", "epochs=1,2", "hydra.sweep.dir=together")

@@ -113,6 +113,7 @@ def test_non_string_key_is_a_type_error():
         logged(memory, [(Timestamp(), LogLevel.BATCH, {3: 1.0})])
 
 
+@pytest.mark.slow
 def test_memory_per_scalar_stays_small():
     memory = InMemoryLogger()
     state = State("run")

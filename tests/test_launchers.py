@@ -47,10 +47,12 @@ def check_jobs(root: Path, destinations: str = "jsonl") -> None:
     assert (root / "sweep-summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_sweep_with_the_submitit_launcher(tmp_path):
     check_jobs(sweep(tmp_path, "submitit_local"))
 
 
+@pytest.mark.slow
 def test_the_jobs_of_a_parallel_sweep_share_the_project_store_created_once_and_quietly(tmp_path):
     # joblib runs the jobs in processes at once: they create the project's MLflow store together.
     destinations = "[jsonl,mlflow]"
@@ -71,6 +73,7 @@ def test_the_jobs_of_a_parallel_sweep_share_the_project_store_created_once_and_q
     assert said == []
 
 
+@pytest.mark.slow
 def test_sweep_in_process_starts_every_writer_afresh(tmp_path):
     destinations = "[jsonl,tensorboard,mlflow,wandb]"
     root = sweep(tmp_path, "basic", destinations)
@@ -94,6 +97,7 @@ def test_sweep_in_process_starts_every_writer_afresh(tmp_path):
                                      f"+logger/destinations={destinations}"]
 
 
+@pytest.mark.slow
 def test_a_sweep_that_hydra_stops_at_a_failed_job_still_has_its_summary(tmp_path):
     (tmp_path / "diverging.py").write_text(
         "from composer_cfg.cli.demo import run_demo\n\n"

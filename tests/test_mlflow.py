@@ -45,6 +45,7 @@ def the_run(client: MlflowClient):
     return run
 
 
+@pytest.mark.slow
 def test_metrics_params_artifacts_and_status_read_back(caplog):
     with caplog.at_level(logging.WARNING, logger="composer_cfg"):
         with Logger(State("ml_run"), MLFlowLogger()) as logger:
@@ -67,6 +68,7 @@ def test_metrics_params_artifacts_and_status_read_back(caplog):
     ]
 
 
+@pytest.mark.slow
 def test_metrics_are_sent_in_batches_not_per_value():
     destination = MLFlowLogger(flush_interval=4)
     with Logger(State("ml_run"), destination) as logger:
@@ -88,6 +90,7 @@ def test_metrics_are_sent_in_batches_not_per_value():
     assert len(client.get_metric_history(the_run(client).info.run_id, "a")) == 10
 
 
+@pytest.mark.slow
 def test_more_than_1000_metrics_at_once_are_chunked():
     with Logger(State("ml_run"), MLFlowLogger(flush_interval=10_000)) as logger:
         logger.data_batch({f"m{i}": float(i) for i in range(2500)})
@@ -95,6 +98,7 @@ def test_more_than_1000_metrics_at_once_are_chunked():
     assert len(run.data.metrics) == 2500
 
 
+@pytest.mark.slow
 def test_an_exception_marks_the_run_failed():
     with pytest.raises(ValueError, match="nan loss"):
         with Logger(State("ml_run"), MLFlowLogger()) as logger:
@@ -109,6 +113,7 @@ def test_other_ranks_do_not_touch_the_store():
     assert not Path("mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_selected_from_the_config():
     with build_logger(overrides=["run_name=ml_run", "logger/destinations=[mlflow]",
                                  "logger.destinations.mlflow.experiment_name=from_config"]) as logger:
@@ -155,6 +160,7 @@ def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, floa
 REFUSED = ["acc@1", "x" * 300, "../x"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["sqlite", "server"])
 def test_a_refused_metric_name_is_an_error_at_the_call_and_the_rest_of_the_window_reaches_the_store(
         request, where, empty_store):
@@ -201,6 +207,7 @@ def test_non_string_keys_are_a_type_error_before_any_destination_is_called(empty
     assert history(client, destination.run_id, "loss") == [(0, 1.0), (1, 0.25)]
 
 
+@pytest.mark.slow
 def test_metrics_of_failed_flushes_reach_a_restarted_server_once_each(mlflow, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a dead server fails a flush at once
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -265,6 +272,7 @@ with logger:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_keeps_every_metric_logged_before_it_and_ends_killed(tmp_path, signum, empty_store):
     copy_of(empty_store, tmp_path)  # where the default tracking_uri puts the project's store
@@ -343,6 +351,7 @@ print("survived SIGTERM", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_sigterm_landing_inside_mlflow_log_data_still_delivers_everything_and_ends_killed(tmp_path, empty_store):
     # Random SIGTERMs (as in the test above) landed there in 2 of 40 runs, both with
     # flush_interval=1; this places one there every time.
@@ -382,6 +391,7 @@ print(start, most, open_fds())
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_close_waits_for_the_store_ends_the_run_and_loses_nothing(mlflow):
     # 20,000 batches queued at once for a server that answers each request 20 ms late: close
     # waits while it takes them; a Ctrl-C stops the wait for what the sink has not taken (what it
@@ -437,6 +447,7 @@ def test_ctrl_c_while_close_waits_for_the_store_ends_the_run_and_loses_nothing(m
     assert logger.report()["MLFlowLogger"]["spooled"] == len(spooled)
 
 
+@pytest.mark.slow
 def test_processes_started_at_once_create_the_project_store_once_and_quietly(tmp_path):
     # MLflow creating one SQLite store's tables from 4 processes at once fails in each of them
     # (tried: alembic "Online migration expected to match one row", SQLAlchemy errors).
@@ -453,6 +464,7 @@ def test_processes_started_at_once_create_the_project_store_once_and_quietly(tmp
     assert all(client.get_metric_history(run.info.run_id, "loss")[0].value == 0.5 for run in found)
 
 
+@pytest.mark.slow
 def test_forty_loggers_with_their_own_sqlite_stores_fit_in_64_file_descriptors(tmp_path, empty_store):
     done = subprocess.run([sys.executable, "-c", LEAK_CHILD, str(empty_store)], cwd=tmp_path, env=child_env(),
                           capture_output=True, text=True, timeout=120)
@@ -468,6 +480,7 @@ def test_forty_loggers_with_their_own_sqlite_stores_fit_in_64_file_descriptors(t
         client._tracking_client.store.engine.dispose()
 
 
+@pytest.mark.slow
 def test_parameters_logged_while_the_server_is_down_reach_it_once_it_is_back(mlflow, monkeypatch):
     """Parameters wait in the queue like metrics: a failed request is sent again, and logging the
     same value again does not put a key twice in one request (the server would refuse it)."""
@@ -493,6 +506,7 @@ def test_parameters_logged_while_the_server_is_down_reach_it_once_it_is_back(mlf
     assert run.data.params == {"lr": "0.1", "batch_size": "32"} and run.data.metrics == {"loss": 0.5}
 
 
+@pytest.mark.slow
 def test_an_int_too_large_for_a_float_is_skipped_and_the_other_metrics_kept(caplog):
     with caplog.at_level(logging.WARNING, logger="composer_cfg"):
         with Logger(State("ml_run"), MLFlowLogger()) as logger:
@@ -502,6 +516,7 @@ def test_an_int_too_large_for_a_float_is_skipped_and_the_other_metrics_kept(capl
         in caplog.messages
 
 
+@pytest.mark.slow
 def test_data_arriving_once_close_has_started_is_refused_not_silently_dropped():
     destination = MLFlowLogger()
     logger = Logger(State("ml_run"), destination)
@@ -513,6 +528,7 @@ def test_data_arriving_once_close_has_started_is_refused_not_silently_dropped():
     assert history(store(), the_run(store()).info.run_id, "a") == [(0, 1.0)]
 
 
+@pytest.mark.slow
 def test_what_is_logged_reaches_the_store_within_about_a_second_without_any_flush_point():
     destination = MLFlowLogger(flush_interval=1000)
     with Logger(State("ml_run"), destination) as logger:
@@ -524,6 +540,7 @@ def test_what_is_logged_reaches_the_store_within_about_a_second_without_any_flus
         assert time.monotonic() - started < 10
 
 
+@pytest.mark.slow
 def test_a_full_queue_is_a_flush_point_even_without_events():
     destination = MLFlowLogger(flush_interval=1000, queue_size=5, timeout=60, when_full="block")
     logger = Logger(State("ml_run"), destination)
@@ -536,6 +553,7 @@ def test_a_full_queue_is_a_flush_point_even_without_events():
     assert history(store(), destination.run_id, "a") == [(batch, float(batch)) for batch in range(40)]
 
 
+@pytest.mark.slow
 def test_a_spool_written_before_the_run_existed_still_names_the_run_it_belongs_to():
     from composer_cfg.run.run_record import read_manifest
 
@@ -551,6 +569,7 @@ def test_a_spool_written_before_the_run_existed_still_names_the_run_it_belongs_t
         f"mlflow {target}": {"target": target, "identity": {"run_id": destination.run_id}}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("uri", "expected"), [
     ("mlruns", "logger.destinations.mlflow.tracking_uri: 'mlruns' is a directory, and the installed MLflow keeps runs "
                "in one only with MLFLOW_ALLOW_FILE_STORE=true (its file store is in maintenance); use a database such "
@@ -604,6 +623,7 @@ class ForwardingProxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_a_tracking_server_reached_through_a_proxy_passes_the_check_and_is_logged_to_through_it(tmp_path, mlflow):
     # The server's name resolves nowhere: only the proxy the environment names reaches it.
     handler = type("Proxy", (ForwardingProxy,), {"upstream": mlflow.port})
@@ -638,6 +658,7 @@ def test_a_tracking_server_reached_through_a_proxy_passes_the_check_and_is_logge
     assert f"through the proxy http://user:***@127.0.0.1:{closed} (connection refused)" in secret.stderr
 
 
+@pytest.mark.slow
 def test_a_back_end_that_refuses_to_start_is_one_line_naming_the_destination(tmp_path):
     # a web server that is no tracking server: it answers MLflow's first request with 404
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)

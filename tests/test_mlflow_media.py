@@ -75,6 +75,7 @@ def shown(client: MlflowClient, run_id: str) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow
 def test_each_kind_of_media_is_shown_at_its_step_and_reads_back_as_logged(store):
     destination = MLFlowLogger(tracking_uri=store)
     with Logger(State("media"), destination) as logger:

@@ -180,6 +180,7 @@ with Logger(State("shared"), destination) as logger:
 """
 
 
+@pytest.mark.slow
 def test_four_ranks_upload_concurrently_and_exactly_one_wins_a_race(s3, tmp_path):
     url, fs, _ = s3
     for rank in range(4):
@@ -213,6 +214,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_killed_process_leaves_no_partial_object(s3, tmp_path, where):
     _, fs, options = s3
@@ -250,6 +252,7 @@ if sys.argv[1] == "raise":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", ["return", "raise"])
 def test_the_last_uploads_of_a_run_that_ends_without_close_reach_s3(s3, tmp_path, ending):
     """The exit hook runs before concurrent.futures stops its executors, which s3fs needs."""
@@ -398,6 +401,7 @@ def test_one_upload_in_flight_per_name_and_different_names_in_parallel(scripted)
 # 3. overwrite=False: refused at the call for a name in the queue; refused in the background for a
 #    name already uploaded.
 
+@pytest.mark.slow
 def test_overwrite_false_for_a_name_being_uploaded_is_refused_at_the_call(scripted, staging_root):
     before_put, started, release = hold_upload_of(b"first")
     scripted.before_put = before_put
@@ -717,6 +721,7 @@ def test_permanent_errors_are_not_retried_whatever_their_message_says(scripted, 
     assert not fsspec.filesystem("memory").exists("/bucket/a.txt")
 
 
+@pytest.mark.slow
 def test_a_missing_bucket_on_s3_is_not_retried(s3, caplog):
     _, _, options = s3
     logger = opened(ObjectStoreLogger("s3://no-such-bucket/runs", storage_options=options, retry_backoff=0.01))

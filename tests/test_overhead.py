@@ -65,6 +65,7 @@ def test_nothing_is_measured_by_default():
         Logger(State("run"), measure_overhead=1)
 
 
+@pytest.mark.slow
 def test_the_run_summary_and_the_manifest_show_what_each_destination_did(tmp_path):
     out = cli("run_name=demo", "hydra.run.dir=run", "logger.measure_overhead=true", "+logger/destinations=jsonl",
               "resume=auto", cwd=tmp_path)  # a resumable run keeps a manifest

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from composer_cfg import JSONLinesLogger, Logger, State, TrainingLoop
 from conftest import ranks
 
@@ -26,6 +28,7 @@ def two_rank_run() -> None:
                 logger.data_epoch({"metrics/epoch/accuracy": 0.5 + 0.1 * epoch})
 
 
+@pytest.mark.slow
 def test_plot_every_metric_of_a_run_directory(tmp_path):
     two_rank_run()
     out = subprocess.run([*PLOT, "run"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
@@ -34,6 +37,7 @@ def test_plot_every_metric_of_a_run_directory(tmp_path):
     assert png_size(tmp_path / "run" / "metrics.png") == (800, 500)  # 800 x 250 per panel
 
 
+@pytest.mark.slow
 def test_plot_chosen_metrics_of_one_file(tmp_path):
     two_rank_run()
     out = subprocess.run([*PLOT, "run/metrics-rank1.jsonl", "--metrics", "loss/train", "-o", "loss.png"],

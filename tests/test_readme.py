@@ -27,6 +27,7 @@ def test_script_example_writes_what_it_says(tmp_path):
     assert len(lines) == 1 + 300 + 3
 
 
+@pytest.mark.slow
 def test_error_transcript_is_what_the_command_prints(tmp_path):
     transcript = re.search(r"## Validation and errors.*?```\n(.*?)```", README, re.S).group(1)
     commands = re.findall(r"^\$ composer-cfg (.*)$", transcript, re.M)
@@ -63,6 +64,7 @@ def test_every_test_named_in_the_differences_list_exists():
         assert f"def {test}(" in source, f"{module}::{test}"
 
 
+@pytest.mark.slow
 def test_the_hydra_app_example_runs_as_shown(tmp_path):
     section = README.split("## Add composer_cfg to your Hydra app")[1].split("\n## ")[0]
     config = re.search(r"```yaml\n# conf/config.yaml\n(.*?)```", section, re.S).group(1)
@@ -83,6 +85,7 @@ def test_the_hydra_app_example_runs_as_shown(tmp_path):
     assert (tmp_path / "mlflow.db").exists() and not (tmp_path / "run3").exists()  # the project's store
 
 
+@pytest.mark.slow
 def test_the_mlflow_ui_command_serves_the_run(tmp_path):
     import socket
     import time
@@ -117,6 +120,7 @@ def test_the_mlflow_ui_command_serves_the_run(tmp_path):
         server.wait(30)
 
 
+@pytest.mark.slow
 def test_the_sync_example_runs_as_shown(tmp_path):
     section = README.split("## Replay a run into a tracker later")[1].split("\n## ")[0]
     lines = re.search(r"```sh\n(.*?)```", section, re.S).group(1).splitlines()

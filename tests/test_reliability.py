@@ -92,6 +92,7 @@ def test_sigkill_loses_at_most_one_flush_interval_and_no_file_is_corrupt(tmp_pat
     assert indices == list(range(len(indices))) and len(indices) >= reported - 100
 
 
+@pytest.mark.slow
 def test_a_failing_demo_loop_leaves_complete_files_and_a_failed_status(tmp_path):
     (tmp_path / "failing_demo.py").write_text(textwrap.dedent("""
         def run(logger, batches: int = 5):
@@ -187,6 +188,7 @@ def all_text(root: Path) -> str:
     return "\n".join(p.read_text(errors="replace") for p in root.rglob("*") if p.is_file() and p.stat().st_size < 10**7)
 
 
+@pytest.mark.slow
 def test_secrets_never_reach_printed_or_saved_configs_or_logs(tmp_path):
     overrides = ["run_name=s", "demo.epochs=1", "+logger/destinations=[object_store,mlflow]",
                  f"++logger.destinations.object_store.storage_options.secret={SECRET}",

@@ -126,6 +126,7 @@ def run_record(directory: Path, rank: int = 0) -> dict:
     return read_manifest(manifest_path(directory / "outputs" / "r" / "r", rank))["run"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, event, batch", kill_points(signal.SIGKILL, 3) + kill_points(signal.SIGTERM, 3))
 def test_a_killed_demo_resumed_with_auto_has_the_history_of_an_uninterrupted_run(
         tmp_path, uninterrupted, signum, event, batch):
@@ -166,6 +167,7 @@ def torchrun(directory: Path, *extra: str, destinations: str = LOCAL) -> subproc
     return subprocess.run(command, cwd=directory, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_under_torchrun_a_rank_killed_and_the_job_run_again_resumes_every_rank(tmp_path_factory):
     reference, directory = tmp_path_factory.mktemp("uninterrupted2"), tmp_path_factory.mktemp("killed2")
     assert torchrun(reference).returncode == 0
@@ -204,6 +206,7 @@ def train(logger: Logger, batches: range, checkpoint_at: int | None = None) -> N
         logger.data_batch({"loss": 1.0 / (batch + 1)})
 
 
+@pytest.mark.slow
 def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_of_a_killed_attempt():
     overrides = ["run_name=r", "logger/destinations=[jsonl,mlflow]"]
     first = build_logger(overrides=overrides, resume="auto")
@@ -229,6 +232,7 @@ def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_o
     assert run["destinations"]["jsonl"]["identity"] == {"filename": str(Path("r/metrics-rank0.jsonl").absolute())}
 
 
+@pytest.mark.slow
 def test_what_a_tracker_is_held_is_delivered_at_a_finished_close_and_dropped_otherwise(tmp_path):
     for status, expected in ((RunStatus.FINISHED, [0, 1, 2]), (RunStatus.FAILED, [0])):
         uri = f"sqlite:///{tmp_path / status.value}.db"
@@ -252,6 +256,7 @@ def test_resume_must_without_a_run_is_one_line_on_the_command_line_and_creates_n
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_resume_on_a_run_that_was_not_started_with_resume_is_refused_before_anything_changes(tmp_path):
     def command(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=plain", "hydra.run.dir=outputs/plain",
@@ -298,6 +303,7 @@ def test_read_records_drops_what_a_resume_record_replaces(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "COMPOSER_RUN_NAME", "RUN_NAME"))},
            "SLURM_JOB_ID": "4242", "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "HYDRA_FULL_ERROR": "0"}
@@ -313,6 +319,7 @@ def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
     assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(16))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("damage", "why"), [
     (lambda text: text[:len(text) // 2], "not JSON: "),
     (lambda text: "[]", "the whole file: input should be a valid dictionary"),
@@ -369,6 +376,7 @@ print("batches run:", int(weights), flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_script_written_as_the_readme_shows_killed_mid_epoch_finishes_the_run_once_when_run_again(tmp_path):
     # The second epoch's fourth batch kills the first attempt; the second attempt starts at the
     # second epoch (the last checkpoint), runs the 20 batches left of 3 epochs of 10, no more.
@@ -397,6 +405,7 @@ def test_a_script_written_as_the_readme_shows_killed_mid_epoch_finishes_the_run_
                       "token_in_epoch": 0})]
 
 
+@pytest.mark.slow
 def test_a_requeue_with_a_changed_parameter_is_said_and_never_fatal_to_mlflow(caplog):
     def attempt(lr: float, resume: str, dies: bool) -> Logger:
         logger = build_logger(overrides=["run_name=p", "logger/destinations=[mlflow]"], resume=resume)
@@ -457,6 +466,7 @@ def test_a_batch_checkpoint_in_a_training_loop_body_continues_after_that_batch(c
     assert [r["batch"] for r in read_records("b")] == list(range(8))
 
 
+@pytest.mark.slow
 def test_the_demo_continues_from_a_checkpoint_named_with_any_time_field(tmp_path):
     checkpoint = 'demo.checkpoint="{run_name}/ck/ep{epoch}-ba{batch}-in{batch_in_epoch}-rank{rank}.npz"'
 
@@ -539,6 +549,7 @@ def test_a_finished_run_run_again_with_auto_continues_from_its_end_and_duplicate
     assert [(r["batch"], r["data"]["loss"]) for r in read_records(tmp_path / "f")] == [(b, float(b)) for b in range(6)]
 
 
+@pytest.mark.slow
 def test_an_attempt_stopped_before_it_recorded_its_mlflow_run_is_continued_in_that_run(tmp_path):
     # SIGTERM once MLflow made the run and before the manifest has its id (another destination
     # still opening): the next attempt finds the run by its tag and continues it.

@@ -50,6 +50,7 @@ def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return project, out
 
 
+@pytest.mark.slow
 def test_the_run_directory_holds_the_config_with_overrides_sources_defaults_git_and_versions(run):
     project, _ = run
     record = yaml.safe_load((project / "run" / "cfg" / "run-config.yaml").read_text())
@@ -118,6 +119,7 @@ def test_git_state_says_dirty_when_a_tracked_file_changed_and_none_outside_a_wor
     assert git_state(tmp_path / "plain") is None
 
 
+@pytest.mark.slow
 def test_log_config_false_logs_no_config(tmp_path):
     out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=quiet", "hydra.run.dir=run", "log_config=false",
                           "demo.epochs=1", "demo.batches_per_epoch=2", "logger/destinations=[jsonl]"],
@@ -129,6 +131,7 @@ def test_log_config_false_logs_no_config(tmp_path):
                                          "hparams/features", "hparams/seed"}]
 
 
+@pytest.mark.slow
 def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_path, monkeypatch):
     from composer_cfg.run.sync import sync
 
@@ -154,6 +157,7 @@ def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_pat
         ("later.logs-rank0.txt", ["logs-rank0.txt"]), ("later.run-config.yaml", ["run-config.yaml"])]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_first_hyperparameters_and_rewrites_the_file(tmp_path):
     def command(*args: str) -> None:
         out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=again", "resume=auto",

@@ -118,6 +118,7 @@ def assert_the_parent_wrote_everything_once(tmp_path: Path, steps: int = 20) -> 
     assert [attempt["status"] for attempt in run["attempts"]] == ["FINISHED"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ending", ["sys.exit(0)", "os._exit(0)", "raise SystemExit(3)"])
 def test_an_os_fork_child_ends_at_once_and_leaves_the_parents_files_and_run_alone(tmp_path, ending):
     out = run_child(f"""
@@ -140,6 +141,7 @@ def test_an_os_fork_child_ends_at_once_and_leaves_the_parents_files_and_run_alon
     assert_the_parent_wrote_everything_once(tmp_path)
 
 
+@pytest.mark.slow
 def test_multiprocessing_children_leave_the_parents_files_and_run_alone(tmp_path):
     out = run_child("""
     import multiprocessing
@@ -158,6 +160,7 @@ def test_multiprocessing_children_leave_the_parents_files_and_run_alone(tmp_path
     assert_the_parent_wrote_everything_once(tmp_path)
 
 
+@pytest.mark.slow
 def test_torch_dataloader_workers_leave_the_parents_files_and_run_alone(tmp_path):
     out = run_child("""
     import torch
@@ -212,6 +215,7 @@ def test_a_child_forked_while_another_thread_writes_the_captured_log_prints_to_i
     assert "from the child" not in log and "[stdout]: parent done" not in log  # (printed after close)
 
 
+@pytest.mark.slow
 def test_a_child_that_builds_its_own_logger_logs_as_any_process(tmp_path):
     out = run_child("""
     pid = os.fork()
@@ -284,6 +288,7 @@ with Logger(State("run"), JSONLinesLogger(), resume="auto") as logger:  # a refu
 """
 
 
+@pytest.mark.slow
 def test_a_second_live_attempt_of_a_run_is_refused_naming_the_live_one_and_a_killed_ones_lock_is_taken_over():
     first = subprocess.Popen([sys.executable, "-c", LIVE_ATTEMPT, "first"], stdout=subprocess.PIPE, text=True)
     try:

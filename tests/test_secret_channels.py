@@ -94,6 +94,7 @@ def files_holding(root: Path, secret: str, skip: Path | None = None) -> list[str
             if path.is_file() and (skip is None or skip not in path.parents) and secret.encode() in path.read_bytes()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("outcome", ["succeeds", "training_fails", "bad_config"])
 @pytest.mark.parametrize("launcher", ["run", "basic", "joblib", "submitit_local"])  # run: no -m, hydra.verbose=true
 def test_a_planted_secret_reaches_no_file_and_no_stream(tmp_path, mlflow, launcher, outcome):  # noqa: F811
@@ -132,6 +133,7 @@ def test_a_planted_secret_reaches_no_file_and_no_stream(tmp_path, mlflow, launch
         assert "RuntimeError: could not read http://reader:***@127.0.0.1:9/data with token *** and ***" in stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("introspection", [["--help"], ["--info", "config"], ["--info", "all"], ["--cfg", "all"],
                                            ["--cfg", "hydra"], ["--cfg", "job", "--resolve"], ["dry_run=true"]])
 def test_help_info_cfg_and_dry_runs_show_no_secret(tmp_path, introspection, silent_listener):  # noqa: F811
@@ -147,6 +149,7 @@ def test_help_info_cfg_and_dry_runs_show_no_secret(tmp_path, introspection, sile
     assert sorted(path.name for path in tmp_path.iterdir()) == ["conf", "secret_training.py"]
 
 
+@pytest.mark.slow
 def test_a_tracking_uri_password_is_masked_when_the_tracking_server_does_not_answer(tmp_path, silent_listener):  # noqa: F811
     uri = silent_listener.url.replace("http://", f"http://alice:{IN_URI}@")
     out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=hang", "hydra.run.dir=run",
@@ -160,6 +163,7 @@ def test_a_tracking_uri_password_is_masked_when_the_tracking_server_does_not_ans
     assert IN_URI not in out.stdout + out.stderr and files_holding(tmp_path, IN_URI) == []
 
 
+@pytest.mark.slow
 def test_mlflow_prints_no_view_run_line_showing_a_tracking_uri_password(tmp_path, mlflow):  # noqa: F811
     script = ("import sys\nfrom composer_cfg import Logger, MLFlowLogger, State\n"
               "with Logger(State('view'), MLFlowLogger(tracking_uri=sys.argv[1])) as logger:\n"
@@ -210,6 +214,7 @@ main()
 '''
 
 
+@pytest.mark.slow
 def test_in_a_hydra_app_of_your_own_the_callback_masks_hydras_banner_files_and_the_captured_log(tmp_path):
     conf = tmp_path / "conf"
     conf.mkdir()

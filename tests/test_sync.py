@@ -70,6 +70,7 @@ def run_id(store: str = "mlflow.db") -> str:
     return entries[f"mlflow sqlite:///{Path(store).resolve()}"]["identity"]["run_id"]
 
 
+@pytest.mark.slow
 def test_mlflow_and_tensorboard_hold_the_records_series_and_a_second_sync_adds_nothing():
     records = jsonl_run()
     expected = series(records)
@@ -119,6 +120,7 @@ def test_a_wandb_project_taken_from_the_environment_is_a_target_of_its_own(monke
     assert {first["project"], second["project"]} == {"first", "second"} and first["id"] != second["id"]
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_write_syncs_its_complete_part_then_the_rest_once():
     records = jsonl_run(epochs=3, batches=4)
     text = RECORDS.read_text()
@@ -137,6 +139,7 @@ def test_a_run_killed_mid_write_syncs_its_complete_part_then_the_rest_once():
     assert sorted(first["history"]) + sorted(second["history"]) == sorted({r["batch"] for r in records[1:]})
 
 
+@pytest.mark.slow
 def test_values_the_tracker_refuses_are_reported_and_the_rest_is_sent():
     with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl]"]) as logger:
         logger.data_batch({"acc@1": 0.5, "loss": 0.25})
@@ -147,6 +150,7 @@ def test_values_the_tracker_refuses_are_reported_and_the_rest_is_sent():
     assert mlflow_series(run_id()) == {"loss": [(0, 0.25)]}
 
 
+@pytest.mark.slow
 def test_every_rank_of_a_run_is_replayed_into_its_own_tracker_run_or_rank_zero_alone():
     for rank in (0, 1):
         Path(f"run/metrics-rank{rank}.jsonl").parent.mkdir(exist_ok=True)
@@ -163,6 +167,7 @@ def test_every_rank_of_a_run_is_replayed_into_its_own_tracker_run_or_rank_zero_a
     assert not Path("run/run-rank1.json").read_text().count("mlflow")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "stderr"),
     [
@@ -184,6 +189,7 @@ def test_the_command_reports_bad_input_in_one_line_and_sends_nothing(args, stder
     assert sorted(Path(".").rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_the_command_says_what_it_sent_where():
     records = jsonl_run(epochs=1, batches=2)
     out = subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "tensorboard"],
@@ -200,6 +206,7 @@ def test_a_source_without_records_is_an_error():
         sync("empty", ["mlflow"])
 
 
+@pytest.mark.slow
 def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_the_manifest_and_fresh_sends_it_all_again():
     records = jsonl_run(epochs=1, batches=1)
     sync("run", ["mlflow"])
@@ -222,6 +229,7 @@ def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_the_manifes
     assert mlflow_series(run_id()) == series(records)
 
 
+@pytest.mark.slow
 def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
     # A replay fires no batch_end: a full queue must start a delivery itself, not wait out
     # `timeout` and drop the rest.
@@ -232,6 +240,7 @@ def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
     assert mlflow_series(run_id()) == series(records)
 
 
+@pytest.mark.slow
 def test_a_run_logged_to_jsonl_and_mlflow_is_read_plotted_and_synced_once_not_once_per_copy():
     # MLflow's default store keeps a copy of the published records file beside it, apart from the
     # run directory; a store given inside the run directory keeps it there.
@@ -271,6 +280,7 @@ def test_a_spool_is_no_records_file_and_a_run_without_a_manifest_is_read_from_ev
     assert list(read_records(elsewhere)) == records
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["mlflow", "tensorboard"])
 def test_a_record_at_a_step_no_tracker_stores_is_reported_and_every_later_sync_still_works(target, capsys):
     records = jsonl_run(epochs=1)
@@ -289,6 +299,7 @@ def test_a_record_at_a_step_no_tracker_stores_is_reported_and_every_later_sync_s
         assert tensorboard_series() == as_float32(expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("uri", ["sqlite:///x.db?password=s3cret-pw", "http://user:s3cret-pw@127.0.0.1:9"],
                          ids=["unparsable-override", "unreachable-server"])
 def test_a_failed_sync_says_why_in_one_line_without_the_secrets_it_was_given(uri):
@@ -301,6 +312,7 @@ def test_a_failed_sync_says_why_in_one_line_without_the_secrets_it_was_given(uri
     assert "s3cret-pw" not in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_every_records_file_of_a_run_is_read_and_a_copy_in_a_store_outside_the_run_never():
     # two Loggers of one run (training, then evaluation), each with its own records file; a
     # sweep's MLflow store shared at the root keeps copies of both, outside the run's directory
@@ -358,6 +370,7 @@ def test_what_was_logged_before_the_last_checkpoint_at_its_own_point_is_sent_and
     assert tensorboard_series() == {"loss": [(0, 0.5)], "val": [(1, 0.25)]}
 
 
+@pytest.mark.slow
 def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_into_a_new_run():
     records = jsonl_run(epochs=1)
     other = "logger.destinations.mlflow.tracking_uri=sqlite:///elsewhere/mlflow.db"
@@ -391,6 +404,7 @@ def test_a_file_store_given_by_a_relative_path_is_a_target_per_directory(monkeyp
         assert len(client.get_metric_history(run.info.run_id, "loss")) == len(series(records)["loss"])
 
 
+@pytest.mark.slow
 def test_a_spool_completes_its_own_target_only_and_another_target_gets_the_records_file_whole():
     records = jsonl_run(epochs=1)
     spool = Path("run/undelivered-mlflow-rank0.jsonl")
@@ -420,6 +434,7 @@ def test_a_progress_entry_of_an_earlier_version_counts_for_one_target_only():
     assert [s.sent for s in other] == [len(records)] and tensorboard_series("other") == as_float32(series(records))
 
 
+@pytest.mark.slow
 def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_each_point_once():
     records = jsonl_run(epochs=1, batches=20_000)
     # Sent every 50 ms: the store receives the records in parts.

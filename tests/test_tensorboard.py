@@ -182,6 +182,7 @@ def test_composer_positional_order_log_dir_flush_interval_rank_zero_only():
     assert read("tb/run").Scalars("loss")[-1].step == 2
 
 
+@pytest.mark.slow
 def test_flush_seconds_flushes_at_the_first_event_once_they_passed(clock):
     published = Recorder()
     with Logger(State("run"), [TensorboardLogger(flush_interval=1000, flush_seconds=5), published]) as logger:

@@ -94,6 +94,7 @@ def memory_pairs(memory: InMemoryLogger) -> list[tuple[int, int]]:
     return [(t[2], i[2]) for t, i in zip(series["thread"], series["i"])]
 
 
+@pytest.mark.slow
 def test_eight_threads_5000_calls_each_reach_every_destination_exactly_once():
     threads, calls = 8, 5000
     memory = InMemoryLogger()
@@ -296,6 +297,7 @@ def test_a_thread_inside_one_destination_never_holds_up_another_destination():
     assert (fit_only.met, everything.met) == (1, 1)
 
 
+@pytest.mark.slow
 def test_events_from_one_thread_while_others_log_leave_complete_files():
     loggers, calls, epochs, batches = 4, 2000, 5, 40
     memory = InMemoryLogger()

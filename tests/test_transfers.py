@@ -83,6 +83,7 @@ def train(logger: Logger, batches: int = 100, tensors: bool = True) -> list[tupl
     return spans
 
 
+@pytest.mark.slow
 def test_a_tensor_logged_once_crosses_to_the_host_once_for_five_destinations():
     logger = five_destinations("once")
     DeviceTensor.transfers = 0
@@ -98,6 +99,7 @@ def test_a_tensor_logged_once_crosses_to_the_host_once_for_five_destinations():
     assert kept["mlflow"] == {"loss": [(0, 0.375)]}
 
 
+@pytest.mark.slow
 def test_tensors_cross_once_per_flush_point_and_every_destination_keeps_what_floats_give():
     floats = five_destinations("floats")
     train(floats, tensors=False)
@@ -223,6 +225,7 @@ def test_a_tensor_whose_copy_fails_loses_its_own_call_only_and_the_error_names_t
     assert stamps.calls[-1] == ("post_close",)
 
 
+@pytest.mark.slow
 def test_sparse_and_nested_tensors_are_copied_at_the_call_and_a_meta_tensor_is_refused_naming_its_key():
     memory = InMemoryLogger()
     with Logger(State("run"), memory) as logger:

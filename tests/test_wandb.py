@@ -92,6 +92,7 @@ def test_selected_from_the_config_runs_offline():
     assert run["name"] == "cfg_run" and run["history"] == {0: {"x": 2.0}}
 
 
+@pytest.mark.slow
 def test_the_run_file_is_whole_when_the_process_has_exited(tmp_path):
     script = ("from composer_cfg import Logger, State, WandBLogger\n"
               "with Logger(State('exiting'), WandBLogger()) as logger:\n"
@@ -116,6 +117,7 @@ def test_composer_positional_order_and_init_kwargs_or_its_old_name_init_params()
                         "+logger.destinations.wandb.init_params={notes: b}"])
 
 
+@pytest.mark.slow
 def test_secrets_in_argv_and_init_config_stay_out_of_the_run_directory(tmp_path):
     script = ("import sys\nfrom composer_cfg import Logger, State, WandBLogger\n"
               "with Logger(State('meta'), WandBLogger(init_kwargs={'config': {'api_key': 'config-secret-91', "

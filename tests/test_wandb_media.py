@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from composer_cfg import Logger, State, WandBLogger, build_logger
@@ -90,6 +91,7 @@ def test_images_masks_tables_and_histograms_are_w_and_b_media_at_their_steps(cap
         "WandBLogger: mask 'void' of images 'ignored' is left out: its class ids run from -1 to -1, W&B shows 0 to 255"]
 
 
+@pytest.mark.slow
 def test_a_json_lines_run_synced_to_w_and_b_shows_the_same_media():
     with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl]"]) as logger:
         log_media(logger)
