@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from typing import Any
 
 import pytest
@@ -54,6 +56,57 @@ def _isolated(tmp_path, monkeypatch):
                  "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_NODEID",
                  "COMPOSER_RUN_NAME", "RUN_NAME"):
         monkeypatch.delenv(name, raising=False)
+
+
+#: The extra that installs each optional module the tests use (`needs`).
+EXTRA_OF = {"torch": "dist", "tensorboard": "tensorboard", "tensorboardX": "tensorboard", "PIL": "tensorboard",
+            "mlflow": "mlflow", "wandb": "wandb", "matplotlib": "plot", "hypothesis": "test", "moto": "test",
+            "s3fs": "s3", "botocore": "s3"}
+#: Programs an extra installs: a test that failed for want of one is skipped too (`pytest_runtest_makereport`).
+PROGRAM_OF = {"moto_server": "moto"}
+
+
+def needs(module: str) -> Any:
+    """`module`, imported; where it is not installed (the package alone), the test module is
+    skipped, saying which extra installs it."""
+    extra = EXTRA_OF[module.split(".")[0]]
+    return pytest.importorskip(module, reason=f"needs {module.split('.')[0]}: pip install 'composer_cfg[{extra}]'")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In an environment without some extras (the package alone), a test that failed because one
+    of them is missing (its import, or composer_cfg's own "pip install 'composer_cfg[x]'" error,
+    in this process or a child's output) is reported skipped, with the hint. With every extra
+    installed (`make test`) nothing is missing and nothing changes."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.excinfo is None:
+        return
+    text = report.longreprtext
+    missing = {module: [f"No module named '{module}", f"'composer_cfg[{extra}]'"] for module, extra in EXTRA_OF.items()}
+    for program, module in PROGRAM_OF.items():
+        missing[module].append(f"{program}'")
+    for module, signs in missing.items():
+        extra = EXTRA_OF[module]
+        if importlib.util.find_spec(module) is None and any(sign in text for sign in signs):
+            report.outcome = "skipped"
+            report.longrepr = (str(item.path), item.location[1] or 0,
+                               f"Skipped: needs {module}: pip install 'composer_cfg[{extra}]'")
+            return
+
+
+def needs_destinations(text: str) -> None:
+    """Skip the test, with the install hint, when `text` (overrides, a config) names a built-in
+    destination whose back end is not installed."""
+    from composer_cfg.destinations.registry import BUILT_IN
+
+    for name, destination in BUILT_IN.items():
+        if re.search(rf"\b{name}\b", text):
+            for module, extra in destination.requires.items():
+                pytest.importorskip(module, reason=f"needs {module}: pip install 'composer_cfg[{extra}]'")
+    if "s3://" in text:
+        needs("s3fs")
 
 
 def until(condition, timeout: float = 30.0) -> bool:

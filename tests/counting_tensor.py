@@ -11,8 +11,10 @@ on a GPU.
 from __future__ import annotations
 
 from typing import Any
+from conftest import needs
 
-import torch
+torch = needs("torch")
+
 
 HOST_READS = frozenset({"to", "cpu", "item", "tolist", "numpy", "__float__", "__int__", "__index__", "__bool__",
                         "__array__", "__format__", "__repr__"})

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from composer_cfg import ConfigError, build_logger
+from conftest import needs_destinations
 
 F = "logger.destinations.file"
 M = "logger.destinations.in_memory"
@@ -281,6 +282,7 @@ def test_the_catalogue_is_large_enough():
 
 @pytest.mark.parametrize(("overrides", "keys", "fragment"), CATALOGUE, ids=[" ".join(c[0]) for c in CATALOGUE])
 def test_bad_config_names_the_key_and_creates_nothing(tmp_path, overrides, keys, fragment):
+    needs_destinations(" ".join(overrides))
     with pytest.raises(ConfigError) as caught:
         # (a run name of its own, unless the case is about the config's null run_name)
         build_logger(overrides=overrides if any("${run_name}" in o for o in overrides) else ["run_name=bad", *overrides])
@@ -382,6 +384,7 @@ def test_bad_run_facts_from_the_environment_name_the_variable(tmp_path, monkeypa
 
 @pytest.mark.parametrize(("text", "key", "fragment"), FILES, ids=[c[1] for c in FILES])
 def test_bad_user_config_files_are_one_line_naming_the_place(tmp_path, text, key, fragment):
+    needs_destinations(text)
     conf = tmp_path / "conf"
     conf.mkdir()
     (conf / "config.yaml").write_text(text)

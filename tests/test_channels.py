@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from composer_cfg import (
     ConfigError,
@@ -33,7 +32,9 @@ from composer_cfg import (
 from composer_cfg.core.sink import refuse
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import read_manifest
-from conftest import until
+from conftest import until, needs
+
+EventAccumulator = needs("tensorboard.backend.event_processing.event_accumulator").EventAccumulator
 
 THREADS, PER_THREAD = 4, 2000
 

@@ -10,6 +10,7 @@ from composer_cfg import FileLogger, JSONLinesLogger, Logger, State
 from composer_cfg.cli.demo import plot_metrics, run_demo
 from composer_cfg.destinations import InMemoryLogger
 from composer_cfg.run.files import replacing
+from conftest import needs
 
 VICTIM_TEXT = "precious\n"
 
@@ -55,6 +56,7 @@ def test_a_log_file_is_never_opened_through_a_planted_symbolic_link(victim, make
 
 
 def test_demo_checkpoints_and_plots_replace_a_planted_link_and_never_write_through_it(victim):
+    needs("matplotlib")
     links = [plant(name, victim) for name in ("run/checkpoints/ep1-rank0.npz",
                                                "run/checkpoints/.ep1-rank0.npz.partial",  # the name it used to write
                                                "run/metrics-rank0.png")]

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 from composer_cfg import format_log_data_value
 from composer_cfg.core.formatting import _as_is, _render, escape_text, format_log_text
+from conftest import needs
+
+torch = needs("torch")
+given = needs("hypothesis").given
+st = needs("hypothesis.strategies")
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
 
 from composer_cfg.run.records import read_records
+from conftest import needs
+
+MlflowClient = needs("mlflow").MlflowClient
 
 
 def write(root: Path, files: dict[str, str]) -> None:

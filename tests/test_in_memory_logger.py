@@ -3,9 +3,11 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-import torch
 
 from composer_cfg import InMemoryLogger, Logger, LogLevel, State, Timestamp, TrainingLoop
+from conftest import needs
+
+torch = needs("torch")
 
 
 def logged(memory: InMemoryLogger, calls: list[tuple[Timestamp, LogLevel, dict]]) -> None:

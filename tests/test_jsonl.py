@@ -5,11 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from composer_cfg import JSONLinesLogger, Logger, LogLevel, State, TrainingLoop
 from composer_cfg.run.records import read_records
-from conftest import Recorder, ranks
+from conftest import Recorder, ranks, needs
+
+torch = needs("torch")
 
 
 def records(path="run/metrics-rank0.jsonl"):

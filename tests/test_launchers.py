@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg.run.records import read_records
 from wandb_records import offline_run
+from conftest import needs
+
+MlflowClient = needs("mlflow").MlflowClient
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
 
 JOBS = [(0, 1, 0), (1, 1, 1), (2, 2, 0), (3, 2, 1)]  # job number, epochs, seed
 

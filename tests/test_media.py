@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LoggerDestination, MediaError, State
 from composer_cfg.core.media import Histogram
 from composer_cfg.run.media_files import load_media
 from composer_cfg.run.records import read_records
+from conftest import needs
+
+torch = needs("torch")
 
 RECORDS = Path("run/metrics-rank0.jsonl")
 

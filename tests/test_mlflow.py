@@ -15,13 +15,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from composer_cfg import Logger, LogLevel, MLFlowLogger, State, TrainingLoop, build_logger
 from composer_cfg.run.records import read_records
-from conftest import Recorder, ranks, until
+from conftest import Recorder, ranks, until, needs
 from servers import Lines, child_env, free_port, mlflow, mlflow_server  # noqa: F401 - fixtures
+
+MlflowClient = needs("mlflow").MlflowClient
+MlflowException = needs("mlflow.exceptions").MlflowException
 
 
 def store() -> MlflowClient:

@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-from PIL import Image
 
 from composer_cfg import JSONLinesLogger, Logger, MLFlowLogger, State
 from composer_cfg.run.sync import sync
+from conftest import needs
+
+MlflowClient = needs("mlflow").MlflowClient
+Image = needs("PIL.Image")
 
 #: MLflow's file of an image logged with a key (its lossless PNG; a smaller WebP sits beside it).
 IMAGE_FILE = re.compile(r"(?P<key>.+)[+%]step[+%](?P<step>\d+)[+%]timestamp[+%](?P<time>\d+)[+%][-0-9a-f]+\.png")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from composer_cfg import JSONLinesLogger, Logger, State, TrainingLoop
-from conftest import ranks
+from conftest import ranks, needs
 
 PLOT = [sys.executable, "-m", "composer_cfg.run.plot"]
 
@@ -82,6 +82,7 @@ def test_a_value_logged_once_is_a_visible_point_and_the_title_clears_the_panels(
 
 
 def test_the_demo_plots_every_metric_logged_over_time(tmp_path):
+    needs("matplotlib")
     from composer_cfg import InMemoryLogger
     from composer_cfg.cli.demo import plot_metrics, run_demo
 

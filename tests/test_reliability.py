@@ -13,6 +13,7 @@ import pytest
 from composer_cfg import ConfigError, FileLogger, InMemoryLogger, Logger, State, build_logger
 from composer_cfg.core.formatting import format_log_data_value
 from composer_cfg.run.records import read_records
+from conftest import needs_destinations
 
 # A child that logs to every file-writing destination, reporting progress on stdout.
 CHILD = """
@@ -210,6 +211,7 @@ def test_secrets_never_reach_printed_or_saved_configs_or_logs(tmp_path):
 
 
 def test_secret_values_in_errors_are_masked():
+    needs_destinations("mlflow")
     with pytest.raises(ConfigError) as caught:
         build_logger(overrides=["run_name=r", "+logger/destinations=mlflow",
                                 f"logger.destinations.mlflow.tracking_uri=http://me:{SECRET}@tracker.invalid:5000",

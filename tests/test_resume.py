@@ -11,8 +11,6 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
-from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import (
     ConfigError,
@@ -31,6 +29,10 @@ from composer_cfg.run.files import open_text
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import existing_run, manifest_path, read_manifest
 from wandb_records import offline_runs
+from conftest import needs
+
+MlflowClient = needs("mlflow").MlflowClient
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
 
 TESTS = Path(__file__).parent
 EPOCHS, BATCHES = 4, 8

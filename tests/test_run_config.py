@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow import MlflowClient
-from tensorboard.backend.event_processing import event_accumulator as ea
-from tensorboard.util import tensor_util
 
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_config import git_state
 from wandb_records import offline_run
+from conftest import needs
+
+MlflowClient = needs("mlflow").MlflowClient
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
+tensor_util = needs("tensorboard.util.tensor_util")
 
 SECRET = "PLANTED-s3cr3t-7f1e"
 DESTINATIONS = "[file,jsonl,mlflow,tensorboard,wandb,object_store]"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from composer_cfg import (
     DeliveryPolicy,
@@ -31,6 +30,9 @@ from composer_cfg import (
 )
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import read_manifest
+from conftest import needs
+
+EventAccumulator = needs("tensorboard.backend.event_processing.event_accumulator").EventAccumulator
 
 PACKAGE = Path(__file__).resolve().parent.parent / "composer_cfg"
 

@@ -19,10 +19,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from servers import child_env, mlflow, mlflow_server, silent_listener  # noqa: F401 - fixtures
 from wandb_records import offline_run
+from conftest import needs
+
+MlflowClient = needs("mlflow").MlflowClient
 
 IN_FILE = "file-secret-7f3a9c"
 ON_ARGV = "argv-secret-2b8e41"

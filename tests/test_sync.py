@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import ConfigError, Event, Timestamp, TrainingLoop, build_logger
 from composer_cfg.core.status import RunStatus
@@ -21,6 +19,10 @@ from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import RunFiles, RunRecord, run_files
 from composer_cfg.run.sync import main, sync
 from wandb_records import offline_run, offline_runs
+from conftest import needs
+
+MlflowClient = needs("mlflow").MlflowClient
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
 
 RECORDS = Path("run/metrics-rank0.jsonl")
 

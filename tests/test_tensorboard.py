@@ -4,10 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from tensorboard.backend.event_processing import event_accumulator as ea
-from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-from tensorboard.util import tensor_util
 
 from composer_cfg import (
     ConfigError,
@@ -22,7 +18,12 @@ from composer_cfg import (
     build_logger,
 )
 from composer_cfg.run.records import read_records
-from conftest import Recorder, ranks, until
+from conftest import Recorder, ranks, until, needs
+
+torch = needs("torch")
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
+EventFileLoader = needs("tensorboard.backend.event_processing.event_file_loader").EventFileLoader
+tensor_util = needs("tensorboard.util.tensor_util")
 
 
 def read(directory: str | Path) -> ea.EventAccumulator:

@@ -10,13 +10,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
-from tensorboard.backend.event_processing import event_accumulator as ea
-from tensorboard.util import tensor_util
 
 from composer_cfg import Logger, State, TensorboardLogger, TrainingLoop, build_logger
 from composer_cfg.run.sync import sync
+from conftest import needs
+
+torch = needs("torch")
+Image = needs("PIL.Image")
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
+tensor_util = needs("tensorboard.util.tensor_util")
 
 RNG = np.random.default_rng(7)
 BATCH = RNG.random((2, 3, 4, 5))  # NCHW floats in [0, 1]: two 4x5 RGB images

@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from mlflow import MlflowClient
-from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import (
     FileLogger,
@@ -28,8 +25,12 @@ from composer_cfg import (
 )
 from composer_cfg.core.values import BadLogData
 from composer_cfg.run.records import read_records
-from conftest import Recorder
+from conftest import Recorder, needs
 from counting_tensor import DeviceTensor, on_device
+
+torch = needs("torch")
+MlflowClient = needs("mlflow").MlflowClient
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
 
 KEYS = [f"metric/{index}" for index in range(8)]
 

@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from tensorboard.backend.event_processing import event_accumulator as ea
 
 from composer_cfg import FileLogger, InMemoryLogger, JSONLinesLogger, Logger, LogLevel, State, TensorboardLogger
 from composer_cfg.core import logger as logger_module
 from composer_cfg.run.records import read_records
-from conftest import Recorder
+from conftest import Recorder, needs
+
+torch = needs("torch")
+ea = needs("tensorboard.backend.event_processing.event_accumulator")
 
 
 class Everywhere:

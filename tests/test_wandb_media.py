@@ -8,13 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from composer_cfg import Logger, State, WandBLogger, build_logger
 from composer_cfg.core.media import KINDS
 from composer_cfg.run.records import read_records
 from composer_cfg.run.sync import sync
 from wandb_records import offline_run
+from conftest import needs
+
+Image = needs("PIL.Image")
 
 BATCH = np.linspace(0, 1, 2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # two RGB 4x5 images, NCHW floats
 GRAY = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20  # one grayscale 3x4 image, HW
