@@ -64,8 +64,9 @@ class CurrentComposerCalls:
             return
         from composer_cfg.core import media_input  # (numpy: imported at the first media call)
 
-        self.log_media(media_input.images(images, name, channels_last=channels_last, masks=masks,
-                                 mask_class_labels=mask_class_labels, use_table=use_table), step)
+        item = media_input.images(images, name, channels_last=channels_last, masks=masks,
+                                  mask_class_labels=mask_class_labels, use_table=use_table)
+        self.log_media(item, step)
 
     def log_table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], name: str = "Table",
                   step: int | None = None) -> None:
@@ -94,8 +95,7 @@ class CurrentComposerCalls:
         return bool(self._routes.artifacts)
 
     def log_media(self, item: Media, step: int | None = None) -> None:
-        """An item already made (`composer_cfg.core.media_input`), as
-        `composer-cfg-sync` replays one."""
+        """An item already made (`composer_cfg.core.media_input`), as `composer-cfg-sync` replays one."""
         if not self._lifecycle.taking("data"):
             return
         shown = self._routes.media[item.kind]
