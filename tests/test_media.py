@@ -384,3 +384,10 @@ def test_the_text_logs_line_names_the_destinations_that_keep_the_item():
         logger.log_table(["a"], [[1]], name="gen", step=2)
     assert Path("run/logs-rank0.txt").read_text().splitlines() == [
         "[table][batch=2]: gen: 1 row(s) x 1 column(s), kept by jsonl, memory"]
+
+
+def test_a_media_record_naming_a_file_that_is_not_its_payload_is_refused(tmp_path):
+    (tmp_path / "secret.json").write_text('{"columns": ["a"], "rows": [["secret"]]}')
+    for hostile in ("../secret.json", str(tmp_path / "secret.json"), "media/../../secret.json"):
+        with pytest.raises(ValueError, match="not a payload file"):
+            load_media({"media": {"kind": "table", "name": "t", "file": hostile}}, tmp_path / "run")

@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +66,7 @@ def load_media(record: dict[str, Any], directory: str | Path) -> Media:
             for image in media["images"]), None if labels is None else {int(k): v for k, v in labels.items()},
             bool(media.get("use_table", True)))
     if kind == "table":
-        content = json.loads((directory / media["file"]).read_text(encoding="utf-8"))
+        content = json.loads(_payload(directory, media["file"], ".json").read_text(encoding="utf-8"))
         return Table(media["name"], tuple(content["columns"]), tuple(tuple(row) for row in content["rows"]))
     if kind == "histogram":
         return Histogram(media["name"], tuple(media["counts"]), tuple(media["edges"]), media["count"], media["min"],
@@ -137,6 +138,14 @@ class _Files:
 def _read_array(directory: Path, relative: str) -> np.ndarray:
     import numpy as np
 
-    array = np.load(directory / relative, allow_pickle=False)
+    array = np.load(_payload(directory, relative, ".npy"), allow_pickle=False)
     array.flags.writeable = False
     return array
+
+
+def _payload(directory: Path, relative: Any, suffix: str) -> Path:
+    """The payload file a record names, which must be one of ours (``media/<hash><suffix>``): a
+    records file edited by hand never makes a sync read (and send) another file."""
+    if not isinstance(relative, str) or not re.fullmatch(rf"{FOLDER}/[0-9a-f]{{32}}{re.escape(suffix)}", relative):
+        raise ValueError(f"a media record names {relative!r}, not a payload file ({FOLDER}/<hash>{suffix})")
+    return directory / relative
