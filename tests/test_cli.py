@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from composer_cfg import build_logger, compose_config
 from composer_cfg.cli.demo import run_demo
+from conftest import needs
 
 COMMAND = Path(sys.executable).parent / "composer-cfg"
 # a record of Hydra's job logging on the console, such as matplotlib's first-run font cache note
@@ -33,6 +34,7 @@ def log_lines(path: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_demo_with_the_default_config(tmp_path):
+    needs("matplotlib")  # the demo's plot
     out = cli("run_name=demo", "hydra.run.dir=run", cwd=tmp_path)
     run = tmp_path / "run"
     lines = log_lines(run / "demo" / "logs-rank0.txt")

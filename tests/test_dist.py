@@ -8,6 +8,7 @@ import pytest
 from composer_cfg import ConfigError
 from composer_cfg.core import dist
 from composer_cfg.core.dist import DistInfo
+from conftest import needs
 
 
 def test_single_process_by_default():
@@ -96,6 +97,7 @@ def in_a_process_group(tmp_path, body: str) -> str:
 
 @pytest.mark.slow
 def test_initialised_process_group_is_the_first_source(tmp_path):
+    needs("torch")
     printed = in_a_process_group(tmp_path, """
         os.environ['SLURM_PROCID'] = '0'
         info = dist.current()
@@ -106,6 +108,7 @@ def test_initialised_process_group_is_the_first_source(tmp_path):
 
 @pytest.mark.slow
 def test_a_process_group_contradicting_the_environment_is_an_error(tmp_path):
+    needs("torch")
     printed = in_a_process_group(tmp_path, """
         os.environ.update(RANK='1', WORLD_SIZE='2')
         try:

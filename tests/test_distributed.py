@@ -12,6 +12,7 @@ import pytest
 from composer_cfg import ConfigError
 from composer_cfg.core.dist import DistInfo
 from composer_cfg.core.run_name import resolve_run_name
+from conftest import needs
 
 BIN = Path(sys.executable).parent
 CLEAN_ENV = {k: v for k, v in os.environ.items()
@@ -40,6 +41,7 @@ def check_run(run_dir: Path, run_name: str, world_size: int) -> None:
 
 @pytest.mark.slow
 def test_torchrun_four_ranks_share_one_run(tmp_path):
+    needs("torch")
     env = {**CLEAN_ENV, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
     out = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node=4", "--standalone", "--log-dir", "torchrun_logs",
                           "--redirects", "3", "-m", "composer_cfg", "+logger/destinations=[jsonl,tensorboard]"],
@@ -116,6 +118,7 @@ dist.destroy_process_group()
 
 @pytest.mark.slow
 def test_a_process_group_broadcasts_rank_zeros_generated_name(tmp_path):
+    needs("torch")
     procs = [subprocess.Popen([sys.executable, "-c", GLOO, str(rank), str(tmp_path / "store")], cwd=tmp_path,
                               env={**CLEAN_ENV, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True)
              for rank in range(2)]

@@ -13,7 +13,7 @@ from test_cli import cli
 from composer_cfg import InMemoryLogger, Logger, LogLevel, State, TrainingLoop
 from composer_cfg.run.run_record import read_manifest
 from composer_cfg.runtime.meter import KINDS, as_metrics
-from conftest import Recorder
+from conftest import Recorder, needs
 
 
 class Slow(Recorder):
@@ -67,6 +67,7 @@ def test_nothing_is_measured_by_default():
 
 @pytest.mark.slow
 def test_the_run_summary_and_the_manifest_show_what_each_destination_did(tmp_path):
+    needs("matplotlib")  # the demo's plot
     out = cli("run_name=demo", "hydra.run.dir=run", "logger.measure_overhead=true", "+logger/destinations=jsonl",
               "resume=auto", cwd=tmp_path)  # a resumable run keeps a manifest
     summary = out.stdout.splitlines()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_destinations
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 # Scripts to run as they are; a block starting "# file: NAME" is a file of an example project.
@@ -66,6 +67,7 @@ def test_every_test_named_in_the_differences_list_exists():
 
 @pytest.mark.slow
 def test_the_hydra_app_example_runs_as_shown(tmp_path):
+    needs_destinations("tensorboard")  # logger=all_local
     section = README.split("## Add composer_cfg to your Hydra app")[1].split("\n## ")[0]
     config = re.search(r"```yaml\n# conf/config.yaml\n(.*?)```", section, re.S).group(1)
     script = re.search(r"```python\n# file: train.py\n(.*?)```", section, re.S).group(1)

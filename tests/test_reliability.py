@@ -191,6 +191,7 @@ def all_text(root: Path) -> str:
 
 @pytest.mark.slow
 def test_secrets_never_reach_printed_or_saved_configs_or_logs(tmp_path):
+    needs_destinations("mlflow")
     overrides = ["run_name=s", "demo.epochs=1", "+logger/destinations=[object_store,mlflow]",
                  f"++logger.destinations.object_store.storage_options.secret={SECRET}",
                  "logger.destinations.object_store.url=store"]

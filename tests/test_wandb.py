@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from composer_cfg import ConfigError, Logger, State, TrainingLoop, WandBLogger, build_logger, compose_config
-from conftest import ranks
+from conftest import needs, ranks
 from wandb_records import offline_run, offline_runs
+
+needs("wandb")
 
 
 def train(logger: Logger, artifact: bool = False) -> None:

@@ -16,6 +16,7 @@ from composer_cfg.run.sync import sync
 from wandb_records import offline_run
 from conftest import needs
 
+needs("wandb")
 Image = needs("PIL.Image")
 
 BATCH = np.linspace(0, 1, 2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # two RGB 4x5 images, NCHW floats
