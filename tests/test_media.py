@@ -391,3 +391,10 @@ def test_a_media_record_naming_a_file_that_is_not_its_payload_is_refused(tmp_pat
     for hostile in ("../secret.json", str(tmp_path / "secret.json"), "media/../../secret.json"):
         with pytest.raises(ValueError, match="not a payload file"):
             load_media({"media": {"kind": "table", "name": "t", "file": hostile}}, tmp_path / "run")
+
+
+def test_memory_shows_tables_as_composer_0_32s_in_memory_logger_did():
+    memory = InMemoryLogger()
+    with Logger(State("run"), memory) as logger:
+        logger.log_table(["prompt", "score"], [["hi", 0.5], ["yo", None]], name="gen")
+    assert json.loads(memory.tables["gen"]) == {"columns": ["prompt", "score"], "data": [["hi", 0.5], ["yo", None]]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from array import array
 from collections.abc import Callable, Sequence
@@ -118,6 +119,16 @@ class InMemoryLogger(SinkDestination):
 
     def output_location(self) -> str:
         return f"in memory ({len(self._series)} keys)"
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """Composer 0.32's view of the tables: name -> the last table of that name, as the JSON
+        pandas writes with ``to_json(orient="split", index=False)`` (``{"columns": [...], "data": [[...]]}``)."""
+        self._settle()
+        with self._lock:
+            items = [item for (kind, _), (_, item) in self.media.items() if kind == "table"]
+        return {item.name: json.dumps({"columns": list(item.columns), "data": [list(row) for row in item.rows]})
+                for item in items}
 
     @property
     def most_recent_values(self) -> dict[str, Any]:
