@@ -170,3 +170,25 @@ def test_a_later_sync_sends_the_images_and_tables_of_a_name_logged_again_at_the_
     events = read("synced")
     assert [int(pixels(image).max()) for image in events.Images("Images/Eval/0")] == [0, 255]
     assert len(events.Tensors("gen/text_summary")) == 2
+
+
+def test_a_later_sync_sends_what_was_logged_after_a_call_with_a_higher_explicit_step():
+    from composer_cfg import JSONLinesLogger, Timestamp
+
+    logger = Logger(State("run"), {"jsonl": JSONLinesLogger(flush_interval=1)})
+    synced = ["logger.destinations.tensorboard.log_dir=synced"]
+
+    def batches(steps):
+        for batch in steps:
+            logger.state.timestamp = Timestamp(batch=batch)
+            logger.log_metrics({"loss": float(batch)})
+            if batch == 2:
+                logger.log_images(np.zeros((2, 2), np.uint8), name="eval", step=1000)  # a step of its own kind
+
+    batches(range(5))
+    logger.flush()
+    assert [s.sent for s in sync("run", ["tensorboard"], synced)] == [6]
+    batches(range(5, 10))
+    logger.close()
+    assert [s.sent for s in sync("run", ["tensorboard"], synced)] == [5]
+    assert [event.step for event in read("synced").Scalars("loss")] == list(range(10))

@@ -46,6 +46,8 @@ from composer_cfg.run.run_record import RunRecord, progress_key, run_files
 from composer_cfg.runtime.exit_hooks import close_at_exit
 
 PROG = "composer-cfg-sync"
+#: Where a record read for a sync keeps the byte offset of its line (`placed_records`).
+OFFSET = "_offset"
 
 
 @dataclass
@@ -106,10 +108,12 @@ def sync(
         manifest = run_record.read()
         spools = manifest.get("spools", {})
         status = (manifest.get("run") or {}).get("status")
-        kept = [record for _, record in placed] if unfinished else _final(placed, manifest.get("run"), file.name)
+        kept = placed if unfinished else _final(placed, manifest.get("run"), file.name)
         held_back = len(placed) - len(kept)
-        # In step order (a spool holds what overflowed before what was still queued at the end).
-        records = sorted(kept, key=point_of)
+        in_file_order = file.name not in spools  # a records file is in call order, and progress is its offset
+        records = [{**record, OFFSET: at} for at, record in kept]
+        if not in_file_order:  # a spool holds what overflowed before what was still queued at the end
+            records.sort(key=point_of)
         for name in destinations:
             if spools.get(file.name, name) != name:
                 continue  # another destination's spool
@@ -130,7 +134,7 @@ def sync(
                 continue
             entries = run_record.read().get("sync", {}).get(file.name, {})
             key, entry, _ = _progress(entries, name, target, fresh)
-            pending = _after(records, entry.get("through"))
+            pending = _after(records, entry.get("through"), in_file_order)
             synced = Synced(file, name, len(pending), held_back=held_back, run_status=status)
             if pending and file.name not in spools and destination.can_log_file_artifacts():
                 published = _run_files(file.parent, run_name, rank, pending[-1])
@@ -153,7 +157,7 @@ def sync(
                 finally:  # what the back end has, even when interrupted (a Ctrl-C, a failure)
                     delivered = _delivered(logger.report().get(name, {}), synced)
                     if delivered:
-                        record(_through(pending[:delivered], entry.get("through")))
+                        record(_through(pending[:delivered], entry.get("through"), in_file_order))
             synced.location = destination.output_location()
             results.append(synced)
     return results
@@ -213,23 +217,29 @@ def _progress(entries: dict[str, Any], name: str, target: str, fresh: bool) -> t
     return key, entry or {}, entry is not None
 
 
-def _final(placed: list[tuple[int, dict[str, Any]]], run: dict[str, Any] | None, file: str) -> list[dict[str, Any]]:
+def _final(placed: list[tuple[int, dict[str, Any]]], run: dict[str, Any] | None,
+           file: str) -> list[tuple[int, dict[str, Any]]]:
     """Which of a file's records (with their offsets: `placed_records`) are final: all, unless they
     are a resumable `run`'s that did not finish; then those written before its last checkpoint (by
     the size the records file had then; in a spool, those before the checkpoint's mark; none
     without a checkpoint)."""
     if run is None or run.get("status") == "FINISHED":
-        return [record for _, record in placed]
+        return placed
     mark = run.get("checkpoint") or {"epoch": 0, "batch": 0}
-    return [record for _, record in before(placed, run.get("records_at_checkpoint", {}).get(file), mark)]
+    return before(placed, run.get("records_at_checkpoint", {}).get(file), mark)
 
 
-def _after(records: list[dict[str, Any]], through: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The records (or parts of them) not sent yet: those after the last timestamp sent, and at
-    that timestamp the level/key pairs not sent, and the artifacts and media of each name past
-    the number of them sent (an evaluation logs several images of one name at one step)."""
+def _after(records: list[dict[str, Any]], through: dict[str, Any] | None,
+           in_file_order: bool) -> list[dict[str, Any]]:
+    """The records (or parts of them) not sent yet: of a records file, those past the offset of the
+    last one sent (whatever their steps: a call with an explicit lower step is sent too); of a spool
+    (or by a mark of an earlier version), those after the last timestamp sent, and at that
+    timestamp the level/key pairs not sent, and the artifacts and media of each name past the
+    number of them sent (an evaluation logs several images of one name at one step)."""
     if not through:
         return records
+    if in_file_order and through.get("offset") is not None:
+        return [record for record in records if record[OFFSET] > through["offset"]]
     last, sent, items = point_of(through), set(through["keys"]), _items_sent(through)
     seen: dict[str, int] = {}
     pending = []
@@ -263,9 +273,10 @@ def _items_sent(through: dict[str, Any]) -> dict[str, int]:
     return {**items, **through.get("items", {})}
 
 
-def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[str, Any]:
-    """The new mark: the last timestamp sent, every level/key pair sent at it, and how many
-    artifacts and media of each name."""
+def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None, in_file_order: bool) -> dict[str, Any]:
+    """The new mark: the last timestamp sent, every level/key pair sent at it, how many artifacts
+    and media of each name, and, in a records file (sent in file order), the offset of the last
+    record sent."""
     epoch, batch = sent[-1]["epoch"], sent[-1]["batch"]
     same = before and (before["epoch"], before["batch"]) == (epoch, batch)
     keys = {key for key in before["keys"] if not key.startswith("artifact/")} if same else set()
@@ -275,7 +286,10 @@ def _through(sent: list[dict[str, Any]], before: dict[str, Any] | None) -> dict[
             items[_item_key(record)] = items.get(_item_key(record), 0) + 1
         else:
             keys.update(f"{record['level']}/{key}" for key in record["data"])
-    return {"epoch": epoch, "batch": batch, "keys": sorted(keys), "items": items}
+    offsets = [record[OFFSET] for record in sent if OFFSET in record]
+    offset = max(offsets) if in_file_order and offsets else None
+    return {"epoch": epoch, "batch": batch, "keys": sorted(keys), "items": items,
+            **({"offset": offset} if offset is not None else {})}
 
 
 def _delivered(report: dict[str, Any], synced: Synced) -> int:
