@@ -6,9 +6,11 @@ Each record becomes the call Composer made: ``log_data(state, level, data)`` (0.
 before returning), ``log_images``, ``log_table``, ``log_histogram``, ``run_event(event, state,
 logger)`` (at the events the destination has a hook for, or after which its flush schedule is
 due), then ``close``, ``post_close`` and ``finalize``. Each call is made in the form the
-destination's class overrides: 0.32's where it overrides 0.32's method and not 0.8's. The state it is given is a copy of the Logger's, kept up to date with the live one,
-whose timestamp and wall-clock time are the record's: a call delivered later (after its tensors
-crossed to the host) still reads the time it was logged at.
+destination's class overrides: 0.32's where it overrides 0.32's method and not 0.8's.
+
+The state it is given is a copy of the Logger's, kept up to date with the live one, whose
+timestamp and wall-clock time are the record's: a call delivered later (after its tensors crossed
+to the host) still reads the time it was logged at.
 """
 
 from __future__ import annotations
