@@ -61,7 +61,7 @@ def _isolated(tmp_path, monkeypatch):
 #: The extra that installs each optional module the tests use (`needs`).
 EXTRA_OF = {"torch": "dist", "tensorboard": "tensorboard", "tensorboardX": "tensorboard", "PIL": "tensorboard",
             "mlflow": "mlflow", "wandb": "wandb", "matplotlib": "plot", "hypothesis": "test", "moto": "test",
-            "s3fs": "s3", "botocore": "s3"}
+            "s3fs": "s3", "botocore": "s3", "psutil": "system", "pynvml": "system"}
 #: Programs an extra installs: a test that failed for want of one is skipped too (`pytest_runtest_makereport`).
 PROGRAM_OF = {"moto_server": "moto"}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib.util
 import inspect
 import math
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Annotated, Any, Callable, Mapping, Union
 
 from composer_cfg.config.imports import import_object
 from composer_cfg.config.meaning import LocalPath, Meaning
-from composer_cfg.core.errors import ConfigError
+from composer_cfg.core.errors import ConfigError, suggest
 from composer_cfg.core.formatting import has_control_character
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.sink import DeliveryPolicy
@@ -219,8 +220,6 @@ PROTOCOL_EXTRAS = {"s3": "s3", "s3a": "s3"}
 
 def _check_protocol(key: str, url: str) -> None:
     """The URL's protocol is one fsspec knows, and its package is installed (without importing it)."""
-    import importlib.util
-
     from fsspec.core import split_protocol
     from fsspec.registry import known_implementations, registry
 
@@ -309,6 +308,49 @@ class CallablePath(Meaning):
         return f"a function f{self.call} or its import path"
 
 
+@dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
+class SystemMetricsParam(Meaning):
+    """The machine's metrics, sampled every ``every_seconds`` (`composer_cfg.runtime.system_metrics`):
+    checked to that positive number of seconds; psutil must be installed."""
+
+    keys: tuple[str, ...] = ("every_seconds",)
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> float:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected {self.describe()}, got {value!r}", key=key)
+        for name in value:
+            if name not in self.keys:
+                raise ConfigError(f"{key}.{name}: unknown key{suggest(str(name), self.keys)}", key=f"{key}.{name}")
+        every = value.get("every_seconds", 30)
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or not 0 < every < math.inf:
+            raise ConfigError(f"{key}.every_seconds: expected a positive number of seconds, got {every!r}",
+                              key=f"{key}.every_seconds")
+        if importlib.util.find_spec("psutil") is None:
+            raise ConfigError(f"{key}: the machine's metrics need psutil, which is not installed: "
+                              f"pip install 'composer_cfg[system]'", key=key)
+        return float(every)
+
+    def describe(self) -> str:
+        return "a mapping such as {every_seconds: 30}"
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
+class ReduceParam(Meaning):
+    """Key patterns (``fnmatch``: ``loss/*``), each to how its values are combined across ranks."""
+
+    def check(self, key: str, value: Any, world_size: int = 1) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected {self.describe()}, got {value!r}", key=key)
+        for pattern, op in value.items():
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigError(f"{key}: a key pattern must be a non-empty string, got {pattern!r}", key=key)
+            REDUCE_OP.check(f"{key}.{pattern}", op)
+        return dict(value)
+
+    def describe(self) -> str:
+        return f"a mapping of key pattern to {REDUCE_OP.describe()}, such as {{loss: mean}}"
+
+
 #: A path of a file every rank writes, from the run name and rank facts.
 FILE = TemplateParam(DIST_FIELDS, per_rank_file=True)
 FileTemplate = Annotated[str, FILE]
@@ -338,6 +380,12 @@ WHEN_FULL = OneOf(("block", "drop"))
 WhenFull = Annotated[str, WHEN_FULL]
 UNDELIVERED = OneOf(("spool", "drop"))
 Undelivered = Annotated[str, UNDELIVERED]
+#: How a key logged on every rank is combined across ranks (`composer_cfg.runtime.reduction`).
+REDUCE_OP = OneOf(("mean", "sum", "min", "max"))
+REDUCE = ReduceParam()
+ReducePatterns = Annotated[Mapping[str, str], REDUCE]
+SYSTEM_METRICS = SystemMetricsParam()
+SystemMetricsSettings = Annotated[Mapping[str, Any], SYSTEM_METRICS]
 
 
 def checked_delivery(queue_size: Any, when_full: Any, undelivered: Any, timeout: float | None) -> DeliveryPolicy:

@@ -30,7 +30,7 @@ HYDRA_KEYS = frozenset({"_target_", "_args_", "_partial_", "_convert_", "_recurs
 #: The keys of the logger node besides Hydra's: what composer_cfg reads there.
 LOGGER_KEYS = ("destinations", "allowed_modules")
 #: The Logger's own settings a logger node may hold: passed to its constructor, checked against its signature.
-LOGGER_SETTINGS = ("measure_overhead",)
+LOGGER_SETTINGS = ("measure_overhead", "reduce", "reduce_every", "reduce_timeout", "system_metrics")
 
 
 #: The keys of composer_cfg's own primary config (a user's primary config may hold any others).

@@ -49,7 +49,7 @@ class CurrentComposerCalls:
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """`metrics` at `step` (default: the state's batch) to every destination that takes BATCH data."""
         level, channels = self._routes.data[_BATCH]
-        if not channels:
+        if not channels and not self._dispatch.collecting:  # reduced keys: every rank's values are gathered
             return
         held: list[Any] = []
         payload = dict(metrics) if plain(metrics) else normalise(metrics, self._dispatch.keeper(held))

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from composer_cfg.config.params import PositiveFloat, PositiveInt, ReducePatterns, SystemMetricsSettings
 from composer_cfg.core.current_calls import CurrentComposerCalls
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
@@ -27,7 +28,9 @@ from composer_cfg.runtime.deadline import Deadline
 from composer_cfg.runtime.dispatch import Dispatch, put_each
 from composer_cfg.runtime.failures import raise_first
 from composer_cfg.runtime.lifecycle import OPEN, Lifecycle
+from composer_cfg.runtime.reduction import Reduction
 from composer_cfg.runtime.staging import Staging
+from composer_cfg.runtime.system_metrics import SystemMetrics
 
 LOG = logging.getLogger("composer_cfg")
 CHECKPOINT_EVENTS = (Event.BATCH_CHECKPOINT, Event.EPOCH_CHECKPOINT)
@@ -46,7 +49,8 @@ class Logger(CurrentComposerCalls):
     take, or another rank than 0 for a `rank_zero_only` one, costs nothing. ``Event.INIT`` opens
     every destination (one failing closes all and raises). `resume` (never, auto, must): the run is
     recorded in ``{run_name}/run-rank{rank}.json`` for a later attempt to continue.
-    `measure_overhead`: time every call into each destination (`report`).
+    `measure_overhead`: time every call into each destination (`report`). `reduce`, `reduce_every`,
+    `reduce_timeout`: `composer_cfg.runtime.reduction`; `system_metrics`: `.runtime.system_metrics`.
 
     >>> from composer_cfg import InMemoryLogger
     >>> memory = InMemoryLogger(log_level="epoch")
@@ -58,9 +62,13 @@ class Logger(CurrentComposerCalls):
     """
 
     def __init__(self, state: State, destinations: DestinationsGiven = None, *, resume: Resume | str = Resume.NEVER,
-                 measure_overhead: bool = False) -> None:
+                 measure_overhead: bool = False, reduce: ReducePatterns | None = None,
+                 reduce_every: PositiveInt = 100, reduce_timeout: PositiveFloat = 300.0,
+                 system_metrics: SystemMetricsSettings | None = None) -> None:
         if type(measure_overhead) is not bool:
             raise TypeError(f"measure_overhead must be true or false, got {measure_overhead!r}")
+        self._system = SystemMetrics(system_metrics)
+        reduction = None if reduce is None else Reduction(reduce, reduce_every, reduce_timeout, self._system.every_seconds)
         self._state = state
         self._attempt = RunAttempt(state, resume)
         pairs = named(destinations)
@@ -72,7 +80,7 @@ class Logger(CurrentComposerCalls):
             for name, destination in pairs if not (destination.rank_zero_only and state.rank != 0))
         self._routes = Routes(self._members)
         self._lifecycle, self._begun = Lifecycle(), False
-        self._dispatch = Dispatch(self._lifecycle)
+        self._dispatch = Dispatch(self._lifecycle, reduction)
         self._staging = Staging()
         forks.watch(self)
 
@@ -101,7 +109,7 @@ class Logger(CurrentComposerCalls):
             level, channels = self._routes.data[log_level]  # type: ignore[index]
         except (KeyError, TypeError):
             level, channels = self._routes.data[LogLevel.parse(log_level)]
-        if not channels:
+        if not channels and not self._dispatch.collecting:  # reduced keys: every rank's values are gathered
             return
         held: list[Any] = []
         payload = dict(data) if plain(data) else normalise(data, self._dispatch.keeper(held))
@@ -159,26 +167,22 @@ class Logger(CurrentComposerCalls):
             self._start()
             return
         state, dispatch = self._state, self._dispatch
-        if dispatch.stage.waiting and any(m.channel.flushes_at(event, state.timestamp) for m in self._members):
-            dispatch.deliver_waiting()  # a destination flushes after this event: the tensors cross first
+        dispatch.before_event(event, state.timestamp, self._members)  # a reduction, or what a flush after it needs
         channels = self._routes.events[event]
         if channels:
             point = EventPoint(event, state.dataloader_len, state.eval_dataloader_len)
             dispatch.send(channels, self._record_of(Kind.EVENT, None, point))
         if event in CHECKPOINT_EVENTS:
-            dispatch.barrier(self._routes.everything, "checkpoint", lambda channel, deadline: channel.checkpoint(deadline),
-                             exit_hooks.termination_deadline())
+            dispatch.barrier(self._routes.everything, "checkpoint", lambda channel, deadline: channel.checkpoint(deadline))
             self._attempt.checkpoint(self._routes.identities(), epoch_ended=event is Event.EPOCH_CHECKPOINT)
 
     def deliver_waiting(self) -> None:
-        """Deliver now what waits for its device tensors (one batched copy): `InMemoryLogger`'s
-        readers call it, so what was logged is there to read."""
+        """Deliver now what waits for its device tensors (`InMemoryLogger`'s readers call it)."""
         self._dispatch.deliver_waiting()
 
     def flush(self) -> None:
         """Have every destination write out what it was given so far (tensors waiting cross first)."""
-        self._dispatch.barrier(self._routes.everything, "flush", lambda channel, deadline: channel.flush(False, deadline),
-                               exit_hooks.termination_deadline())
+        self._dispatch.barrier(self._routes.everything, "flush", lambda channel, deadline: channel.flush(False, deadline))
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -191,6 +195,7 @@ class Logger(CurrentComposerCalls):
             return
         status = RunStatus.FINISHED if status is None else RunStatus.parse(status)
         deadline = (deadline or Deadline.never()).sooner(exit_hooks.termination_deadline().seconds())
+        self._system.stop()
         self._routes.data = _Refusing()  # new calls raise from here on
         self._dispatch.settle(IN_FLIGHT_WAIT)
         try:
@@ -222,8 +227,9 @@ class Logger(CurrentComposerCalls):
     def report(self) -> dict[str, dict[str, Any]]:
         """What each active destination did so far, by name: what it cost the threads that logged
         (with `measure_overhead`), and what its channel and sink say (records delivered, spooled or
-        dropped; bytes written...). Destinations with nothing to say are left out."""
-        return self._routes.report()
+        dropped; bytes written...); those with nothing to say left out. With `reduce`, under
+        ``"reduce"``: `Reduction.report`."""
+        return {**self._routes.report(), **self._dispatch.report()}
 
     def overhead(self) -> dict[str, dict[str, Any]]:
         """With `measure_overhead`, what each active destination cost the threads that logged; {} without."""
@@ -237,6 +243,8 @@ class Logger(CurrentComposerCalls):
         """In a forked child (`composer_cfg.runtime.forks`): inert from now on; the parent's run is its own."""
         self._routes.data, self._begun = _Inert(), False
         self._attempt.forget()
+        self._dispatch.forget()
+        self._system.forget()
         self._lifecycle.inert()
         for m in self._members:
             m.channel.forget()
@@ -254,14 +262,9 @@ class Logger(CurrentComposerCalls):
             failures += put_each(channels, self._record_of(Kind.EVENT, None, EventPoint(Event.INIT)))
         self._begun = True
         if failures:
-            error = failures[0][2]
-            try:
-                self.close(RunStatus.FAILED)
-            except Exception as close_error:  # noqa: BLE001 - the INIT failure is the one to raise
-                error.add_note(f"closing the logger after it failed to start also failed: "
-                               f"{type(close_error).__name__}: {close_error}")
-            raise_first([(channel.name, what, failure) for channel, what, failure in failures])
+            _fail_to_start(self, failures)
         self._attempt.started(self._routes.identities(), self._routes.identities(records_only=True))
+        self._system.start(self.data_batch)
 
     def _context_of(self, name: str) -> Any:
         def context() -> SinkContext:
@@ -286,6 +289,17 @@ class Logger(CurrentComposerCalls):
         if channels:
             artifact = self._staging.artifact(name, path, overwrite)
             self._dispatch.send(channels, self._record_of(Kind.ARTIFACT, level, artifact), caller=caller)
+
+
+def _fail_to_start(logger: Logger, failures: list[Any]) -> None:
+    """INIT failed: close `logger` as FAILED, then raise the first failure (a close failure noted on it)."""
+    error = failures[0][2]
+    try:
+        logger.close(RunStatus.FAILED)
+    except Exception as close_error:  # noqa: BLE001 - the INIT failure is the one to raise
+        error.add_note(f"closing the logger after it failed to start also failed: "
+                       f"{type(close_error).__name__}: {close_error}")
+    raise_first([(channel.name, what, failure) for channel, what, failure in failures])
 
 
 class Destinations(tuple):  # type: ignore[type-arg]

@@ -3,7 +3,8 @@
 A channel that fails never keeps a record from the others; what failed is raised after, on the
 calling thread, once per distinct failure of each destination (`composer_cfg.runtime.failures`).
 A record carrying device tensors, and every record after it, waits in the `TensorStage` until the
-next flush point, so each destination sees calls in order.
+next flush point, so each destination sees calls in order; a record holding a key combined
+across ranks waits there until the next reduction barrier (`composer_cfg.runtime.reduction`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from composer_cfg.core.events import Event
 from composer_cfg.core.record import Kind, Record
+from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.core.status import RunStatus
 from composer_cfg.runtime import exit_hooks
 from composer_cfg.runtime.deadline import Deadline
 from composer_cfg.runtime.failures import raise_first
 from composer_cfg.runtime.lifecycle import OPEN, Lifecycle
+from composer_cfg.runtime.reduction import Reduction
 from composer_cfg.runtime.tensor_stage import Held, TensorStage
 
 LOG = logging.getLogger("composer_cfg")
@@ -50,9 +54,10 @@ class Closed(NamedTuple):
 class Dispatch:
     """The records of one `Logger` on their way to its channels (see the module's docstring)."""
 
-    def __init__(self, lifecycle: Lifecycle) -> None:
+    def __init__(self, lifecycle: Lifecycle, reduction: Reduction | None = None) -> None:
         self._lifecycle = lifecycle
         self.stage = TensorStage()
+        self.reduction = reduction
         self._in_flight: list[None] = []  # one entry per record being handed over, on any thread
         self._lock = threading.Lock()
 
@@ -61,7 +66,10 @@ class Dispatch:
         return self.stage.keeper(held)
 
     def open(self, channels: Iterable[Any]) -> list[Failure]:
-        """Open every channel's sink (INIT), even after one fails: the failures."""
+        """Open every channel's sink (INIT), even after one fails: the failures. First the
+        reduction's group (a collective every rank calls)."""
+        if self.reduction is not None:
+            self.reduction.start()
         failures = []
         for channel in channels:
             try:
@@ -84,10 +92,11 @@ class Dispatch:
                 event = record.payload.event if record.kind is Kind.EVENT else None
                 self._lifecycle.taking(_REFUSED[record.kind], event)
                 return
-            stage = self.stage
-            if (held or stage.waiting) and stage.wait(channels, record, held):
+            stage, reduction = self.stage, self.reduction
+            reduced = reduction is not None and reduction.wants(record)
+            if (held or reduced or stage.waiting) and stage.wait(channels, record, held, reduced):
                 if stage.full:
-                    self.deliver_waiting()
+                    self._deliver(reduction.overflowed if reduction is not None else None)
                 return
             for channel in channels:
                 try:
@@ -101,15 +110,25 @@ class Dispatch:
             raise_first(self.news(failures))
 
     def deliver_waiting(self) -> None:
-        """Deliver what waits in the stage (one batched copy of its tensors)."""
-        failures = self.stage.deliver(put_each)
-        if failures:
-            raise_first(self.news(failures))
+        """Deliver what waits in the stage (one batched copy of its tensors), up to the first
+        record that waits for the reduction."""
+        self._deliver(None)
+
+    def before_event(self, event: Event, timestamp: Timestamp, members: Iterable[Any]) -> None:
+        """Before `event` is handed on: the reduction's barrier if one is due (`Reduction.due`),
+        else, when the channel of one of `members` flushes after it, what waits in the stage."""
+        reduction = self.reduction
+        if reduction is not None and reduction.due(event, timestamp):
+            self._deliver(self._settle(event.value))
+        elif self.stage.waiting and any(m.channel.flushes_at(event, timestamp) for m in members):
+            self._deliver(None)
 
     def barrier(self, channels: Iterable[Any], what: str, call: Callable[[Any, Deadline], None],
-                deadline: Deadline) -> None:
-        """Deliver what waits in the stage, then `call(channel, deadline)` on every channel."""
-        failures = self.stage.deliver(put_each)
+                deadline: Deadline | None = None) -> None:
+        """Deliver what waits in the stage (a reduction barrier), then `call(channel, deadline)` on
+        every channel (by default, the deadline a SIGTERM set, if any)."""
+        deadline = exit_hooks.termination_deadline() if deadline is None else deadline
+        failures = self.stage.deliver(put_each, self._settle(what))
         for channel in channels:
             try:
                 call(channel, deadline)
@@ -124,7 +143,9 @@ class Dispatch:
         Each channel's repeated failures are counted in a warning (`FailureLedger.report`); after
         a SIGTERM, the news is logged as errors too (the process ends next). A Ctrl-C while a
         channel closes stops that one catching up (`Closed.interrupted`); the others still close."""
-        failures = self.stage.deliver(put_each)
+        failures = self.stage.deliver(put_each, self._settle("close"))
+        if self.reduction is not None:
+            self.reduction.close()
         closed, interrupted = [], None
         for channel in channels:
             try:
@@ -147,6 +168,31 @@ class Dispatch:
                 LOG.error("closing destination %r after SIGTERM: %s failed: %s: %s", name, what,
                           type(error).__name__, error)
         return Closed(news, interrupted)
+
+    @property
+    def collecting(self) -> bool:
+        """Whether every call's values are wanted here, even with no destination to send them to
+        (they are gathered for the reduction)."""
+        return self.reduction is not None and self.reduction.active
+
+    def report(self) -> dict[str, Any]:
+        """With a reduction, ``{"reduce": Reduction.report()}``; else {}."""
+        return {} if self.reduction is None else {"reduce": self.reduction.report()}
+
+    def forget(self) -> None:
+        """In a forked child: no collective with the parent's ranks."""
+        if self.reduction is not None:
+            self.reduction.forget()
+
+    def _settle(self, barrier: str) -> Callable[[list[Record]], list[Record]] | None:
+        """What a reduction barrier named `barrier` makes of the records that waited for it."""
+        reduction = self.reduction
+        return None if reduction is None else lambda records: reduction.barrier(records, barrier)
+
+    def _deliver(self, settle: Callable[[list[Record]], list[Record]] | None) -> None:
+        failures = self.stage.deliver(put_each, settle)
+        if failures:
+            raise_first(self.news(failures))
 
     def settle(self, seconds: float) -> None:
         """Wait, at most `seconds`, for records other threads are handing over (before a close)."""

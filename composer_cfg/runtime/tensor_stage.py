@@ -14,6 +14,10 @@ CPU tensors are copied at the call: there is nothing to wait for. A tensor that 
 batched (sparse, nested) is copied at the call too; a meta tensor, which holds no values, is an
 error naming its key. If a batched copy fails, each tensor is copied alone; a record whose tensor
 still fails is not delivered, and the error names its key: the other records go on.
+
+A record whose values are combined across ranks (`composer_cfg.runtime.reduction`) waits here
+too, with every record after it, until a reduction barrier: a flush point that is not one
+delivers only what was logged before it (the tensors of the rest cross to the host meanwhile).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from composer_cfg.core.values import BadLogData, host_copy
 MAX_WAITING = 10_000
 #: ``send(channels, record)``: deliver one record; the failures (channel, what, error).
 Send = Callable[[Sequence[Any], Record], list]
+#: ``settle(records)``: the records that waited for the reduction, as they are to be delivered.
+Settle = Callable[[list[Record]], list[Record]]
 
 
 class Held:
@@ -50,7 +56,7 @@ class TensorStage:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: list[tuple[Sequence[Any], Record]] = []
+        self._waiting: list[tuple[Sequence[Any], Record, bool]] = []  # (channels, record, waits for the reduction)
         self._held: list[Held] = []
         self._delivering = 0  # deliveries in progress: a record logged meanwhile waits behind them
         self.waiting = False  # anything waits or is being delivered (read without the lock: the hot path asks)
@@ -71,13 +77,14 @@ class TensorStage:
 
         return keep
 
-    def wait(self, channels: Sequence[Any], record: Record, held: list[Held]) -> bool:
-        """Keep `record` here if it holds device tensors or anything waits already; whether it was
-        kept. True with `MAX_WAITING` records waiting: the caller empties the stage (`deliver`)."""
+    def wait(self, channels: Sequence[Any], record: Record, held: list[Held], reduced: bool = False) -> bool:
+        """Keep `record` here if it holds device tensors, waits for the reduction (`reduced`) or
+        anything waits already; whether it was kept. True with `MAX_WAITING` records waiting: the
+        caller empties the stage (`deliver`)."""
         with self._lock:
-            if not held and not self._waiting and not self._delivering:
+            if not held and not reduced and not self._waiting and not self._delivering:
                 return False
-            self._waiting.append((channels, record))
+            self._waiting.append((channels, record, reduced))
             self._held.extend(held)
             self.waiting = True
             return True
@@ -86,25 +93,40 @@ class TensorStage:
     def full(self) -> bool:
         return len(self._waiting) >= MAX_WAITING
 
-    def deliver(self, send: Send) -> list[Any]:
-        """Transfer every waiting tensor and send every waiting record, in order: the failures
-        (a record whose tensor could not be copied is one, its key named)."""
+    def deliver(self, send: Send, settle: Settle | None = None) -> list[Any]:
+        """Transfer every waiting tensor and send the waiting records, in order: the failures (a
+        record whose tensor could not be copied is one, its key named). With `settle` (a reduction
+        barrier, or a full stage), every record, those that waited for the reduction as `settle`
+        makes them; without, only those logged before the first of them."""
         with self._lock:
             waiting, held = self._waiting, self._held
-            if not waiting:
-                return []
-            self._waiting, self._held = [], []
-            self._delivering += 1
+            cut = len(waiting) if settle is not None else next(
+                (index for index, (_, _, reduced) in enumerate(waiting) if reduced), len(waiting))
+            if cut:
+                self._waiting, self._held = waiting[cut:], []
+                waiting = waiting[:cut]
+                self._delivering += 1
+        if not cut:  # nothing to deliver now (tensors wait with their records); a barrier still meets the others
+            if settle is not None:
+                settle([])
+            return []
         try:
-            _transfer(held)
+            if held:  # the tensors of records left waiting cross too: they hold their host copies
+                _transfer(held)
             failures: list[Any] = []
-            for channels, record in waiting:
+            ready = []
+            for channels, record, reduced in waiting:
                 try:
                     payload = _resolve(record.payload)
                 except _Failed as failed:
                     failures.append((None, "a tensor's copy to the host", failed.error))
                     continue
-                failures += send(channels, record._replace(payload=payload))
+                ready.append((channels, record._replace(payload=payload), reduced))
+            if settle is not None:
+                settled = iter(settle([record for _, record, reduced in ready if reduced]))
+                ready = [(channels, next(settled) if reduced else record, reduced) for channels, record, reduced in ready]
+            for channels, record, _ in ready:
+                failures += send(channels, record)
             return failures
         finally:
             with self._lock:

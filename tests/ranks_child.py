@@ -1,0 +1,84 @@
+"""One rank of a run with `reduce`, launched by test_reduce (torchrun, or one process per rank).
+
+It logs values that differ by rank and batch, writes what it logged (``raw-rank<r>.json``), and
+counts every collective call the Python API makes on the logger's group and on the training's
+(``counts-rank<r>.json``, with the logger's report and the host copies of its device tensors).
+Options, as JSON in argv[1]: epochs, batches, overrides, stop_key_after (rank 1 stops logging
+``loss`` from that batch), die_at / stall_at (rank 1 exits or sleeps `stall_seconds` at that batch),
+flush_at (rank 0 alone calls ``logger.flush()`` at that batch).
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.distributed_c10d as c10d
+
+sys.path.insert(0, str(Path(__file__).parent))
+from counting_tensor import DeviceTensor, on_device  # noqa: E402
+
+from composer_cfg import Event, TrainingLoop, build_logger  # noqa: E402
+
+OPTIONS = json.loads(sys.argv[1])
+COLLECTIVES = ("all_gather", "gather", "all_reduce", "broadcast", "reduce", "barrier", "scatter", "all_to_all",
+               "reduce_scatter", "all_gather_into_tensor", "reduce_scatter_tensor", "send", "recv", "isend",
+               "irecv", "monitored_barrier")
+counts = {"logger": 0, "training": 0}
+raw: list = []
+
+
+def counting(function):
+    def call(*args, **kwargs):
+        group = kwargs.get("group")
+        counts["training" if group is None or group is c10d.GroupMember.WORLD else "logger"] += 1
+        return function(*args, **kwargs)
+
+    return call
+
+
+for name in COLLECTIVES:
+    if hasattr(c10d, name):
+        setattr(c10d, name, counting(getattr(c10d, name)))
+
+def main() -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    logger = build_logger(overrides=["run_name=ranks", *OPTIONS.get("overrides", [])])
+    at_init = dict(counts)
+    loop = TrainingLoop(logger, dataloader_len=OPTIONS["batches"])
+    for epoch in loop.epochs(OPTIONS["epochs"]):
+        for batch in loop.batches(OPTIONS["batches"]):
+            if rank == 1 and batch == OPTIONS.get("die_at"):
+                os._exit(3)
+            if rank == 1 and batch == OPTIONS.get("stall_at"):
+                time.sleep(OPTIONS["stall_seconds"])
+            if rank == 0 and batch == OPTIONS.get("flush_at"):
+                logger.flush()
+            values = {
+                "loss": float(torch.tensor(1.0 / (batch + 1) + 0.25 * rank, dtype=torch.float32)),
+                "tokens": 10 * (rank + 1) + batch,
+                "grad_norm": float((batch * 7 + rank * 3) % 5),
+                "lr": 0.1 * (rank + 1),
+            }
+            if rank == 1 and batch >= OPTIONS.get("stop_key_after", 10**9):
+                del values["loss"]
+            raw.append([batch, "BATCH", dict(values)])
+            if "loss" in values:  # a device tensor: it crosses to the host at a barrier
+                values["loss"] = on_device(values["loss"])
+            logger.data_batch(values)
+        raw.append([int(logger.state.timestamp.batch), "EPOCH", {"eval/acc": 0.5 + 0.1 * rank + 0.01 * epoch}])
+        logger.data_epoch(raw[-1][2])
+        logger.run_event(Event.EPOCH_CHECKPOINT)
+    logger.close()
+    Path(f"raw-rank{rank}.json").write_text(json.dumps(raw))
+    Path(f"counts-rank{rank}.json").write_text(json.dumps({
+        "at_init": at_init, "end": counts, "report": logger.report().get("reduce"),
+        "transfers": DeviceTensor.transfers, "world": world}))
+    dist.destroy_process_group()
+
+
+main()

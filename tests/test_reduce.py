@@ -1,0 +1,265 @@
+"""`reduce`: keys logged on every rank combined across ranks at barriers (torchrun, gloo, real files
+and trackers read back), and what it does without a process group."""
+
+import json
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from composer_cfg import ConfigError, InMemoryLogger, Logger, State, build_logger
+from composer_cfg.runtime.reduction import Reduction
+from conftest import needs
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+CLEAN_ENV = {k: v for k, v in os.environ.items()
+             if not k.startswith(("RANK", "WORLD_SIZE", "LOCAL_", "SLURM_", "TORCHELASTIC", "COMPOSER_RUN_NAME",
+                                  "MASTER_"))}
+REDUCE = "logger.reduce={loss:mean,tokens:sum,grad_norm:max,eval/*:mean}"
+QUIET = ["logger.destinations.progress_bar=null"]
+OPS = {"loss": "mean", "tokens": "sum", "grad_norm": "max", "eval/acc": "mean"}
+
+
+def torchrun(tmp_path: Path, world: int, options: dict) -> subprocess.CompletedProcess:
+    needs("torch")
+    return subprocess.run([str(BIN / "torchrun"), f"--nproc_per_node={world}", "--standalone", str(HERE / "ranks_child.py"),
+                           json.dumps(options)], cwd=tmp_path, env={**CLEAN_ENV, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=240)
+
+
+def one_process_per_rank(tmp_path: Path, world: int, options: dict) -> list[subprocess.Popen]:
+    """The ranks as separate processes (no torchrun agent to end the others when one dies)."""
+    needs("torch")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [subprocess.Popen([sys.executable, str(HERE / "ranks_child.py"), json.dumps(options)], cwd=tmp_path,
+                             env={**CLEAN_ENV, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                                  "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                                  "LOCAL_WORLD_SIZE": str(world)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(world)]
+
+
+def raw_values(tmp_path: Path, world: int) -> list[dict[tuple[int, str], float]]:
+    """What each rank logged, by (batch, key), as `ranks_child` wrote it down."""
+    ranks = []
+    for rank in range(world):
+        logged = json.loads((tmp_path / f"raw-rank{rank}.json").read_text())
+        ranks.append({(batch, key): value for batch, _, data in logged for key, value in data.items()})
+    return ranks
+
+
+def by_hand(raw: list[dict[tuple[int, str], float]]) -> dict[tuple[int, str], float]:
+    """Each (batch, key) rank 0 logged, combined over the ranks that logged it, as OPS says; the
+    rank of each max under ``<key>/rank`` (the lowest on a tie)."""
+    expected = {}
+    for (batch, key), mine in raw[0].items():
+        present = [(rank, values[(batch, key)]) for rank, values in enumerate(raw) if (batch, key) in values]
+        numbers = [value for _, value in present]
+        op = OPS.get(key)
+        if op == "mean":
+            expected[(batch, key)] = math.fsum(numbers) / len(numbers)
+        elif op == "sum":
+            expected[(batch, key)] = sum(numbers)
+        elif op == "max":
+            rank, value = max(present, key=lambda pair: (pair[1], -pair[0]))
+            expected[(batch, key)], expected[(batch, f"{key}/rank")] = value, rank
+        else:
+            expected[(batch, key)] = mine
+    return expected
+
+
+def jsonl_values(path: Path) -> dict[tuple[int, str], float]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return {(r["batch"], key): value for r in records if r["level"] in ("BATCH", "EPOCH")
+            for key, value in r["data"].items()}
+
+
+def series(values: dict[tuple[int, str], float], key: str) -> dict[int, float]:
+    return {batch: value for (batch, name), value in values.items() if name == key}
+
+
+def counts(tmp_path: Path, rank: int) -> dict:
+    return json.loads((tmp_path / f"counts-rank{rank}.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [2, 4])
+def test_rank_zero_records_the_combination_of_every_ranks_values_in_jsonl_tensorboard_and_mlflow(tmp_path, world):
+    needs("tensorboard")
+    mlflow = needs("mlflow")
+    options = {"epochs": 2, "batches": 8, "overrides": [
+        "+logger/destinations=[jsonl,tensorboard,mlflow]", REDUCE, "logger.reduce_every=4", *QUIET]}
+    out = torchrun(tmp_path, world, options)
+    assert out.returncode == 0, out.stderr[-3000:]
+    raw = raw_values(tmp_path, world)
+    expected = by_hand(raw)
+    assert len(expected) == 2 * 8 * 5 + 2  # loss, tokens, grad_norm, grad_norm/rank, lr per batch; eval/acc per epoch
+    assert {k for k, v in expected.items() if k[1] == "grad_norm/rank"} and len(
+        {v for k, v in expected.items() if k[1] == "grad_norm/rank"}) > 1  # the maximum moves between ranks
+    assert jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl") == pytest.approx(expected, rel=1e-12)
+    for rank in range(1, world):  # the other ranks keep their own values in their own files
+        assert jsonl_values(tmp_path / "ranks" / f"metrics-rank{rank}.jsonl") == pytest.approx(raw[rank], rel=1e-6)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (tmp_path / "ranks" / "tensorboard").iterdir()
+    board = EventAccumulator(str(events), size_guidance={"scalars": 0}).Reload()
+    for key in ("loss", "tokens", "grad_norm", "grad_norm/rank"):
+        assert {e.step: e.value for e in board.Scalars(key)} == pytest.approx(series(expected, key), rel=1e-6)
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+    for key in ("loss", "tokens", "grad_norm", "grad_norm/rank"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert len(history) == 16 and {m.step: m.value for m in history} == pytest.approx(series(expected, key), rel=1e-6)
+
+    barriers = 2 * 2 + 2 + 2 + 1 + 1  # batch_end at 4 and 8 per epoch, epoch_end, epoch_checkpoint, fit_end, close
+    for rank in range(world):
+        seen = counts(tmp_path, rank)
+        assert seen["report"]["barriers"] == barriers
+        assert seen["end"]["logger"] - seen["at_init"]["logger"] == 2 * barriers  # counted at torch.distributed's API
+        assert seen["end"]["training"] == 0  # the training's own group: never used by the logger
+        assert seen["transfers"] == 4  # the device tensors cross once per barrier that has some, not per call
+    assert counts(tmp_path, 0)["report"]["missing"] == 0
+
+
+@pytest.mark.slow
+def test_a_rank_that_stops_logging_a_key_is_left_out_of_its_combination_and_counted(tmp_path):
+    options = {"epochs": 1, "batches": 8, "stop_key_after": 5,
+               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", *QUIET]}
+    out = torchrun(tmp_path, 3, options)
+    assert out.returncode == 0, out.stderr[-3000:]
+    raw = raw_values(tmp_path, 3)
+    expected = by_hand(raw)
+    records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
+    assert records == pytest.approx(expected, rel=1e-12)
+    assert records[(6, "loss")] == pytest.approx((raw[0][(6, "loss")] + raw[2][(6, "loss")]) / 2, rel=1e-12)
+    assert counts(tmp_path, 0)["report"]["missing"] == 3  # rank 1's loss at batches 5, 6, 7
+
+
+def finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, str]]:
+    results = []
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=timeout)
+        results.append((proc.returncode, stderr))
+    return results
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_turns_the_reduction_off_and_the_others_finish_with_their_own_values(tmp_path):
+    options = {"epochs": 1, "batches": 12, "die_at": 6,
+               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", *QUIET]}
+    started = time.monotonic()
+    results = finish(one_process_per_rank(tmp_path, 2, options), timeout=120)
+    assert [code for code, _ in results] == [0, 3], results[0][1][-3000:]
+    assert time.monotonic() - started < 60  # not the 300 s deadline: a dead peer is noticed at once
+    stderr = results[0][1]
+    assert stderr.count("reduce: a barrier across the 2 ranks failed") == 1
+    assert "the reduction is off for the rest of the run and every rank logs its own values" in stderr
+    raw = raw_values_of_rank_zero(tmp_path)
+    records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
+    assert records[(3, "tokens")] == 10 + 3 + 20 + 3  # combined before rank 1 died
+    assert [records[(batch, "tokens")] for batch in range(4, 12)] == [raw[(batch, "tokens")] for batch in range(4, 12)]
+    assert (8, "grad_norm/rank") not in records
+
+
+def raw_values_of_rank_zero(tmp_path: Path) -> dict[tuple[int, str], float]:
+    logged = json.loads((tmp_path / "raw-rank0.json").read_text())
+    return {(batch, key): value for batch, _, data in logged for key, value in data.items()}
+
+
+@pytest.mark.slow
+def test_a_rank_that_stalls_past_the_deadline_does_not_hold_the_others_longer(tmp_path):
+    options = {"epochs": 1, "batches": 12, "stall_at": 6, "stall_seconds": 20,
+               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", "logger.reduce_timeout=2",
+                             *QUIET]}
+    procs = one_process_per_rank(tmp_path, 2, options)
+    started = time.monotonic()
+    _, stderr = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 0, stderr[-3000:]
+    assert time.monotonic() - started < 15  # rank 1 still sleeps: rank 0 waited one deadline, not for it
+    assert stderr.count("reduce: a barrier across the 2 ranks failed") == 1
+    code, stderr_1 = finish(procs[1:], timeout=120)[0]
+    assert code == 0, stderr_1[-3000:]  # the late rank meets no one at its barrier: it goes on alone too
+    assert stderr_1.count("reduce: a barrier across the 2 ranks failed") == 1
+
+
+@pytest.mark.slow
+def test_ranks_that_reach_different_barriers_turn_the_reduction_off_at_once_instead_of_pairing_them_wrongly(tmp_path):
+    options = {"epochs": 1, "batches": 12, "flush_at": 2,
+               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", *QUIET]}
+    started = time.monotonic()
+    results = finish(one_process_per_rank(tmp_path, 2, options), timeout=120)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:]
+    assert time.monotonic() - started < 60  # not the 300 s deadline
+    for _, stderr in results:
+        assert stderr.count("reduce: the ranks reached different barriers (rank 0: flush, rank 1: batch_end, at "
+                            "barrier 1); fire the same events, and call flush, on every rank; the reduction is off") == 1
+    records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
+    assert [records[(batch, "tokens")] for batch in range(12)] == [10 + batch for batch in range(12)]  # its own
+
+
+# -- without several ranks -----------------------------------------------------------------------
+
+
+def test_without_a_process_group_reduce_is_said_once_and_changes_nothing(caplog):
+    memory = InMemoryLogger()
+    with caplog.at_level(logging.WARNING, logger="composer_cfg"):
+        with Logger(State("alone"), {"memory": memory}, reduce={"loss": "mean", "nothing/*": "max"}) as logger:
+            logger.run_event("init")
+            for batch in range(3):
+                logger.data_batch({"loss": 1.0 + batch})
+                logger.run_event("batch_end")
+            logger.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "reduce: there is no torch.distributed process group with several ranks (initialise it before the logger); "
+        "every rank logs its own values"]
+    assert memory.get_timeseries("loss")["loss"].tolist() == [1.0, 2.0, 3.0]
+    assert logger.report()["reduce"] == {"started": False, "barriers": 0, "collectives": 0, "reduced": 0, "missing": 0,
+                                         "unreduced": 0, "unmatched": []}
+
+
+def test_a_logger_without_reduce_reports_nothing_of_it():
+    with Logger(State("plain"), InMemoryLogger()) as logger:
+        logger.data_batch({"loss": 1.0})
+    assert "reduce" not in logger.report()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("logger.reduce={loss:avg}", "logger.reduce.loss: expected one of mean, sum, min, max, got 'avg' "
+                                 "(from command line 'logger.reduce={loss:avg}')"),
+    ("logger.reduce=[loss]", "logger.reduce: expected a mapping of key pattern to one of mean, sum, min, max, such as "
+                             "{loss: mean}, got ['loss'] (list) (from command line 'logger.reduce=[loss]')"),
+    ("logger.reduce_every=0", "logger.reduce_every: expected a positive integer, got 0 "
+                              "(from command line 'logger.reduce_every=0')"),
+    ("logger.reduce_timeout=-1", "logger.reduce_timeout: expected a positive number, got -1 "
+                                 "(from command line 'logger.reduce_timeout=-1')"),
+])
+def test_a_bad_reduce_setting_is_one_error_naming_its_key_before_anything_is_built(tmp_path, monkeypatch, override,
+                                                                                   message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        build_logger(overrides=[override])
+    assert str(caught.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_constructor_checks_reduce_as_the_config_does():
+    with pytest.raises(ConfigError, match=r"^reduce\.loss: expected one of mean, sum, min, max, got 'median'$"):
+        Logger(State("x"), reduce={"loss": "median"})
+    with pytest.raises(ConfigError, match=r"^reduce: a key pattern must be a non-empty string, got ''$"):
+        Logger(State("x"), reduce={"": "sum"})
+
+
+def test_patterns_match_keys_as_fnmatch_does_and_the_first_pattern_wins():
+    reduction = Reduction({"loss/*": "mean", "loss/val": "max", "tok?ns": "sum", "[gh]rad": "min"})
+    assert [reduction.op_of(key) for key in ("loss/train", "loss/val", "tokens", "grad", "hrad", "lr", "loss")] == [
+        "mean", "mean", "sum", "min", "min", None, None]
