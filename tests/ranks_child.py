@@ -5,7 +5,8 @@ counts every collective call the Python API makes on the logger's group and on t
 (``counts-rank<r>.json``, with the logger's report and the host copies of its device tensors).
 Options, as JSON in argv[1]: epochs, batches, overrides, stop_key_after (rank 1 stops logging
 ``loss`` from that batch), die_at / stall_at (rank 1 exits or sleeps `stall_seconds` at that batch),
-flush_at (rank 0 alone calls ``logger.flush()`` at that batch).
+flush_at (rank 0 alone calls ``logger.flush()`` at that batch), sleep (seconds per batch), system_every
+(the machine's metrics every that many seconds; each sample written down with its tick).
 """
 
 import json
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from counting_tensor import DeviceTensor, on_device  # noqa: E402
 
 from composer_cfg import Event, TrainingLoop, build_logger  # noqa: E402
+from composer_cfg.runtime.system_metrics import SystemMetrics  # noqa: E402
 
 OPTIONS = json.loads(sys.argv[1])
 COLLECTIVES = ("all_gather", "gather", "all_reduce", "broadcast", "reduce", "barrier", "scatter", "all_to_all",
@@ -44,10 +46,23 @@ for name in COLLECTIVES:
     if hasattr(c10d, name):
         setattr(c10d, name, counting(getattr(c10d, name)))
 
+original_sample = SystemMetrics.sample
+
+
+def recorded_sample(self):
+    sample = original_sample(self)
+    raw.append([["tick", round(time.time() / self.every_seconds)], "BATCH", sample])
+    return sample
+
+
+SystemMetrics.sample = recorded_sample
+
+
 def main() -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    logger = build_logger(overrides=["run_name=ranks", *OPTIONS.get("overrides", [])])
+    system = [f"logger.system_metrics={{every_seconds:{OPTIONS['system_every']}}}"] if "system_every" in OPTIONS else []
+    logger = build_logger(overrides=["run_name=ranks", *system, *OPTIONS.get("overrides", [])])
     at_init = dict(counts)
     loop = TrainingLoop(logger, dataloader_len=OPTIONS["batches"])
     for epoch in loop.epochs(OPTIONS["epochs"]):
@@ -58,6 +73,7 @@ def main() -> None:
                 time.sleep(OPTIONS["stall_seconds"])
             if rank == 0 and batch == OPTIONS.get("flush_at"):
                 logger.flush()
+            time.sleep(OPTIONS.get("sleep", 0))
             values = {
                 "loss": float(torch.tensor(1.0 / (batch + 1) + 0.25 * rank, dtype=torch.float32)),
                 "tokens": 10 * (rank + 1) + batch,

@@ -207,6 +207,32 @@ def test_ranks_that_reach_different_barriers_turn_the_reduction_off_at_once_inst
     assert [records[(batch, "tokens")] for batch in range(12)] == [10 + batch for batch in range(12)]  # its own
 
 
+@pytest.mark.slow
+def test_the_machines_metrics_of_every_rank_are_combined_by_sampling_tick(tmp_path):
+    needs("psutil")
+    options = {"epochs": 1, "batches": 40, "sleep": 0.04, "system_every": 0.25,
+               "overrides": ["+logger/destinations=jsonl", "logger.reduce={system/*:max}", "logger.reduce_every=10",
+                             *QUIET]}
+    out = torchrun(tmp_path, 2, options)
+    assert out.returncode == 0, out.stderr[-3000:]
+    samples = []  # by rank: {tick: sample}
+    for rank in range(2):
+        logged = json.loads((tmp_path / f"raw-rank{rank}.json").read_text())
+        samples.append({tuple(place)[1]: data for place, _, data in logged if isinstance(place, list)})
+    records = [json.loads(line) for line in (tmp_path / "ranks" / "metrics-rank0.jsonl").read_text().splitlines()]
+    combined = [r for r in records if "system/cpu_percent" in r["data"]]
+    assert len(combined) == len(samples[0]) >= 4
+    both = 0
+    for record in combined:
+        tick = round(record["time"] / 0.25)
+        present = [(rank, samples[rank][tick]) for rank in range(2) if tick in samples[rank]]
+        both += len(present) == 2
+        for key in ("system/cpu_percent", "system/memory_rss_bytes", "system/host_memory_percent"):
+            rank, value = max(((rank, sample[key]) for rank, sample in present), key=lambda pair: (pair[1], -pair[0]))
+            assert (record["data"][key], record["data"][f"{key}/rank"]) == (value, rank)
+    assert both >= len(combined) - 2  # the ranks sample at the same ticks (the first and last may miss one)
+
+
 # -- without several ranks -----------------------------------------------------------------------
 
 
