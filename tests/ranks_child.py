@@ -65,12 +65,15 @@ def main() -> None:
     logger = build_logger(overrides=["run_name=ranks", *system, *OPTIONS.get("overrides", [])])
     at_init = dict(counts)
     loop = TrainingLoop(logger, dataloader_len=OPTIONS["batches"])
+    peeks: list = []
     for epoch in loop.epochs(OPTIONS["epochs"]):
         for batch in loop.batches(OPTIONS["batches"]):
             if rank == 1 and batch == OPTIONS.get("die_at"):
                 os._exit(3)
             if rank == 1 and batch == OPTIONS.get("stall_at"):
                 time.sleep(OPTIONS["stall_seconds"])
+            if batch in (2, 5):  # what rank 0's InMemoryLogger shows before and after the exchange at batch 4
+                peeks.append(logger.destinations["in_memory"].most_recent_values.get("tokens"))
             if rank == 0 and batch == OPTIONS.get("flush_at"):
                 logger.flush()
             time.sleep(OPTIONS.get("sleep", 0))
@@ -93,7 +96,7 @@ def main() -> None:
     Path(f"raw-rank{rank}.json").write_text(json.dumps(raw))
     Path(f"counts-rank{rank}.json").write_text(json.dumps({
         "at_init": at_init, "end": counts, "report": logger.report().get("reduce"),
-        "transfers": DeviceTensor.transfers, "world": world}))
+        "transfers": DeviceTensor.transfers, "world": world, "peeks": peeks}))
     dist.destroy_process_group()
 
 

@@ -129,6 +129,9 @@ def test_rank_zero_records_the_combination_of_every_ranks_values_in_jsonl_tensor
         assert seen["end"]["training"] == 0  # the training's own group: never used by the logger
         assert seen["transfers"] == 4  # the device tensors cross once per barrier that has some, not per call
     assert counts(tmp_path, 0)["report"]["missing"] == 0
+    # rank 0's InMemoryLogger: nothing of batches 0-1 before the exchange at batch 4; batch 3's sum after it
+    assert counts(tmp_path, 0)["peeks"] == [None, sum(10 * (rank + 1) + 3 for rank in range(world))]
+    assert counts(tmp_path, 1)["peeks"] == [None, 20 + 3]  # other ranks: their own values, after the same wait
 
 
 @pytest.mark.slow
