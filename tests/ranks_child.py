@@ -30,21 +30,32 @@ COLLECTIVES = ("all_gather", "gather", "all_reduce", "broadcast", "reduce", "bar
                "reduce_scatter", "all_gather_into_tensor", "reduce_scatter_tensor", "send", "recv", "isend",
                "irecv", "monitored_barrier")
 counts = {"logger": 0, "training": 0}
+depth: list = []
 raw: list = []
 
 
 def counting(function):
+    """`function`, counting the calls not made from inside another counted one (a tensor subclass
+    dispatches a collective to itself once more), by group: the logger's or the training's."""
+
     def call(*args, **kwargs):
         group = kwargs.get("group")
-        counts["training" if group is None or group is c10d.GroupMember.WORLD else "logger"] += 1
-        return function(*args, **kwargs)
+        if not depth:
+            counts["training" if group is None or group is c10d.GroupMember.WORLD else "logger"] += 1
+        depth.append(None)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            depth.pop()
 
     return call
 
 
-for name in COLLECTIVES:
+for name in COLLECTIVES:  # torch.distributed's names and the module's own (what torch calls inside)
     if hasattr(c10d, name):
-        setattr(c10d, name, counting(getattr(c10d, name)))
+        counted = counting(getattr(c10d, name))
+        setattr(c10d, name, counted)
+        setattr(dist, name, counted)
 
 original_sample = SystemMetrics.sample
 
