@@ -71,6 +71,9 @@ CATALOGUE = [
     (["++logger.extra=1"], ["logger.extra"], "unknown key; allowed: destinations, allowed_modules, measure_overhead"),
     (["++logger.measure_overhaed=true"], ["logger.measure_overhaed"], "unknown key; did you mean 'measure_overhead'? allowed: destinations, allowed_modules, measure_overhead"),
     (["logger.measure_overhead=sometimes"], ["logger.measure_overhead"], "expected a boolean (true/false), got 'sometimes' (str)"),
+    # a typo under a preset chosen on the same command line names the typo, not the preset
+    (["logger=all_local", "logger.measure_overhed=true"], ["logger.measure_overhed"], "unknown key; did you mean 'measure_overhead'?"),
+    (["logger.reduce={loss:median}"], ["logger.reduce.loss"], "expected one of mean, sum, min, max, got 'median'"),
     # switches of the last release that are now what always happens
     (["++logger.offload_writers=true"], ["logger.offload_writers"], "unknown key; allowed: destinations, allowed_modules, measure_overhead"),
     (["demo.epochs=0"], ["demo.epochs"], "expected a positive integer, got 0"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import ConfigError, InMemoryLogger, Logger, State, build_logger
+from composer_cfg import ConfigError, InMemoryLogger, Logger, State, build_logger, compose_config
 from composer_cfg.runtime.reduction import Reduction
 from conftest import needs
 
@@ -279,6 +279,14 @@ def test_a_bad_reduce_setting_is_one_error_naming_its_key_before_anything_is_bui
         build_logger(overrides=[override])
     assert str(caught.value) == message
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("preset", ["default", "all_local", "trackers"])
+def test_every_preset_takes_the_reduce_settings_from_the_command_line_without_a_plus(preset):
+    cfg = compose_config([f"logger={preset}", "logger.reduce={loss/*:mean}", "logger.reduce_every=10",
+                          "logger.system_metrics={every_seconds:5}"])
+    assert (cfg.logger.reduce, cfg.logger.reduce_every, cfg.logger.system_metrics) == ({"loss/*": "mean"}, 10,
+                                                                                        {"every_seconds": 5})
 
 
 def test_the_constructor_checks_reduce_as_the_config_does():

@@ -283,12 +283,14 @@ def _compose(overrides: list[str], config_name: str, return_hydra_config: bool =
 
 
 def _override_setting(overrides: list[str], key: str) -> int | None:
-    """The index of the (not yet forced) override that sets `key` or a node holding it."""
+    """The index of the (not yet forced) override that sets `key` or the closest node holding it
+    (``logger.reduce=...``, not the ``logger=trackers`` that chose the group)."""
+    found, closest = None, -1
     for index, override in enumerate(overrides):
         target = override.split("=", 1)[0].lstrip("+")
-        if not override.startswith("++") and (key == target or key.startswith(target + ".")):
-            return index
-    return None
+        if not override.startswith("++") and (key == target or key.startswith(target + ".")) and len(target) > closest:
+            found, closest = index, len(target)
+    return found
 
 
 def _missing_config_message(error: Any) -> str:
