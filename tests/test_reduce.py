@@ -136,10 +136,12 @@ def test_rank_zero_records_the_combination_of_every_ranks_values_in_jsonl_tensor
 
 @pytest.mark.slow
 def test_a_rank_that_stops_logging_a_key_is_left_out_of_its_combination_and_counted(tmp_path):
-    options = {"epochs": 1, "batches": 8, "stop_key_after": 5,
-               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", *QUIET]}
+    options = {"epochs": 1, "batches": 8, "stop_key_after": 5, "overrides": [
+        "+logger/destinations=jsonl", REDUCE.replace("}", ",nothing/*:max}"), "logger.reduce_every=4", *QUIET]}
     out = torchrun(tmp_path, 3, options)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("reduce: no logged key matched 'nothing/*'") == 3  # said at close, on each rank
+    assert counts(tmp_path, 2)["report"]["unmatched"] == ["nothing/*"]
     raw = raw_values(tmp_path, 3)
     expected = by_hand(raw)
     records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
