@@ -285,9 +285,9 @@ def test_a_bad_reduce_setting_is_one_error_naming_its_key_before_anything_is_bui
 
 @pytest.mark.parametrize("preset", ["default", "all_local", "trackers"])
 def test_every_preset_takes_the_reduce_settings_from_the_command_line_without_a_plus(preset):
-    cfg = compose_config([f"logger={preset}", "logger.reduce={loss/*:mean}", "logger.reduce_every=10",
+    cfg = compose_config([f"logger={preset}", "logger.reduce={loss/*:mean}", "logger.reduce_every=7",
                           "logger.system_metrics={every_seconds:5}"])
-    assert (cfg.logger.reduce, cfg.logger.reduce_every, cfg.logger.system_metrics) == ({"loss/*": "mean"}, 10,
+    assert (cfg.logger.reduce, cfg.logger.reduce_every, cfg.logger.system_metrics) == ({"loss/*": "mean"}, 7,
                                                                                         {"every_seconds": 5})
 
 

@@ -63,7 +63,7 @@ class Logger(CurrentComposerCalls):
 
     def __init__(self, state: State, destinations: DestinationsGiven = None, *, resume: Resume | str = Resume.NEVER,
                  measure_overhead: bool = False, reduce: ReducePatterns | None = None,
-                 reduce_every: PositiveInt = 100, reduce_timeout: PositiveFloat = 300.0,
+                 reduce_every: PositiveInt = 10, reduce_timeout: PositiveFloat = 300.0,
                  system_metrics: SystemMetricsSettings | None = None) -> None:
         if type(measure_overhead) is not bool:
             raise TypeError(f"measure_overhead must be true or false, got {measure_overhead!r}")

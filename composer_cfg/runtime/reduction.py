@@ -61,7 +61,7 @@ class Reduction:
     ('mean', 'sum', None)
     """
 
-    def __init__(self, patterns: Mapping[str, str], every: int = 100, timeout: float = 300.0,
+    def __init__(self, patterns: Mapping[str, str], every: int = 10, timeout: float = 300.0,
                  tick_seconds: float | None = None) -> None:
         self.patterns = REDUCE.check("reduce", patterns)
         self.every = positive_int("reduce_every", every)
