@@ -150,6 +150,12 @@ def test_a_rank_that_stops_logging_a_key_is_left_out_of_its_combination_and_coun
     assert counts(tmp_path, 0)["report"]["missing"] == 3  # rank 1's loss at batches 5, 6, 7
 
 
+def one_epoch(*overrides: str, **options) -> dict:
+    """Options for `ranks_child`: 12 batches to JSON Lines, REDUCE exchanged every 4, and `options`."""
+    return {"epochs": 1, "batches": 12, **options,
+            "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", *QUIET, *overrides]}
+
+
 def finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, str]]:
     results = []
     for proc in procs:
@@ -160,10 +166,8 @@ def finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int, str
 
 @pytest.mark.slow
 def test_a_rank_that_dies_turns_the_reduction_off_and_the_others_finish_with_their_own_values(tmp_path):
-    options = {"epochs": 1, "batches": 12, "die_at": 6,
-               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", *QUIET]}
     started = time.monotonic()
-    results = finish(one_process_per_rank(tmp_path, 2, options), timeout=120)
+    results = finish(one_process_per_rank(tmp_path, 2, one_epoch(die_at=6)), timeout=120)
     assert [code for code, _ in results] == [0, 3], results[0][1][-3000:]
     assert time.monotonic() - started < 60  # not the 300 s deadline: a dead peer is noticed at once
     stderr = results[0][1]
@@ -183,10 +187,7 @@ def raw_values_of_rank_zero(tmp_path: Path) -> dict[tuple[int, str], float]:
 
 @pytest.mark.slow
 def test_a_rank_that_stalls_past_the_deadline_does_not_hold_the_others_longer(tmp_path):
-    options = {"epochs": 1, "batches": 12, "stall_at": 6, "stall_seconds": 20,
-               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", "logger.reduce_timeout=2",
-                             *QUIET]}
-    procs = one_process_per_rank(tmp_path, 2, options)
+    procs = one_process_per_rank(tmp_path, 2, one_epoch("logger.reduce_timeout=2", stall_at=6, stall_seconds=20))
     started = time.monotonic()
     _, stderr = procs[0].communicate(timeout=120)
     assert procs[0].returncode == 0, stderr[-3000:]
@@ -199,10 +200,8 @@ def test_a_rank_that_stalls_past_the_deadline_does_not_hold_the_others_longer(tm
 
 @pytest.mark.slow
 def test_ranks_that_reach_different_barriers_turn_the_reduction_off_at_once_instead_of_pairing_them_wrongly(tmp_path):
-    options = {"epochs": 1, "batches": 12, "flush_at": 2,
-               "overrides": ["+logger/destinations=jsonl", REDUCE, "logger.reduce_every=4", *QUIET]}
     started = time.monotonic()
-    results = finish(one_process_per_rank(tmp_path, 2, options), timeout=120)
+    results = finish(one_process_per_rank(tmp_path, 2, one_epoch(flush_at=2)), timeout=120)
     assert [code for code, _ in results] == [0, 0], results[0][1][-3000:]
     assert time.monotonic() - started < 60  # not the 300 s deadline
     for _, stderr in results:
