@@ -6,7 +6,10 @@ counts every collective call the Python API makes on the logger's group and on t
 Options, as JSON in argv[1]: epochs, batches, overrides, stop_key_after (rank 1 stops logging
 ``loss`` from that batch), die_at / stall_at (rank 1 exits or sleeps `stall_seconds` at that batch),
 flush_at (rank 0 alone calls ``logger.flush()`` at that batch), sleep (seconds per batch), system_every
-(the machine's metrics every that many seconds; each sample written down with its tick).
+(the machine's metrics every that many seconds; each sample written down with its tick), raise_at
+(rank 0 raises there), train_collective (an all-reduce of the training's own per batch, as DDP's),
+burst (that many calls at batch 0 before the loop, with no event, rank 0 logging one more record
+every 100, then a flush).
 """
 
 import json
@@ -77,6 +80,12 @@ def main() -> None:
     at_init = dict(counts)
     loop = TrainingLoop(logger, dataloader_len=OPTIONS["batches"])
     peeks: list = []
+    for call in range(OPTIONS.get("burst", 0)):
+        logger.data_batch({"loss": float(call + 1000 * rank)})
+        if rank == 0 and call % 100 == 0:
+            logger.data_batch({"debug": call})
+    if "burst" in OPTIONS:
+        logger.flush()
     for epoch in loop.epochs(OPTIONS["epochs"]):
         for batch in loop.batches(OPTIONS["batches"]):
             if rank == 1 and batch == OPTIONS.get("die_at"):
@@ -87,6 +96,10 @@ def main() -> None:
                 peeks.append(logger.destinations["in_memory"].most_recent_values.get("tokens"))
             if rank == 0 and batch == OPTIONS.get("flush_at"):
                 logger.flush()
+            if rank == 0 and batch == OPTIONS.get("raise_at"):
+                raise RuntimeError("this rank fails")
+            if OPTIONS.get("train_collective"):
+                dist.all_reduce(torch.ones(1))
             time.sleep(OPTIONS.get("sleep", 0))
             values = {
                 "loss": float(torch.tensor(1.0 / (batch + 1) + 0.25 * rank, dtype=torch.float32)),

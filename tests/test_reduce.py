@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -127,11 +128,13 @@ def test_rank_zero_records_the_combination_of_every_ranks_values_in_jsonl_tensor
         assert seen["report"]["barriers"] == barriers
         assert seen["end"]["logger"] - seen["at_init"]["logger"] == 2 * barriers  # counted at torch.distributed's API
         assert seen["end"]["training"] == 0  # the training's own group: never used by the logger
-        assert seen["transfers"] == 4  # the device tensors cross once per barrier that has some, not per call
+        # rank 0: the device tensors cross once per barrier that has some, not per call; the others' records do not
+        # wait for barriers: there the two InMemoryLogger reads (batches 2 and 5) also take the tensors across
+        assert seen["transfers"] == (4 if rank == 0 else 6)
     assert counts(tmp_path, 0)["report"]["missing"] == 0
     # rank 0's InMemoryLogger: nothing of batches 0-1 before the exchange at batch 4; batch 3's sum after it
     assert counts(tmp_path, 0)["peeks"] == [None, sum(10 * (rank + 1) + 3 for rank in range(world))]
-    assert counts(tmp_path, 1)["peeks"] == [None, 20 + 3]  # other ranks: their own values, after the same wait
+    assert counts(tmp_path, 1)["peeks"] == [20 + 1, 20 + 4]  # other ranks: their own values, at once
 
 
 @pytest.mark.slow
@@ -237,6 +240,77 @@ def test_the_machines_metrics_of_every_rank_are_combined_by_sampling_tick(tmp_pa
     assert both >= len(combined) - 2  # the ranks sample at the same ticks (the first and last may miss one)
 
 
+EXPECTED_TOKENS_OF_RANK_0 = [30 + 2 * batch for batch in range(4)] + [10 + batch for batch in range(4, 8)]  # combined, then own
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_rank_waiting_at_a_barrier_ends_it_at_once_with_what_it_logged(tmp_path):
+    procs = one_process_per_rank(tmp_path, 2, one_epoch("logger.reduce_timeout=120", stall_at=6, stall_seconds=60))
+    try:
+        time.sleep(10)  # rank 0 waits at the barrier after batch 7 (up to 120 s) for rank 1, asleep at batch 6
+        signalled = time.monotonic()
+        procs[0].send_signal(signal.SIGTERM)
+        _, stderr = procs[0].communicate(timeout=60)
+        assert time.monotonic() - signalled < 10  # not the barrier's 120 s, nor the grace period's 20
+    finally:
+        procs[1].kill()
+        procs[1].communicate()
+    assert procs[0].returncode == -signal.SIGTERM, stderr[-3000:]
+    assert stderr.count("reduce: a barrier was interrupted (Killed); the reduction is off for the rest of the run") == 1
+    records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
+    assert [records[(batch, "tokens")] for batch in range(8)] == EXPECTED_TOKENS_OF_RANK_0
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_a_barrier_writes_what_the_rank_logged_at_once_and_it_ends_when_the_other_rank_does(tmp_path):
+    procs = one_process_per_rank(tmp_path, 2, one_epoch("logger.reduce_timeout=120", stall_at=6, stall_seconds=60))
+    try:
+        time.sleep(10)
+        procs[0].send_signal(signal.SIGINT)
+        time.sleep(3)
+        records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")  # on disk, though the process lives on
+        assert [records[(batch, "tokens")] for batch in range(8)] == EXPECTED_TOKENS_OF_RANK_0
+        assert procs[0].poll() is None  # torch's gloo waits at exit for the exchange it had begun...
+        procs[1].send_signal(signal.SIGINT)  # ...until the other rank ends too (a Ctrl-C reaches every rank)
+        ended = time.monotonic()
+        _, stderr = procs[0].communicate(timeout=60)
+        assert time.monotonic() - ended < 10
+    finally:
+        procs[1].kill()
+        procs[1].communicate()
+    assert procs[0].returncode == -signal.SIGINT and "KeyboardInterrupt" in stderr
+    assert stderr.count("reduce: a barrier was interrupted (KeyboardInterrupt); the reduction is off for the rest of "
+                        "the run") == 1
+
+
+@pytest.mark.slow
+def test_a_rank_that_fails_ends_at_once_instead_of_waiting_for_the_others_at_its_close(tmp_path):
+    procs = one_process_per_rank(tmp_path, 2, one_epoch("logger.reduce_timeout=60", raise_at=6, train_collective=True))
+    started = time.monotonic()
+    results = finish(procs, timeout=120)
+    assert time.monotonic() - started < 30  # not the 60 s a close barrier would wait for rank 1, stuck in training
+    code, stderr = results[0]
+    assert code == 1 and "RuntimeError: this rank fails" in stderr
+    assert stderr.count("reduce: this rank ends FAILED; the reduction is off for the rest of the run") == 1
+    records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
+    assert [records[(batch, "tokens")] for batch in range(6)] == [30 + 2 * batch for batch in range(4)] + [14, 15]
+    assert results[1][0] != 0  # rank 1's training collective failed with rank 0 gone: the job ends
+
+
+@pytest.mark.slow
+def test_values_that_overflowed_a_rank_end_the_reduction_instead_of_pairing_with_the_wrong_ones(tmp_path):
+    out = torchrun(tmp_path, 2, {"epochs": 1, "batches": 1, "burst": 12_000, "overrides": [
+        "+logger/destinations=jsonl", "logger.reduce={loss:mean}", *QUIET]})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("reduce: 10,000 values waited for an exchange on rank(s) 0") == 2  # said on both ranks
+    records = [json.loads(line) for line in (tmp_path / "ranks" / "metrics-rank0.jsonl").read_text().splitlines()]
+    losses = [r["data"]["loss"] for r in records if "loss" in r["data"]]
+    assert len(losses) == 12_000 + 1
+    combined = [call for call, loss in enumerate(losses[:12_000]) if loss == call + 500]
+    assert all(loss in (call, call + 500) for call, loss in enumerate(losses[:12_000]))  # never another rank's call
+    assert combined == []  # rank 0's stage overflowed first: every value of the burst is its own
+
+
 # -- without several ranks -----------------------------------------------------------------------
 
 
@@ -301,3 +375,45 @@ def test_patterns_match_keys_as_fnmatch_does_and_the_first_pattern_wins():
     reduction = Reduction({"loss/*": "mean", "loss/val": "max", "tok?ns": "sum", "[gh]rad": "min"})
     assert [reduction.op_of(key) for key in ("loss/train", "loss/val", "tokens", "grad", "hrad", "lr", "loss")] == [
         "mean", "mean", "sum", "min", "min", None, None]
+
+
+NAN, INF = math.nan, math.inf
+
+
+@pytest.mark.parametrize("op, present, expected", [
+    ("mean", [(0, INF), (1, -INF)], (NAN, -1)),  # as float arithmetic says, never an error
+    ("mean", [(0, 1e308), (1, 1e308)], (INF, -1)),
+    ("mean", [(0, 10**400), (1, 1)], (INF, -1)),
+    ("sum", [(0, 10**400), (1, 1)], (10**400 + 1, -1)),  # whole numbers add up exactly
+    ("sum", [(0, 0.1), (1, 0.2), (2, 0.3)], (0.6, -1)),  # exactly rounded (fsum)
+    ("max", [(0, 5.0), (1, NAN)], (NAN, 1)),  # a NaN wins, wherever it is: a diverging rank shows
+    ("max", [(0, NAN), (1, 5.0), (2, NAN)], (NAN, 0)),
+    ("min", [(0, 2), (1, 1), (2, 1)], (1, 1)),  # the lowest rank on a tie
+    ("max", [(0, 3), (1, 3)], (3, 0)),
+])
+def test_each_operation_over_the_values_present(op, present, expected):
+    from composer_cfg.runtime.reduction import _combine
+
+    value, rank = _combine(op, present)
+    if expected[0] is NAN:
+        assert (rank, math.isnan(value)) == (expected[1], True)
+    else:
+        assert (value, rank) == expected
+
+
+def test_records_taken_for_a_barrier_that_is_interrupted_are_delivered_as_they_are_and_the_interrupt_raised():
+    from composer_cfg.core.record import Kind, Record
+    from composer_cfg.core.timestamp import Timestamp
+    from composer_cfg.runtime.tensor_stage import TensorStage
+
+    stage, sent = TensorStage(), []
+    records = [Record(Kind.DATA, None, Timestamp(batch=b), 0.0, {"loss": float(b)}) for b in range(3)]
+    for record in records:
+        stage.wait(["channel"], record, [], reduced=True)
+
+    def interrupted(_records):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stage.deliver(lambda channels, record: sent.append(record) or [], interrupted)
+    assert sent == records and not stage.waiting

@@ -93,7 +93,7 @@ class Dispatch:
                 self._lifecycle.taking(_REFUSED[record.kind], event)
                 return
             stage, reduction = self.stage, self.reduction
-            reduced = reduction is not None and reduction.wants(record)
+            reduced = reduction is not None and reduction.keeps(record)
             if (held or reduced or stage.waiting) and stage.wait(channels, record, held, reduced):
                 if stage.full:
                     self._deliver(reduction.overflowed if reduction is not None else None)
@@ -143,6 +143,8 @@ class Dispatch:
         Each channel's repeated failures are counted in a warning (`FailureLedger.report`); after
         a SIGTERM, the news is logged as errors too (the process ends next). A Ctrl-C while a
         channel closes stops that one catching up (`Closed.interrupted`); the others still close."""
+        if self.reduction is not None and status is not RunStatus.FINISHED:  # the other ranks may never close
+            self.reduction.stop(f"this rank ends {status.value}")
         failures = self.stage.deliver(put_each, self._settle("close"))
         if self.reduction is not None:
             self.reduction.close()

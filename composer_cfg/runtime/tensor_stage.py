@@ -122,11 +122,18 @@ class TensorStage:
                     failures.append((None, "a tensor's copy to the host", failed.error))
                     continue
                 ready.append((channels, record._replace(payload=payload), reduced))
+            interrupted = None
             if settle is not None:
-                settled = iter(settle([record for _, record, reduced in ready if reduced]))
-                ready = [(channels, next(settled) if reduced else record, reduced) for channels, record, reduced in ready]
+                try:
+                    settled = iter(settle([record for _, record, reduced in ready if reduced]))
+                    ready = [(channels, next(settled) if reduced else record, reduced)
+                             for channels, record, reduced in ready]
+                except BaseException as error:  # noqa: BLE001 - a Ctrl-C: what was taken is still delivered, as it is
+                    interrupted = error
             for channels, record, _ in ready:
                 failures += send(channels, record)
+            if interrupted is not None:
+                raise interrupted
             return failures
         finally:
             with self._lock:
