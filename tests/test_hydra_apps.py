@@ -92,7 +92,8 @@ def test_once_the_app_opts_in_composer_cfgs_presets_join_its_group(tmp_path):
     config = out.stdout.splitlines()[1]
     assert config.startswith("config: {'logger': {'destinations': {'file': {'_target_': 'composer_cfg.FileLogger'")
     assert "'in_memory': {" in config and "'progress_bar': {" in config
-    assert config.endswith("'_target_': 'composer_cfg.Logger', 'allowed_modules': [], 'measure_overhead': False}, "
+    assert config.endswith("'_target_': 'composer_cfg.Logger', 'allowed_modules': [], 'measure_overhead': False, "
+                           "'reduce': None, 'reduce_every': 10, 'reduce_timeout': 300, 'system_metrics': None}, "
                            "'task_name': 'train'}")
     own = run(tmp_path, "train.py", "logger=many_loggers", "hydra.run.dir=run")  # its own options still win
     assert own.returncode == 0 and "'csv': {'_target_': 'lightning.pytorch.loggers.csv_logs.CSVLogger'" in own.stdout
