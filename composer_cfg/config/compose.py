@@ -161,10 +161,16 @@ def raise_logger_problems(node: DictConfig, run_name: str | None, resume: Any = 
     problems = _unresolvable(node, prefix)  # resolved where the node lives: its interpolations may reach out
     if not problems:
         container = {"logger": OmegaConf.to_container(node, resolve=True), "run_name": run_name, "resume": resume}
-        problems = [Problem(prefix + problem.key.removeprefix("logger"), problem.message)
+        problems = [Problem(_in_node(problem.key, prefix), problem.message)
                     for problem in validate(container, dist.current().world_size, own_primary=False)]
     if problems:
         raise report(problems, *_running_app())
+
+
+def _in_node(key: str, prefix: str) -> str:
+    """`key` with its ``logger`` part replaced by the node's own path (other keys, ``run_name`` or
+    ``COMPOSER_RUN_NAME``, as they are)."""
+    return prefix + key.removeprefix("logger") if key == "logger" or key.startswith("logger.") else key
 
 
 def node_path(node: DictConfig) -> str:
