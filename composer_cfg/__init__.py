@@ -4,8 +4,8 @@
 >>> logger = Logger(State("my_run"), {"memory": InMemoryLogger()})
 >>> logger.data_batch({"loss/train": 0.25})
 
-`build_logger`, `compose_config` and `instantiate_logger` (the Hydra layer) are imported on first
-use, so ``import composer_cfg`` stays light.
+`build_logger`, `compose_config`, `instantiate_logger` and `hydra_main` (the Hydra layer) are
+imported on first use, so ``import composer_cfg`` stays light.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_logger": "composer_cfg.config.build",
     "compose_config": "composer_cfg.config.build",
+    "hydra_main": "composer_cfg.config.app_main",
     "instantiate_logger": "composer_cfg.config.build",
 }
 
@@ -90,6 +91,7 @@ __all__ = [
     "format_log_data_value",
     "format_name_with_dist",
     "format_name_with_dist_and_time",
+    "hydra_main",
     "instantiate_logger",
 ]
 

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from composer_cfg import ConfigError, FileLogger, InMemoryLogger, ProgressBarLogger, State, build_logger, compose_config
+from composer_cfg import (
+    ConfigError,
+    FileLogger,
+    InMemoryLogger,
+    ProgressBarLogger,
+    State,
+    build_logger,
+    compose_config,
+    instantiate_logger,
+)
 
 
 def test_builds_the_default_logger_in_the_working_directory(tmp_path):
@@ -171,3 +180,11 @@ def test_a_destination_failing_to_build_closes_those_built_before_it(tmp_path, m
 def test_config_dir_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="config_dir: .* is not a directory"):
         compose_config(config_dir=tmp_path / "nope")
+
+
+def test_instantiate_logger_names_a_bad_run_name_from_the_environment_by_its_variable(monkeypatch):
+    monkeypatch.setenv("COMPOSER_RUN_NAME", "../x")
+    with pytest.raises(ConfigError) as caught:
+        instantiate_logger({"_target_": "composer_cfg.Logger", "destinations": {}})
+    assert str(caught.value) == ("COMPOSER_RUN_NAME: '../x' must not contain '/' or '\\\\' or be '.' or '..': "
+                                 "it names a directory")

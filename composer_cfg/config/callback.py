@@ -50,7 +50,7 @@ class CheckWhatRuns(Callback):
             sys.exit(2)
 
 
-def print_errors(error: ConfigError, job: str = "") -> None:
-    """``composer-cfg: error: ...``, one line per problem, on stderr."""
+def print_errors(error: ConfigError, job: str = "", prog: str = PROG) -> None:
+    """``composer-cfg: error: ...`` (`prog`: the program's name), one line per problem, on stderr."""
     for line in error.problems:
-        print(f"{PROG}: error: {job}{line}", file=sys.stderr)
+        print(f"{prog}: error: {job}{line}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,19 +87,21 @@ def user_config_dir(config_dir: str | Path) -> Path:
 
 
 def compose_in_context(
-    overrides: list[str], config_name: str, *, own_primary: bool = True, for_command: bool = False
+    overrides: list[str], config_name: str, *, own_primary: bool = True, for_command: bool = False,
+    keys: Collection[str] | None = None,
 ) -> DictConfig:
     """Compose and validate inside an initialised Hydra (the compose API or a running app).
 
     `for_command`: validate for a job the command will run in Hydra's run directory (relative
-    paths are checked from there); the returned config has no ``hydra`` node either way.
+    paths are checked from there); the returned config has no ``hydra`` node either way. `keys`:
+    the top-level keys to validate (an app's own nodes are its own business); None: every key.
     """
     overrides = without_null_groups(overrides)
     cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
     problems, moved = move_foundry_loggers(cfg, overrides)  # an llm-foundry block: destinations like any other
     directory, key = job_directory_of(cfg) if for_command else (None, None)
     with job_directory(directory, key):
-        for problem in config_problems(cfg, own_primary):
+        for problem in config_problems(cfg, own_primary, keys):
             problem = Problem(foundry_key(problem.key, moved), problem.message)
             if problem not in problems:  # (an interpolation in the block fails at both its places)
                 problems.append(problem)
@@ -161,10 +163,16 @@ def raise_logger_problems(node: DictConfig, run_name: str | None, resume: Any = 
     problems = _unresolvable(node, prefix)  # resolved where the node lives: its interpolations may reach out
     if not problems:
         container = {"logger": OmegaConf.to_container(node, resolve=True), "run_name": run_name, "resume": resume}
-        problems = [Problem(prefix + problem.key.removeprefix("logger"), problem.message)
+        problems = [Problem(_in_node(problem.key, prefix), problem.message)
                     for problem in validate(container, dist.current().world_size, own_primary=False)]
     if problems:
         raise report(problems, *_running_app())
+
+
+def _in_node(key: str, prefix: str) -> str:
+    """`key` with its ``logger`` part replaced by the node's own path (other keys, ``run_name`` or
+    ``COMPOSER_RUN_NAME``, as they are)."""
+    return prefix + key.removeprefix("logger") if key == "logger" or key.startswith("logger.") else key
 
 
 def node_path(node: DictConfig) -> str:
@@ -185,14 +193,16 @@ def _running_app() -> tuple[list[str], str | None]:
     return list(hydra_cfg.overrides.task), hydra_cfg.job.config_name
 
 
-def config_problems(cfg: DictConfig, own_primary: bool = True) -> list[Problem]:
-    """Missing values, interpolation errors and everything `validate` checks."""
+def config_problems(cfg: DictConfig, own_primary: bool = True, keys: Collection[str] | None = None) -> list[Problem]:
+    """Missing values, interpolation errors and everything `validate` checks (of the top-level
+    `keys` only, if given)."""
     problems = _unresolvable(cfg, "") or _fields_written_as_interpolations(cfg)
     if problems:
         return problems
     job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # Hydra's node: not ours
     container: Any = OmegaConf.to_container(job, resolve=True)
-    return validate(container, world_size=dist.current().world_size, own_primary=own_primary)
+    checked = container if keys is None else {key: value for key, value in container.items() if key in keys}
+    return validate(checked, world_size=dist.current().world_size, own_primary=own_primary)
 
 
 def _fields_written_as_interpolations(cfg: DictConfig) -> list[Problem]:
