@@ -15,8 +15,10 @@ from composer_cfg.run.records import read_records
 from conftest import needs
 
 DOCS = Path(__file__).parents[1] / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
-BLOCKS = [(page, block) for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
+PAGES = sorted(DOCS.rglob("*.md"))
+# Scripts to run as they are; a block starting "# file: NAME" is a file of an example project, run by its own test.
+BLOCKS = [(page, block) for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+          if not block.startswith("# file:")]
 #: What a page's Python blocks need beyond the package: skipped, with the install hint, without it.
 NEEDS = {"distributed": "torch"}
 
