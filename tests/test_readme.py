@@ -1,4 +1,6 @@
-"""The README's examples run as shown. What moved from the README to docs/ is tested in tests/test_docs.py."""
+"""The README's examples run as shown, and the README stays a page a newcomer reads through.
+
+What moved from the README to docs/ is tested in tests/test_docs.py."""
 
 import re
 import subprocess
@@ -23,3 +25,26 @@ def test_script_example_writes_what_it_says(tmp_path):
     lines = (tmp_path / "my_run" / "logs-rank0.txt").read_text().splitlines()
     assert lines[0] == '[FIT][batch=0]: { "lr": 0.1000, }'
     assert len(lines) == 1 + 300 + 3
+
+
+def test_the_readme_is_at_most_300_lines():
+    assert len(README.splitlines()) <= 300
+
+
+@pytest.mark.slow
+def test_the_error_of_the_command_line_quick_start_is_what_the_command_prints(tmp_path):
+    section = README.split("### 2. Override on the command line")[1].split("\n### ")[0]
+    transcript = re.search(r"```\n(\$ composer-cfg .*?)```", section, re.S).group(1)
+    produced = []
+    for command in re.findall(r"^\$ composer-cfg (.*)$", transcript, re.M):
+        out = subprocess.run([sys.executable, "-m", "composer_cfg", *command.split()], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2
+        produced += out.stderr.splitlines()
+    assert produced == [line for line in transcript.splitlines() if line.startswith("composer-cfg: error:")]
+
+
+def test_the_destinations_table_is_the_reference_pages():
+    table = re.search(r"\| config name .*?\n\n", README, re.S).group(0)
+    assert table.count("\n| `") == 8
+    assert table in (Path(__file__).parents[1] / "docs" / "reference" / "destinations.md").read_text()
