@@ -72,6 +72,53 @@ def test_the_torchrun_command_of_the_distributed_page_runs_the_example_and_rank_
         assert mine["data"]["step_seconds/rank"] in (0, 1)
 
 
+# Links and test names on every page, the README included.
+
+ROOT = DOCS.parent
+PAGES_AND_README = [ROOT / "README.md", *PAGES]
+
+
+def without_code(markdown: str) -> str:
+    return re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings."""
+    headings = re.findall(r"^#+ (.*)$", without_code(page.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("page", PAGES_AND_README, ids=[str(page.relative_to(ROOT)) for page in PAGES_AND_README])
+def test_every_link_to_a_file_or_heading_of_the_repository_resolves(page):
+    links = re.findall(r"\]\(([^)\s]+)\)", without_code(page.read_text()))
+    for link in links:
+        if re.match(r"\w+://", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.exists(), f"{page.name}: {link}"
+        if anchor:
+            assert anchor in anchors(target), f"{page.name}: {link}"
+
+
+def test_every_page_is_in_the_index_and_reached_from_the_readme():
+    index = read("README.md")
+    for page in PAGES:
+        if page != DOCS / "README.md":
+            assert f"]({page.relative_to(DOCS)})" in index, page
+    assert "](docs/README.md)" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("page", PAGES_AND_README, ids=[str(page.relative_to(ROOT)) for page in PAGES_AND_README])
+def test_every_test_a_page_names_exists(page):
+    module = None  # `…::test_x` names a test of the module named last
+    for file, test in re.findall(r"`(?:((?:reference/)?test_\w+)::|…::)(test_\w+)(?:\[[^\]`]*\])?`", page.read_text()):
+        module = file or module
+        assert module, test
+        source = (Path(__file__).parent / f"{module}.py").read_text()
+        assert f"def {test}(" in source, f"{page.name}: {module}::{test}"
+
+
 # Moved from tests/test_readme.py with the sections they read.
 
 @pytest.mark.slow
