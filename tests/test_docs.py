@@ -1,5 +1,7 @@
-"""Every code block of docs/ runs as shown, and prints what the page says it prints."""
+"""Every Python block of docs/ runs as shown and prints what the page says it prints; the commands, transcripts,
+examples and test names the pages (most moved from the README) show are what the code does and has."""
 
+import json
 import os
 import re
 import shlex
@@ -12,13 +14,20 @@ import pytest
 
 from composer_cfg import compose_config
 from composer_cfg.run.records import read_records
-from conftest import needs
+from conftest import needs, needs_destinations
 
 DOCS = Path(__file__).parents[1] / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
-BLOCKS = [(page, block) for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
+PAGES = sorted(DOCS.rglob("*.md"))
+# Scripts to run as they are; a block starting "# file: NAME" is a file of an example project (hydra-app.md's is run
+# by its own test below).
+BLOCKS = [(page, block) for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+          if not block.startswith("# file:")]
 #: What a page's Python blocks need beyond the package: skipped, with the install hint, without it.
 NEEDS = {"distributed": "torch"}
+
+
+def read(name: str) -> str:
+    return (DOCS / name).read_text()
 
 
 @pytest.mark.parametrize("page, code", BLOCKS, ids=[f"{page.stem}-{i}" for i, (page, _) in enumerate(BLOCKS)])
@@ -61,3 +70,168 @@ def test_the_torchrun_command_of_the_distributed_page_runs_the_example_and_rank_
         assert mine["data"]["grad_norm"] == pytest.approx(theirs["data"]["grad_norm"], rel=1e-6)  # the same everywhere
         assert mine["data"]["step_seconds"] >= theirs["data"]["step_seconds"]
         assert mine["data"]["step_seconds/rank"] in (0, 1)
+
+
+# Links and test names on every page, the README included.
+
+ROOT = DOCS.parent
+PAGES_AND_README = [ROOT / "README.md", *PAGES]
+
+
+def without_code(markdown: str) -> str:
+    return re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings."""
+    headings = re.findall(r"^#+ (.*)$", without_code(page.read_text()), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("page", PAGES_AND_README, ids=[str(page.relative_to(ROOT)) for page in PAGES_AND_README])
+def test_every_link_to_a_file_or_heading_of_the_repository_resolves(page):
+    links = re.findall(r"\]\(([^)\s]+)\)", without_code(page.read_text()))
+    for link in links:
+        if re.match(r"\w+://", link):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.exists(), f"{page.name}: {link}"
+        if anchor:
+            assert anchor in anchors(target), f"{page.name}: {link}"
+
+
+def test_every_page_is_in_the_index_and_reached_from_the_readme():
+    index = read("README.md")
+    for page in PAGES:
+        if page != DOCS / "README.md":
+            assert f"]({page.relative_to(DOCS)})" in index, page
+    assert "](docs/README.md)" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("page", PAGES_AND_README, ids=[str(page.relative_to(ROOT)) for page in PAGES_AND_README])
+def test_every_test_a_page_names_exists(page):
+    module = None  # `…::test_x` names a test of the module named last
+    for file, test in re.findall(r"`(?:((?:reference/)?test_\w+)::|…::)(test_\w+)(?:\[[^\]`]*\])?`", page.read_text()):
+        module = file or module
+        assert module, test
+        source = (Path(__file__).parent / f"{module}.py").read_text()
+        assert f"def {test}(" in source, f"{page.name}: {module}::{test}"
+
+
+# Moved from tests/test_readme.py with the sections they read.
+
+@pytest.mark.slow
+def test_error_transcript_is_what_the_command_prints(tmp_path):
+    transcript = re.search(r"## Validation and errors.*?```\n(.*?)```", read("reference/config.md"), re.S).group(1)
+    commands = re.findall(r"^\$ composer-cfg (.*)$", transcript, re.M)
+    printed = [line for line in transcript.splitlines() if line.startswith("composer-cfg: error:")]
+    produced = []
+    for command in commands:
+        args = [arg.strip("'") for arg in command.split()]
+        out = subprocess.run([sys.executable, "-m", "composer_cfg", *args], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 2
+        produced += out.stderr.splitlines()
+    assert produced == printed
+
+
+def test_every_test_named_in_the_reliability_table_exists():
+    table = re.search(r"\| what was tried .*?\n\n", read("reliability.md"), re.S).group(0)
+    named = re.findall(r"`(?:test_(\w+)::|…::)?(test_\w+)(?:\[\w+\])?`", table)
+    assert len(named) >= 15
+    module = None
+    for file, test in named:
+        module = f"test_{file}" if file else module
+        source = (Path(__file__).parent / f"{module}.py").read_text()
+        assert f"def {test}(" in source, f"{module}::{test}"
+
+
+def test_every_test_named_in_the_differences_list_exists():
+    section = read("reference/differences-from-composer.md")
+    named = re.findall(r"`(?:((?:reference/)?test_\w+)::|…::)(test_\w+)`", section)
+    assert len(named) >= 20
+    module = None
+    for file, test in named:
+        module = file or module
+        source = (Path(__file__).parent / f"{module}.py").read_text()
+        assert f"def {test}(" in source, f"{module}::{test}"
+
+
+@pytest.mark.slow
+def test_the_hydra_app_example_runs_as_shown(tmp_path):
+    needs_destinations("tensorboard")  # logger=all_local
+    section = read("hydra-app.md")
+    config = re.search(r"```yaml\n# conf/config.yaml\n(.*?)```", section, re.S).group(1)
+    script = re.search(r"```python\n# file: train.py\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text(config)
+    (tmp_path / "train.py").write_text(script)
+    commands = re.findall(r"^python (train.py.*?)(?:\s+#.*)?$", re.search(r"```sh\n(.*?)```", section, re.S).group(1), re.M)
+    assert len(commands) == 4
+    for number, command in enumerate(commands):
+        args = [arg.strip("'") for arg in command.split()]
+        out = subprocess.run([sys.executable, *args, "run_name=run" + str(number), f"hydra.run.dir=hydra{number}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, (command, out.stderr)
+    assert (tmp_path / "run0/logs-rank0.txt").read_text().splitlines() == [
+        '[EPOCH][batch=10]: { "epoch": 0, }', '[EPOCH][batch=20]: { "epoch": 1, }']
+    assert len((tmp_path / "run1/logs-rank0.txt").read_text().splitlines()) == 20 + 2  # batch level, all_local
+    assert (tmp_path / "mlflow.db").exists() and not (tmp_path / "run3").exists()  # the project's store
+
+
+@pytest.mark.slow
+def test_the_mlflow_ui_command_serves_the_run(tmp_path):
+    import socket
+    import time
+    import urllib.request
+
+    command = re.search(r"^(MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui .*)$", read("reference/destinations.md"),
+                        re.M).group(1)
+    database = tmp_path / "mlflow.db"
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=f"sqlite:///{database}").create_experiment("made")  # a store to browse
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    variable, mlflow, *args = command.replace("$PWD", str(tmp_path)).split()
+    server = subprocess.Popen([str(Path(sys.executable).parent / mlflow), *args, "--port", str(port)], cwd=tmp_path,
+                              env={**os.environ, variable.split("=")[0]: "false"}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                experiments = urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=made", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mlflow ui did not answer"
+                time.sleep(0.2)
+        assert b'"name": "made"' in experiments.read().replace(b'"name":"made"', b'"name": "made"')
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(30)
+
+
+@pytest.mark.slow
+def test_the_sync_example_runs_as_shown(tmp_path):
+    section = read("offline-and-sync.md")
+    lines = re.search(r"```sh\n(.*?)```", section, re.S).group(1).splitlines()
+    for line in lines[:2]:  # the others need a tracking server or a W&B account
+        command = line.split("#")[0].split()
+        module = {"composer-cfg": "composer_cfg", "composer-cfg-sync": "composer_cfg.run.sync"}[command[0]]
+        out = subprocess.run([sys.executable, "-m", module, *command[1:]], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
+        assert out.returncode == 0, (line, out.stderr)
+    records = len((tmp_path / "runs/exp1/metrics-rank0.jsonl").read_text().splitlines())
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    synced = json.loads((tmp_path / "runs/exp1/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
+    assert out.stdout.splitlines() == [
+        f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
+        f"{store} (run {synced[f'mlflow {store}']['identity']['run_id']})",
+        "  files: exp1/logs-rank0.txt, exp1/run-config.yaml",  # MLflow takes files; TensorBoard does not
+        f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
+    ]

@@ -243,7 +243,7 @@ logger.close()
 print("closed", destination.report(), flush=True)
 sys.stderr.flush()
 # wandb's own exit hook waits for its service process, which keeps retrying the server (W&B's
-# behaviour, after everything composer_cfg controls has ended: see the README's W&B section).
+# behaviour, after everything composer_cfg controls has ended: see docs/reference/destinations.md, `wandb`).
 os._exit(0)
 """
 

@@ -1,14 +1,13 @@
-"""The README's examples run as shown."""
+"""The README's examples run as shown, and the README stays a page a newcomer reads through.
 
-import json
-import os
+What moved from the README to docs/ is tested in tests/test_docs.py."""
+
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import needs_destinations
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 # Scripts to run as they are; a block starting "# file: NAME" is a file of an example project.
@@ -28,116 +27,24 @@ def test_script_example_writes_what_it_says(tmp_path):
     assert len(lines) == 1 + 300 + 3
 
 
+def test_the_readme_is_at_most_300_lines():
+    assert len(README.splitlines()) <= 300
+
+
 @pytest.mark.slow
-def test_error_transcript_is_what_the_command_prints(tmp_path):
-    transcript = re.search(r"## Validation and errors.*?```\n(.*?)```", README, re.S).group(1)
-    commands = re.findall(r"^\$ composer-cfg (.*)$", transcript, re.M)
-    printed = [line for line in transcript.splitlines() if line.startswith("composer-cfg: error:")]
+def test_the_error_of_the_command_line_quick_start_is_what_the_command_prints(tmp_path):
+    section = README.split("### 2. Override on the command line")[1].split("\n### ")[0]
+    transcript = re.search(r"```\n(\$ composer-cfg .*?)```", section, re.S).group(1)
     produced = []
-    for command in commands:
-        args = [arg.strip("'") for arg in command.split()]
-        out = subprocess.run([sys.executable, "-m", "composer_cfg", *args], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=60)
+    for command in re.findall(r"^\$ composer-cfg (.*)$", transcript, re.M):
+        out = subprocess.run([sys.executable, "-m", "composer_cfg", *command.split()], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
         assert out.returncode == 2
         produced += out.stderr.splitlines()
-    assert produced == printed
+    assert produced == [line for line in transcript.splitlines() if line.startswith("composer-cfg: error:")]
 
 
-def test_every_test_named_in_the_reliability_table_exists():
-    table = re.search(r"\| what was tried .*?\n\n", README, re.S).group(0)
-    named = re.findall(r"`(?:test_(\w+)::|…::)?(test_\w+)(?:\[\w+\])?`", table)
-    assert len(named) >= 15
-    module = None
-    for file, test in named:
-        module = f"test_{file}" if file else module
-        source = (Path(__file__).parent / f"{module}.py").read_text()
-        assert f"def {test}(" in source, f"{module}::{test}"
-
-
-def test_every_test_named_in_the_differences_list_exists():
-    section = README.split("### Where composer_cfg differs")[1].split("\n## ")[0]
-    named = re.findall(r"`(?:((?:reference/)?test_\w+)::|…::)(test_\w+)`", section)
-    assert len(named) >= 20
-    module = None
-    for file, test in named:
-        module = file or module
-        source = (Path(__file__).parent / f"{module}.py").read_text()
-        assert f"def {test}(" in source, f"{module}::{test}"
-
-
-@pytest.mark.slow
-def test_the_hydra_app_example_runs_as_shown(tmp_path):
-    needs_destinations("tensorboard")  # logger=all_local
-    section = README.split("## Add composer_cfg to your Hydra app")[1].split("\n## ")[0]
-    config = re.search(r"```yaml\n# conf/config.yaml\n(.*?)```", section, re.S).group(1)
-    script = re.search(r"```python\n# file: train.py\n(.*?)```", section, re.S).group(1)
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "config.yaml").write_text(config)
-    (tmp_path / "train.py").write_text(script)
-    commands = re.findall(r"^python (train.py.*?)(?:\s+#.*)?$", re.search(r"```sh\n(.*?)```", section, re.S).group(1), re.M)
-    assert len(commands) == 4
-    for number, command in enumerate(commands):
-        args = [arg.strip("'") for arg in command.split()]
-        out = subprocess.run([sys.executable, *args, "run_name=run" + str(number), f"hydra.run.dir=hydra{number}"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, (command, out.stderr)
-    assert (tmp_path / "run0/logs-rank0.txt").read_text().splitlines() == [
-        '[EPOCH][batch=10]: { "epoch": 0, }', '[EPOCH][batch=20]: { "epoch": 1, }']
-    assert len((tmp_path / "run1/logs-rank0.txt").read_text().splitlines()) == 20 + 2  # batch level, all_local
-    assert (tmp_path / "mlflow.db").exists() and not (tmp_path / "run3").exists()  # the project's store
-
-
-@pytest.mark.slow
-def test_the_mlflow_ui_command_serves_the_run(tmp_path):
-    import socket
-    import time
-    import urllib.request
-
-    command = re.search(r"^(MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui .*)$", README, re.M).group(1)
-    database = tmp_path / "mlflow.db"
-    from mlflow import MlflowClient
-
-    MlflowClient(tracking_uri=f"sqlite:///{database}").create_experiment("made")  # a store to browse
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    variable, mlflow, *args = command.replace("$PWD", str(tmp_path)).split()
-    server = subprocess.Popen([str(Path(sys.executable).parent / mlflow), *args, "--port", str(port)], cwd=tmp_path,
-                              env={**os.environ, variable.split("=")[0]: "false"}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                experiments = urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=made", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "mlflow ui did not answer"
-                time.sleep(0.2)
-        assert b'"name": "made"' in experiments.read().replace(b'"name":"made"', b'"name": "made"')
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(30)
-
-
-@pytest.mark.slow
-def test_the_sync_example_runs_as_shown(tmp_path):
-    section = README.split("## Replay a run into a tracker later")[1].split("\n## ")[0]
-    lines = re.search(r"```sh\n(.*?)```", section, re.S).group(1).splitlines()
-    for line in lines[:2]:  # the others need a tracking server or a W&B account
-        command = line.split("#")[0].split()
-        module = {"composer-cfg": "composer_cfg", "composer-cfg-sync": "composer_cfg.run.sync"}[command[0]]
-        out = subprocess.run([sys.executable, "-m", module, *command[1:]], cwd=tmp_path, capture_output=True,
-                             text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
-        assert out.returncode == 0, (line, out.stderr)
-    records = len((tmp_path / "runs/exp1/metrics-rank0.jsonl").read_text().splitlines())
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    synced = json.loads((tmp_path / "runs/exp1/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
-    assert out.stdout.splitlines() == [
-        f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
-        f"{store} (run {synced[f'mlflow {store}']['identity']['run_id']})",
-        "  files: exp1/logs-rank0.txt, exp1/run-config.yaml",  # MLflow takes files; TensorBoard does not
-        f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
-    ]
+def test_the_destinations_table_is_the_reference_pages():
+    table = re.search(r"\| config name .*?\n\n", README, re.S).group(0)
+    assert table.count("\n| `") == 8
+    assert table in (Path(__file__).parents[1] / "docs" / "reference" / "destinations.md").read_text()

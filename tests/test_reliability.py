@@ -1,4 +1,4 @@
-"""Nothing lost, no bad input passes, no secret leaks: each row of the README's reliability table."""
+"""Nothing lost, no bad input passes, no secret leaks: each row of the reliability table (docs/reliability.md)."""
 
 import logging
 import os

@@ -35,7 +35,7 @@ def git(directory: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """One demo run (in a git work tree) with every destination that stores config or files; the
-    secret reaches the config by reference, as the README recommends."""
+    secret reaches the config by reference, as docs/secrets.md recommends."""
     project = tmp_path_factory.mktemp("project")
     (project / "train.txt").write_text("tracked\n")
     git(project, "init", "-q", ".")
