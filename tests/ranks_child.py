@@ -91,6 +91,7 @@ def main() -> None:
             if rank == 1 and batch == OPTIONS.get("die_at"):
                 os._exit(3)
             if rank == 1 and batch == OPTIONS.get("stall_at"):
+                Path("stalling").touch()  # the test's cue: rank 0 is at its next barrier moments later
                 time.sleep(OPTIONS["stall_seconds"])
             if batch in (2, 5):  # what rank 0's InMemoryLogger shows before and after the exchange at batch 4
                 peeks.append(logger.destinations["in_memory"].most_recent_values.get("tokens"))

@@ -66,7 +66,7 @@ def validate(config: Mapping[str, Any], world_size: int, *, own_primary: bool = 
             elif own_primary and key not in TOP_LEVEL_KEYS and key != "hydra":
                 hint = suggest(key, TOP_LEVEL_KEYS)
                 problems.append(Problem(str(key), f"unknown top-level key{hint}; destinations go under "
-                                                  f"logger.destinations (see the README's migration table)"))
+                                                  f"logger.destinations (see the table of other setups in docs/hydra-app.md)"))
         if not problems:
             problems.extend(disk_problems(config, resume))
     return problems

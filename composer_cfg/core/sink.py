@@ -1,6 +1,6 @@
 """`Sink`: a destination's own code, and `Policies`: what a destination declares to the `Logger`.
 
-Between a logging call and a back end everything goes one way (see the README's "How it works"):
+Between a logging call and a back end everything goes one way (see docs/how-it-works.md):
 the `Logger` builds one immutable `Record` per call and routes it, by level and rank, to one
 channel per destination (`composer_cfg.runtime.channel`), which calls the destination's sink. A
 sink is synchronous and called by one thread at a time: it needs no locks, no threads and no
