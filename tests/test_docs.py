@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from composer_cfg import compose_config
+from composer_cfg import Event, compose_config
 from composer_cfg.run.records import read_records
 from conftest import needs, needs_destinations
 
@@ -235,3 +235,21 @@ def test_the_sync_example_runs_as_shown(tmp_path):
         "  files: exp1/logs-rank0.txt, exp1/run-config.yaml",  # MLflow takes files; TensorBoard does not
         f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
     ]
+
+
+def test_the_destinations_reference_names_every_parameter_of_each_destination_and_no_other():
+    import inspect
+
+    from composer_cfg.destinations.registry import BUILT_IN
+
+    page = (DOCS / "reference" / "destinations.md").read_text()
+    sections = dict(re.findall(r"^## `(\w+)`\n(.*?)(?=^## |\Z)", page, re.S | re.M))
+    assert sorted(sections) == sorted(BUILT_IN)
+    for name, text in sections.items():
+        parameters = set(inspect.signature(BUILT_IN[name]).parameters) - {"self", "args", "kwargs"}
+        listing = text.split("Parameters:", 1)[1].split("\n\n")[0]  # the paragraph that lists them
+        listed = {key for pair in re.findall(r"`([a-z_]\w*)`(?:/`([a-z_]\w*)`)? \(", listing) for key in pair if key}
+        mentioned = set(re.findall(r"`(\w+)`", text))
+        assert parameters <= mentioned, f"{name}: not in its section: {sorted(parameters - mentioned)}"
+        listed -= {event.value for event in Event}  # "... at every `fit_end` (as Composer ...)"
+        assert listed <= parameters, f"{name}: listed, but not a parameter: {sorted(listed - parameters)}"
