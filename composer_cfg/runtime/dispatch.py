@@ -112,7 +112,7 @@ class Dispatch:
     def deliver_waiting(self) -> None:
         """Deliver what waits in the stage (one batched copy of its tensors), up to the first
         record that waits for the reduction."""
-        self._deliver(None)
+        self._deliver(None if self.collecting else _as_they_are)
 
     def before_event(self, event: Event, timestamp: Timestamp, members: Iterable[Any]) -> None:
         """Before `event` is handed on: the reduction's barrier if one is due (`Reduction.due`),
@@ -121,7 +121,7 @@ class Dispatch:
         if reduction is not None and reduction.due(event, timestamp):
             self._deliver(self._settle(event.value))
         elif self.stage.waiting and any(m.channel.flushes_at(event, timestamp) for m in members):
-            self._deliver(None)
+            self._deliver(None if self.collecting else _as_they_are)
 
     def barrier(self, channels: Iterable[Any], what: str, call: Callable[[Any, Deadline], None],
                 deadline: Deadline | None = None) -> None:
@@ -207,6 +207,11 @@ class Dispatch:
         with self._lock:
             return [(channel.name if channel is not None else "the tensor stage", what, error)
                     for channel, what, error in failures if channel is None or channel.ledger.is_new(error, what)]
+
+
+def _as_they_are(records: list[Record]) -> list[Record]:
+    """No reduction (any more): the records that waited for one go on unchanged."""
+    return records
 
 
 def put_each(channels: Iterable[Any], record: Record) -> list[Failure]:
