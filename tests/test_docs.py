@@ -253,3 +253,16 @@ def test_the_destinations_reference_names_every_parameter_of_each_destination_an
         assert parameters <= mentioned, f"{name}: not in its section: {sorted(parameters - mentioned)}"
         listed -= {event.value for event in Event}  # "... at every `fit_end` (as Composer ...)"
         assert listed <= parameters, f"{name}: listed, but not a parameter: {sorted(listed - parameters)}"
+
+
+def test_the_config_reference_lists_the_logger_nodes_keys_with_the_presets_defaults():
+    from composer_cfg.config.validate import LOGGER_KEYS, LOGGER_SETTINGS
+
+    section = (DOCS / "reference" / "config.md").read_text().split("## The logger node's own keys")[1].split("\n## ")[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*?) \|", section, re.M))
+    assert list(rows) == [*LOGGER_KEYS, *LOGGER_SETTINGS]
+    for preset in ("default", "all_local", "trackers"):
+        logger = compose_config([f"logger={preset}"]).logger
+        for key, default in rows.items():
+            if key != "destinations":
+                assert default.strip("`") == str(logger[key]).replace("None", "null").replace("False", "false"), key
