@@ -168,16 +168,18 @@ def test_the_hydra_app_example_runs_as_shown(tmp_path):
     (tmp_path / "conf" / "config.yaml").write_text(config)
     (tmp_path / "train.py").write_text(script)
     commands = re.findall(r"^python (train.py.*?)(?:\s+#.*)?$", re.search(r"```sh\n(.*?)```", section, re.S).group(1), re.M)
-    assert len(commands) == 4
-    for number, command in enumerate(commands):
+    assert len(commands) == 5
+    for number, command in enumerate(commands * 2):  # each as shown, twice: a second run of one is a new run...
         args = [arg.strip("'") for arg in command.split()]
-        out = subprocess.run([sys.executable, *args, "run_name=run" + str(number), f"hydra.run.dir=hydra{number}"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        out = subprocess.run([sys.executable, *args, f"hydra.run.dir=hydra{number}"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, (command, out.stderr)
-    assert (tmp_path / "run0/logs-rank0.txt").read_text().splitlines() == [
+    runs = sorted(path.parent.name for path in tmp_path.glob("*/logs-rank0.txt"))
+    assert len(runs) == 2 * 3 + 1  # ...but exp1, continued the second time; logger=null writes nothing
+    assert (tmp_path / "exp1/logs-rank0.txt").read_text().splitlines()[:2] == [
         '[EPOCH][batch=10]: { "epoch": 0, }', '[EPOCH][batch=20]: { "epoch": 1, }']
-    assert len((tmp_path / "run1/logs-rank0.txt").read_text().splitlines()) == 20 + 2  # batch level, all_local
-    assert (tmp_path / "mlflow.db").exists() and not (tmp_path / "run3").exists()  # the project's store
+    assert json.loads((tmp_path / "exp1/run-rank0.json").read_text())["run"]["status"] == "FINISHED"
+    assert (tmp_path / "mlflow.db").exists()  # the project's store
 
 
 @pytest.mark.slow
