@@ -74,6 +74,21 @@ def test_console_level_may_be_a_predicate():
     ]
 
 
+def test_the_first_epochs_bar_knows_its_length_from_the_loops_batches_when_nobody_said_it_before():
+    stream, terminal = io.StringIO(), Terminal()
+    for destination in (ProgressBarLogger(stream=stream), ProgressBarLogger(stream=terminal)):
+        logger = Logger(State("run"), destination)
+        loop = TrainingLoop(logger)  # no dataloader_len: the first epoch starts before batches(4) says it
+        with logger:
+            for _ in loop.epochs(2):
+                for batch in loop.batches(4):
+                    logger.data_batch({"loss/train": 1.0 / (batch + 1)})
+    lines = stream.getvalue().splitlines()
+    assert [re.fullmatch(bar(epoch, "train", 4, 4, "loss/train=" + loss), line) is not None
+            for epoch, loss, line in zip((0, 1), ("0.2500", "0.1250"), lines)] == [True, True]
+    assert "4/4" in terminal.getvalue().split("Epoch     1")[0] and "/?" not in terminal.getvalue()
+
+
 def test_on_a_terminal_the_bar_is_live_and_lines_do_not_tear_it():
     stream = Terminal()
     run(ProgressBarLogger(stream=stream, log_to_console=True), epochs=1)

@@ -164,9 +164,10 @@ class _BarsSink(Sink):
         elif event is Event.EVAL_START:
             self._open("val", timestamp, point.eval_dataloader_len, position=1)
         elif event is Event.BATCH_END or event is Event.EVAL_AFTER_FORWARD:
-            bar = self._bars.get("train" if event is Event.BATCH_END else "val")
-            if bar is not None:
-                bar.update()
+            train = event is Event.BATCH_END
+            bar = self._bars.get("train" if train else "val")
+            if bar is not None:  # a loop may learn its length after the epoch started (TrainingLoop.batches)
+                bar.update(point.dataloader_len if train else point.eval_dataloader_len)
         else:
             self._close("train" if event is Event.EPOCH_END else "val")
 
@@ -198,14 +199,23 @@ class _Bar:
         self.postfix = ""
         self.started = time.monotonic()
         self._tqdm = tqdm
-        self._live = (
-            tqdm(total=total, desc=description, position=position, file=stream, leave=True,
-                 dynamic_ncols=True, bar_format=BAR_FORMAT)
-            if _is_terminal(stream) else None
-        )
+        self._position = position
+        self._terminal = _is_terminal(stream)
+        self._live: Any = None
+        if self._terminal and total is not None:  # else drawn at the first step, which may bring the length
+            self._show()
 
-    def update(self) -> None:
+    def _show(self) -> None:
+        self._live = self._tqdm(total=self.total, desc=self.description, position=self._position, file=self.stream,
+                                leave=True, dynamic_ncols=True, bar_format=BAR_FORMAT)
+
+    def update(self, total: int | None = None) -> None:
+        """One more step; `total`: the bar's length, if it had none."""
         self.count += 1
+        if self.total is None:
+            self.total = total
+        if self._terminal and self._live is None:
+            self._show()
         if self._live is not None:
             self._live.set_postfix_str(self.postfix, refresh=False)
             self._live.update(1)
@@ -217,6 +227,8 @@ class _Bar:
             print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
+        if self._terminal and self._live is None:
+            self._show()
         if self._live is not None:
             self._live.set_postfix_str(self.postfix, refresh=False)
             self._live.close()
