@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from composer_cfg import ConfigError, build_logger
+from composer_cfg import ConfigError, build_logger, compose_config
 from conftest import needs_destinations
 
 F = "logger.destinations.file"
@@ -467,3 +467,22 @@ def test_the_command_refuses_a_run_directory_it_could_not_create(tmp_path):
     assert line.startswith(f"composer-cfg: error: hydra.run.dir: '{tmp_path}/outputs/")
     assert f"can not be created: '{tmp_path}/outputs' is a file" in line
     assert os.listdir(tmp_path) == ["outputs"]
+
+
+@pytest.mark.parametrize("chosen", ["on the command line", "in the primary config"])
+def test_a_bad_key_in_a_logger_choice_of_ones_own_names_its_file_however_the_choice_was_made(tmp_path, chosen):
+    (tmp_path / "logger").mkdir()
+    (tmp_path / "logger" / "mine.yaml").write_text(
+        "defaults:\n  - default\n  - override destinations: [file, jsonl]\n  - _self_\n\n"
+        "destinations:\n  jsonl:\n    flush_intervl: 1\n")
+    if chosen == "in the primary config":
+        (tmp_path / "train.yaml").write_text("defaults:\n  - config\n  - override logger: mine\n  - _self_\n")
+    with pytest.raises(ConfigError) as caught:
+        if chosen == "on the command line":
+            compose_config(["logger=mine"], config_dir=tmp_path)
+        else:
+            compose_config([], config_name="train", config_dir=tmp_path)
+    assert str(caught.value) == (
+        "logger.destinations.jsonl.flush_intervl: unknown key for JSONLinesLogger; did you mean 'flush_interval'? "
+        "allowed: filename, artifact_name, log_level, flush_interval, flush_seconds, overwrite "
+        f"(from logger/mine.yaml in file://{tmp_path})")

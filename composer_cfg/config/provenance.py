@@ -20,8 +20,10 @@ class Provenance:
     """
 
     def __init__(self, overrides: Sequence[str], config_name: str) -> None:
-        self._overrides = _parsed(overrides)
         self._files = _config_files(overrides, config_name)
+        groups = {path.rpartition("/")[0] for path in self.defaults}
+        # an override that chooses a group's option (logger=mine) sets no key: the option's file does
+        self._overrides = [(target, line) for target, line in _parsed(overrides) if target not in groups]
 
     @property
     def defaults(self) -> list[str]:
