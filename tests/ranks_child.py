@@ -9,7 +9,9 @@ flush_at (rank 0 alone calls ``logger.flush()`` at that batch), sleep (seconds p
 (the machine's metrics every that many seconds; each sample written down with its tick), raise_at
 (rank 0 raises there), train_collective (an all-reduce of the training's own per batch, as DDP's),
 burst (that many calls at batch 0 before the loop, with no event, rank 0 logging one more record
-every 100, then a flush).
+every 100, then a flush), destroy_first (end the process group before closing the logger),
+late_close (rank 1 sleeps that long, with a cue file, before closing), lonely (rank 0 alone builds
+and starts one more Logger with reduce, after the run).
 """
 
 import json
@@ -25,7 +27,7 @@ import torch.distributed.distributed_c10d as c10d
 sys.path.insert(0, str(Path(__file__).parent))
 from counting_tensor import DeviceTensor, on_device  # noqa: E402
 
-from composer_cfg import Event, TrainingLoop, build_logger  # noqa: E402
+from composer_cfg import Event, Logger, State, TrainingLoop, build_logger  # noqa: E402
 from composer_cfg.runtime.system_metrics import SystemMetrics  # noqa: E402
 
 OPTIONS = json.loads(sys.argv[1])
@@ -117,12 +119,23 @@ def main() -> None:
         raw.append([int(logger.state.timestamp.batch), "EPOCH", {"eval/acc": 0.5 + 0.1 * rank + 0.01 * epoch}])
         logger.data_epoch(raw[-1][2])
         logger.run_event(Event.EPOCH_CHECKPOINT)
+    logger.data_fit({"tokens": 1000 * (rank + 1)})  # after fit_end's exchange: the close exchange's
+    if OPTIONS.get("destroy_first"):
+        dist.destroy_process_group()
+    if rank == 1 and "late_close" in OPTIONS:
+        Path("closing").touch()
+        time.sleep(OPTIONS["late_close"])
     logger.close()
+    if rank == 0 and OPTIONS.get("lonely"):
+        lonely = Logger(State("lonely"), reduce={"tokens": "sum"}, reduce_timeout=2)
+        lonely.run_event(Event.INIT)
+        lonely.close()
     Path(f"raw-rank{rank}.json").write_text(json.dumps(raw))
     Path(f"counts-rank{rank}.json").write_text(json.dumps({
         "at_init": at_init, "end": counts, "report": logger.report().get("reduce"),
         "transfers": DeviceTensor.transfers, "world": world, "peeks": peeks}))
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 main()

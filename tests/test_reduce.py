@@ -132,6 +132,9 @@ def test_rank_zero_records_the_combination_of_every_ranks_values_in_jsonl_tensor
         # wait for barriers: there the two InMemoryLogger reads (batches 2 and 5) also take the tensors across
         assert seen["transfers"] == (4 if rank == 0 else 6)
     assert counts(tmp_path, 0)["report"]["missing"] == 0
+    fit = [json.loads(line)["data"] for line in (tmp_path / "ranks" / "metrics-rank0.jsonl").read_text().splitlines()
+           if json.loads(line)["level"] == "FIT" and "tokens" in json.loads(line)["data"]]
+    assert fit == [{"tokens": sum(1000 * (rank + 1) for rank in range(world))}]  # logged after fit_end: exchanged at close
     # rank 0's InMemoryLogger: nothing of batches 0-1 before the exchange at batch 4; batch 3's sum after it
     assert counts(tmp_path, 0)["peeks"] == [None, sum(10 * (rank + 1) + 3 for rank in range(world))]
     assert counts(tmp_path, 1)["peeks"] == [20 + 1, 20 + 4]  # other ranks: their own values, at once
@@ -203,7 +206,7 @@ def test_a_rank_that_stalls_past_the_deadline_does_not_hold_the_others_longer(tm
 @pytest.mark.slow
 def test_ranks_that_reach_different_barriers_turn_the_reduction_off_at_once_instead_of_pairing_them_wrongly(tmp_path):
     started = time.monotonic()
-    results = finish(one_process_per_rank(tmp_path, 2, one_epoch(flush_at=2)), timeout=120)
+    results = finish(one_process_per_rank(tmp_path, 2, one_epoch(flush_at=2, lonely=True)), timeout=120)
     assert [code for code, _ in results] == [0, 0], results[0][1][-3000:]
     assert time.monotonic() - started < 60  # not the 300 s deadline
     for _, stderr in results:
@@ -211,6 +214,18 @@ def test_ranks_that_reach_different_barriers_turn_the_reduction_off_at_once_inst
                             "barrier 1); fire the same events, and call flush, on every rank; the reduction is off") == 1
     records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
     assert [records[(batch, "tokens")] for batch in range(12)] == [10 + batch for batch in range(12)]  # its own
+    # then a Logger with reduce that rank 0 alone builds: its group can not be made; said, and no error
+    assert "reduce: the logger's group across the 2 ranks could not be made (" in results[0][1]
+
+
+@pytest.mark.slow
+def test_a_script_that_ends_the_process_group_before_the_logger_closes_still_closes_every_destination(tmp_path):
+    results = finish(one_process_per_rank(tmp_path, 2, one_epoch(destroy_first=True)), timeout=120)
+    assert [code for code, _ in results] == [0, 0], results[0][1][-3000:]
+    records = [json.loads(line) for line in (tmp_path / "ranks" / "metrics-rank0.jsonl").read_text().splitlines()]
+    assert [r["data"] for r in records if r["level"] == "FIT" and "tokens" in r["data"]] == [{"tokens": 3000}]
+    assert jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")[(11, "tokens")] == 10 + 11 + 20 + 11
+    assert counts(tmp_path, 0)["report"]["started"] is True
 
 
 @pytest.mark.slow
@@ -309,13 +324,34 @@ def test_values_that_overflowed_a_rank_end_the_reduction_instead_of_pairing_with
     out = torchrun(tmp_path, 2, {"epochs": 1, "batches": 1, "burst": 12_000, "overrides": [
         "+logger/destinations=jsonl", "logger.reduce={loss:mean}", *QUIET]})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stderr.count("reduce: 10,000 values waited for an exchange on rank(s) 0") == 2  # said on both ranks
+    assert out.stderr.count("reduce: 10,000 records waited for an exchange on rank(s) 0, 1 (lower reduce_every") == 2
     records = [json.loads(line) for line in (tmp_path / "ranks" / "metrics-rank0.jsonl").read_text().splitlines()]
     losses = [r["data"]["loss"] for r in records if "loss" in r["data"]]
     assert len(losses) == 12_000 + 1
     combined = [call for call, loss in enumerate(losses[:12_000]) if loss == call + 500]
     assert all(loss in (call, call + 500) for call, loss in enumerate(losses[:12_000]))  # never another rank's call
     assert combined == []  # rank 0's stage overflowed first: every value of the burst is its own
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_the_last_exchange_of_close_still_closes_every_destination(tmp_path):
+    procs = one_process_per_rank(tmp_path, 2, one_epoch(late_close=60))
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "closing").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # rank 0 waits at its close exchange for rank 1, asleep before closing
+        procs[0].send_signal(signal.SIGINT)
+        time.sleep(3)
+        records = [json.loads(line) for line in (tmp_path / "ranks" / "metrics-rank0.jsonl").read_text().splitlines()]
+        assert [r["data"] for r in records if r["level"] == "FIT" and "tokens" in r["data"]] == [{"tokens": 1000}]
+        assert (tmp_path / "ranks" / "logs-rank0.txt").read_text().splitlines()[-1].startswith("[FIT][batch=12]")
+        procs[1].send_signal(signal.SIGINT)
+        _, stderr = procs[0].communicate(timeout=60)
+    finally:
+        procs[1].kill()
+        procs[1].communicate()
+    assert procs[0].returncode == -signal.SIGINT and "KeyboardInterrupt" in stderr
 
 
 # -- without several ranks -----------------------------------------------------------------------

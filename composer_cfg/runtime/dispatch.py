@@ -142,13 +142,20 @@ class Dispatch:
         `post_close` (Composer's: after every destination closed): the failures that are news.
         Each channel's repeated failures are counted in a warning (`FailureLedger.report`); after
         a SIGTERM, the news is logged as errors too (the process ends next). A Ctrl-C while a
-        channel closes stops that one catching up (`Closed.interrupted`); the others still close."""
-        if self.reduction is not None and status is not RunStatus.FINISHED:  # the other ranks may never close
-            self.reduction.stop(f"this rank ends {status.value}")
-        failures = self.stage.deliver(put_each, self._settle("close"))
-        if self.reduction is not None:
-            self.reduction.close()
-        closed, interrupted = [], None
+        channel closes, or the reduction's last exchange, stops that wait (`Closed.interrupted`);
+        the channels still close."""
+        closed: list[Any] = []
+        interrupted: KeyboardInterrupt | None = None
+        reduction = self.reduction
+        if reduction is not None and status is not RunStatus.FINISHED:  # the other ranks may never close
+            reduction.stop(f"this rank ends {status.value}")
+        try:
+            failures = self.stage.deliver(put_each, self._settle("close"))  # what it took is delivered, however it ends
+        except KeyboardInterrupt as error:
+            failures, interrupted = [], error
+        finally:
+            if reduction is not None:
+                reduction.close()
         for channel in channels:
             try:
                 channel.close(status, deadline)

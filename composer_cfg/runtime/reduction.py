@@ -23,7 +23,8 @@ Bounded: the gloo group's timeout is the barrier's deadline, and the wait for it
 a Ctrl-C or a SIGTERM. A rank that died or does not reach a barrier in time, ranks that reached
 different barriers (an event fired on rank 0 only), a rank that ends other than FINISHED, or
 10,000 values waiting on a rank (a loop that fires no events and never calls `flush`; those are
-delivered as they are, counted: ``unreduced``): each turns the reduction off on every rank that
+delivered as they are, counted: ``unreduced``; on rank 0 every record waiting behind a reduced
+one counts): each turns the reduction off on every rank that
 notices, said once, and from then on each rank records its own values. Without a process group,
 or with one rank, the reduction is off from the start (said once).
 """
@@ -98,7 +99,13 @@ class Reduction:
             LOG.warning("reduce: there is no torch.distributed process group with several ranks (initialise it "
                         "before the logger); every rank logs its own values")
             return
-        self._group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=self.timeout))
+        try:  # every rank of the default group must come: a Logger with reduce is built on every rank
+            self._group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=self.timeout))
+        except Exception as error:  # noqa: BLE001 - the run goes on, each rank with its own values
+            self._say("off", "reduce: the logger's group across the %d ranks could not be made (%s: %s); every rank "
+                      "logs its own values (build the logger on every rank)", dist.get_world_size(),
+                      type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+            return
         self._rank, self._world_size = dist.get_rank(), dist.get_world_size()
         self.active = self.started = True
 
@@ -207,7 +214,11 @@ class Reduction:
         if self.active:
             import torch.distributed as dist
 
-            dist.destroy_process_group(self._group)
+            if dist.is_initialized():  # the script may have ended every group itself
+                try:
+                    dist.destroy_process_group(self._group)
+                except Exception as error:  # noqa: BLE001 - the group is of no use any more either way
+                    LOG.debug("reduce: ending the logger's group: %s: %s", type(error).__name__, error)
         self.active, self._group = False, None
 
     def report(self) -> dict[str, Any]:
@@ -222,8 +233,8 @@ class Reduction:
         """What the gathered `labels` and `values` make of `records`."""
         if any(overflowed for _, _, overflowed in labels):
             ranks = ", ".join(str(rank) for rank, (_, _, overflowed) in enumerate(labels) if overflowed)
-            self._off(f"10,000 values waited for an exchange on rank(s) {ranks} (fire batch_end or call "
-                      f"logger.flush() on every rank)")
+            self._off(f"10,000 records waited for an exchange on rank(s) {ranks} (lower reduce_every, or fire "
+                      f"batch_end or call logger.flush() on every rank)")
             return records
         if any(theirs[:2] != label[:2] for theirs in labels):
             self._off("the ranks reached different barriers (" + ", ".join(
@@ -317,8 +328,9 @@ class Reduction:
     def _overflow(self, values: int) -> None:
         self._overflowed = True
         self.counts["unreduced"] += values
-        self._say("overflow", "reduce: values are delivered with this rank's own: 10,000 waited for an exchange "
-                  "(fire batch_end or call logger.flush() on every rank); the next exchange ends the reduction")
+        self._say("overflow", "reduce: records are delivered with this rank's own values: 10,000 waited for an "
+                  "exchange (lower reduce_every, or fire batch_end or call logger.flush() on every rank); the next "
+                  "exchange ends the reduction")
 
     def _off(self, why: str) -> None:
         self.active, self._group = False, None
