@@ -587,3 +587,40 @@ def test_each_records_file_of_a_run_keeps_its_own_part_when_two_loggers_name_the
     attempt(range(3, 6), dies=False)
     assert [r["data"]["loss"] for r in read_records(tmp_path / "two" / "metrics-rank0.jsonl")] == [
         float(batch) for batch in range(6)]
+
+
+FROM_SCRATCH_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+from composer_cfg import Event, TrainingLoop, build_logger
+
+kill_at = int(sys.argv[1])
+logger = build_logger(overrides=["run_name=fit", "logger/destinations=[jsonl]"], resume="auto")
+with logger:
+    start = logger.resumed_from
+    if start is None or int(start.batch) == 0:  # as docs/resume.md says: no checkpoint to continue from
+        logger.data_fit({"lr": 0.1})
+        weights = 0.0
+    else:
+        weights = float(Path("model.txt").read_text())
+    loop = TrainingLoop(logger)
+    for epoch in loop.epochs(2):
+        for batch in loop.batches(10):
+            if batch == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            weights += 1.0
+            logger.data_batch({"weights": weights})
+        Path("model.txt").write_text(str(weights))
+        logger.run_event(Event.EPOCH_CHECKPOINT)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", [3, 13], ids=["before the first checkpoint", "after it"])
+def test_run_level_data_logged_as_the_docs_say_is_read_back_once_whenever_the_first_attempt_died(tmp_path, kill_at):
+    (tmp_path / "train.py").write_text(FROM_SCRATCH_SCRIPT)
+    for argument in (kill_at, -1):
+        subprocess.run([sys.executable, "train.py", str(argument)], cwd=tmp_path, capture_output=True, timeout=120)
+    records = list(read_records(tmp_path / "fit"))
+    assert [r["data"] for r in records if r["level"] == "FIT"] == [{"lr": 0.1}]
+    assert [r["data"]["weights"] for r in records if r["level"] == "BATCH"] == [float(n) for n in range(1, 21)]
