@@ -486,3 +486,16 @@ def test_a_bad_key_in_a_logger_choice_of_ones_own_names_its_file_however_the_cho
         "logger.destinations.jsonl.flush_intervl: unknown key for JSONLinesLogger; did you mean 'flush_interval'? "
         "allowed: filename, artifact_name, log_level, flush_interval, flush_seconds, overwrite "
         f"(from logger/mine.yaml in file://{tmp_path})")
+
+
+def test_a_typo_of_an_apps_own_key_on_the_command_line_suggests_the_key_it_is_close_to(tmp_path):
+    (tmp_path / "train.yaml").write_text("defaults:\n  - config\n  - _self_\n\nepochs: 3\nmodel:\n  width: 8\n")
+    for override, message in [
+        ("epochz=3", "epochz: not in the config as given; did you mean 'epochs'? to add it, write '++epochz=3'"),
+        ("model.widht=4", "model.widht: not in the config as given; did you mean 'width'? to add it, write "
+                          "'++model.widht=4'"),
+        ("seed=1", "seed: not in the config as given; to add it, write '++seed=1'"),  # nothing close: no guess
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            compose_config([override], config_name="train", config_dir=tmp_path)
+        assert str(caught.value) == f"{message} (from command line '{override}')"

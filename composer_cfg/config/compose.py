@@ -109,7 +109,7 @@ def compose_in_context(
     for override in forced:  # composed with ++ to check them; one the validator accepts still needs a +
         key = override.split("=", 1)[0].lstrip("+")
         if not any(problem == key or problem.startswith(key + ".") for problem in reported):  # said once
-            problems.append(Problem(key, f"not in the config as given; to add it, write "
+            problems.append(Problem(key, f"not in the config as given; {_closest(cfg, key)}to add it, write "
                                          f"'++{redact_override(override.lstrip('+'))}'"))
     if problems:
         raise report(problems, overrides, config_name)
@@ -117,6 +117,15 @@ def compose_in_context(
         with open_dict(cfg):
             del cfg["hydra"]
     return cfg
+
+
+def _closest(cfg: DictConfig, key: str) -> str:
+    """``did you mean 'epochs'? `` when a key beside `key` (not in the config as given) is close to it."""
+    parent, _, last = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    siblings = [str(name) for name in node if name != last] if isinstance(node, DictConfig) else []
+    close = difflib.get_close_matches(last, siblings, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def report(problems: Sequence[Problem], overrides: Sequence[str], config_name: str | None) -> ConfigError:
