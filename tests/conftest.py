@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import signal
 from typing import Any
 
 import pytest
@@ -64,6 +65,13 @@ EXTRA_OF = {"torch": "dist", "tensorboard": "tensorboard", "tensorboardX": "tens
             "s3fs": "s3", "botocore": "s3", "psutil": "system", "pynvml": "system"}
 #: Programs an extra installs: a test that failed for want of one is skipped too (`pytest_runtest_makereport`).
 PROGRAM_OF = {"moto_server": "moto"}
+
+
+def default_sigint() -> None:
+    """A child's ``preexec_fn`` for a test that sends it SIGINT: the default disposition, as a
+    terminal's Ctrl-C meets it (a test run started in the background of a shell without job control
+    ignores SIGINT, and its children would inherit that: Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def needs(module: str) -> Any:

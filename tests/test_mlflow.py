@@ -18,7 +18,7 @@ import pytest
 
 from composer_cfg import Logger, LogLevel, MLFlowLogger, State, TrainingLoop, build_logger
 from composer_cfg.run.records import read_records
-from conftest import Recorder, ranks, until, needs
+from conftest import Recorder, default_sigint, ranks, until, needs
 from servers import Lines, child_env, free_port, mlflow, mlflow_server  # noqa: F401 - fixtures
 
 MlflowClient = needs("mlflow").MlflowClient
@@ -281,9 +281,6 @@ def test_an_interrupted_run_keeps_every_metric_logged_before_it_and_ends_killed(
     chance = random.Random(seed)
     after, flush_interval = chance.randrange(1, 400), chance.choice([1, 3, 10])
     how = signal.Signals(signum).name
-    # SIGINT's default disposition, as a terminal's Ctrl-C meets it: a test run started in the
-    # background of a shell without job control ignores SIGINT, and its children would inherit that
-    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     with subprocess.Popen([sys.executable, "-c", INTERRUPTED_CHILD, how, str(flush_interval)], cwd=tmp_path,
                           env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           preexec_fn=default_sigint) as child:

@@ -16,7 +16,7 @@ import pytest
 
 from composer_cfg import ConfigError, InMemoryLogger, Logger, State, build_logger, compose_config
 from composer_cfg.runtime.reduction import Reduction
-from conftest import needs
+from conftest import default_sigint, needs
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
@@ -45,7 +45,8 @@ def one_process_per_rank(tmp_path: Path, world: int, options: dict) -> list[subp
                              env={**CLEAN_ENV, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                                   "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                                   "LOCAL_WORLD_SIZE": str(world)},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in range(world)]
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+            for rank in range(world)]
 
 
 def raw_values(tmp_path: Path, world: int) -> list[dict[tuple[int, str], float]]:
@@ -193,12 +194,15 @@ def raw_values_of_rank_zero(tmp_path: Path) -> dict[tuple[int, str], float]:
 
 @pytest.mark.slow
 def test_a_rank_that_stalls_past_the_deadline_does_not_hold_the_others_longer(tmp_path):
-    procs = one_process_per_rank(tmp_path, 2, one_epoch("logger.reduce_timeout=2", stall_at=6, stall_seconds=8))
-    _, stderr = procs[0].communicate(timeout=120)
-    assert procs[0].returncode == 0, stderr[-3000:]
-    assert procs[1].poll() is None  # rank 1 still sleeps: rank 0 waited one deadline, not for it
-    assert stderr.count("reduce: a barrier across the 2 ranks failed") == 1
-    code, stderr_1 = finish(procs[1:], timeout=120)[0]
+    procs = one_process_per_rank(tmp_path, 2, one_epoch("logger.reduce_timeout=2", stall_at=6, stall_seconds=5))
+    try:
+        _, stderr = procs[0].communicate(timeout=120)
+        assert procs[0].returncode == 0, stderr[-3000:]
+        assert procs[1].poll() is None  # rank 1 still sleeps: rank 0 waited one deadline, not for it
+        assert stderr.count("reduce: a barrier across the 2 ranks failed") == 1
+        code, stderr_1 = finish(procs[1:], timeout=120)[0]
+    finally:
+        end_all(procs)
     assert code == 0, stderr_1[-3000:]  # the late rank meets no one at its barrier: it goes on alone too
     assert stderr_1.count("reduce: a barrier across the 2 ranks failed") == 1
 
@@ -254,6 +258,17 @@ def test_the_machines_metrics_of_every_rank_are_combined_by_sampling_tick(tmp_pa
     assert both >= len(combined) - 2  # the ranks sample at the same ticks (the first and last may miss one)
 
 
+def end_all(procs: list[subprocess.Popen]) -> None:
+    """Kill every rank still running (a failed assertion leaves none behind)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+
 def wait_for_the_stall(tmp_path: Path) -> None:
     """Until rank 1 sleeps (`ranks_child`'s cue), and a moment more: rank 0 then waits at its next barrier."""
     deadline = time.monotonic() + 60
@@ -275,8 +290,7 @@ def test_sigterm_to_a_rank_waiting_at_a_barrier_ends_it_at_once_with_what_it_log
         _, stderr = procs[0].communicate(timeout=60)
         assert time.monotonic() - signalled < 10  # not the barrier's 120 s, nor the grace period's 20
     finally:
-        procs[1].kill()
-        procs[1].communicate()
+        end_all(procs)
     assert procs[0].returncode == -signal.SIGTERM, stderr[-3000:]
     assert stderr.count("reduce: a barrier was interrupted (Killed); the reduction is off for the rest of the run") == 1
     records = jsonl_values(tmp_path / "ranks" / "metrics-rank0.jsonl")
@@ -298,8 +312,7 @@ def test_ctrl_c_at_a_barrier_writes_what_the_rank_logged_at_once_and_it_ends_whe
         _, stderr = procs[0].communicate(timeout=60)
         assert time.monotonic() - ended < 10
     finally:
-        procs[1].kill()
-        procs[1].communicate()
+        end_all(procs)
     assert procs[0].returncode == -signal.SIGINT and "KeyboardInterrupt" in stderr
     assert stderr.count("reduce: a barrier was interrupted (KeyboardInterrupt); the reduction is off for the rest of "
                         "the run") == 1
@@ -349,8 +362,7 @@ def test_ctrl_c_at_the_last_exchange_of_close_still_closes_every_destination(tmp
         procs[1].send_signal(signal.SIGINT)
         _, stderr = procs[0].communicate(timeout=60)
     finally:
-        procs[1].kill()
-        procs[1].communicate()
+        end_all(procs)
     assert procs[0].returncode == -signal.SIGINT and "KeyboardInterrupt" in stderr
 
 

@@ -19,7 +19,7 @@ from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import RunFiles, RunRecord, run_files
 from composer_cfg.run.sync import main, sync
 from wandb_records import offline_run, offline_runs
-from conftest import needs
+from conftest import default_sigint, needs
 
 MlflowClient = needs("mlflow").MlflowClient
 ea = needs("tensorboard.backend.event_processing.event_accumulator")
@@ -443,7 +443,7 @@ def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_ea
     child = subprocess.Popen([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow",
                               "logger.destinations.mlflow.flush_seconds=0.05"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                             preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     while "sync" not in json.loads(Path("run/run-rank0.json").read_text()):  # the tracker run exists: recorded
         assert child.poll() is None and time.monotonic() < deadline, child.communicate()
