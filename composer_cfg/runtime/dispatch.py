@@ -3,8 +3,8 @@
 A channel that fails never keeps a record from the others; what failed is raised after, on the
 calling thread, once per distinct failure of each destination (`composer_cfg.runtime.failures`).
 A record carrying device tensors, and every record after it, waits in the `TensorStage` until the
-next flush point, so each destination sees calls in order; a record holding a key combined
-across ranks waits there until the next reduction barrier (`composer_cfg.runtime.reduction`).
+next flush point, so each destination sees calls in order; on rank 0, a record holding a key
+combined across ranks waits there until the next reduction barrier (`composer_cfg.runtime.reduction`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class Dispatch:
     def deliver_waiting(self) -> None:
         """Deliver what waits in the stage (one batched copy of its tensors), up to the first
         record that waits for the reduction."""
-        self._deliver(None if self.collecting else _as_they_are)
+        self._deliver(self._up_to_the_reduction())
 
     def before_event(self, event: Event, timestamp: Timestamp, members: Iterable[Any]) -> None:
         """Before `event` is handed on: the reduction's barrier if one is due (`Reduction.due`),
@@ -121,7 +121,7 @@ class Dispatch:
         if reduction is not None and reduction.due(event, timestamp):
             self._deliver(self._settle(event.value))
         elif self.stage.waiting and any(m.channel.flushes_at(event, timestamp) for m in members):
-            self._deliver(None if self.collecting else _as_they_are)
+            self._deliver(self._up_to_the_reduction())
 
     def barrier(self, channels: Iterable[Any], what: str, call: Callable[[Any, Deadline], None],
                 deadline: Deadline | None = None) -> None:
@@ -197,6 +197,11 @@ class Dispatch:
         """What a reduction barrier named `barrier` makes of the records that waited for it."""
         reduction = self.reduction
         return None if reduction is None else lambda records: reduction.barrier(records, barrier)
+
+    def _up_to_the_reduction(self) -> Callable[[list[Record]], list[Record]] | None:
+        """At a flush point that is no reduction barrier: None (deliver up to the first record
+        that waits for the reduction), or, with no reduction (any more), everything as it is."""
+        return None if self.collecting else _as_they_are
 
     def _deliver(self, settle: Callable[[list[Record]], list[Record]] | None) -> None:
         failures = self.stage.deliver(put_each, settle)

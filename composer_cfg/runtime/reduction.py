@@ -132,9 +132,11 @@ class Reduction:
         goes on at once."""
         if not self.active or record.kind is not Kind.DATA:
             return False
+        ops = self._ops
+        if not any((ops[key] if key in ops else self.op_of(key)) is not None for key in record.payload):
+            return False
         if self._rank == 0:
-            ops = self._ops
-            return any((ops[key] if key in ops else self.op_of(key)) is not None for key in record.payload)
+            return True
         with self._noting:
             if len(self._pending) >= MAX_WAITING:
                 self._overflow(len(self._values_of(record, {})))

@@ -15,8 +15,8 @@ batched (sparse, nested) is copied at the call too; a meta tensor, which holds n
 error naming its key. If a batched copy fails, each tensor is copied alone; a record whose tensor
 still fails is not delivered, and the error names its key: the other records go on.
 
-A record whose values are combined across ranks (`composer_cfg.runtime.reduction`) waits here
-too, with every record after it, until a reduction barrier: a flush point that is not one
+On rank 0, a record whose values are combined across ranks (`composer_cfg.runtime.reduction`)
+waits here too, with every record after it, until a reduction barrier: a flush point that is not one
 delivers only what was logged before it (the tensors of the rest cross to the host meanwhile).
 """
 
