@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
 from composer_cfg.core.media import Histogram
-from composer_cfg.core.record import EventPoint, Kind, Record, RunFacts
+from composer_cfg.core.record import EventPoint, Kind, Record
 from composer_cfg.core.secrets import redact
 from composer_cfg.core.sink import Policies, Sink, SinkContext
 from composer_cfg.core.state import State
@@ -344,7 +344,7 @@ class SinkDestination(LoggerDestination):
                 logger.file_artifact(LogLevel.FIT, literal(name), literal(str(path)), overwrite=overwrite)
 
         def context() -> SinkContext:
-            return SinkContext(RunFacts(state.run_name, state.dist), state.timestamp, None, publish, channel.put,
+            return SinkContext(state.facts(), state.timestamp, None, publish, channel.put,
                                logger)
 
         channel = InlineChannel(type(self).__name__, self, self.sink(), context=context)

@@ -12,7 +12,7 @@ from composer_cfg.config.params import PositiveFloat, PositiveInt, ReducePattern
 from composer_cfg.core.current_calls import CurrentComposerCalls
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.core.record import EventPoint, Kind, Record, RunFacts
+from composer_cfg.core.record import EventPoint, Kind, Record
 from composer_cfg.core.routing import DestinationsGiven, Routes, member, named
 from composer_cfg.core.secrets import redact
 from composer_cfg.core.sink import Policies, SinkContext
@@ -271,7 +271,7 @@ class Logger(CurrentComposerCalls):
             channel, destination = next((m.channel, m.destination) for m in self._members if m.name == name)
             identities = self._attempt.identities
             resumed = destination.resume_identity if identities is None else identities.get(name, {})
-            return SinkContext(RunFacts(self._state.run_name, self._state.dist), self._state.timestamp, resumed,
+            return SinkContext(self._state.facts(), self._state.timestamp, resumed,
                                self._publish_file, channel.put, self, self._attempt.key)
 
         return context

@@ -90,10 +90,19 @@ class RunFacts(NamedTuple):
 
     run_name: str
     dist: DistInfo
+    directory: Path | None = None  # where the run's relative paths resolve; None: the working directory
 
     @property
     def rank(self) -> int:
         return self.dist.rank
+
+    def path(self, name: str | Path) -> Path:
+        """`name` as an absolute path: a relative one under `directory`.
+
+        >>> str(RunFacts("demo", DistInfo(), Path("/jobs/1")).path("demo/logs.txt"))
+        '/jobs/1/demo/logs.txt'
+        """
+        return (self.directory or Path()).absolute() / name
 
     def template_fields(self, timestamp: Timestamp | None = None) -> dict[str, Any]:
         """The run name and rank facts, and the fields of `timestamp` when one is given."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from composer_cfg.core import dist
+from composer_cfg.core.record import RunFacts
 from composer_cfg.core.run_name import check_run_name
 from composer_cfg.core.timestamp import Timestamp
 
@@ -30,12 +32,16 @@ class State:
         dataloader_len: int | None = None,
         dist_info: dist.DistInfo | None = None,
         eval_dataloader_len: int | None = None,
+        directory: str | Path | None = None,
     ) -> None:
         self.run_name = run_name
         self.timestamp = Timestamp() if timestamp is None else timestamp
         self.dataloader_len = dataloader_len
         self.eval_dataloader_len = eval_dataloader_len
         self.dist = dist.current() if dist_info is None else dist_info
+        #: Where relative paths of the run's files (logs, records, its run record) resolve; None:
+        #: the working directory. `instantiate_logger` sets it to a Hydra job's directory.
+        self.directory = None if directory is None else Path(directory).absolute()
         #: The wall-clock time (Unix seconds) destinations record with what is logged now; None
         #: means the current time. A replay (``composer-cfg-sync``) sets each record's own.
         self.log_time: float | None = None
@@ -51,6 +57,19 @@ class State:
     @run_name.setter
     def run_name(self, name: str) -> None:
         self._run_name = check_run_name(name)
+
+    def facts(self) -> RunFacts:
+        """The run's name, rank facts and directory, as the destinations' sinks are given them."""
+        return RunFacts(self.run_name, self.dist, self.directory)
+
+    def path(self, name: str | Path) -> Path:
+        """Where a relative path of the run's resolves, as its logs' do: under `directory` (in an
+        app run by `composer_cfg.hydra_main`, the Hydra job's directory), else the working directory.
+
+        >>> str(State("demo", directory="/jobs/1").path("demo/checkpoints/ep1.pt"))
+        '/jobs/1/demo/checkpoints/ep1.pt'
+        """
+        return self.facts().path(name)
 
     def template_fields(self) -> dict[str, Any]:
         """What templates are filled with now: run name, rank facts and the timestamp's fields.

@@ -180,7 +180,7 @@ class MLFlowLogger(SinkDestination):
 
     def sync_target(self, run: RunFacts) -> str:
         """The store: a local one by its absolute path, any other by its URI (password masked)."""
-        return redact_text(_absolute_local_uri(self.store_uri(run), create=False))
+        return redact_text(_absolute_local_uri(self.store_uri(run), run, create=False))
 
     def refuses(self, record: Record) -> str | None:
         """The metric and parameter names MLflow would refuse (``acc@1``, a 300-character name), by
@@ -234,7 +234,7 @@ class MLflowSink(Sink):
         from mlflow import MlflowClient
 
         settings, fields = self._settings, context.run.template_fields()
-        uri = self.tracking_uri = _absolute_local_uri(settings.store_uri(context.run))
+        uri = self.tracking_uri = _absolute_local_uri(settings.store_uri(context.run), context.run)
         database = _sqlite_path(uri)
         with _creating(database):
             self._client = MlflowClient(tracking_uri=uri)
@@ -457,18 +457,18 @@ def _quiet(name: str) -> Iterator[None]:
         log.removeFilter(quiet)
 
 
-def _absolute_local_uri(uri: str, create: bool = True) -> str:
-    """A local store's URI with an absolute path (with `create`, a SQLite database's directory, or
-    a file store's, made). MLflow caches a store per URI string: a relative one would follow the
-    first working directory it was used in."""
+def _absolute_local_uri(uri: str, run: RunFacts, create: bool = True) -> str:
+    """A local store's URI with an absolute path, a relative one under the run's directory (with
+    `create`, a SQLite database's directory, or a file store's, made). MLflow caches a store per
+    URI string: a relative one would follow the first working directory it was used in."""
     database, directory = _sqlite_path(uri), file_store_path(uri)
     if database is not None:
-        database = database.resolve()
+        database = run.path(database).resolve()
         if create:
             database.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{database}"
     if directory is not None:
-        directory = directory.resolve()
+        directory = run.path(directory).resolve()
         if create:
             directory.mkdir(parents=True, exist_ok=True)
         return directory.as_uri()

@@ -102,7 +102,8 @@ class ObjectStoreLogger(SinkDestination):
     ) -> None:
         self.url = StoreRoot().check("url", url)  # a known protocol whose package is installed
         self.object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
-        self.local = local_root(url) is not None
+        root = local_root(url)  # a relative directory: under the job's directory, as the config was checked
+        self.local = root is not None
         self.storage_options = dict(storage_options or {})
         self.should_log_artifact = None if should_log_artifact is None else ARTIFACT_FILTER.check(
             "should_log_artifact", should_log_artifact)
@@ -111,7 +112,7 @@ class ObjectStoreLogger(SinkDestination):
         self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
         self.close_timeout = float(POSITIVE.check("close_timeout", close_timeout))
         self.delivery_policy = checked_delivery(queue_size, when_full, "drop", self.close_timeout)
-        self._files = _FileSystem(self.url, self.storage_options)
+        self._files = _FileSystem(self.url if root is None else str(root), self.storage_options)
 
     def can_log_file_artifacts(self) -> bool:
         return True

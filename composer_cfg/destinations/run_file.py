@@ -84,7 +84,7 @@ class RunFile:
         require_rank_field(self._filename, run.dist.world_size, key="filename")
         fields = run.template_fields()
         name = self._filename.fill(fields)
-        path = Path(name).absolute()
+        path = run.path(name)
         self.artifact_name = self._artifact_name.fill(fields)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

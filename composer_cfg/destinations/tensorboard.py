@@ -116,7 +116,7 @@ class TensorboardLogger(SinkDestination):
         return TensorboardSink(self.log_dir)
 
     def sync_target(self, run: RunFacts) -> str:
-        return str(Path(self.log_dir.fill(run.template_fields())).absolute())
+        return str(run.path(self.log_dir.fill(run.template_fields())))
 
 
 class TensorboardSink(Sink):
@@ -136,7 +136,7 @@ class TensorboardSink(Sink):
         self._publish = context.publish
         filled = self._log_dir.fill(context.run.template_fields())
         self._artifact_dir = default_artifact_name(filled)
-        self._directory = Path(filled).absolute()
+        self._directory = context.run.path(filled)
         # tensorboardX names a file by the second it was created and truncates one of the same name;
         # readers take files in name order. The nanosecond and the process keep a second writer in
         # the same second (a sync, a resumed run) from erasing the first, and sort after it.

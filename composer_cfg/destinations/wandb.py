@@ -136,7 +136,7 @@ class WandBLogger(SinkDestination):
         """Entity, project, mode (as given, else from W&B's environment variables, as the run takes
         them: `_from_environment`) and directory."""
         kwargs = _from_environment(self.init_kwargs)
-        directory = Path(kwargs["dir"]).absolute() if kwargs.get("dir") else Path("wandb").absolute()
+        directory = run.path(kwargs["dir"]) if kwargs.get("dir") else run.path("wandb")
         return f"{kwargs.get('entity') or ''}/{kwargs.get('project') or ''} {kwargs.get('mode')} {directory}"
 
     def join_sweep(self, sweep: str, overrides: Sequence[str]) -> None:
@@ -274,7 +274,7 @@ class WandBSink(Sink):
             params.update(id=resumed, resume="allow")
         # wandb's process-wide settings keep the first working directory: say where, every time
         # (a sweep's next job runs in another directory of the same process).
-        params["dir"] = os.path.abspath(params.get("dir") or ".")
+        params["dir"] = str(context.run.path(params.get("dir") or "."))
         params["name"] = params.get("name") or context.run.run_name
         params["config"] = redact(params.get("config"))
         if not settings.rank_zero_only:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from composer_cfg.core.record import RunFacts
 from composer_cfg.core.sink import Policies
 from composer_cfg.core.state import State
 from composer_cfg.core.status import RunStatus
@@ -37,7 +36,7 @@ class RunAttempt:
         self._state = state
         self.resume = Resume.parse(resume)
         self.resumable = self.resume is not Resume.NEVER
-        self._directory = run_directory(state.run_name)
+        self._directory = run_directory(state.run_name, state.directory)
         self._record = RunRecord(self._directory, state.rank) if self.resumable else None
         self._lock = threading.Lock()
         self._begun = False
@@ -108,7 +107,7 @@ class RunAttempt:
         written, with the target it writes to (what a sync completes with it)."""
 
         def spool() -> Spool:
-            record, run = self._manifest(), RunFacts(self._state.run_name, self._state.dist)
+            record, run = self._manifest(), self._state.facts()
             target = destination.sync_target(run)
 
             def register(file: str, identity: Mapping[str, Any]) -> None:
