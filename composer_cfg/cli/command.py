@@ -33,6 +33,7 @@ from composer_cfg.config.compose import (
     without_null_groups,
 )
 from composer_cfg.config.masking_callback import config_secrets
+from composer_cfg.config.run_directory import resumable_run_directory
 from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_last
 from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.core.errors import ConfigError
@@ -106,7 +107,7 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
     with hydra_context(command.config_dir):
         overrides = without_null_groups(command.overrides)
         if not command.multirun:
-            overrides += _resumable_run_directory(overrides, command.config_name)
+            overrides += resumable_run_directory(overrides, command.config_name)
         expanded = _jobs_or_as_given(overrides) if command.multirun else [overrides]
         for job_overrides in expanded:
             try:
@@ -125,26 +126,6 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
     for cfg in configs:
         remember(config_secrets(cfg))
     return overrides, configs
-
-
-def _resumable_run_directory(overrides: list[str], config_name: str) -> list[str]:
-    """``hydra.run.dir=outputs/<run_name>`` for a run that may continue an earlier one (``resume``
-    auto or must, a run name known): a second attempt then finds the first one's directory.
-    Nothing when ``hydra.run.dir`` is given, or the config can not be composed (the check says why)."""
-    from hydra import compose
-
-    from composer_cfg.core.run_name import given_run_name, launcher_run_name
-    from composer_cfg.run.resume import Resume
-
-    if any(override.lstrip("+").startswith("hydra.run.dir=") for override in overrides):
-        return []
-    try:
-        cfg = compose(config_name, overrides=overrides)
-        resumable = Resume.parse(cfg.get("resume") or Resume.NEVER) is not Resume.NEVER
-        name = given_run_name(cfg.get("run_name")) or launcher_run_name(os.environ)
-    except Exception:  # noqa: BLE001 - composing again, with the checks, reports it
-        return []
-    return [f"hydra.run.dir=outputs/{name}"] if resumable and name else []
 
 
 def _jobs_or_as_given(overrides: list[str]) -> list[list[str]]:
@@ -242,6 +223,7 @@ def _app(cfg: DictConfig) -> Any:
     from composer_cfg.cli.demo import plot_metrics
     from composer_cfg.config.build import instantiate_logger
     from composer_cfg.config.foundry import move_foundry_loggers
+    from composer_cfg.config.params import in_hydra_job
     from composer_cfg.config.saved_configs import save_masked_configs
     from composer_cfg.core import dist
     from composer_cfg.run.resume import Resume
@@ -251,7 +233,8 @@ def _app(cfg: DictConfig) -> Any:
     try:
         resume = Resume.parse(cfg.get("resume") or Resume.NEVER)
         move_foundry_loggers(cfg)  # (its problems were reported by the check before the jobs ran)
-        logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"), resume=resume)
+        with in_hydra_job():
+            logger = instantiate_logger(cfg.get("logger"), run_name=cfg.get("run_name"), resume=resume)
     except ConfigError as error:
         print_errors(error)
         sys.exit(2)

@@ -7,6 +7,11 @@ command does before Hydra starts, an app gets from this decorator in place of ``
 * composer_cfg's configs are on the search path, behind the app's own: ``--help`` lists its
   presets next to the app's options (``hydra.searchpath`` in the primary config is not needed);
 * ``logger=null`` means no logging (Hydra 1.3 refuses a null override of a group with a default);
+* the run's files (logs, records, its run record; relative paths of the logger's config) go in
+  the job's directory (``hydra.runtime.output_dir``) whether or not Hydra changes into it, and a
+  run that may be continued (``resume`` auto or must, a run name given) runs in
+  ``outputs/<run_name>`` unless ``hydra.run.dir`` is given without the time in it
+  (`composer_cfg.config.run_directory`);
 * every job's config is composed and validated first: each problem, a typo in a YAML file or on
   the command line included, is one line ``train.py: error: ...`` on stderr, exit status 2,
   and nothing is created;
@@ -31,6 +36,8 @@ from omegaconf import DictConfig
 from composer_cfg.config.callback import print_errors
 from composer_cfg.config.command_line import jobs, read
 from composer_cfg.config.compose import compose_in_context, hydra_context, without_null_groups
+from composer_cfg.config.params import in_hydra_job
+from composer_cfg.config.run_directory import resumable_run_directory
 from composer_cfg.config.search_path import packaged_configs_last
 from composer_cfg.core.errors import ConfigError
 
@@ -64,13 +71,15 @@ def hydra_main(
 
 
 def _reporting(task: TaskFunction) -> TaskFunction:
-    """`task`, saying a `ConfigError` it raises as the command does, and exiting 2. (Hydra finds
-    the app's file, and names the job, through ``__wrapped__``.)"""
+    """`task`, with the run's relative paths in the job's directory, saying a `ConfigError` it
+    raises as the command does, and exiting 2. (Hydra finds the app's file, and names the job,
+    through ``__wrapped__``.)"""
 
     @functools.wraps(task)
     def run(cfg: DictConfig) -> Any:
         try:
-            return task(cfg)
+            with in_hydra_job():
+                return task(cfg)
         except ConfigError as error:
             if _full_error():
                 raise
@@ -88,6 +97,8 @@ def _prepared(argv: Sequence[str], directory: Path, config_name: str) -> list[st
     name = command.config_name if named else config_name
     with hydra_context(command.config_dir or directory):
         overrides = without_null_groups(command.overrides)
+        if not command.introspection and not command.multirun:
+            overrides += resumable_run_directory(overrides, name)
         if not command.introspection and not _full_error():
             _check(_jobs(overrides) if command.multirun else [overrides], name)
     return [arg for arg in command.argv if arg not in command.overrides] + overrides

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from composer_cfg.config.compose import compose_config, node_path, raise_logger_problems
 from composer_cfg.config.imports import allowing
+from composer_cfg.config.params import job_directory, job_directory_given
 from composer_cfg.config.sweep_job import current_sweep_job
 from composer_cfg.config.validate import LOGGER_KEYS
 from composer_cfg.core import dist
@@ -65,6 +66,8 @@ def instantiate_logger(
     or ``RUN_NAME``, else one generated and agreed by every rank. ``None`` (``logger=null``,
     ``logger=none``) means no logging: a Logger with no destinations. `resume` (never, the
     default; auto; must): what to do when the run already exists (see `composer_cfg.run.resume`).
+    Relative paths of the run's files resolve in `state.directory` if set, else in the job's
+    directory inside an app run by `hydra_main` (and the command), else in the working directory.
 
     If a destination fails to build or to start, every destination built is closed (status
     FAILED: files flushed, stream captures undone, hooks removed) before the error is raised.
@@ -73,29 +76,32 @@ def instantiate_logger(
 
     node = None if logger_cfg is None else logger_cfg if isinstance(logger_cfg, DictConfig) else OmegaConf.create(dict(logger_cfg))
     policy = Resume.parse(resume or Resume.NEVER)
-    if node is not None:
-        raise_logger_problems(node, run_name, policy)
-    if state is None:
-        dist_info = dist.current()
-        state = State(resolve_run_name(run_name, dist_info), dist_info=dist_info)
-    built: dict[str, Policies] = {}
-    if node is None:
-        logger = Logger(state, resume=policy)
-    else:
-        if not any(destination is not None for destination in node.destinations.values()):
-            LOG.warning("%s.destinations: no destination is selected, so nothing will be logged; choose some with "
-                        "'logger/destinations=[file,jsonl]', or say logger=none", node_path(node))
-        try:
-            instantiate_destinations(node, into=built)
-            job = current_sweep_job()
-            for destination in built.values() if job is not None else ():
-                destination.join_sweep(job.sweep, job.overrides)
-            logger_node = OmegaConf.masked_copy(node, [key for key in node if key not in LOGGER_KEYS])
-            logger = instantiate(logger_node, state, destinations=built, resume=policy, _convert_="all")
-        except BaseException:
-            Logger(state, built).close(RunStatus.FAILED)
-            raise
-    close_at_exit(logger).run_event(Event.INIT)  # closes the logger itself if a destination fails
+    directory = state.directory if state is not None and state.directory is not None else job_directory_given()
+    with job_directory(directory):  # relative paths: checked, and later written, there
+        if node is not None:  # the files checked are those of the run's name: a given state's wins
+            raise_logger_problems(node, run_name if state is None else state.run_name, policy)
+        if state is None:
+            dist_info = dist.current()
+            state = State(resolve_run_name(run_name, dist_info), dist_info=dist_info)
+        state.directory = directory
+        built: dict[str, Policies] = {}
+        if node is None:
+            logger = Logger(state, resume=policy)
+        else:
+            if not any(destination is not None for destination in node.destinations.values()):
+                LOG.warning("%s.destinations: no destination is selected, so nothing will be logged; choose some with "
+                            "'logger/destinations=[file,jsonl]', or say logger=none", node_path(node))
+            try:
+                instantiate_destinations(node, into=built)
+                job = current_sweep_job()
+                for destination in built.values() if job is not None else ():
+                    destination.join_sweep(job.sweep, job.overrides)
+                logger_node = OmegaConf.masked_copy(node, [key for key in node if key not in LOGGER_KEYS])
+                logger = instantiate(logger_node, state, destinations=built, resume=policy, _convert_="all")
+            except BaseException:
+                Logger(state, built).close(RunStatus.FAILED)
+                raise
+        close_at_exit(logger).run_event(Event.INIT)  # closes the logger itself if a destination fails
     return logger
 
 

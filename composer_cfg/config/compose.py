@@ -136,12 +136,12 @@ def report(problems: Sequence[Problem], overrides: Sequence[str], config_name: s
 
 
 def job_directory_of(cfg: DictConfig) -> tuple[Path | None, str | None]:
-    """Where the command's job will run, and the key that names it: the run directory (a
-    sweep's directory under ``-m``) when Hydra changes into it, else here (None, None); (None,
-    None) too if it can not be resolved yet."""
+    """Where the files of the command's job (or a `hydra_main` app's) will be, and the key that
+    names it: the run directory (a sweep's directory under ``-m``), whether or not Hydra changes
+    into it; (None, None) without a ``hydra`` node or if it can not be resolved yet."""
     hydra_cfg = cfg.get("hydra")
     try:
-        if hydra_cfg is None or not hydra_cfg.job.chdir:
+        if hydra_cfg is None:
             return None, None
         key = "hydra.sweep.dir" if hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN") \
             else "hydra.run.dir"

@@ -169,6 +169,22 @@ def job_directory(path: Path | None, key: str | None = None) -> Iterator[None]:
         _JOB_DIRECTORY.reset(token)
 
 
+@contextlib.contextmanager
+def in_hydra_job() -> Iterator[None]:
+    """Around a Hydra job's task: the run's relative paths resolve in the job's output directory
+    (``hydra.runtime.output_dir``), whether or not Hydra changed into it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    with job_directory(Path(str(HydraConfig.get().runtime.output_dir))):
+        yield
+
+
+def job_directory_given() -> Path | None:
+    """The job's directory, when one was given (`job_directory`, `in_hydra_job`); else None."""
+    job = _JOB_DIRECTORY.get()
+    return None if job is None else job[0]
+
+
 def working_directory() -> Path:
     """Where relative paths of the config will resolve: the job's directory, or here."""
     job = _JOB_DIRECTORY.get()
