@@ -35,6 +35,23 @@ def test_a_given_state_wins_over_the_configs_run_name():
     assert Path("from_state/logs-rank0.txt").exists() and not Path("from_config").exists()
 
 
+def test_a_states_directory_holds_every_file_of_the_run_and_is_where_the_config_is_checked(tmp_path):
+    cfg = compose_config(["logger/destinations=[file,jsonl,tensorboard]", "resume=auto"])
+    state = State("job", directory=tmp_path / "jobs/1")
+    with instantiate_logger(cfg.logger, state, resume="auto") as logger:
+        logger.data_batch({"loss": 0.5})
+    assert not Path("job").exists()  # the working directory is left alone
+    run = tmp_path / "jobs/1/job"
+    assert sorted(path.name for path in run.iterdir()) == [
+        "logs-rank0.txt", "metrics-rank0.jsonl", "run-rank0.json", "run-rank0.json.lock", "run-rank0.lock",
+        "tensorboard"]
+    with pytest.raises(ConfigError) as refused:  # checked there, by the state's run name, before anything is opened
+        instantiate_logger(compose_config(["logger/destinations=[file]"]).logger, State("job", directory=run.parent))
+    assert str(refused.value) == (
+        f"logger.destinations.file.filename: '{run / 'logs-rank0.txt'}' already exists (a run named 'job' wrote it): "
+        f"continue that run with resume=auto, choose another run_name, or set overwrite=true to replace it")
+
+
 @pytest.mark.parametrize("variable", ["COMPOSER_RUN_NAME", "RUN_NAME"])
 def test_run_name_from_the_environment(monkeypatch, variable):
     monkeypatch.setenv(variable, "env_run")

@@ -171,14 +171,17 @@ def test_the_hydra_app_example_runs_as_shown(tmp_path):
     assert len(commands) == 5
     for number, command in enumerate([*commands, commands[0], commands[-1]]):  # run again: a new run, or exp1 on
         args = [arg.strip("'") for arg in command.split()]
-        out = subprocess.run([sys.executable, *args, f"hydra.run.dir=hydra{number}"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)
+        job = [] if "resume=auto" in args else [f"hydra.run.dir=hydra{number}"]  # exp1: outputs/exp1, both times
+        out = subprocess.run([sys.executable, *args, *job], cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, (command, out.stderr)
-    runs = sorted(path.parent.name for path in tmp_path.glob("*/logs-rank0.txt"))
+    runs = sorted(str(path.parent.relative_to(tmp_path)) for path in tmp_path.rglob("logs-rank0.txt")
+                  if "mlartifacts" not in path.parts)  # (MLflow's copy of a log it was given)
     assert len(runs) == 1 + 1 + 1 + 1 + 1  # logger=null writes nothing; exp1 is one run, continued
-    assert (tmp_path / "exp1/logs-rank0.txt").read_text().splitlines()[:2] == [
+    assert "outputs/exp1/exp1" in runs and list(tmp_path.glob("*/logs-rank0.txt")) == []  # each in its job's directory
+    exp1 = tmp_path / "outputs/exp1/exp1"
+    assert (exp1 / "logs-rank0.txt").read_text().splitlines()[:2] == [
         '[EPOCH][batch=10]: { "epoch": 0, }', '[EPOCH][batch=20]: { "epoch": 1, }']
-    assert json.loads((tmp_path / "exp1/run-rank0.json").read_text())["run"]["status"] == "FINISHED"
+    assert json.loads((exp1 / "run-rank0.json").read_text())["run"]["status"] == "FINISHED"
     assert (tmp_path / "mlflow.db").exists()  # the project's store
 
 

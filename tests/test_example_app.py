@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from composer_cfg.run.records import read_records
+from conftest import needs
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lightning_app"
 HYDRA_FILES = [".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "train.log"]
@@ -48,14 +49,33 @@ def steps(path: Path) -> list[tuple[str, int]]:
 
 
 def test_the_default_run_writes_a_text_log_json_lines_and_a_checkpoint_per_epoch_in_its_job_directory(app):
-    out = train(app, "run_name=demo", "hydra.run.dir=run")
+    before = files(app)
+    out = train(app, "run_name=demo", "hydra.run.dir=run")  # Hydra leaves the working directory alone
     assert out.returncode == 0, out.stderr
+    assert [name for name in files(app) if name not in before and not name.startswith("run/")] == []
     run = app / "run"
     assert files(run) == sorted([*HYDRA_FILES, *CHECKPOINTS, "demo/logs-rank0.txt", "demo/metrics-rank0.jsonl",
                                  "demo/run-rank0.json", "demo/run-rank0.json.lock"])
     assert (run / "demo/logs-rank0.txt").read_text().splitlines() == EPOCH_LINES
     assert steps(run / "demo/metrics-rank0.jsonl") == steps_of_a_whole_run()
     assert json.loads((run / "demo/checkpoints/ep3.json").read_text()).keys() == {"weights", "bias"}
+
+
+@pytest.mark.slow
+def test_every_file_of_the_run_is_in_its_job_directory_though_hydra_never_changes_into_it(app):
+    before = files(app)
+    out = train(app, "logger/destinations=[file,jsonl,tensorboard,mlflow,wandb,object_store]", "run_name=demo",
+                "logger.destinations.mlflow.tracking_uri=sqlite:///stores/mlflow.db", "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr
+    written = [name for name in files(app) if name not in before]
+    assert [name for name in written if not name.startswith("run/")] == []
+    run = app / "run"
+    assert len(list((run / "demo/tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert len(list((run / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert files(run / "artifacts/demo/checkpoints") == ["ep1.json", "ep2.json", "ep3.json"]  # the object store's
+    client = needs("mlflow").MlflowClient(tracking_uri=f"sqlite:///{run / 'stores/mlflow.db'}")
+    (mlflow_run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+    assert len(client.get_metric_history(mlflow_run.info.run_id, "loss/train")) == 24
 
 
 def test_logger_null_switches_logging_off(app):
@@ -81,8 +101,8 @@ def test_a_sweep_runs_each_job_in_its_own_directory(app):
 
 @pytest.mark.slow
 def test_a_run_killed_after_its_first_checkpoint_finishes_with_resume_auto_each_step_once(app):
-    args = ["run_name=demo", "resume=auto", "hydra.run.dir=run"]
-    metrics = app / "run/demo/metrics-rank0.jsonl"
+    args = ["run_name=demo", "resume=auto"]  # a run that may be continued runs in outputs/<run_name>
+    metrics = app / "outputs/demo/demo/metrics-rank0.jsonl"
     slow = subprocess.Popen([sys.executable, "train.py", *args, "seconds_per_batch=0.05"], cwd=app,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -91,12 +111,12 @@ def test_a_run_killed_after_its_first_checkpoint_finishes_with_resume_auto_each_
         time.sleep(0.02)
     slow.send_signal(signal.SIGKILL)
     slow.wait()
-    assert not (app / "run/demo/checkpoints/ep2.json").exists()
+    assert not (app / "outputs/demo/demo/checkpoints/ep2.json").exists()
 
     out = train(app, *args)
     assert out.returncode == 0, out.stderr
     assert steps(metrics) == steps_of_a_whole_run()
-    assert (app / "run/demo/logs-rank0.txt").read_text().splitlines() == [  # the same values as a run never killed
+    assert (app / "outputs/demo/demo/logs-rank0.txt").read_text().splitlines() == [  # the same values as a run never killed
         EPOCH_LINES[0],
         "[resumed]: at epoch 1 batch 8; the lines above from that point on were written by an attempt that did not "
         "finish", *EPOCH_LINES[1:]]
