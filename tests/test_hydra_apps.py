@@ -241,3 +241,22 @@ def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):
                       if run.data.tags["sweep.overrides"].startswith(f"epochs={epochs} ")]
         assert (tracked.data.tags["sweep"], tracked.data.tags["sweep.overrides"]) == (
             "apart", f"epochs={epochs} +logger/destinations=mlflow")
+
+
+@pytest.mark.parametrize(("config", "overrides", "directory"), [
+    ("", ["run_name=exp1", "resume=auto"], ["hydra.run.dir=outputs/exp1"]),  # Hydra's default: new at every launch
+    ("", ["run_name=exp1", "resume=must"], ["hydra.run.dir=outputs/exp1"]),
+    ("", ["run_name=exp1"], []),  # resume=never: a new run each time
+    ("", ["resume=auto"], []),  # no name: nothing to find again
+    ("", ["run_name=exp1", "resume=auto", "hydra.run.dir=mine"], []),
+    ("hydra:\n  run:\n    dir: logs/${now:%H-%M-%S}\n", ["run_name=exp1", "resume=auto"], ["hydra.run.dir=outputs/exp1"]),
+    ("hydra:\n  run:\n    dir: logs/${run_name}\n", ["run_name=exp1", "resume=auto"], []),  # the app's own, found again
+])
+def test_a_run_that_may_be_continued_runs_where_a_second_attempt_finds_it(tmp_path, config, overrides, directory):
+    from hydra import initialize_config_dir
+
+    from composer_cfg.config.run_directory import resumable_run_directory
+
+    (tmp_path / "config.yaml").write_text("run_name: null\nresume: never\n" + config)
+    with initialize_config_dir(str(tmp_path), version_base="1.3"):
+        assert resumable_run_directory(overrides, "config") == directory
