@@ -78,6 +78,24 @@ def test_every_file_of_the_run_is_in_its_job_directory_though_hydra_never_change
     assert len(client.get_metric_history(mlflow_run.info.run_id, "loss/train")) == 24
 
 
+@pytest.mark.slow
+def test_the_ranks_of_one_run_share_its_job_directory(app):
+    ranks = [subprocess.Popen([sys.executable, "train.py"], cwd=app, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                                              "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "0a1b2c3d4e5f"})
+             for rank in (0, 1)]  # as torchrun starts them: each composes its config, at its own second
+    assert [rank.communicate(timeout=120)[1] for rank in ranks] == ["", ""]
+    (job,) = (app / "outputs").iterdir()
+    assert job.name == "torchrun-0a1b2c3d"  # the name both ranks agree on, from the launcher's job id
+    assert files(job) == sorted([".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml",  # rank 0's
+                                 "train-rank0.log", "train-rank1.log", *(f"{job.name}/{name}" for name in [
+                                     "checkpoints/ep1.json", "checkpoints/ep2.json", "checkpoints/ep3.json",
+                                     *(f"{kind}-rank{rank}.{ext}" for rank in (0, 1) for kind, ext in [
+                                         ("logs", "txt"), ("metrics", "jsonl"), ("run", "json"), ("run", "json.lock")])])])
+    for rank in (0, 1):
+        assert steps(job / job.name / f"metrics-rank{rank}.jsonl") == steps_of_a_whole_run()
+
+
 def test_logger_null_switches_logging_off(app):
     out = train(app, "logger=null", "run_name=demo", "hydra.run.dir=run")
     assert (out.returncode, out.stderr) == (0, "")

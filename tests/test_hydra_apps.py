@@ -253,10 +253,27 @@ def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):
     ("hydra:\n  run:\n    dir: logs/${run_name}\n", ["run_name=exp1", "resume=auto"], []),  # the app's own, found again
 ])
 def test_a_run_that_may_be_continued_runs_where_a_second_attempt_finds_it(tmp_path, config, overrides, directory):
-    from hydra import initialize_config_dir
+    assert directory_overrides(tmp_path, config, overrides) == directory
 
-    from composer_cfg.config.run_directory import resumable_run_directory
+
+@pytest.mark.parametrize(("rank", "overrides", "directory"), [
+    (0, ["run_name=exp1"], ["run_name=exp1", "hydra.job.name=train-rank0", "hydra.run.dir=outputs/exp1"]),
+    (1, [], ["run_name=torchrun-0a1b2c3d", "hydra.job.name=train-rank1", "hydra.run.dir=outputs/torchrun-0a1b2c3d",
+             "hydra.output_subdir=null"]),  # the launcher's job id names it: the same on every rank
+    (1, ["hydra.run.dir=mine"], ["run_name=torchrun-0a1b2c3d", "hydra.job.name=train-rank1", "hydra.output_subdir=null"]),
+])
+def test_every_rank_of_a_run_runs_in_one_directory(tmp_path, monkeypatch, rank, overrides, directory):
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "0a1b2c3d4e5f")
+    assert directory_overrides(tmp_path, "", overrides) == directory
+
+
+def directory_overrides(tmp_path: Path, config: str, overrides: list[str]) -> list[str]:
+    from composer_cfg.config.compose import hydra_context
+    from composer_cfg.config.run_directory import run_directory_overrides
 
     (tmp_path / "config.yaml").write_text("run_name: null\nresume: never\n" + config)
-    with initialize_config_dir(str(tmp_path), version_base="1.3"):
-        assert resumable_run_directory(overrides, "config") == directory
+    with hydra_context(tmp_path):  # as hydra_main composes an app's config before Hydra runs it
+        return run_directory_overrides(overrides, "config")

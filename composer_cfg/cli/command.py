@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import hydra
@@ -33,7 +32,7 @@ from composer_cfg.config.compose import (
     without_null_groups,
 )
 from composer_cfg.config.masking_callback import config_secrets
-from composer_cfg.config.run_directory import resumable_run_directory
+from composer_cfg.config.run_directory import run_directory_overrides
 from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_last
 from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.core.errors import ConfigError
@@ -82,8 +81,6 @@ def _run(command: CommandLine) -> None:
         if configs[0].get("dry_run"):
             _print_dry_run(configs)
             return
-        if not command.multirun:
-            extra += _one_run_for_all_ranks(configs[0], overrides)
         if not any(override.startswith("hydra.output_subdir=") for override in overrides):
             extra.append("hydra.output_subdir=null")  # the job saves .hydra/ itself, secrets masked
         primary = str(own_primary(command.config_dir, command.config_name)).lower()
@@ -107,7 +104,11 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
     with hydra_context(command.config_dir):
         overrides = without_null_groups(command.overrides)
         if not command.multirun:
-            overrides += resumable_run_directory(overrides, command.config_name)
+            try:
+                overrides += run_directory_overrides(overrides, command.config_name)
+            except ConfigError as error:
+                print_errors(error)
+                sys.exit(2)
         expanded = _jobs_or_as_given(overrides) if command.multirun else [overrides]
         for job_overrides in expanded:
             try:
@@ -168,33 +169,6 @@ def _print_masked_cfg(command: CommandLine, cfg: DictConfig) -> bool:
           end="")
     print(f"# secret values are masked; set {SHOW_SECRETS}=1 to print them", file=sys.stderr)
     return True
-
-
-def _one_run_for_all_ranks(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
-    """Overrides that put every rank of a multi-process run in one run directory.
-
-    Each rank runs this command and composes its own config; left alone, each would name its
-    own timestamped directory. They agree on the run name instead, and use ``outputs/<name>``
-    (unless ``hydra.run.dir`` is given); each rank gets its own job log, and only rank 0
-    saves the composed config.
-    """
-    from composer_cfg.core import dist
-    from composer_cfg.core.run_name import resolve_run_name
-
-    info = dist.current()
-    if info.world_size == 1:
-        return []
-    try:
-        run_name = resolve_run_name(cfg.get("run_name"), info)
-    except ConfigError as error:
-        print_errors(error)
-        sys.exit(2)
-    extra = [f"run_name={run_name}", f"hydra.job.name=composer_cfg-rank{info.rank}"]
-    if not any(override.startswith("hydra.run.dir=") for override in overrides):
-        extra.append(f"hydra.run.dir=outputs/{run_name}")
-    if info.rank != 0:
-        extra.append("hydra.output_subdir=null")
-    return extra
 
 
 def _print_dry_run(configs: list[DictConfig]) -> None:

@@ -8,9 +8,9 @@ command does before Hydra starts, an app gets from this decorator in place of ``
   presets next to the app's options (``hydra.searchpath`` in the primary config is not needed);
 * ``logger=null`` means no logging (Hydra 1.3 refuses a null override of a group with a default);
 * the run's files (logs, records, its run record; relative paths of the logger's config) go in
-  the job's directory (``hydra.runtime.output_dir``) whether or not Hydra changes into it, and a
-  run that may be continued (``resume`` auto or must, a run name given) runs in
-  ``outputs/<run_name>`` unless ``hydra.run.dir`` is given without the time in it
+  the job's directory (``hydra.runtime.output_dir``) whether or not Hydra changes into it; every
+  rank of a multi-process run, and a run that may be continued (``resume`` auto or must, a run
+  name given), runs in ``outputs/<run_name>`` unless ``hydra.run.dir`` says otherwise
   (`composer_cfg.config.run_directory`);
 * every job's config is composed and validated first: each problem, a typo in a YAML file or on
   the command line included, is one line ``train.py: error: ...`` on stderr, exit status 2,
@@ -37,7 +37,7 @@ from composer_cfg.config.callback import print_errors
 from composer_cfg.config.command_line import jobs, read
 from composer_cfg.config.compose import compose_in_context, hydra_context, without_null_groups
 from composer_cfg.config.params import in_hydra_job
-from composer_cfg.config.run_directory import resumable_run_directory
+from composer_cfg.config.run_directory import run_directory_overrides
 from composer_cfg.config.search_path import packaged_configs_last
 from composer_cfg.core.errors import ConfigError
 
@@ -98,7 +98,11 @@ def _prepared(argv: Sequence[str], directory: Path, config_name: str) -> list[st
     with hydra_context(command.config_dir or directory):
         overrides = without_null_groups(command.overrides)
         if not command.introspection and not command.multirun:
-            overrides += resumable_run_directory(overrides, name)
+            try:
+                overrides += run_directory_overrides(overrides, name)
+            except ConfigError as error:
+                print_errors(error, prog=_prog())
+                sys.exit(2)
         if not command.introspection and not _full_error():
             _check(_jobs(overrides) if command.multirun else [overrides], name)
     return [arg for arg in command.argv if arg not in command.overrides] + overrides

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
+import sys
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,15 @@ def hydra_context(config_dir: str | Path | None) -> Iterator[None]:
     running = GlobalHydra.instance()
     app_hydra = running.hydra if running.is_initialized() else None
     running.clear()
+    job_name = Path(sys.argv[0]).stem or None  # the job's name as Hydra gives it a running app: its script's
     try:
         with packaged_configs_last():
             if config_dir is None:
-                with initialize_config_module(PACKAGED_CONFIGS, version_base=VERSION_BASE):
+                with initialize_config_module(PACKAGED_CONFIGS, version_base=VERSION_BASE, job_name=job_name):
                     yield
             else:
-                with initialize_config_dir(str(user_config_dir(config_dir)), version_base=VERSION_BASE):
+                with initialize_config_dir(str(user_config_dir(config_dir)), version_base=VERSION_BASE,
+                                           job_name=job_name):
                     yield
     finally:
         GlobalHydra.instance().clear()
