@@ -175,6 +175,27 @@ def test_a_second_writer_in_the_same_directory_keeps_the_first_writers_events():
     assert len(list(Path("run/tensorboard").iterdir())) == 2
 
 
+def test_a_later_writer_sorts_after_an_earlier_one_whose_clock_was_ahead():
+    # Readers take a directory's event files in name order, and the name starts with the second
+    # the file was made: an attempt on a node whose clock was an hour ahead would come after the
+    # one that continued it, and a reader would see steps 3, 4, then 0, 1, 2.
+    directory = Path("run/tensorboard")
+    with Logger(State("run"), TensorboardLogger()) as logger:
+        for batch in range(3):
+            logger.state.timestamp = Timestamp(batch=batch)
+            logger.data_batch({"loss": float(batch)})
+    (first,) = directory.iterdir()
+    name = first.name.split(".")  # events.out.tfevents.<second>.<host>...
+    name[3] = str(int(name[3]) + 3600)
+    ahead = first.rename(directory / ".".join(name))
+    with Logger(State("run"), TensorboardLogger()) as logger:
+        for batch in range(3, 5):
+            logger.state.timestamp = Timestamp(batch=batch)
+            logger.data_batch({"loss": float(batch)})
+    assert sorted(directory.iterdir())[0] == ahead
+    assert [(e.step, e.value) for e in read(directory).Scalars("loss")] == [(b, float(b)) for b in range(5)]
+
+
 def test_composer_positional_order_log_dir_flush_interval_rank_zero_only():
     destination = TensorboardLogger("tb/{run_name}", 2, False)
     assert (destination.flush_interval, destination.rank_zero_only) == (2, False)

@@ -137,9 +137,8 @@ class TensorboardSink(Sink):
         filled = self._log_dir.fill(context.run.template_fields())
         self._artifact_dir = default_artifact_name(filled)
         self._directory = context.run.path(filled)
-        # tensorboardX names a file by the second it was created and truncates one of the same name;
-        # readers take files in name order. The nanosecond and the process keep a second writer in
-        # the same second (a sync, a resumed run) from erasing the first, and sort after it.
+        # The file's name sorts after every event file already there (`EventFile`); the nanosecond and
+        # the process keep two writers that start at the same moment from sharing one.
         self._events = EventFile(self._directory, f".{time.time_ns()}.{os.getpid()}.rank{context.run.rank}")
 
     def write(self, records: Sequence[Record]) -> None:

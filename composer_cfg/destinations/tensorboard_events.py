@@ -2,10 +2,11 @@
 
 tensorboardX's `SummaryWriter` hands every event to a writer thread through a process queue,
 one event per scalar, and its ``flush`` only flushes what that thread has already taken: nothing
-says an event logged before a flush is on disk after it. Here the file is tensorboardX's own
-`EventsWriter` (the one its `SummaryWriter` writes through, so the file's name and records are
+says an event logged before a flush is on disk after it. Here the file is written with
+tensorboardX's own `RecordWriter` (what its `SummaryWriter` writes through, so the records are
 the same), fed directly: a data call is one event holding all its scalars, written when logged,
 and `flush` puts everything written so far on disk (tensorboardX's flush ends with an fsync).
+The file's name is TensorBoard's, with one difference (see `EventFile`).
 
 Media are tensorboardX's records too: images as PNG image summaries (encoded with Pillow, as
 tensorboardX's `make_image` does), histograms as `histogram_raw` writes them, text as `add_text`.
@@ -14,14 +15,15 @@ tensorboardX's `make_image` does), histograms as `histogram_raw` writes them, te
 from __future__ import annotations
 
 import io
+import socket
 import time
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.record_writer import RecordWriter
 from tensorboardX.summary import histogram_raw, scalar, text
 
 from composer_cfg.core.media import Histogram
@@ -29,13 +31,21 @@ from composer_cfg.runtime import forks
 
 
 class EventFile:
-    """``events.out.tfevents.<second>.<host><filename_suffix>`` in `directory` (created if need be)."""
+    """``events.out.tfevents.<second>.<host><filename_suffix>`` in `directory` (created if need be).
+
+    Readers take a directory's event files in name order, so `<second>` is now or, if later, one
+    after the newest file already there: an attempt's file comes after those of the attempts
+    before it, whatever their clocks said (another node's may run ahead).
+    """
 
     def __init__(self, directory: Path, filename_suffix: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._events = EventsWriter(str(directory / "events"), filename_suffix)
-        forks.own(self._events._py_recordio_writer._writer)  # tensorboardX's file object: never a child's
-        self._events.flush()  # a reader finds a valid event file (its version record) from the start
+        second = max([int(time.time()), *(_second(path) + 1 for path in directory.glob("*tfevents*"))])
+        self._file = RecordWriter(str(directory / f"events.out.tfevents.{second:010d}.{socket.gethostname()}"
+                                                  f"{filename_suffix}"))
+        forks.own(self._file._writer)  # tensorboardX's file object: never a child's
+        self._file.write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        self._file.flush()  # a reader finds a valid event file (its version record) from the start
         self._tags: dict[str, str] = {}
 
     def tag(self, key: str) -> str:
@@ -70,14 +80,21 @@ class EventFile:
 
     def _write(self, summary: Summary, step: int, wall_time: float | None) -> None:
         when = time.time() if wall_time is None else wall_time
-        self._events.write_event(Event(summary=summary, step=step, wall_time=when))
+        self._file.write(Event(summary=summary, step=step, wall_time=when).SerializeToString())
 
     def flush(self) -> None:
         """Every event written so far is in the file, on disk."""
-        self._events.flush()
+        self._file.flush()
 
     def close(self) -> None:
-        self._events.close()
+        self._file.flush()
+        self._file.close()
+
+
+def _second(path: Path) -> int:
+    """The second an event file's name gives (0 if it gives none)."""
+    parts = path.name.split(".")
+    return int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
 
 
 def png(pixels: np.ndarray) -> Summary.Image:
