@@ -4,8 +4,11 @@ The manifest says what went where: under ``"run"`` (a resumable run) its name an
 each destination's identity (an MLflow run id, a W&B id, file paths) and how far it was written,
 the run's own id, the last checkpoint mark (and the size of each records file then), the status,
 and one entry per attempt (started, ended, status, where it resumed, and the process that ran
-it); under ``"spools"`` and ``"sync"`` the spools of undelivered records, their destinations and
-tracker runs, and what ``composer-cfg-sync`` sent; under ``"logging"`` the Logger's report at close.
+it); under ``"records"`` its records files; under ``"spools"`` and ``"sync"`` the spools of
+undelivered records, their destinations, targets and tracker runs; under ``"logging"`` the
+Logger's report at close. ``composer-cfg-sync`` reads it and never writes it: it keeps its progress
+in a file of its own (`composer_cfg.run.sync_progress`); what an earlier version kept of its syncs
+under ``"sync"`` is read there, as where a sync starts.
 
 Every change is a read-modify-write of the whole file under two locks, then an atomic replace
 (`composer_cfg.run.locked_json`): a reader sees the old manifest or the new one, never half of
@@ -93,6 +96,7 @@ class _Manifest(TypedDict, total=False):
     run: _Run
     records: dict[str, str]  # path (relative to the manifest) -> destination name
     spools: dict[str, str]
+    # file -> `progress_key` -> {"target", "identity"}: a spool's; an earlier version's sync progress adds "through"
     sync: dict[str, dict[str, dict[str, Any]]]
     logging: dict[str, Any]
 
@@ -161,7 +165,8 @@ def _run_of(file: Path) -> tuple[Any, Any] | None:
 
 
 def progress_key(destination: str, target: str) -> str:
-    """Where a manifest keeps what went from a file into `destination`'s `target` (`Policies.sync_target`)."""
+    """Where a manifest's ``"sync"`` names a file's `destination` and `target` (`Policies.sync_target`):
+    a spool's (`RunRecord.add_spool`), or an earlier version's sync progress."""
     return f"{destination} {target}" if target else destination
 
 
@@ -287,16 +292,6 @@ class RunRecord:
             entry = manifest.setdefault("sync", {}).setdefault(file_name, {}).setdefault(key, {"target": target})
             if identity and not entry.get("identity"):
                 entry["identity"] = dict(identity)
-
-        self._file.change(change)
-
-    def record_sync(self, file_name: str, key: str, entry: Mapping[str, Any], replaces: str | None = None) -> None:
-        """What ``composer-cfg-sync`` sent of `file_name` into a target (`progress_key`), and where;
-        `replaces`: an entry of an earlier version this one takes the place of."""
-        def change(manifest: dict[str, Any]) -> None:
-            entries = manifest.setdefault("sync", {}).setdefault(file_name, {})
-            entries.pop(replaces, None)
-            entries[key] = dict(entry)
 
         self._file.change(change)
 
