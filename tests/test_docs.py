@@ -233,10 +233,10 @@ def test_the_sync_example_runs_as_shown(tmp_path):
         assert out.returncode == 0, (line, out.stderr)
     records = len((tmp_path / "runs/exp1/metrics-rank0.jsonl").read_text().splitlines())
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    synced = json.loads((tmp_path / "runs/exp1/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
+    synced = json.loads((tmp_path / "runs/exp1/sync-progress-rank0.json").read_text())["metrics-rank0.jsonl"]["mlflow"]
     assert out.stdout.splitlines() == [
         f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
-        f"{store} (run {synced[f'mlflow {store}']['identity']['run_id']})",
+        f"{store} (run {synced[store]['identity']['run_id']})",
         "  files: exp1/logs-rank0.txt, exp1/run-config.yaml",  # MLflow takes files; TensorBoard does not
         f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
     ]

@@ -66,10 +66,17 @@ def as_float32(expected: dict[str, list[tuple[int, float]]]) -> dict[str, list[t
     return {key: [(step, np.float32(value)) for step, value in points] for key, points in expected.items()}
 
 
-def run_id(store: str = "mlflow.db") -> str:
-    """The MLflow run the syncs of run/metrics-rank0.jsonl into `store` made."""
-    entries = json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]
-    return entries[f"mlflow sqlite:///{Path(store).resolve()}"]["identity"]["run_id"]
+PROGRESS = Path("run/sync-progress-rank0.json")
+
+
+def progress(path: Path = PROGRESS) -> dict:
+    """What the syncs of a run's files recorded of them (`composer_cfg.run.sync_progress`)."""
+    return json.loads(path.read_text())
+
+
+def run_id(store: str = "mlflow.db", file: str = "metrics-rank0.jsonl") -> str:
+    """The MLflow run the syncs of `file` of run/ into `store` made."""
+    return progress()[file]["mlflow"][f"sqlite:///{Path(store).resolve()}"]["identity"]["run_id"]
 
 
 @pytest.mark.slow
@@ -166,7 +173,7 @@ def test_every_rank_of_a_run_is_replayed_into_its_own_tracker_run_or_rank_zero_a
     assert tensorboard_series("run/tb-1") == {"loss": [(0, 1.0)]}
     (only,) = sync("run", ["mlflow"])  # rank_zero_only, as by default: rank 0's records alone
     assert (only.records_file, only.sent) == (Path("run/metrics-rank0.jsonl"), 1)
-    assert not Path("run/run-rank1.json").read_text().count("mlflow")
+    assert list(progress(Path("run/sync-progress-rank1.json"))["metrics-rank1.jsonl"]) == ["tensorboard"]
 
 
 @pytest.mark.slow
@@ -209,14 +216,13 @@ def test_a_source_without_records_is_an_error():
 
 
 @pytest.mark.slow
-def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_the_manifest_and_fresh_sends_it_all_again():
+def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_its_progress_and_fresh_sends_it_all_again():
     records = jsonl_run(epochs=1, batches=1)
     sync("run", ["mlflow"])
-    manifest = json.loads(Path("run/run-rank0.json").read_text())
-    (key,) = manifest["sync"]["metrics-rank0.jsonl"]
-    manifest["sync"]["metrics-rank0.jsonl"][key].update(identity={"run_id": "0" * 32},  # deleted from its store
-                                                         through={"epoch": 0, "batch": 0, "keys": []})
-    Path("run/run-rank0.json").write_text(json.dumps(manifest))
+    kept = progress()
+    (entry,) = kept["metrics-rank0.jsonl"]["mlflow"].values()
+    entry.update(identity={"run_id": "0" * 32}, through={"epoch": 0, "batch": 0, "keys": []})  # deleted from its store
+    PROGRESS.write_text(json.dumps(kept))
 
     def command(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow", *extra],
@@ -225,7 +231,7 @@ def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_the_manifes
     out = command()
     assert out.returncode == 1
     assert out.stderr.splitlines()[-1].startswith(f"composer-cfg-sync: error: MlflowException: Run with id={'0' * 32} not found")
-    assert json.loads(Path("run/run-rank0.json").read_text()) == manifest
+    assert progress() == kept
     out = command("--fresh")
     assert out.returncode == 0 and out.stdout.startswith(f"mlflow: {len(records)} new record(s)"), out.stderr
     assert mlflow_series(run_id()) == series(records)
@@ -421,19 +427,21 @@ def test_a_spool_completes_its_own_target_only_and_another_target_gets_the_recor
         ("metrics-rank0.jsonl", 0, True), (spool.name, 2, False)]
 
 
-def test_a_progress_entry_of_an_earlier_version_counts_for_one_target_only():
+def test_a_progress_entry_of_an_earlier_version_without_a_target_counts_for_one_target_only():
     records = jsonl_run(epochs=1)
     sync("run", ["tensorboard"])
-    manifest = json.loads(Path("run/run-rank0.json").read_text())
-    entries = manifest["sync"]["metrics-rank0.jsonl"]
-    (entry,) = entries.values()
-    manifest["sync"]["metrics-rank0.jsonl"] = {"tensorboard": {"through": entry["through"]}}  # as written before
-    Path("run/run-rank0.json").write_text(json.dumps(manifest))
-    assert [s.sent for s in sync("run", ["tensorboard"])] == [0]  # taken as this target's, and moved there
-    assert list(json.loads(Path("run/run-rank0.json").read_text())["sync"]["metrics-rank0.jsonl"]) == [
-        f"tensorboard {Path('run/tensorboard').absolute()}"]
+    (entry,) = progress()["metrics-rank0.jsonl"]["tensorboard"].values()
+    PROGRESS.unlink()
+    manifest = Path("run/run-rank0.json")  # as a version before targets left it:
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {
+        "sync": {"metrics-rank0.jsonl": {"tensorboard": {"through": entry["through"]}}}}))
+    written = manifest.read_bytes()
+    assert [s.sent for s in sync("run", ["tensorboard"])] == [0]  # taken as this target's, recorded as its own
+    assert progress() == {"metrics-rank0.jsonl": {"tensorboard": {
+        str(Path("run/tensorboard").absolute()): {"through": entry["through"]}}}}
     other = sync("run", ["tensorboard"], ["logger.destinations.tensorboard.log_dir=other"])
     assert [s.sent for s in other] == [len(records)] and tensorboard_series("other") == as_float32(series(records))
+    assert manifest.read_bytes() == written
 
 
 @pytest.mark.slow
@@ -445,7 +453,7 @@ def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_ea
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
-    while "sync" not in json.loads(Path("run/run-rank0.json").read_text()):  # the tracker run exists: recorded
+    while not PROGRESS.exists():  # the tracker run exists: recorded
         assert child.poll() is None and time.monotonic() < deadline, child.communicate()
         time.sleep(0.05)
     client = MlflowClient(tracking_uri=f"sqlite:///{Path('mlflow.db').resolve()}")
@@ -465,3 +473,79 @@ def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_ea
     assert run_id() == interrupted.info.run_id  # continued, not a second run
     assert client.get_run(run_id()).info.status == "FINISHED"
     assert mlflow_series(run_id()) == series(records)  # every point once
+
+
+@pytest.mark.slow
+def test_a_sync_never_writes_the_run_manifest_and_keeps_its_progress_in_a_file_of_its_own():
+    records = jsonl_run()
+    lines = RECORDS.read_text().splitlines(keepends=True)
+    RECORDS.write_text("".join(lines[:5]))  # the run wrote five records so far
+    spool = Path("run/undelivered-mlflow-rank0.jsonl")
+    spool.write_text("".join(lines[:2]))  # what its live store missed
+    RunRecord(Path("run"), 0).add_spool(spool.name, "mlflow", {}, f"sqlite:///{Path('mlflow.db').resolve()}")
+    manifest = Path("run/run-rank0.json")
+    written = manifest.read_bytes()
+
+    def sent(**options: bool) -> list[tuple[str, str, int]]:
+        results = sync("run", ["mlflow", "tensorboard"], **options)
+        assert manifest.read_bytes() == written  # neither a records file's sync, a spool's nor a fresh one writes it
+        return [(s.records_file.name, s.destination, s.sent) for s in results]
+
+    assert sent() == [("metrics-rank0.jsonl", "mlflow", 0), ("metrics-rank0.jsonl", "tensorboard", 5),
+                      (spool.name, "mlflow", 2)]
+    tensorboard_dir, store = str(Path("run/tensorboard").resolve()), f"sqlite:///{Path('mlflow.db').resolve()}"
+    assert {file: {name: list(targets) for name, targets in entries.items()} for file, entries in progress().items()} == {
+        "metrics-rank0.jsonl": {"tensorboard": [tensorboard_dir]}, spool.name: {"mlflow": [store]}}
+    assert mlflow_series(run_id(file=spool.name)) == series(records[:2])
+    assert run_files(Path("run")) == RunFiles([RECORDS], [spool])  # the progress file is no records file
+    assert sent() == [("metrics-rank0.jsonl", "mlflow", 0), ("metrics-rank0.jsonl", "tensorboard", 0),
+                      (spool.name, "mlflow", 0)]
+    RECORDS.write_text("".join(lines))  # the run went on
+    assert sent() == [("metrics-rank0.jsonl", "mlflow", 0), ("metrics-rank0.jsonl", "tensorboard", len(records) - 5),
+                      (spool.name, "mlflow", 0)]
+    assert tensorboard_series() == as_float32(series(records))  # each point once
+    assert list(read_records("run")) == records
+    assert sent(fresh=True) == [("metrics-rank0.jsonl", "mlflow", len(records)),  # the records file whole, elsewhere
+                                ("metrics-rank0.jsonl", "tensorboard", len(records))]
+    assert mlflow_series(run_id()) == series(records)
+
+
+@pytest.mark.slow
+def test_sync_progress_an_earlier_version_kept_in_the_manifest_is_honoured_and_never_written():
+    records = jsonl_run()
+    lines = RECORDS.read_text().splitlines(keepends=True)
+    RECORDS.write_text("".join(lines[:5]))
+    sync("run", ["mlflow", "tensorboard"])
+    first = run_id()
+    earlier = {file: {f"{name} {target}": {**entry, "target": target} for name, targets in entries.items()
+                      for target, entry in targets.items()} for file, entries in progress().items()}
+    PROGRESS.unlink()
+    manifest = Path("run/run-rank0.json")  # as the version before kept it: in the manifest, by "<destination> <target>"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"sync": earlier}))
+    written = manifest.read_bytes()
+    assert [s.sent for s in sync("run", ["mlflow", "tensorboard"])] == [0, 0]  # nothing it says was sent, again
+    RECORDS.write_text("".join(lines))
+    assert [s.sent for s in sync("run", ["mlflow", "tensorboard"])] == [len(records) - 5] * 2
+    assert run_id() == first and mlflow_series(first) == series(records)  # into the same run, each point once
+    assert tensorboard_series() == as_float32(series(records))
+    assert manifest.read_bytes() == written
+    assert [s.sent for s in sync("run", ["mlflow", "tensorboard"])] == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [("{\"metrics-rank0.jsonl\": ", "not JSON: Expecting value: line 1 column 25 (char 24)"),
+     ('{"metrics-rank0.jsonl": {"tensorboard": {"t": {"through": {"epoch": 0}}}}}',
+      "metrics-rank0.jsonl.tensorboard.t.through.batch: field required")],
+    ids=["cut-short", "wrong-shape"],
+)
+def test_a_damaged_progress_file_is_one_line_naming_it_before_anything_is_sent(damage, why, capsys):
+    jsonl_run(epochs=1, batches=1)
+    PROGRESS.write_text(damage)
+    assert main(["run", "--to", "tensorboard"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"composer-cfg-sync: error: {PROGRESS}: damaged sync progress ({why}); restore it, or move it aside and "
+        f"sync with --fresh (everything is sent again, into new tracker runs)"]
+    assert not Path("run/tensorboard").exists()
+    PROGRESS.rename("run/sync-progress-rank0.json.damaged")
+    assert main(["run", "--to", "tensorboard", "--fresh"]) == 0

@@ -4,26 +4,27 @@ The manifest says what went where: under ``"run"`` (a resumable run) its name an
 each destination's identity (an MLflow run id, a W&B id, file paths) and how far it was written,
 the run's own id, the last checkpoint mark (and the size of each records file then), the status,
 and one entry per attempt (started, ended, status, where it resumed, and the process that ran
-it); under ``"spools"`` and ``"sync"`` the spools of undelivered records, their destinations and
-tracker runs, and what ``composer-cfg-sync`` sent; under ``"logging"`` the Logger's report at close.
+it); under ``"records"`` its records files; under ``"spools"`` and ``"sync"`` the spools of
+undelivered records, their destinations, targets and tracker runs; under ``"logging"`` the
+Logger's report at close. ``composer-cfg-sync`` reads it and never writes it: it keeps its progress
+in a file of its own (`composer_cfg.run.sync_progress`); what an earlier version kept of its syncs
+under ``"sync"`` is read there, as where a sync starts.
 
-Every change is a read-modify-write of the whole file under two locks, one for the threads of
-this process and one for other processes (`filelock`), then an atomic replace: a reader sees the
-old manifest or the new one, never half of either, and no writer loses another's change. An
-attempt of a resumable run also holds the run's attempt lock (``run-rank{rank}.lock``) from
-`begin` to `end`: a second live attempt of the same run is refused, naming the live one. The
-operating system releases the lock of a killed process, so a requeued job takes it over.
+Every change is a read-modify-write of the whole file under two locks, then an atomic replace
+(`composer_cfg.run.locked_json`): a reader sees the old manifest or the new one, never half of
+either, and no writer loses another's change. An attempt of a resumable run also holds the run's
+attempt lock (``run-rank{rank}.lock``) from `begin` to `end`: a second live attempt of the same run
+is refused, naming the live one. The operating system releases the lock of a killed process, so a
+requeued job takes it over.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
-import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,7 +35,7 @@ from typing_extensions import Required, TypedDict  # pydantic reads TypedDicts f
 from composer_cfg.core.errors import ConfigError
 from composer_cfg.core.status import RunStatus
 from composer_cfg.core.timestamp import COUNTERS, Timestamp
-from composer_cfg.run.files import replacing
+from composer_cfg.run.locked_json import LockedJson, read_checked
 from composer_cfg.run.resume import Resume
 
 CRASHED = "CRASHED"  # an attempt that never said how it ended (SIGKILL, a lost node)
@@ -95,6 +96,7 @@ class _Manifest(TypedDict, total=False):
     run: _Run
     records: dict[str, str]  # path (relative to the manifest) -> destination name
     spools: dict[str, str]
+    # file -> `progress_key` -> {"target", "identity"}: a spool's; an earlier version's sync progress adds "through"
     sync: dict[str, dict[str, dict[str, Any]]]
     logging: dict[str, Any]
 
@@ -107,32 +109,9 @@ class DamagedManifest(ConfigError):
                          f"aside and start the run again")
 
 
-@functools.cache
-def _manifest_shape() -> Any:
-    from pydantic import TypeAdapter  # imported when a manifest is first read, not with the package
-
-    return TypeAdapter(_Manifest)
-
-
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest at `path`, or {} when there is none yet; `DamagedManifest` when it is not one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    try:
-        content = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DamagedManifest(path, f"not JSON: {error}") from None
-    from pydantic import ValidationError
-
-    try:
-        _manifest_shape().validate_python(content, strict=True)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "the whole file"
-        raise DamagedManifest(path, f"{where}: {first['msg'].lower()}") from None
-    return content
+    return read_checked(path, _Manifest, DamagedManifest)
 
 
 class Continued(NamedTuple):
@@ -186,7 +165,8 @@ def _run_of(file: Path) -> tuple[Any, Any] | None:
 
 
 def progress_key(destination: str, target: str) -> str:
-    """Where a manifest keeps what went from a file into `destination`'s `target` (`Policies.sync_target`)."""
+    """Where a manifest's ``"sync"`` names a file's `destination` and `target` (`Policies.sync_target`):
+    a spool's (`RunRecord.add_spool`), or an earlier version's sync progress."""
     return f"{destination} {target}" if target else destination
 
 
@@ -210,8 +190,7 @@ class RunRecord:
     def __init__(self, directory: Path, rank: int) -> None:
         self.path = manifest_path(directory, rank)
         self.rank = rank
-        self._lock = threading.RLock()
-        self._writing = FileLock(f"{self.path}.lock", thread_local=False)
+        self._file = LockedJson(self.path, read_manifest)
         self._attempt = FileLock(self.path.with_suffix(".lock"), thread_local=False)
         self._live = False  # this process holds the attempt lock
         self.key: str | None = None  # the run's own id, once an attempt began (`begin`)
@@ -240,7 +219,7 @@ class RunRecord:
                               key="run_name") from None
         self._live = True
         try:
-            return self._change(lambda manifest: self._open_attempt(manifest, run_name, world_size, policy,
+            return self._file.change(lambda manifest: self._open_attempt(manifest, run_name, world_size, policy,
                                                                     timestamp))
         except BaseException:
             self._release()
@@ -275,7 +254,7 @@ class RunRecord:
 
     def started(self, identities: Mapping[str, Mapping[str, Any]]) -> None:
         """After INIT: each destination's identity (a tracker's run id, a path), by name."""
-        self._change(lambda manifest: _identify(manifest["run"], identities))
+        self._file.change(lambda manifest: _identify(manifest["run"], identities))
 
     def checkpoint(self, timestamp: Timestamp, identities: Mapping[str, Mapping[str, Any]]) -> None:
         """A checkpoint was saved and everything logged before it is delivered: mark `timestamp`."""
@@ -283,7 +262,7 @@ class RunRecord:
             _identify(manifest["run"], identities)
             self._mark(manifest, timestamp)
 
-        self._change(change)
+        self._file.change(change)
 
     def end(self, status: RunStatus, timestamp: Timestamp) -> None:
         """The attempt ended with `status`; the attempt lock is released. A FINISHED one has
@@ -298,7 +277,7 @@ class RunRecord:
                 self._mark(manifest, timestamp)
 
         try:
-            self._change(change)
+            self._file.change(change)
         finally:
             self._release()
 
@@ -314,43 +293,22 @@ class RunRecord:
             if identity and not entry.get("identity"):
                 entry["identity"] = dict(identity)
 
-        self._change(change)
-
-    def record_sync(self, file_name: str, key: str, entry: Mapping[str, Any], replaces: str | None = None) -> None:
-        """What ``composer-cfg-sync`` sent of `file_name` into a target (`progress_key`), and where;
-        `replaces`: an entry of an earlier version this one takes the place of."""
-        def change(manifest: dict[str, Any]) -> None:
-            entries = manifest.setdefault("sync", {}).setdefault(file_name, {})
-            entries.pop(replaces, None)
-            entries[key] = dict(entry)
-
-        self._change(change)
+        self._file.change(change)
 
     def add_records(self, files: Mapping[str, Path]) -> None:
         """Records files (each inside the manifest's directory), by destination name: listed by
         path, so every Logger of the run (training, then evaluation) adds its own."""
-        self._change(lambda manifest: manifest.setdefault("records", {}).update(
+        self._file.change(lambda manifest: manifest.setdefault("records", {}).update(
             {path.relative_to(self.path.parent).as_posix(): name for name, path in files.items()}))
 
     def record_report(self, report: Mapping[str, Any]) -> None:
         """The Logger's report at close, under ``"logging"``."""
-        self._change(lambda manifest: manifest.update(logging=dict(report)))
+        self._file.change(lambda manifest: manifest.update(logging=dict(report)))
 
     def exists(self) -> bool:
         return self.path.is_file()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _change(self, change: Callable[[dict[str, Any]], Any]) -> Any:
-        """Read the manifest, apply `change`, write it whole (under both locks); `change`'s result."""
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._writing:
-                manifest = read_manifest(self.path)
-                result = change(manifest)
-                with replacing(self.path) as file:
-                    file.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n")
-                return result
 
     def _mark(self, manifest: dict[str, Any], timestamp: Timestamp) -> None:
         """Everything logged so far is delivered: `timestamp` is where a next attempt continues,

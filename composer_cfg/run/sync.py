@@ -7,11 +7,12 @@ Each records file (``*.jsonl``: one run, one rank) is replayed through the desti
 config tree names, configured by the same overrides as the ``composer-cfg`` command, with each
 record's own level, timestamp and wall-clock time. A second sync sends only what is new: the
 progress into each target (a destination's store, directory or project) and the identity of its
-record there (an MLflow run id, a W&B run id) are kept in the run manifest beside the records
-file, so the next sync into that target adds to the same tracker run; another target gets
-everything, and ``--fresh`` sends everything again into a new tracker run. A destination that
-takes files also gets the run's text log and config record, where the run keeps them by default,
-with every sync that sends new records.
+record there (an MLflow run id, a W&B run id) are kept in the sync's own file beside the records
+file (`composer_cfg.run.sync_progress`; the run's manifest is read, never written), so the next
+sync into that target adds to the same tracker run; another target gets everything, and
+``--fresh`` sends everything again into a new tracker run. A destination that takes files also
+gets the run's text log and config record, where the run keeps them by default, with every sync
+that sends new records.
 
 A tracker that could not deliver during the run left a spool,
 ``undelivered-<destination>-rank<rank>.jsonl`` (see `composer_cfg.run.spool`): it is synced into
@@ -42,7 +43,8 @@ from composer_cfg.core.secrets import remember
 from composer_cfg.core.timestamp import Timestamp
 from composer_cfg.run.media_files import load_media
 from composer_cfg.run.records import before, placed_records, point_of, read_records
-from composer_cfg.run.run_record import RunRecord, progress_key, run_files
+from composer_cfg.run.run_record import manifest_path, read_manifest, run_files
+from composer_cfg.run.sync_progress import SyncProgress, check_progress
 from composer_cfg.runtime.exit_hooks import close_at_exit
 
 PROG = "composer-cfg-sync"
@@ -75,13 +77,15 @@ def sync(
     file) into each of `destinations` (names in the config tree: ``mlflow``, ``wandb``...).
 
     What was sent is kept per target (`Policies.sync_target`: a store, a directory, a project) in
-    the run's manifest: a next sync into the same target adds what is new to the same tracker run;
-    into another target, or with `fresh`, it sends everything into a new one. Of a resumable run
-    that did not finish, the records written after its last checkpoint are held back (an attempt that
-    continues the run logs those steps again), unless `unfinished`.
+    a progress file beside the records (`SyncProgress`): a next sync into the same target adds what
+    is new to the same tracker run; into another target, or with `fresh`, it sends everything into
+    a new one. Of a resumable run that did not finish, the records written after its last
+    checkpoint are held back (an attempt that continues the run logs those steps again), unless
+    `unfinished`.
 
     Relative paths in the destinations' config resolve in the working directory, as for the
-    command. Raises `ConfigError` for a bad destination name or override, before anything is sent.
+    command. Raises `ConfigError` for a bad destination name or override, a damaged manifest or
+    progress file, before anything is sent.
     """
     from composer_cfg.config.build import instantiate_destinations
     from composer_cfg.config.compose import compose_config
@@ -97,6 +101,7 @@ def sync(
         if node.destinations.get(name) is not None and "undelivered" in node.destinations[name]:  # again next time)
             node.destinations[name].when_full = "block"
             node.destinations[name].undelivered = "drop"
+    check_progress(file.parent for file in files)
     world_sizes = _world_sizes(files)
     results = []
     for file in files:
@@ -104,8 +109,8 @@ def sync(
         if not placed:
             continue
         run_name, rank = placed[0][1]["run_name"], placed[0][1].get("rank", 0)
-        run_record = RunRecord(file.parent, rank)
-        manifest = run_record.read()
+        manifest = read_manifest(manifest_path(file.parent, rank))
+        progress_file = SyncProgress(file.parent, rank)
         spools = manifest.get("spools", {})
         status = (manifest.get("run") or {}).get("status")
         kept = placed if unfinished else _final(placed, manifest.get("run"), file.name)
@@ -124,33 +129,29 @@ def sync(
             target = destination.sync_target(RunFacts(run_name, dist_info))
             # A spool completes what its own target got live; any other target (or a fresh sync)
             # gets everything from the run's records file, or from the spool when it has none.
-            own = [spool for spool, owner in spools.items() if owner == name
-                   and _progress(manifest.get("sync", {}).get(spool, {}), name, target, fresh)[2]]
+            own = [spool for spool, owner in spools.items() if owner == name and not fresh
+                   and progress_file.start(manifest, spool, name, target) is not None]
             if file.name in spools and file.name not in own and _has_records(file, files, spools):
                 continue
             if file.name not in spools and own:
                 results.append(Synced(file, name, 0, skipped=f"the run logged to {name} itself; its spool "
                                                             f"completes it"))
                 continue
-            entries = run_record.read().get("sync", {}).get(file.name, {})
-            key, entry, _ = _progress(entries, name, target, fresh)
+            entry = {} if fresh else progress_file.start(manifest, file.name, name, target) or {}
             pending = _after(records, entry.get("through"), in_file_order)
             synced = Synced(file, name, len(pending), held_back=held_back, run_status=status)
             if pending and file.name not in spools and destination.can_log_file_artifacts():
                 published = _run_files(file.parent, run_name, rank, pending[-1])
                 pending = [*pending, *published]  # (a new list: `records` is every destination's)
                 synced.files = [record["artifact"]["name"] for record in published]
-            if not pending and entry and key not in entries:  # an earlier version's entry: now this target's
-                run_record.record_sync(file.name, key, {**entry, "target": target}, replaces=name)
             if pending:
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
                 logger = Logger(State(run_name, dist_info=dist_info), {name: destination})
 
                 def record(through: dict[str, Any] | None) -> None:  # what went where: the next sync continues it
-                    run_record.record_sync(file.name, key, {"target": target, "through": through,
-                                                            "identity": destination.run_identity() or entry.get("identity", {})},
-                                           replaces=None if key == name else name)
+                    progress_file.record(file.name, name, target, {
+                        "through": through, "identity": destination.run_identity() or entry.get("identity", {})})
 
                 try:  # the tracker run is recorded once it exists: an interrupted sync is continued in it
                     _replay(logger, pending, synced, progress, started=lambda: record(entry.get("through")))
@@ -203,18 +204,6 @@ def _world_sizes(files: Iterable[Path]) -> dict[str, int]:
 def _has_records(spool: Path, files: Sequence[Path], spools: dict[str, str]) -> bool:
     """Whether `spool`'s run directory has a records file among `files`."""
     return any(file.parent == spool.parent and file.name not in spools for file in files)
-
-
-def _progress(entries: dict[str, Any], name: str, target: str, fresh: bool) -> tuple[str, dict[str, Any], bool]:
-    """Where the progress of a sync into destination `name`'s `target` is kept, what it is ({}
-    with `fresh`, or for a target not synced into yet), and whether there is one. An entry of an
-    earlier version (by name alone, without a target) counts as the first target's to use it; the
-    sync's record then takes its place."""
-    key = progress_key(name, target)
-    entry = None if fresh else entries.get(key)
-    if entry is None and not fresh and "target" not in entries.get(name, {"target": None}):
-        entry = entries[name]
-    return key, entry or {}, entry is not None
 
 
 def _final(placed: list[tuple[int, dict[str, Any]]], run: dict[str, Any] | None,
@@ -384,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted; what each tracker has is recorded, and the next sync continues it",
               file=sys.stderr)
         return 130
-    except Exception as error:  # a back end that failed: what was sent before it is kept in the manifest
+    except Exception as error:  # a back end that failed: what was sent before it is kept (`SyncProgress`)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"{PROG}: error: {type(error).__name__}: {' '.join(str(error).split())}", file=sys.stderr)
