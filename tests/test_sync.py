@@ -445,6 +445,37 @@ def test_a_progress_entry_of_an_earlier_version_without_a_target_counts_for_one_
 
 
 @pytest.mark.slow
+def test_a_ctrl_c_python_can_only_print_inside_a_finalizer_still_interrupts_the_sync(monkeypatch, capsys):
+    # A SIGINT that arrives while the garbage collector runs an object's __del__ raises there, and
+    # Python prints "Exception ignored in ..." and carries on: the sync would finish as if never asked to stop.
+    import composer_cfg.run.sync as sync_module
+
+    jsonl_run(epochs=1, batches=20)
+    replayed = []
+
+    class Finalized:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    def timestamp(**fields):
+        replayed.append(fields["batch"])
+        if len(replayed) == 3:
+            Finalized()  # made and dropped at once: the Ctrl-C arrives inside its __del__
+        return Timestamp(**fields)
+
+    monkeypatch.setattr(sync_module, "Timestamp", timestamp)
+    ignored = []  # what Python could only print ("Exception ignored in ...")
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: ignored.append(unraisable.exc_type))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a background shell may ignore it)
+    try:
+        assert main(["run", "--to", "tensorboard"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert ignored == [KeyboardInterrupt] and len(replayed) == 3  # nothing replayed after it
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "composer-cfg-sync: interrupted; what each tracker has is recorded, and the next sync continues it")
+
+
 def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_each_point_once():
     records = jsonl_run(epochs=1, batches=20_000)
     # Sent every 50 ms: the store receives the records in parts.

@@ -23,9 +23,12 @@ files are not synced into a destination that has a spool there (it has the rest 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +312,8 @@ def _replay(logger: Logger, records: list[dict[str, Any]], synced: Synced, progr
             shown = tqdm(records, desc=f"{synced.destination} {synced.records_file.name}", unit="record",
                          disable=None if progress else True, file=sys.stderr)
             for index, record in enumerate(shown):
+                if _CTRL_C.is_set():  # one that landed in a finalizer, which could only print it
+                    raise KeyboardInterrupt
                 state.timestamp = Timestamp(epoch=record["epoch"], batch=record["batch"],
                                             batch_in_epoch=record.get("batch_in_epoch", 0),
                                             sample=record.get("sample", 0))
@@ -363,8 +368,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     unmask = mask_output()  # what it prints and logs, with secrets masked, as the command does
     remember(secrets_in(args.overrides))
     try:
-        return _report(sync(args.source, names, args.overrides, args.config_dir, progress=True,
-                            unfinished=args.unfinished, fresh=args.fresh))
+        with _noting_ctrl_c():
+            results = sync(args.source, names, args.overrides, args.config_dir, progress=True,
+                           unfinished=args.unfinished, fresh=args.fresh)
+            if _CTRL_C.is_set():
+                raise KeyboardInterrupt
+        return _report(results)
     except ConfigError as error:
         for problem in error.problems:
             print(f"{PROG}: error: {problem}", file=sys.stderr)
@@ -380,6 +389,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         unmask()
+
+
+#: Set by a Ctrl-C during `main`'s sync (and only then).
+_CTRL_C = threading.Event()
+
+
+@contextlib.contextmanager
+def _noting_ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as usual, and is also noted in `_CTRL_C`: one that lands
+    while a finalizer runs (an object's ``__del__``, a weakref callback) is only printed by Python,
+    and the replay and `main` raise it again at the next record or the end. A SIGINT the process
+    was started ignoring stays ignored."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        _CTRL_C.set()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _CTRL_C.clear()
 
 
 def _report(results: list[Synced]) -> int:
