@@ -4,6 +4,7 @@ Real apps in a temporary directory, run as subprocesses: one shaped like
 lightning-hydra-template (its own ``logger`` group of Lightning loggers), one minimal.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from composer_cfg import ConfigError
+from composer_cfg.config.run_directory import Placement, place_run
 from composer_cfg.run.records import read_records
 from conftest import needs
+from servers import free_port
 
 MlflowClient = needs("mlflow").MlflowClient
 
@@ -243,37 +247,169 @@ def test_a_sweep_of_the_app_needs_each_job_in_its_own_directory(tmp_path):
             "apart", f"epochs={epochs} +logger/destinations=mlflow")
 
 
+TIMED = "hydra:\n  run:\n    dir: logs/${now:%H-%M-%S}\n"
+TIMED_THROUGH_A_KEY = "paths:\n  runs: logs/${now:%H-%M-%S}\nhydra:\n  run:\n    dir: ${paths.runs}\n"
+OWN = "hydra:\n  run:\n    dir: logs/${run_name}\n"
+
+
 @pytest.mark.parametrize(("config", "overrides", "directory"), [
-    ("", ["run_name=exp1", "resume=auto"], ["hydra.run.dir=outputs/exp1"]),  # Hydra's default: new at every launch
-    ("", ["run_name=exp1", "resume=must"], ["hydra.run.dir=outputs/exp1"]),
+    ("", ["run_name=exp1", "resume=auto"], ["hydra.run.dir='outputs/exp1'"]),  # Hydra's default: new at every launch
+    ("", ["run_name=exp1", "resume=must"], ["hydra.run.dir='outputs/exp1'"]),
     ("", ["run_name=exp1"], []),  # resume=never: a new run each time
     ("", ["resume=auto"], []),  # no name: nothing to find again
     ("", ["run_name=exp1", "resume=auto", "hydra.run.dir=mine"], []),
-    ("hydra:\n  run:\n    dir: logs/${now:%H-%M-%S}\n", ["run_name=exp1", "resume=auto"], ["hydra.run.dir=outputs/exp1"]),
-    ("hydra:\n  run:\n    dir: logs/${run_name}\n", ["run_name=exp1", "resume=auto"], []),  # the app's own, found again
+    (TIMED, ["run_name=exp1", "resume=auto"], ["hydra.run.dir='outputs/exp1'"]),
+    (TIMED_THROUGH_A_KEY, ["run_name=exp1", "resume=auto"], ["hydra.run.dir='outputs/exp1'"]),
+    (OWN, ["run_name=exp1", "resume=auto"], []),  # the app's own, found again
+    ("", ["run_name='lr=0.1,bs=2'", "resume=auto"], ["hydra.run.dir='outputs/lr=0.1,bs=2'"]),  # quoted for Hydra
+    ("run_name: ${oc.env:NOT_SET_ANYWHERE}\n", ["resume=auto"], []),  # the check says what is wrong
 ])
 def test_a_run_that_may_be_continued_runs_where_a_second_attempt_finds_it(tmp_path, config, overrides, directory):
-    assert directory_overrides(tmp_path, config, overrides) == directory
+    assert placed(tmp_path, config, overrides) == Placement(directory)
 
 
-@pytest.mark.parametrize(("rank", "overrides", "directory"), [
-    (0, ["run_name=exp1"], ["run_name=exp1", "hydra.job.name=train-rank0", "hydra.run.dir=outputs/exp1"]),
-    (1, [], ["run_name=torchrun-0a1b2c3d", "hydra.job.name=train-rank1", "hydra.run.dir=outputs/torchrun-0a1b2c3d",
-             "hydra.output_subdir=null"]),  # the launcher's job id names it: the same on every rank
-    (1, ["hydra.run.dir=mine"], ["run_name=torchrun-0a1b2c3d", "hydra.job.name=train-rank1", "hydra.output_subdir=null"]),
+@pytest.mark.parametrize(("rank", "config", "overrides", "directory"), [
+    (0, "", ["run_name=exp1"], ["hydra.job.name='train-rank0'", "hydra.run.dir='outputs/exp1'"]),
+    (1, "", [], ["run_name='torchrun-0a1b2c3d'", "hydra.job.name='train-rank1'", "hydra.output_subdir=null",
+                 "hydra.run.dir='outputs/torchrun-0a1b2c3d'"]),  # the launcher's job id names it: the same on every rank
+    (1, "", ["hydra.run.dir=mine"], ["run_name='torchrun-0a1b2c3d'", "hydra.job.name='train-rank1'",
+                                     "hydra.output_subdir=null"]),
+    (1, OWN, ["run_name=k"], ["hydra.job.name='train-rank1'", "hydra.output_subdir=null"]),  # the app's own
+    (1, "run_name: ${oc.env:NOT_SET_ANYWHERE}\n", [], []),  # the check says what is wrong, in one line
 ])
-def test_every_rank_of_a_run_runs_in_one_directory(tmp_path, monkeypatch, rank, overrides, directory):
+def test_every_rank_of_a_run_runs_in_one_directory(tmp_path, monkeypatch, rank, config, overrides, directory):
     monkeypatch.setattr(sys, "argv", ["train.py"])
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "0a1b2c3d4e5f")
-    assert directory_overrides(tmp_path, "", overrides) == directory
+    assert placed(tmp_path, config, overrides) == Placement(directory)
 
 
-def directory_overrides(tmp_path: Path, config: str, overrides: list[str]) -> list[str]:
+def test_ranks_that_agree_on_a_name_only_once_their_process_group_exists_keep_the_run_where_they_start(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert placed(tmp_path, "", [], agree_later=True) == Placement(
+        ["hydra.job.name='train-rank1'", "hydra.output_subdir=null"], in_job_directory=False)
+    with pytest.raises(ConfigError, match="run_name: not set, and the 2 ranks of this run can not agree"):
+        placed(tmp_path, "", [])  # the command starts no process group: nothing could agree later
+
+
+def placed(tmp_path: Path, config: str, overrides: list[str], agree_later: bool = False) -> Placement:
     from composer_cfg.config.compose import hydra_context
-    from composer_cfg.config.run_directory import run_directory_overrides
 
-    (tmp_path / "config.yaml").write_text("run_name: null\nresume: never\n" + config)
+    (tmp_path / "config.yaml").write_text(("" if "run_name:" in config else "run_name: null\n") + "resume: never\n" + config)
     with hydra_context(tmp_path):  # as hydra_main composes an app's config before Hydra runs it
-        return run_directory_overrides(overrides, "config")
+        return place_run(overrides, "config", agree_later=agree_later)
+
+
+# An app run by hydra_main: the run's files go in the job's directory (docs/hydra-app.md).
+OWN_APP = {
+    "configs/train.yaml": """
+        defaults:
+          - logger: default
+          - override logger/destinations: [file]
+          - _self_
+        run_name: null
+        resume: never
+        epochs: 1
+        """,
+    "train.py": """
+        from composer_cfg import Event, TrainingLoop, hydra_main, instantiate_logger
+
+        def build(cfg):
+            return instantiate_logger(cfg.get("logger"), run_name=cfg.run_name, resume=cfg.resume)
+
+        @hydra_main(config_path="configs", config_name="train")
+        def main(cfg):
+            logger = build(cfg)
+            with logger:
+                loop = TrainingLoop(logger)
+                for epoch in loop.epochs(cfg.epochs):
+                    for batch in loop.batches(2):
+                        logger.data_batch({"loss": 1.0})
+                    logger.run_event(Event.EPOCH_CHECKPOINT)
+
+        if __name__ == "__main__":
+            main()
+        """,
+}
+
+
+def written(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*")
+                  if path.is_file() and path.parts[len(root.parts)] not in ("configs", "train.py"))
+
+
+@pytest.mark.slow
+def test_a_logger_built_on_a_thread_of_the_task_writes_in_the_job_directory(tmp_path):
+    write(tmp_path, OWN_APP)
+    script = tmp_path / "train.py"
+    script.write_text(script.read_text().replace("    logger = build(cfg)", (
+        "    import concurrent.futures\n"
+        "    with concurrent.futures.ThreadPoolExecutor() as pool:\n"
+        "        logger = pool.submit(build, cfg).result()")))
+    out = run(tmp_path, "train.py", "run_name=t1", "hydra.run.dir=job")
+    assert out.returncode == 0, out.stderr
+    assert [name for name in written(tmp_path) if not name.startswith("job/")] == []
+    assert (tmp_path / "job/t1/logs-rank0.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_is_checked_in_each_jobs_own_directory_and_continued_there(tmp_path):
+    write(tmp_path, OWN_APP)
+    sweep = ["-m", "run_name=m", "epochs=1,2", "hydra.sweep.dir=sweep"]
+    assert run(tmp_path, "train.py", *sweep, "resume=auto").returncode == 0
+    assert (tmp_path / "sweep/0/m/run-rank0.json").exists() and (tmp_path / "sweep/1/m/run-rank0.json").exists()
+    before = {name: (tmp_path / name).stat().st_mtime_ns for name in written(tmp_path)}
+    refused = run(tmp_path, "train.py", *sweep)  # resume=never: each job's log exists
+    assert refused.returncode == 2 and f"{tmp_path / 'sweep/0/m/logs-rank0.txt'}" in refused.stderr
+    assert {name: (tmp_path / name).stat().st_mtime_ns for name in written(tmp_path)} == before  # nothing touched
+    continued = run(tmp_path, "train.py", *sweep, "resume=must")
+    assert continued.returncode == 0, continued.stderr
+
+
+@pytest.mark.slow
+def test_ranks_that_agree_on_a_name_through_their_process_group_keep_the_run_where_they_start(tmp_path):
+    needs("torch")
+    write(tmp_path, OWN_APP)
+    script = tmp_path / "train.py"
+    script.write_text(script.read_text().replace("    logger = build(cfg)", (
+        "    import torch.distributed\n"
+        "    torch.distributed.init_process_group('gloo')  # rank 0 names the run and tells the others\n"
+        "    logger = build(cfg)")))
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("TORCHELASTIC", "SLURM_", "COMPOSER_RUN_NAME", "RUN_NAME"))}
+    environment.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
+    ranks = [subprocess.Popen([sys.executable, "train.py"], cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={**environment, "RANK": str(rank), "LOCAL_RANK": str(rank)})
+             for rank in (0, 1)]
+    assert [rank.communicate(timeout=120)[1] for rank in ranks] == ["", ""]
+    (log0,) = [path for path in tmp_path.glob("*/logs-rank0.txt")]  # in the launch directory, as before Hydra's
+    assert (log0.parent / "logs-rank1.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_run_written_where_the_app_was_started_is_continued_with_the_run_directory_given_as_that(tmp_path):
+    write(tmp_path, OWN_APP)  # before the job's directory: the run's files in <run_name>/ where it started
+    first = run(tmp_path, "train.py", "run_name=old", "resume=auto", "hydra.run.dir=.")
+    assert first.returncode == 0 and (tmp_path / "old/run-rank0.json").exists(), first.stderr
+    again = run(tmp_path, "train.py", "run_name=old", "resume=must", "hydra.run.dir=.")
+    assert again.returncode == 0, again.stderr
+    assert "run 'old' continues from its last checkpoint" in again.stdout  # (Hydra's job log, on the console)
+
+
+@pytest.mark.slow
+def test_lightning_hydra_templates_output_dir_interpolation_is_checked_and_used_as_in_the_job(tmp_path):
+    write(tmp_path, OWN_APP)
+    with (tmp_path / "configs/train.yaml").open("a") as config:
+        config.write("paths:\n  output_dir: ${hydra:runtime.output_dir}\n"
+                     "logger:\n  destinations:\n    file:\n      filename: ${paths.output_dir}/logs/{run_name}.txt\n")
+    out = run(tmp_path, "train.py", "run_name=lht", "hydra.run.dir=job")
+    assert out.returncode == 0, out.stderr
+    assert [name for name in written(tmp_path) if "lht" in name] == ["job/logs/lht.txt"]
+    again = run(tmp_path, "train.py", "run_name=lht", "hydra.run.dir=job")  # checked where the job writes
+    assert again.returncode == 2 and f"'{tmp_path / 'job/logs/lht.txt'}' already exists" in again.stderr

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from composer_cfg.cli.masked_output import mask_output
 from composer_cfg.config.callback import PROG, print_errors
-from composer_cfg.config.command_line import CommandLine, jobs, read
+from composer_cfg.config.command_line import CommandLine, jobs_to_check, read
 from composer_cfg.config.compose import (
     compose_in_context,
     hydra_context,
@@ -32,7 +32,7 @@ from composer_cfg.config.compose import (
     without_null_groups,
 )
 from composer_cfg.config.masking_callback import config_secrets
-from composer_cfg.config.run_directory import run_directory_overrides
+from composer_cfg.config.run_directory import place_run
 from composer_cfg.config.search_path import PACKAGED_CONFIGS, packaged_configs_last
 from composer_cfg.config.secret_overrides import by_reference, secrets_in
 from composer_cfg.core.errors import ConfigError
@@ -105,17 +105,17 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
         overrides = without_null_groups(command.overrides)
         if not command.multirun:
             try:
-                overrides += run_directory_overrides(overrides, command.config_name)
+                overrides += place_run(overrides, command.config_name).overrides
             except ConfigError as error:
                 print_errors(error)
                 sys.exit(2)
-        expanded = _jobs_or_as_given(overrides) if command.multirun else [overrides]
-        for job_overrides in expanded:
+        expanded = jobs_to_check(overrides, command.multirun)
+        for shown, composed in expanded:
             try:
-                configs.append(compose_in_context(job_overrides, command.config_name, own_primary=primary,
+                configs.append(compose_in_context(composed, command.config_name, own_primary=primary,
                                                   for_command=True))
             except ConfigError as error:
-                failed[" ".join(map(redact_override, job_overrides))] = error.problems
+                failed[" ".join(map(redact_override, shown))] = error.problems
     if failed:
         # A problem every job has is said once; one of some jobs only, for each of them.
         shared = [line for line in next(iter(failed.values())) if len(failed) == len(expanded)
@@ -127,13 +127,6 @@ def _check_jobs(command: CommandLine) -> tuple[list[str], list[DictConfig]]:
     for cfg in configs:
         remember(config_secrets(cfg))
     return overrides, configs
-
-
-def _jobs_or_as_given(overrides: list[str]) -> list[list[str]]:
-    try:
-        return jobs(overrides)
-    except Exception:  # noqa: BLE001 - composing the overrides as given reports the parse error
-        return [overrides]
 
 
 def _compose_as_hydra(command: CommandLine) -> DictConfig | None:

@@ -23,6 +23,7 @@ traceback. ``--help``, ``--cfg`` and the other introspection flags are Hydra's, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -34,10 +35,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from composer_cfg.config.callback import print_errors
-from composer_cfg.config.command_line import jobs, read
+from composer_cfg.config.command_line import jobs_to_check, read
 from composer_cfg.config.compose import compose_in_context, hydra_context, without_null_groups
 from composer_cfg.config.params import in_hydra_job
-from composer_cfg.config.run_directory import run_directory_overrides
+from composer_cfg.config.run_directory import Placement, place_run
 from composer_cfg.config.search_path import packaged_configs_last
 from composer_cfg.core.errors import ConfigError
 
@@ -57,12 +58,15 @@ def hydra_main(
 
     def decorate(task: TaskFunction) -> Callable[[], Any]:
         directory = (Path(inspect.getfile(task)).parent / config_path).resolve()
-        app = hydra.main(version_base=version_base, config_path=config_path, config_name=config_name)(_reporting(task))
+        placement = [Placement([])]
+        app = hydra.main(version_base=version_base, config_path=config_path,
+                         config_name=config_name)(_reporting(task, lambda: placement[0].in_job_directory))
 
         @functools.wraps(task)
         def main() -> Any:
             with packaged_configs_last():
-                sys.argv[1:] = _prepared(sys.argv[1:], directory, config_name)
+                placement[0] = _prepared(sys.argv[1:], directory, config_name)
+                sys.argv[1:] = placement[0].overrides
                 return app()
 
         return main
@@ -70,15 +74,15 @@ def hydra_main(
     return decorate
 
 
-def _reporting(task: TaskFunction) -> TaskFunction:
-    """`task`, with the run's relative paths in the job's directory, saying a `ConfigError` it
-    raises as the command does, and exiting 2. (Hydra finds the app's file, and names the job,
-    through ``__wrapped__``.)"""
+def _reporting(task: TaskFunction, in_job_directory: Callable[[], bool]) -> TaskFunction:
+    """`task`, with the run's relative paths in the job's directory (if `in_job_directory()`),
+    saying a `ConfigError` it raises as the command does, and exiting 2. (Hydra finds the app's
+    file, and names the job, through ``__wrapped__``.)"""
 
     @functools.wraps(task)
     def run(cfg: DictConfig) -> Any:
         try:
-            with in_hydra_job():
+            with in_hydra_job() if in_job_directory() else contextlib.nullcontext():
                 return task(cfg)
         except ConfigError as error:
             if _full_error():
@@ -89,43 +93,38 @@ def _reporting(task: TaskFunction) -> TaskFunction:
     return run
 
 
-def _prepared(argv: Sequence[str], directory: Path, config_name: str) -> list[str]:
-    """`argv` for Hydra, ``group=null`` as ``~group``; first, unless Hydra is to say everything
-    itself, each job's config is checked (problems: printed, exit 2)."""
+def _prepared(argv: Sequence[str], directory: Path, config_name: str) -> Placement:
+    """The command line for Hydra (``group=null`` as ``~group``, where the run runs: see
+    `place_run`), and whether the run's files go in the job's directory; first, unless Hydra is
+    to say everything itself, each job's config is checked (problems: printed, exit 2)."""
     command = read(argv)
     named = any(arg in ("-cn", "--config-name") or arg.startswith("--config-name=") for arg in argv)
     name = command.config_name if named else config_name
+    placement = Placement([])
     with hydra_context(command.config_dir or directory):
         overrides = without_null_groups(command.overrides)
-        if not command.introspection and not command.multirun:
-            try:
-                overrides += run_directory_overrides(overrides, name)
-            except ConfigError as error:
-                print_errors(error, prog=_prog())
-                sys.exit(2)
-        if not command.introspection and not _full_error():
-            _check(_jobs(overrides) if command.multirun else [overrides], name)
-    return [arg for arg in command.argv if arg not in command.overrides] + overrides
-
-
-def _jobs(overrides: list[str]) -> list[list[str]]:
-    try:
-        return jobs(overrides)
-    except Exception:  # noqa: BLE001 - composing the overrides as given reports the parse error
-        return [overrides]
-
-
-def _check(job_overrides: list[list[str]], config_name: str) -> None:
-    problems: list[str] = []
-    for overrides in job_overrides:
-        label = f"job {' '.join(overrides)}: " if len(job_overrides) > 1 else ""
         try:
-            compose_in_context(overrides, config_name, own_primary=False, for_command=True, keys=CHECKED_KEYS)
+            if not command.introspection and not command.multirun:
+                placement = place_run(overrides, name, agree_later=True)
+            overrides += placement.overrides
+            if not command.introspection and not _full_error():
+                _check(jobs_to_check(overrides, command.multirun), name)
+        except ConfigError as error:
+            print_errors(error, prog=_prog())
+            sys.exit(2)
+    return placement._replace(overrides=[arg for arg in command.argv if arg not in command.overrides] + overrides)
+
+
+def _check(jobs: list[tuple[list[str], list[str]]], config_name: str) -> None:
+    problems: list[str] = []
+    for shown, composed in jobs:
+        label = f"job {' '.join(shown)}: " if len(jobs) > 1 else ""
+        try:
+            compose_in_context(composed, config_name, own_primary=False, for_command=True, keys=CHECKED_KEYS)
         except ConfigError as error:
             problems += [f"{label}{line}" for line in error.problems if f"{label}{line}" not in problems]
     if problems:
-        print_errors(ConfigError.from_problems(problems), prog=_prog())
-        sys.exit(2)
+        raise ConfigError.from_problems(problems)
 
 
 def _prog() -> str:

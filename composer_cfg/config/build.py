@@ -41,7 +41,7 @@ def build_logger(
 
     `overrides` take Hydra's command-line syntax; `config_dir` is searched before the packaged
     configs. `Event.INIT` has already been fired (firing it again is harmless). A given `state`
-    wins over the config's ``run_name``. Relative paths resolve in the working directory.
+    wins over the config's ``run_name``. Relative paths resolve as `instantiate_logger` says.
     `resume` (never, auto, must) wins over the config's ``resume``.
 
     >>> logger = build_logger(overrides=["run_name=docs", "logger/destinations=[in_memory]"])

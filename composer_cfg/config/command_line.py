@@ -79,3 +79,16 @@ def jobs(overrides: Sequence[str]) -> list[list[str]]:
     choices = [[f"{o.get_key_element()}={value}" for value in o.sweep_string_iterator()] if o.is_sweep_override()
                else [o.input_line] for o in parsed]
     return [list(job) for job in itertools.product(*choices)]
+
+
+def jobs_to_check(overrides: Sequence[str], multirun: bool) -> list[tuple[list[str], list[str]]]:
+    """Each job's overrides, and those to compose it with for a check that it runs as Hydra will
+    run it: a sweep's jobs expanded, each in its own directory (``hydra.mode=MULTIRUN`` and its
+    ``hydra.job.num``: ``hydra.sweep.dir``/``hydra.sweep.subdir``)."""
+    if not multirun:
+        return [(list(overrides), list(overrides))]
+    try:
+        expanded = jobs(overrides)
+    except Exception:  # noqa: BLE001 - composing the overrides as given reports the parse error
+        return [(list(overrides), list(overrides))]
+    return [(job, [*job, "hydra.mode=MULTIRUN", f"hydra.job.num={number}"]) for number, job in enumerate(expanded)]

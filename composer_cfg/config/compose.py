@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import re
 import sys
@@ -103,7 +104,7 @@ def compose_in_context(
     cfg, forced = _compose(overrides, config_name, return_hydra_config=for_command)
     problems, moved = move_foundry_loggers(cfg, overrides)  # an llm-foundry block: destinations like any other
     directory, key = job_directory_of(cfg) if for_command else (None, None)
-    with job_directory(directory, key):
+    with job_directory(directory, key), _as_the_job(cfg, directory):
         for problem in config_problems(cfg, own_primary, keys):
             problem = Problem(foundry_key(problem.key, moved), problem.message)
             if problem not in problems:  # (an interpolation in the block fails at both its places)
@@ -138,17 +139,39 @@ def report(problems: Sequence[Problem], overrides: Sequence[str], config_name: s
     return error
 
 
+@contextlib.contextmanager
+def _as_the_job(cfg: DictConfig, directory: Path | None) -> Iterator[None]:
+    """``${hydra:runtime.output_dir}`` (lightning-hydra-template's ``paths.output_dir``) resolves
+    to `directory` while a config composed before Hydra runs it is checked; a Hydra config set
+    already (a running job's) is left as it is."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_config = HydraConfig.instance()
+    if directory is None or hydra_config.cfg is not None or cfg.get("hydra") is None:
+        yield
+        return
+    job = copy.deepcopy(cfg)
+    job.hydra.runtime.output_dir, job.hydra.runtime.cwd = str(directory), str(Path.cwd())
+    hydra_config.set_config(job)
+    try:
+        yield
+    finally:
+        hydra_config.cfg = None
+
+
 def job_directory_of(cfg: DictConfig) -> tuple[Path | None, str | None]:
     """Where the files of the command's job (or a `hydra_main` app's) will be, and the key that
-    names it: the run directory (a sweep's directory under ``-m``), whether or not Hydra changes
-    into it; (None, None) without a ``hydra`` node or if it can not be resolved yet."""
+    names it: the run directory, or under ``-m`` (``hydra.mode`` MULTIRUN) the job's own
+    ``hydra.sweep.dir``/``hydra.sweep.subdir``, whether or not Hydra changes into it; (None,
+    None) without a ``hydra`` node or if it can not be resolved yet."""
     hydra_cfg = cfg.get("hydra")
     try:
         if hydra_cfg is None:
             return None, None
-        key = "hydra.sweep.dir" if hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN") \
-            else "hydra.run.dir"
-        return Path(str(OmegaConf.select(cfg, key))).absolute(), key
+        if hydra_cfg.mode is not None and str(hydra_cfg.mode).endswith("MULTIRUN"):
+            sweep = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
+            return (sweep / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))).absolute(), "hydra.sweep.dir"
+        return Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).absolute(), "hydra.run.dir"
     except OmegaConfBaseException:
         return None, None
 

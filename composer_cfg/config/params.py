@@ -169,26 +169,33 @@ def job_directory(path: Path | None, key: str | None = None) -> Iterator[None]:
         _JOB_DIRECTORY.reset(token)
 
 
+#: The directory of the Hydra job whose task runs (`in_hydra_job`), for every thread of the process.
+_HYDRA_JOB: list[Path] = []
+
+
 @contextlib.contextmanager
 def in_hydra_job() -> Iterator[None]:
     """Around a Hydra job's task: the run's relative paths resolve in the job's output directory
-    (``hydra.runtime.output_dir``), whether or not Hydra changed into it."""
+    (``hydra.runtime.output_dir``), whether or not Hydra changed into it, on any thread the task
+    starts (a context variable would not reach them)."""
     from hydra.core.hydra_config import HydraConfig
 
-    with job_directory(Path(str(HydraConfig.get().runtime.output_dir))):
+    _HYDRA_JOB.append(Path(str(HydraConfig.get().runtime.output_dir)).absolute())
+    try:
         yield
+    finally:
+        _HYDRA_JOB.pop()
 
 
 def job_directory_given() -> Path | None:
-    """The job's directory, when one was given (`job_directory`, `in_hydra_job`); else None."""
+    """The job's directory, when one was given (`job_directory`, else `in_hydra_job`); else None."""
     job = _JOB_DIRECTORY.get()
-    return None if job is None else job[0]
+    return job[0] if job is not None else _HYDRA_JOB[-1] if _HYDRA_JOB else None
 
 
 def working_directory() -> Path:
     """Where relative paths of the config will resolve: the job's directory, or here."""
-    job = _JOB_DIRECTORY.get()
-    return (Path.cwd() if job is None else job[0]).resolve()
+    return (job_directory_given() or Path.cwd()).resolve()
 
 
 def launch_directory() -> Path:

@@ -39,9 +39,7 @@ class State:
         self.dataloader_len = dataloader_len
         self.eval_dataloader_len = eval_dataloader_len
         self.dist = dist.current() if dist_info is None else dist_info
-        #: Where relative paths of the run's files (logs, records, its run record) resolve; None:
-        #: the working directory. `instantiate_logger` sets it to a Hydra job's directory.
-        self.directory = None if directory is None else Path(directory).absolute()
+        self.directory = directory
         #: The wall-clock time (Unix seconds) destinations record with what is logged now; None
         #: means the current time. A replay (``composer-cfg-sync``) sets each record's own.
         self.log_time: float | None = None
@@ -49,6 +47,16 @@ class State:
         #: ends. A checkpoint fired there marks the point after it, so a continued run does not
         #: do that body again.
         self.after_body: Callable[[Timestamp], Timestamp] | None = None
+
+    @property
+    def directory(self) -> Path | None:
+        """Where relative paths of the run's files (logs, records, its run record) resolve, made
+        absolute when set; None: the working directory. `instantiate_logger` sets a Hydra job's."""
+        return self._directory
+
+    @directory.setter
+    def directory(self, directory: str | Path | None) -> None:
+        self._directory = None if directory is None else Path(directory).absolute()
 
     @property
     def run_name(self) -> str:
