@@ -42,7 +42,8 @@ class FileLogger(RunFileParams, SinkDestination):
 
     Args:
         filename: template of the log file's path (``{run_name}``, ``{rank}`` and the other dist
-            fields). Relative paths are relative to the working directory when the file opens.
+            fields). A relative path is in the run's directory (`State.directory`; None: the
+            working directory when the file opens).
         artifact_name: template of the name the file is published under on every flush; default:
             `filename` with ``/`` separators and no leading ``/``.
         capture_stdout, capture_stderr: also write what the process prints, as

@@ -52,7 +52,8 @@ class WandBLogger(SinkDestination):
             its Composer 0.7 name, accepted too (not both).
         mode: ``offline`` (default: nothing leaves the machine; ``wandb sync`` uploads later),
             ``online`` or ``disabled``.
-        dir: where the run directory is written (default: the working directory).
+        dir: where the run directory is written (default: the run's directory, `State.directory`,
+            else the working directory).
         timeout: the longest, in seconds, the training thread waits for W&B: to start the run at
             `Event.INIT`, for room in a full queue, at a checkpoint, and at close (delivering what
             is left, then finishing the run).
