@@ -339,6 +339,12 @@ OWN_APP = {
 }
 
 
+def own_app(root: Path, building: str = "logger = build(cfg)") -> None:
+    """OWN_APP in `root`, its logger built by the lines `building`."""
+    write(root, {**OWN_APP, "train.py": OWN_APP["train.py"].replace("            logger = build(cfg)", textwrap.indent(
+        textwrap.dedent(building), " " * 12))})
+
+
 def written(root: Path) -> list[str]:
     return sorted(str(path.relative_to(root)) for path in root.rglob("*")
                   if path.is_file() and path.parts[len(root.parts)] not in ("configs", "train.py"))
@@ -346,12 +352,11 @@ def written(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_a_logger_built_on_a_thread_of_the_task_writes_in_the_job_directory(tmp_path):
-    write(tmp_path, OWN_APP)
-    script = tmp_path / "train.py"
-    script.write_text(script.read_text().replace("    logger = build(cfg)", (
-        "    import concurrent.futures\n"
-        "    with concurrent.futures.ThreadPoolExecutor() as pool:\n"
-        "        logger = pool.submit(build, cfg).result()")))
+    own_app(tmp_path, """\
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            logger = pool.submit(build, cfg).result()
+        """)
     out = run(tmp_path, "train.py", "run_name=t1", "hydra.run.dir=job")
     assert out.returncode == 0, out.stderr
     assert [name for name in written(tmp_path) if not name.startswith("job/")] == []
@@ -360,7 +365,7 @@ def test_a_logger_built_on_a_thread_of_the_task_writes_in_the_job_directory(tmp_
 
 @pytest.mark.slow
 def test_a_sweep_is_checked_in_each_jobs_own_directory_and_continued_there(tmp_path):
-    write(tmp_path, OWN_APP)
+    own_app(tmp_path)
     sweep = ["-m", "run_name=m", "epochs=1,2", "hydra.sweep.dir=sweep"]
     assert run(tmp_path, "train.py", *sweep, "resume=auto").returncode == 0
     assert (tmp_path / "sweep/0/m/run-rank0.json").exists() and (tmp_path / "sweep/1/m/run-rank0.json").exists()
@@ -375,12 +380,11 @@ def test_a_sweep_is_checked_in_each_jobs_own_directory_and_continued_there(tmp_p
 @pytest.mark.slow
 def test_ranks_that_agree_on_a_name_through_their_process_group_keep_the_run_where_they_start(tmp_path):
     needs("torch")
-    write(tmp_path, OWN_APP)
-    script = tmp_path / "train.py"
-    script.write_text(script.read_text().replace("    logger = build(cfg)", (
-        "    import torch.distributed\n"
-        "    torch.distributed.init_process_group('gloo')  # rank 0 names the run and tells the others\n"
-        "    logger = build(cfg)")))
+    own_app(tmp_path, """\
+        import torch.distributed
+        torch.distributed.init_process_group('gloo')  # rank 0 names the run and tells the others
+        logger = build(cfg)
+        """)
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("TORCHELASTIC", "SLURM_", "COMPOSER_RUN_NAME", "RUN_NAME"))}
     environment.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2")
@@ -394,7 +398,7 @@ def test_ranks_that_agree_on_a_name_through_their_process_group_keep_the_run_whe
 
 @pytest.mark.slow
 def test_a_run_written_where_the_app_was_started_is_continued_with_the_run_directory_given_as_that(tmp_path):
-    write(tmp_path, OWN_APP)  # before the job's directory: the run's files in <run_name>/ where it started
+    own_app(tmp_path)  # before the job's directory: the run's files in <run_name>/ where it started
     first = run(tmp_path, "train.py", "run_name=old", "resume=auto", "hydra.run.dir=.")
     assert first.returncode == 0 and (tmp_path / "old/run-rank0.json").exists(), first.stderr
     again = run(tmp_path, "train.py", "run_name=old", "resume=must", "hydra.run.dir=.")
@@ -404,7 +408,7 @@ def test_a_run_written_where_the_app_was_started_is_continued_with_the_run_direc
 
 @pytest.mark.slow
 def test_lightning_hydra_templates_output_dir_interpolation_is_checked_and_used_as_in_the_job(tmp_path):
-    write(tmp_path, OWN_APP)
+    own_app(tmp_path)
     with (tmp_path / "configs/train.yaml").open("a") as config:
         config.write("paths:\n  output_dir: ${hydra:runtime.output_dir}\n"
                      "logger:\n  destinations:\n    file:\n      filename: ${paths.output_dir}/logs/{run_name}.txt\n")
