@@ -627,3 +627,15 @@ def test_a_wandb_spool_of_a_run_in_a_job_directory_completes_its_own_target_sync
     (offline,) = offline_runs(job / "wandb")  # where the live run's W&B directory was
     assert sorted(offline["history"]) == sorted({record["batch"] for record in records[-2:]})
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_records_file_without_a_manifest_resolves_beside_a_directory_named_like_its_run_else_here(tmp_path):
+    records = job_run(tmp_path / "job")
+    for copy in (tmp_path / "kept" / "s1" / "metrics.jsonl", tmp_path / "loose" / "metrics.jsonl"):
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes((tmp_path / "job" / "s1" / "metrics-rank0.jsonl").read_bytes())
+    assert [s.location for s in sync(tmp_path / "kept" / "s1" / "metrics.jsonl", ["tensorboard"])] == [
+        str(tmp_path / "kept" / "s1" / "tensorboard")]  # the run's directory, as its name says
+    assert [s.location for s in sync(tmp_path / "loose" / "metrics.jsonl", ["tensorboard"])] == [
+        str(tmp_path / "s1" / "tensorboard")]  # nothing says where the run was: the working directory
+    assert tensorboard_series(str(tmp_path / "s1" / "tensorboard")) == as_float32(series(records))
