@@ -266,12 +266,14 @@ def test_a_destination_module_next_to_the_user_imports_under_the_console_script(
 
 @pytest.mark.slow
 def test_without_chdir_every_file_of_the_run_is_in_the_job_directory(tmp_path):
-    """Checkpoints, run-config.yaml and the plot resolve through the run's state, as the logs do:
-    none lands in the working directory, so a second run of that name there finds nothing of it."""
+    """Checkpoints, run-config.yaml and the plot (of the records file, read back) resolve through the
+    run's state, as the logs do: none lands in the working directory, so a second run of that name
+    there finds nothing of it."""
     needs("matplotlib")  # the demo's plot
-    out = cli("run_name=c2", "hydra.job.chdir=false", "hydra.run.dir=job", cwd=tmp_path)
+    out = cli("run_name=c2", "hydra.job.chdir=false", "hydra.run.dir=job", "logger/destinations=[file,jsonl]",
+              cwd=tmp_path)
     files = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file()}
-    assert {"job/c2/logs-rank0.txt", "job/c2/run-config.yaml", "job/c2/metrics-rank0.png",
+    assert {"job/c2/logs-rank0.txt", "job/c2/metrics-rank0.jsonl", "job/c2/run-config.yaml", "job/c2/metrics-rank0.png",
             *(f"job/c2/checkpoints/ep{epoch}-rank0.npz" for epoch in (1, 2, 3))} <= files
     assert all(file.startswith("job/") for file in files), files
     assert f"  plot: {tmp_path / 'job' / 'c2' / 'metrics-rank0.png'}" in out.stdout.splitlines()

@@ -113,8 +113,8 @@ def plot_metrics(logger: Logger) -> Path | None:
         if isinstance(destination, InMemoryLogger):
             series = series_from_memory(destination, state.rank)
             break
-        if isinstance(destination, JSONLinesLogger) and destination.output_location():
-            series = series_from_records(read_records(destination.filename))
+        if isinstance(destination, JSONLinesLogger) and (records_file := destination.output_location()):
+            series = series_from_records(read_records(records_file))  # (its absolute path: `filename` is relative)
             break
     over_time = [metric for metric, ranks in series.items() if max(len(b) for b, _ in ranks.values()) > 1]
     if not over_time:
