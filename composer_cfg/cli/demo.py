@@ -34,9 +34,10 @@ def run_demo(
     """Train on synthetic data; return the last epoch's metrics and write `checkpoint` each epoch.
 
     Each rank trains on its own shard (seed + rank). `checkpoint` is both the artifact name and
-    the local path, under the run's directory (`State.path`: in the command, the Hydra job's). A state past epoch 0 continues from the
-    checkpoint its run marked last, with the same results as a run that was never interrupted
-    (hyperparameters are logged by the attempt that starts at epoch 0).
+    the local path, under the run's directory (`State.path`: in the command, the Hydra job's). A
+    state past epoch 0 continues from the checkpoint its run marked last, with the same results as
+    a run that was never interrupted (hyperparameters are logged by the attempt that starts at
+    epoch 0).
     """
     import numpy as np
 

@@ -5,8 +5,9 @@ command-line overrides, the config files of the defaults list, each key's source
 or a config file), the git commit of the directory the run started in, and the versions of
 composer_cfg, Hydra and the back ends installed. It goes
 
-* into ``{run_name}/run-config.yaml`` (rank 0, in the run's directory: `State.path`), published with ``Logger.file_artifact`` to every
-  destination that stores files (object store, MLflow, W&B with ``log_artifacts``, ...);
+* into ``{run_name}/run-config.yaml`` (rank 0, in the run's directory: `State.path`), published
+  with ``Logger.file_artifact`` to every destination that stores files (object store, MLflow, W&B
+  with ``log_artifacts``, ...);
 * to every destination as hyperparameters ``{"config": <resolved config>}``
   (`Logger.log_hyperparameters`): W&B's nested run config, MLflow parameters and TensorBoard's
   table flattened as ``config/logger/destinations/file/log_level``, a FIT record in JSON Lines,
