@@ -264,6 +264,42 @@ def test_a_destination_module_next_to_the_user_imports_under_the_console_script(
     assert destination_names(out) == ["mine"]
 
 
+@pytest.mark.slow
+def test_without_chdir_every_file_of_the_run_is_in_the_job_directory(tmp_path):
+    """Checkpoints, run-config.yaml and the plot (of the records file, read back) resolve through the
+    run's state, as the logs do: none lands in the working directory, so a second run of that name
+    there finds nothing of it."""
+    needs("matplotlib")  # the demo's plot
+    out = cli("run_name=c2", "hydra.job.chdir=false", "hydra.run.dir=job", "logger/destinations=[file,jsonl]",
+              cwd=tmp_path)
+    files = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file()}
+    assert {"job/c2/logs-rank0.txt", "job/c2/metrics-rank0.jsonl", "job/c2/run-config.yaml", "job/c2/metrics-rank0.png",
+            *(f"job/c2/checkpoints/ep{epoch}-rank0.npz" for epoch in (1, 2, 3))} <= files
+    assert all(file.startswith("job/") for file in files), files
+    assert f"  plot: {tmp_path / 'job' / 'c2' / 'metrics-rank0.png'}" in out.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_without_chdir_a_continued_run_restores_its_checkpoint_from_the_job_directory(tmp_path):
+    """Started again from another working directory, a run continues from the checkpoint in its
+    job directory, with the results of a run that was never interrupted."""
+    job = tmp_path / "job"
+    for attempt, epochs in (("a", 1), ("b", 2)):
+        (tmp_path / attempt).mkdir()
+        out = cli("run_name=c3", "resume=auto", "hydra.job.chdir=false", f"hydra.run.dir={job}", f"demo.epochs={epochs}",
+                  "logger/destinations=[file]", cwd=tmp_path / attempt)
+        assert list((tmp_path / attempt).iterdir()) == []
+    assert sorted(path.name for path in (job / "c3" / "checkpoints").iterdir()) == ["ep1-rank0.npz", "ep2-rank0.npz"]
+    whole = cli("run_name=c4", "hydra.run.dir=whole", "demo.epochs=2", "logger/destinations=[file]", cwd=tmp_path)
+    assert finished(out) == finished(whole)
+
+
+def finished(out: subprocess.CompletedProcess) -> str:
+    """The metrics the command's run finished with."""
+    (line,) = [line for line in out.stdout.splitlines() if " finished: " in line and not HYDRA_LOG_RECORD.match(line)]
+    return line.split(" finished: ")[1]
+
+
 def test_version_names_composer_cfg_and_hydra(tmp_path):
     import hydra
 

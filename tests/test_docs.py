@@ -238,7 +238,8 @@ def test_the_sync_example_runs_as_shown(tmp_path):
         f"mlflow: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
         f"{store} (run {synced[store]['identity']['run_id']})",
         "  files: exp1/logs-rank0.txt, exp1/run-config.yaml",  # MLflow takes files; TensorBoard does not
-        f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into {tmp_path / 'exp1/tensorboard'}",
+        f"tensorboard: {records} new record(s) from runs/exp1/metrics-rank0.jsonl into "
+        f"{tmp_path / 'runs/exp1/tensorboard'}",  # beside the run
     ]
 
 

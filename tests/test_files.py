@@ -62,7 +62,7 @@ def test_demo_checkpoints_and_plots_replace_a_planted_link_and_never_write_throu
                                                "run/metrics-rank0.png")]
     with Logger(State("run"), InMemoryLogger()) as logger:
         run_demo(logger, epochs=1, batches_per_epoch=2, checkpoint="{run_name}/checkpoints/ep{epoch}-rank{rank}.npz")
-        assert plot_metrics(logger) == Path("run/metrics-rank0.png")
+        assert plot_metrics(logger) == Path("run/metrics-rank0.png").absolute()
     assert victim.read_text() == VICTIM_TEXT
     assert not links[0].is_symlink() and int(np.load(links[0])["epoch"]) == 0
     assert not links[2].is_symlink() and links[2].read_bytes().startswith(b"\x89PNG")

@@ -913,3 +913,38 @@ def test_an_upload_left_unfinished_at_close_has_its_s3_multipart_upload_aborted(
     left = [upload["Key"] for upload in fs.call_s3("list_multipart_uploads", Bucket="bucket").get("Uploads", [])]
     assert left == ["runs/someone-elses.bin"]  # ours aborted, nothing else touched
     logger.close()
+
+
+# 10. A relative local root resolves when the store opens, in the run's directory, as other destinations do.
+
+def test_a_relative_local_root_resolves_at_open_in_the_runs_directory_beside_its_log(tmp_path):
+    job, elsewhere = tmp_path / "job", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.chdir(elsewhere)
+    destination = ObjectStoreLogger("artifacts")
+    assert destination.output_location() == "artifacts"  # before open: the URL as given
+    logger = Logger(State("run", directory=job), {"file": FileLogger(), "object_store": destination})
+    logger.run_event("init")
+    assert destination.output_location() == str(job / "artifacts")
+    offer(logger, "ckpt/ep0.txt", "zero", overwrite=False)
+    logger.close()
+    assert (job / "artifacts" / "ckpt" / "ep0.txt").read_text() == "zero"
+    assert (job / "artifacts" / "run" / "logs-rank0.txt").read_bytes() == (job / "run" / "logs-rank0.txt").read_bytes()
+    assert list(elsewhere.iterdir()) == []
+    assert destination.get_uri_for_artifact("ckpt/ep0.txt") == (job / "artifacts" / "ckpt" / "ep0.txt").as_uri()
+    destination.get_file_artifact("ckpt/ep0.txt", tmp_path / "back.txt")
+    assert (tmp_path / "back.txt").read_text() == "zero"
+
+
+def test_a_store_made_inside_a_hydra_job_follows_the_state_it_is_opened_with(tmp_path):
+    """Built in Python inside a job (the job's directory given to the config checks), a Logger of a
+    state without a directory keeps the upload beside its log, in the working directory."""
+    from composer_cfg.config.params import job_directory
+
+    with job_directory(tmp_path / "job"):
+        destinations = {"file": FileLogger(), "store": ObjectStoreLogger(url="artifacts")}
+    with Logger(State("direct"), destinations) as logger:
+        logger.run_event("init")
+    assert (tmp_path / "artifacts" / "direct" / "logs-rank0.txt").read_bytes() == (
+        tmp_path / "direct" / "logs-rank0.txt").read_bytes()
+    assert not (tmp_path / "job").exists()

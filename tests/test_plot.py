@@ -89,7 +89,7 @@ def test_the_demo_plots_every_metric_logged_over_time(tmp_path):
     with Logger(State("demo"), InMemoryLogger()) as logger:
         run_demo(logger, epochs=2, batches_per_epoch=4)
     path = plot_metrics(logger)
-    assert path == Path("demo/metrics-rank0.png")
+    assert path == Path("demo/metrics-rank0.png").absolute()
     # loss/train, metrics/train/accuracy (per batch), epoch, loss/epoch, metrics/epoch/accuracy (per epoch);
     # not the hyperparameters, logged once
     assert png_size(path) == (800, 250 * 5)

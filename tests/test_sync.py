@@ -396,20 +396,19 @@ def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_int
     assert run_id() != first and mlflow_series(run_id()) == mlflow_series(first) == expected
 
 
-def test_a_file_store_given_by_a_relative_path_is_a_target_per_directory(monkeypatch):
+def test_a_file_store_given_by_a_relative_path_resolves_beside_the_run_from_any_working_directory(monkeypatch):
     records = jsonl_run(epochs=1)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     store = "logger.destinations.mlflow.tracking_uri=mlruns"
-    for directory in ("a", "b"):  # the same words, two stores
+    for directory, sent in (("a", len(records)), ("b", 0)):  # the same words, one store: where the run would make it
         Path(directory).mkdir()
         monkeypatch.chdir(directory)
-        assert [s.sent for s in sync("../run", ["mlflow"], [store])] == [len(records)]
-        assert [s.sent for s in sync("../run", ["mlflow"], [store])] == [0]
+        assert [s.sent for s in sync("../run", ["mlflow"], [store])] == [sent]
         monkeypatch.chdir("..")
-    for directory in ("a", "b"):
-        client = MlflowClient(tracking_uri=Path(directory, "mlruns").resolve().as_uri())
-        (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
-        assert len(client.get_metric_history(run.info.run_id, "loss")) == len(series(records)["loss"])
+    assert not Path("a/mlruns").exists() and not Path("b/mlruns").exists()
+    client = MlflowClient(tracking_uri=Path("mlruns").resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("composer_cfg").experiment_id])
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == len(series(records)["loss"])
 
 
 @pytest.mark.slow
@@ -580,3 +579,63 @@ def test_a_damaged_progress_file_is_one_line_naming_it_before_anything_is_sent(d
     assert not Path("run/tensorboard").exists()
     PROGRESS.rename("run/sync-progress-rank0.json.damaged")
     assert main(["run", "--to", "tensorboard", "--fresh"]) == 0
+
+
+def job_run(job: Path) -> list[dict]:
+    """A run of `State("s1", directory=job)` (as in a Hydra job that did not change into its
+    directory) logged to JSON Lines only; its records, in job/s1/."""
+    from composer_cfg import JSONLinesLogger, Logger, State
+
+    with Logger(State("s1", directory=job), {"jsonl": JSONLinesLogger()}) as logger:
+        loop = TrainingLoop(logger)
+        for _ in loop.epochs(2):
+            for batch in loop.batches(3):
+                logger.data_batch({"loss": 1.0 / (batch + 1)})
+    return list(read_records(job / "s1" / "metrics-rank0.jsonl"))
+
+
+def test_a_run_in_a_job_directory_synced_from_elsewhere_writes_beside_the_run_once(tmp_path, monkeypatch):
+    job, elsewhere = tmp_path / "job", tmp_path / "elsewhere"
+    records = job_run(job)
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert [(s.sent, s.location) for s in sync(job / "s1", ["tensorboard"])] == [
+        (len(records), str(job / "s1" / "tensorboard"))]
+    assert tensorboard_series(str(job / "s1" / "tensorboard")) == as_float32(series(records))
+    assert [s.sent for s in sync(job / "s1", ["tensorboard"])] == [0]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_wandb_spool_of_a_run_in_a_job_directory_completes_its_own_target_synced_from_elsewhere(
+        tmp_path, monkeypatch):
+    from composer_cfg import State, compose_config
+    from composer_cfg.config.build import instantiate_destinations
+
+    job, elsewhere = tmp_path / "job", tmp_path / "elsewhere"
+    records = job_run(job)
+    run = job / "s1"
+    spool = run / "undelivered-wandb-rank0.jsonl"
+    spool.write_text("".join((run / "metrics-rank0.jsonl").read_text().splitlines(keepends=True)[-2:]))
+    wandb = instantiate_destinations(compose_config(["logger/destinations=[wandb]"]).logger, into={}, only=["wandb"])
+    live = wandb["wandb"].sync_target(State("s1", directory=job).facts())  # the target the live run spooled for
+    RunRecord(run, 0).add_spool(spool.name, "wandb", {}, live)
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    synced = sync(run, ["wandb"])
+    assert [(s.records_file.name, s.sent, bool(s.skipped)) for s in synced] == [
+        ("metrics-rank0.jsonl", 0, True), (spool.name, 2, False)]
+    (offline,) = offline_runs(job / "wandb")  # where the live run's W&B directory was
+    assert sorted(offline["history"]) == sorted({record["batch"] for record in records[-2:]})
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_records_file_without_a_manifest_resolves_beside_a_directory_named_like_its_run_else_here(tmp_path):
+    records = job_run(tmp_path / "job")
+    for copy in (tmp_path / "kept" / "s1" / "metrics.jsonl", tmp_path / "loose" / "metrics.jsonl"):
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes((tmp_path / "job" / "s1" / "metrics-rank0.jsonl").read_bytes())
+    assert [s.location for s in sync(tmp_path / "kept" / "s1" / "metrics.jsonl", ["tensorboard"])] == [
+        str(tmp_path / "kept" / "s1" / "tensorboard")]  # the run's directory, as its name says
+    assert [s.location for s in sync(tmp_path / "loose" / "metrics.jsonl", ["tensorboard"])] == [
+        str(tmp_path / "s1" / "tensorboard")]  # nothing says where the run was: the working directory
+    assert tensorboard_series(str(tmp_path / "s1" / "tensorboard")) == as_float32(series(records))

@@ -33,10 +33,11 @@ def run_demo(
 ) -> dict[str, float]:
     """Train on synthetic data; return the last epoch's metrics and write `checkpoint` each epoch.
 
-    Each rank trains on its own shard (seed + rank). `checkpoint` is both the local path (under
-    the working directory) and the artifact name. A state past epoch 0 continues from the
-    checkpoint its run marked last, with the same results as a run that was never interrupted
-    (hyperparameters are logged by the attempt that starts at epoch 0).
+    Each rank trains on its own shard (seed + rank). `checkpoint` is both the artifact name and
+    the local path, under the run's directory (`State.path`: in the command, the Hydra job's). A
+    state past epoch 0 continues from the checkpoint its run marked last, with the same results as
+    a run that was never interrupted (hyperparameters are logged by the attempt that starts at
+    epoch 0).
     """
     import numpy as np
 
@@ -77,10 +78,11 @@ def run_demo(
         logger.data_epoch({"epoch": epoch, **metrics})
         # named by the point a run continues from, as Composer names an epoch's checkpoint (ep1 after epoch 0)
         after = state.timestamp.to_next_epoch()
-        path = Path(checkpoint_name.fill({**state.template_fields(), **after.template_fields()}))
+        name = checkpoint_name.fill({**state.template_fields(), **after.template_fields()})
+        path = state.path(name)
         _save_atomically(path, weights=weights, bias=np.array(bias), epoch=np.array(epoch))
         # overwrite: an attempt killed after saving, before its mark, published this epoch's already
-        logger.file_artifact(LogLevel.EPOCH, literal(str(path)), path, overwrite=True)
+        logger.file_artifact(LogLevel.EPOCH, literal(name), literal(str(path)), overwrite=True)
         logger.run_event(Event.EPOCH_CHECKPOINT)
     return metrics
 
@@ -89,14 +91,15 @@ def _restore(checkpoint_name: Template, state: State) -> tuple[Any, float]:
     """The weights and bias of the checkpoint named by the state's timestamp (see `run_demo`)."""
     import numpy as np
 
-    with np.load(Path(checkpoint_name.fill(state.template_fields()))) as saved:
+    with np.load(state.path(checkpoint_name.fill(state.template_fields()))) as saved:
         return saved["weights"], float(saved["bias"])
 
 
 def plot_metrics(logger: Logger) -> Path | None:
     """Plot every metric logged over time (two points or more) against batch into
-    ``{run_name}/metrics-rank{rank}.png``, from the run's InMemoryLogger or JSONLinesLogger; None when
-    matplotlib is missing or neither logged anything."""
+    ``{run_name}/metrics-rank{rank}.png`` under the run's directory (`State.path`), from the run's
+    InMemoryLogger or JSONLinesLogger; the file's absolute path, or None when matplotlib is missing
+    or neither logged anything."""
     try:
         import matplotlib  # noqa: F401 - only asking whether it is there
     except ImportError:
@@ -111,13 +114,13 @@ def plot_metrics(logger: Logger) -> Path | None:
         if isinstance(destination, InMemoryLogger):
             series = series_from_memory(destination, state.rank)
             break
-        if isinstance(destination, JSONLinesLogger) and destination.output_location():
-            series = series_from_records(read_records(destination.filename))
+        if isinstance(destination, JSONLinesLogger) and (records_file := destination.output_location()):
+            series = series_from_records(read_records(records_file))  # (its absolute path: `filename` is relative)
             break
     over_time = [metric for metric, ranks in series.items() if max(len(b) for b, _ in ranks.values()) > 1]
     if not over_time:
         return None
-    output = Path(f"{state.run_name}/metrics-rank{state.rank}.png")
+    output = state.path(f"{state.run_name}/metrics-rank{state.rank}.png")
     return plot_series(series, over_time, output, title=state.run_name)
 
 

@@ -29,7 +29,7 @@ from composer_cfg.config.params import (
 )
 from composer_cfg.core.events import Event
 from composer_cfg.core.log_level import LogLevel
-from composer_cfg.core.record import Record
+from composer_cfg.core.record import Record, RunFacts
 from composer_cfg.core.sink import KeyedSink, Sink, SinkContext
 from composer_cfg.core.state import State
 from composer_cfg.core.templates import DIST_FIELDS, Template, check_artifact_name
@@ -51,8 +51,11 @@ class ObjectStoreLogger(SinkDestination):
         url: the root, any fsspec URL: ``file:///data/runs``, a relative path, ``memory://x``,
             ``s3://bucket/prefix``, ``gs://...``. Credentials come from the environment or from
             the file system's own configuration (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL_S3``...).
-            A local root may not be the working directory or contain it: uploads would replace
-            the files other destinations are writing (a live log) with snapshots.
+            A relative local root resolves when the destination opens, in the run's directory
+            (`State.directory`), as every destination's relative paths do; `output_location`
+            is the URL as given until then, the absolute root after. A local root may not be
+            the working directory or contain it: uploads would replace the files other
+            destinations are writing (a live log) with snapshots.
         object_name: template of the object's name: ``{artifact_name}`` plus the dist fields.
         storage_options: keyword arguments of the fsspec file system (not credentials: those
             belong in the environment, where no config print or saved config shows them).
@@ -102,8 +105,8 @@ class ObjectStoreLogger(SinkDestination):
     ) -> None:
         self.url = StoreRoot().check("url", url)  # a known protocol whose package is installed
         self.object_name = Template(object_name, OBJECT_FIELDS, key="object_name")
-        root = local_root(url)  # a relative directory: under the job's directory, as the config was checked
-        self.local = root is not None
+        self._local_path = _local_path(url)
+        self.local = self._local_path is not None
         self.storage_options = dict(storage_options or {})
         self.should_log_artifact = None if should_log_artifact is None else ARTIFACT_FILTER.check(
             "should_log_artifact", should_log_artifact)
@@ -112,22 +115,32 @@ class ObjectStoreLogger(SinkDestination):
         self.retry_backoff = float(NON_NEGATIVE.check("retry_backoff", retry_backoff))
         self.close_timeout = float(POSITIVE.check("close_timeout", close_timeout))
         self.delivery_policy = checked_delivery(queue_size, when_full, "drop", self.close_timeout)
-        self._files = _FileSystem(self.url if root is None else str(root), self.storage_options)
+        self._files = _FileSystem(self.url, self.storage_options)
 
     def can_log_file_artifacts(self) -> bool:
         return True
 
     def output_location(self) -> str:
-        return self.url
+        """The URL as given; once open, a local root's absolute path."""
+        run = self.sink().run  # type: ignore[attr-defined]
+        return self.url if run is None or not self.local else self.root(run)
+
+    def root(self, run: RunFacts) -> str:
+        """The store's root within its file system for `run`: a relative local one in the run's
+        directory (`RunFacts.path`)."""
+        if self._local_path is None:
+            return self._files.root
+        return str(run.path(self._local_path).resolve())
 
     def object_path(self, artifact_name: str, state: State | None = None) -> str:
-        """Where `artifact_name` is stored, within the file system (``bucket/prefix/name``)."""
-        fields = state.template_fields() if state is not None else self.sink().fields  # type: ignore[attr-defined]
-        if fields is None:
+        """Where `artifact_name` is stored, within the file system (``bucket/prefix/name``): for
+        `state`'s run, else for the run the destination was opened for."""
+        run = state.facts() if state is not None else self.sink().run  # type: ignore[attr-defined]
+        if run is None:
             raise RuntimeError("object names are known only after Event.INIT or the first artifact")
-        name = self.object_name.fill({**fields, "artifact_name": artifact_name}).lstrip("/")
+        name = self.object_name.fill({**run.template_fields(), "artifact_name": artifact_name}).lstrip("/")
         check_artifact_name(name, key="object_name")
-        return f"{self._files.root.rstrip('/')}/{name}"
+        return f"{self.root(run).rstrip('/')}/{name}"
 
     def get_uri_for_artifact(self, artifact_name: str) -> str:
         """The URL of `artifact_name` in the store, e.g. ``s3://bucket/prefix/run/logs.txt``."""
@@ -168,6 +181,14 @@ class ObjectStoreLogger(SinkDestination):
         return ObjectStoreSink(self)
 
 
+def _local_path(url: str) -> Path | None:
+    """The path of a local root (``file://...`` or a plain path, see `local_root`) as given,
+    relative or not; None for other file systems."""
+    from fsspec.core import split_protocol
+
+    return None if local_root(url) is None else Path(split_protocol(url)[1] or ".").expanduser()
+
+
 class _FileSystem:
     """The store's file system and root path within it, made on first use (it may start I/O threads)."""
 
@@ -199,14 +220,14 @@ class ObjectStoreSink(KeyedSink):
 
     def __init__(self, settings: ObjectStoreLogger) -> None:
         self._settings = settings
-        self.fields: dict[str, Any] | None = None
+        self.run: RunFacts | None = None  # the run it was opened for
         self._state: Any = None
         self._in_place: set[str] = set()  # objects that are the very files published as them
 
     def open(self, context: SinkContext) -> None:
-        self.fields = context.run.template_fields()
+        self.run = context.run
         self._state = context.logger.state if context.logger is not None else State(
-            context.run.run_name, context.timestamp, dist_info=context.run.dist)
+            context.run.run_name, context.timestamp, dist_info=context.run.dist, directory=context.run.directory)
 
     def key(self, record: Record) -> str | None:
         """The object name of an artifact record, or None to leave it out (filtered, or the object
@@ -246,7 +267,7 @@ class ObjectStoreSink(KeyedSink):
                             type(error).__name__, error)
 
     def location(self) -> str:
-        return self._settings.url
+        return self._settings.output_location()
 
     def _upload(self, artifact: Any, target: str) -> None:
         from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random

@@ -5,8 +5,9 @@ command-line overrides, the config files of the defaults list, each key's source
 or a config file), the git commit of the directory the run started in, and the versions of
 composer_cfg, Hydra and the back ends installed. It goes
 
-* into ``{run_name}/run-config.yaml`` (rank 0), published with ``Logger.file_artifact`` to every
-  destination that stores files (object store, MLflow, W&B with ``log_artifacts``, ...);
+* into ``{run_name}/run-config.yaml`` (rank 0, in the run's directory: `State.path`), published
+  with ``Logger.file_artifact`` to every destination that stores files (object store, MLflow, W&B
+  with ``log_artifacts``, ...);
 * to every destination as hyperparameters ``{"config": <resolved config>}``
   (`Logger.log_hyperparameters`): W&B's nested run config, MLflow parameters and TensorBoard's
   table flattened as ``config/logger/destinations/file/log_level``, a FIT record in JSON Lines,
@@ -73,8 +74,8 @@ def describe_hydra_job(cfg: Any, run_name: str) -> dict[str, Any]:
 
 def log_run_config(logger: Logger, record: Mapping[str, Any]) -> Path | None:
     """Log `record` (from `describe_run`) to every destination; on rank 0 also save it as
-    ``{run_name}/run-config.yaml`` under the working directory and publish it. Returns the file
-    written, if any.
+    ``{run_name}/run-config.yaml`` under the run's directory (`State.path`) and publish it. Returns
+    the file written (absolute), if any.
 
     A run resumed past its start keeps the hyperparameters its first attempt logged (trackers'
     parameters can not change); the file is rewritten with the config of the attempt running.
@@ -84,7 +85,7 @@ def log_run_config(logger: Logger, record: Mapping[str, Any]) -> Path | None:
         logger.log_hyperparameters({"config": _text_keys(record["config"])})
     if state.rank != 0:
         return None
-    path = Path(state.run_name) / "run-config.yaml"
+    path = state.path(Path(state.run_name) / "run-config.yaml")
     path.parent.mkdir(parents=True, exist_ok=True)
     from omegaconf import OmegaConf
 

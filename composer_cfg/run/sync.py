@@ -14,6 +14,13 @@ sync into that target adds to the same tracker run; another target gets everythi
 gets the run's text log and config record, where the run keeps them by default, with every sync
 that sends new records.
 
+Relative paths of the destinations (a TensorBoard ``log_dir``, W&B's ``dir``, a SQLite
+``tracking_uri``) resolve where the live run resolved its own, whatever the working directory:
+in the directory holding the run's directory, the one with its manifest
+(``<root>/<run_name>/run-rank<r>.json``: in ``<root>``). So the sync writes beside the run and
+recognises the targets the live run logged to. Of a ``.jsonl`` without a manifest: in the parent
+of its directory if that is named like the run, else in the working directory.
+
 A tracker that could not deliver during the run left a spool,
 ``undelivered-<destination>-rank<rank>.jsonl`` (see `composer_cfg.run.spool`): it is synced into
 that destination alone, adding to the tracker run the live run created; the run's other records
@@ -86,9 +93,9 @@ def sync(
     checkpoint are held back (an attempt that continues the run logs those steps again), unless
     `unfinished`.
 
-    Relative paths in the destinations' config resolve in the working directory, as for the
-    command. Raises `ConfigError` for a bad destination name or override, a damaged manifest or
-    progress file, before anything is sent.
+    Relative paths in the destinations' config resolve where the run's own did, whatever the
+    working directory (see the module's docstring). Raises `ConfigError` for a bad destination
+    name or override, a damaged manifest or progress file, before anything is sent.
     """
     from composer_cfg.config.build import instantiate_destinations
     from composer_cfg.config.compose import compose_config
@@ -113,6 +120,7 @@ def sync(
             continue
         run_name, rank = placed[0][1]["run_name"], placed[0][1].get("rank", 0)
         manifest = read_manifest(manifest_path(file.parent, rank))
+        root = _run_root(file, run_name, manifest)
         progress_file = SyncProgress(file.parent, rank)
         spools = manifest.get("spools", {})
         status = (manifest.get("run") or {}).get("status")
@@ -129,7 +137,7 @@ def sync(
             if destination.rank_zero_only and rank != 0:
                 continue  # as in the run itself: only rank 0's records reach it
             dist_info = DistInfo(rank=rank, world_size=world_sizes[run_name])
-            target = destination.sync_target(RunFacts(run_name, dist_info))
+            target = destination.sync_target(RunFacts(run_name, dist_info, root))
             # A spool completes what its own target got live; any other target (or a fresh sync)
             # gets everything from the run's records file, or from the spool when it has none.
             own = [spool for spool, owner in spools.items() if owner == name and not fresh
@@ -150,7 +158,7 @@ def sync(
             if pending:
                 if entry.get("identity"):
                     destination.continue_run(entry["identity"])
-                logger = Logger(State(run_name, dist_info=dist_info), {name: destination})
+                logger = Logger(State(run_name, dist_info=dist_info, directory=root), {name: destination})
 
                 def record(through: dict[str, Any] | None) -> None:  # what went where: the next sync continues it
                     progress_file.record(file.name, name, target, {
@@ -165,6 +173,15 @@ def sync(
             synced.location = destination.output_location()
             results.append(synced)
     return results
+
+
+def _run_root(records_file: Path, run_name: str, manifest: dict[str, Any]) -> Path | None:
+    """Where the run of `records_file` resolved its relative paths (its `State.directory`), so a
+    sync writes where the live run would have: the parent of the run's directory, which holds its
+    manifest (`run_directory`), or, without a manifest, of the file's directory if it is named like
+    the run; else None (the working directory)."""
+    directory = records_file.absolute().parent
+    return directory.parent if manifest or directory.name == run_name else None
 
 
 def _run_files(directory: Path, run_name: str, rank: int, last: dict[str, Any]) -> list[dict[str, Any]]:
