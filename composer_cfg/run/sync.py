@@ -415,9 +415,10 @@ _CTRL_C = threading.Event()
 @contextlib.contextmanager
 def _noting_ctrl_c() -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt, as usual, and is also noted in `_CTRL_C`: one that lands
-    while a finalizer runs (an object's ``__del__``, a weakref callback) is only printed by Python,
-    and the replay and `main` raise it again at the next record or the end. A SIGINT the process
-    was started ignoring stays ignored."""
+    while a finalizer runs (an object's ``__del__``, a weakref callback) can not be raised there,
+    so the replay and `main` raise it again at the next record or the end (and Python's
+    "Exception ignored" traceback of it is not printed). A SIGINT the process was started
+    ignoring stays ignored."""
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
@@ -426,11 +427,19 @@ def _noting_ctrl_c() -> Iterator[None]:
         _CTRL_C.set()
         signal.default_int_handler(signum, frame)
 
+    shown = sys.unraisablehook
+
+    def unraisable(raised: Any) -> None:
+        if not issubclass(raised.exc_type, KeyboardInterrupt):
+            shown(raised)
+
     signal.signal(signal.SIGINT, note)
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = shown
         _CTRL_C.clear()
 
 
