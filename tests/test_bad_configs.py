@@ -200,7 +200,7 @@ CATALOGUE = [
     (["logger/destinations=[object_store]", f"{O}.url=''"], [f"{O}.url"], "expected a URL or a directory, got ''"),
     (["logger/destinations=[object_store]", f"{O}.url=nope://b"], [f"{O}.url"],
      "unknown protocol 'nope' in 'nope://b'; fsspec knows "),
-    (["logger/destinations=[object_store]", f"{O}.url=."], [f"{O}.url"], "'.' is the working directory or contains it"),
+    (["logger/destinations=[object_store]", f"{O}.url=."], [f"{O}.url"], "'.' is the run's directory ("),
     (["logger/destinations=[object_store,file]", f"{O}.url=logs", f"{F}.filename='logs/x-{{rank}}.txt'"], [f"{O}.url"],
      f"'logs' holds the file {F}.filename writes"),
     ([*STORE, f"{O}.should_log_artifact=composer_cfg.nothing"], [f"{O}.should_log_artifact"],

@@ -509,15 +509,15 @@ def test_max_retries_zero_means_one_attempt_and_no_retry(flaky, caplog):
 # 5. A local store may not be the working directory or contain it.
 
 @pytest.mark.parametrize("url", [".", "./", "sub/..", "{cwd}", "file://{cwd}", "..", "{parent}", "/"])
-def test_a_store_at_or_above_the_working_directory_is_refused_before_anything_is_made(tmp_path, url):
+def test_a_store_at_or_above_the_runs_directory_is_refused_before_anything_is_made(tmp_path, url):
     url = url.format(cwd=tmp_path, parent=tmp_path.parent)
-    with pytest.raises(ConfigError, match=r"^url: .* is the working directory or contains it"):
+    with pytest.raises(ConfigError, match=r"^url: .* is the run's directory"):
         ObjectStoreLogger(url)
     with pytest.raises(ConfigError) as raised:
         build_logger(overrides=["run_name=bad", "+logger/destinations=object_store",
                                 f"logger.destinations.object_store.url={url}"])
     assert str(raised.value).startswith("logger.destinations.object_store.url: ")
-    assert "is the working directory or contains it" in str(raised.value)
+    assert f"is the run's directory ({tmp_path.resolve()}) or contains it" in str(raised.value)
     assert os.listdir(tmp_path) == []
 
 

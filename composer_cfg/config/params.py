@@ -226,7 +226,7 @@ class StoreRoot(Meaning):
         here = working_directory()
         if root is not None and (root == here or root in here.parents):
             raise ConfigError(
-                f"{key}: {value!r} is the working directory or contains it, so uploads would replace the files "
+                f"{key}: {value!r} is the run's directory ({here}) or contains it, so uploads would replace the files "
                 f"being written there (a live log file) with snapshots; give the store a directory of its own, "
                 f"e.g. 'artifacts'", key=key
             )
