@@ -4,6 +4,7 @@ that was never interrupted, in every destination, read back from the real back e
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,6 +326,21 @@ def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
     assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(16))
 
 
+DAMAGED_DEMO = ["composer_cfg", "run_name=r", "hydra.run.dir=out", "resume=auto", "demo.epochs=1",
+                "demo.batches_per_epoch=2", "logger/destinations=[file,jsonl]"]
+
+
+@pytest.fixture(scope="module")
+def finished_resumable_run(tmp_path_factory) -> Path:
+    """The directory of a finished run started with resume=auto (its manifest intact): each
+    damaged-manifest case damages a copy of it."""
+    directory = tmp_path_factory.mktemp("resumable")
+    out = subprocess.run([sys.executable, "-m", *DAMAGED_DEMO], cwd=directory, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return directory
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("damage", "why"), [
     (lambda text: text[:len(text) // 2], "not JSON: "),
@@ -332,17 +348,16 @@ def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
     (lambda text: '{"run": {"attempts": []}}', "run.run_name: field required"),
     (lambda text: text.replace('"status": "FINISHED"', '"status": 3', 1), "run.attempts.0.status: input should be a valid string"),
 ], ids=["cut-short", "not-an-object", "edited-run", "edited-attempt"])
-def test_a_damaged_manifest_is_one_line_naming_the_file_from_the_command_sync_and_plot(tmp_path, damage, why):
+def test_a_damaged_manifest_is_one_line_naming_the_file_from_the_command_sync_and_plot(
+        tmp_path, finished_resumable_run, damage, why):
     def command(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
-    demo_args = ["composer_cfg", "run_name=r", "hydra.run.dir=out", "resume=auto", "demo.epochs=1",
-                 "demo.batches_per_epoch=2", "logger/destinations=[file,jsonl]"]
-    assert command(*demo_args).returncode == 0
+    shutil.copytree(finished_resumable_run / "out", tmp_path / "out")
     manifest = tmp_path / "out" / "r" / "run-rank0.json"
     manifest.write_text(damage(manifest.read_text()))
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    out = command(*demo_args)
+    out = command(*DAMAGED_DEMO)
     assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
     assert out.stderr.startswith(f"composer-cfg: error: resume: {manifest}: a damaged run manifest ({why}")
     assert out.stderr.rstrip().endswith("restore it, or move the run's directory aside and start the run again "
