@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,6 +130,35 @@ def until(condition, timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.005)
     return True
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty SQLite tracking store, made by MLflow once for the session. Tests copy it where a
+    new store is expected: creating MLflow's tables costs 2 to 7 s per store, opening a copy does not.
+    (Creating the project's store itself is tested in test_mlflow.py: a Logger's first run, and four
+    processes at once.)"""
+    MlflowClient = needs("mlflow").MlflowClient
+    database = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    client._tracking_client.store.engine.dispose()  # the copies must be of a closed file
+    return database
+
+
+def place_store(empty_store: Path, directory: Path) -> Path:
+    """A copy of the empty store as ``mlflow.db`` in `directory` (created): where MLFlowLogger's
+    default tracking_uri finds the project's store of a program started there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store, directory / "mlflow.db")
+    return directory / "mlflow.db"
+
+
+@pytest.fixture
+def project_store(empty_store, tmp_path) -> Path:
+    """The project's store of this test's directory (``mlflow.db``), already made: a copy of the
+    empty one."""
+    return place_store(empty_store, tmp_path)
 
 
 def ranks(world_size: int, rank: int = 0) -> DistInfo:

@@ -76,7 +76,7 @@ def test_the_jobs_of_a_parallel_sweep_share_the_project_store_created_once_and_q
 
 
 @pytest.mark.slow
-def test_sweep_in_process_starts_every_writer_afresh(tmp_path):
+def test_sweep_in_process_starts_every_writer_afresh(tmp_path, project_store):
     destinations = "[jsonl,tensorboard,mlflow,wandb]"
     root = sweep(tmp_path, "basic", destinations)
     check_jobs(root, destinations)

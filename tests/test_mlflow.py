@@ -70,7 +70,7 @@ def test_metrics_params_artifacts_and_status_read_back(caplog):
 
 
 @pytest.mark.slow
-def test_metrics_are_sent_in_batches_not_per_value():
+def test_metrics_are_sent_in_batches_not_per_value(project_store):
     destination = MLFlowLogger(flush_interval=4)
     with Logger(State("ml_run"), destination) as logger:
         logger.run_event("init")
@@ -92,7 +92,7 @@ def test_metrics_are_sent_in_batches_not_per_value():
 
 
 @pytest.mark.slow
-def test_more_than_1000_metrics_at_once_are_chunked():
+def test_more_than_1000_metrics_at_once_are_chunked(project_store):
     with Logger(State("ml_run"), MLFlowLogger(flush_interval=10_000)) as logger:
         logger.data_batch({f"m{i}": float(i) for i in range(2500)})
     run = the_run(store())
@@ -100,7 +100,7 @@ def test_more_than_1000_metrics_at_once_are_chunked():
 
 
 @pytest.mark.slow
-def test_an_exception_marks_the_run_failed():
+def test_an_exception_marks_the_run_failed(project_store):
     with pytest.raises(ValueError, match="nan loss"):
         with Logger(State("ml_run"), MLFlowLogger()) as logger:
             logger.data_batch({"loss": 1.0})
@@ -115,7 +115,7 @@ def test_other_ranks_do_not_touch_the_store():
 
 
 @pytest.mark.slow
-def test_selected_from_the_config():
+def test_selected_from_the_config(project_store):
     with build_logger(overrides=["run_name=ml_run", "logger/destinations=[mlflow]",
                                  "logger.destinations.mlflow.experiment_name=from_config"]) as logger:
         logger.data_batch({"x": 3.0})
@@ -127,17 +127,6 @@ def test_selected_from_the_config():
 # -- the MLflow window, failed and interrupted deliveries, leaked stores (issue 10) ----------------
 # Against real stores: SQLite files, and a real `mlflow server` (tests/servers.py) that is
 # terminated and restarted. Every value is read back with MlflowClient.
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory) -> Path:
-    """An empty SQLite tracking store, made by MLflow once for the session. Tests copy it where a
-    new store is expected: creating MLflow's tables costs 1 to 3 s per store, opening one does not."""
-    database = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
-    assert [e.name for e in client.search_experiments()] == ["Default"]
-    client._tracking_client.store.engine.dispose()  # the copies must be of a closed file
-    return database
 
 
 def copy_of(store: Path, directory: Path) -> str:
@@ -505,7 +494,7 @@ def test_parameters_logged_while_the_server_is_down_reach_it_once_it_is_back(mlf
 
 
 @pytest.mark.slow
-def test_an_int_too_large_for_a_float_is_skipped_and_the_other_metrics_kept(caplog):
+def test_an_int_too_large_for_a_float_is_skipped_and_the_other_metrics_kept(caplog, project_store):
     with caplog.at_level(logging.WARNING, logger="composer_cfg"):
         with Logger(State("ml_run"), MLFlowLogger()) as logger:
             logger.data_batch({"a": 1.0, "tokens_seen": 10**400, "c": 2.0})
@@ -515,7 +504,7 @@ def test_an_int_too_large_for_a_float_is_skipped_and_the_other_metrics_kept(capl
 
 
 @pytest.mark.slow
-def test_data_arriving_once_close_has_started_is_refused_not_silently_dropped():
+def test_data_arriving_once_close_has_started_is_refused_not_silently_dropped(project_store):
     destination = MLFlowLogger()
     logger = Logger(State("ml_run"), destination)
     logger.data_batch({"a": 1.0})
@@ -527,7 +516,7 @@ def test_data_arriving_once_close_has_started_is_refused_not_silently_dropped():
 
 
 @pytest.mark.slow
-def test_what_is_logged_reaches_the_store_within_about_a_second_without_any_flush_point():
+def test_what_is_logged_reaches_the_store_within_about_a_second_without_any_flush_point(project_store):
     destination = MLFlowLogger(flush_interval=1000)
     with Logger(State("ml_run"), destination) as logger:
         logger.run_event("init")
@@ -539,7 +528,7 @@ def test_what_is_logged_reaches_the_store_within_about_a_second_without_any_flus
 
 
 @pytest.mark.slow
-def test_a_full_queue_is_a_flush_point_even_without_events():
+def test_a_full_queue_is_a_flush_point_even_without_events(project_store):
     destination = MLFlowLogger(flush_interval=1000, queue_size=5, timeout=60, when_full="block")
     logger = Logger(State("ml_run"), destination)
     for batch in range(40):  # no event: only a full queue asks for a delivery

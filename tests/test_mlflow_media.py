@@ -32,17 +32,6 @@ WEIGHTS = RNG.normal(size=1000)
 
 
 @pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """An empty SQLite store, made by MLflow once for the module (creating its tables costs
-    seconds; a copy opens in half a second)."""
-    database = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    client = MlflowClient(tracking_uri=f"sqlite:///{database}")
-    client.search_experiments()
-    client._tracking_client.store.engine.dispose()  # the copies must be of a closed file
-    return database
-
-
-@pytest.fixture(scope="module")
 def store(empty_store, tmp_path_factory) -> str:
     """The URI of one store the module's live runs share (each in a run of its own)."""
     directory = tmp_path_factory.mktemp("store")

@@ -94,7 +94,8 @@ def counts(tmp_path: Path, rank: int) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("world", [2, 4])
-def test_rank_zero_records_the_combination_of_every_ranks_values_in_jsonl_tensorboard_and_mlflow(tmp_path, world):
+def test_rank_zero_records_the_combination_of_every_ranks_values_in_jsonl_tensorboard_and_mlflow(tmp_path, world,
+                                                                                                project_store):
     needs("tensorboard")
     mlflow = needs("mlflow")
     options = {"epochs": 2, "batches": 8, "overrides": [

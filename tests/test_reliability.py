@@ -94,7 +94,7 @@ def test_sigkill_loses_at_most_one_flush_interval_and_no_file_is_corrupt(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_failing_demo_loop_leaves_complete_files_and_a_failed_status(tmp_path):
+def test_a_failing_demo_loop_leaves_complete_files_and_a_failed_status(tmp_path, project_store):
     (tmp_path / "failing_demo.py").write_text(textwrap.dedent("""
         def run(logger, batches: int = 5):
             for i in range(batches):
@@ -190,7 +190,7 @@ def all_text(root: Path) -> str:
 
 
 @pytest.mark.slow
-def test_secrets_never_reach_printed_or_saved_configs_or_logs(tmp_path):
+def test_secrets_never_reach_printed_or_saved_configs_or_logs(tmp_path, project_store):
     needs_destinations("mlflow")
     overrides = ["run_name=s", "demo.epochs=1", "+logger/destinations=[object_store,mlflow]",
                  f"++logger.destinations.object_store.storage_options.secret={SECRET}",

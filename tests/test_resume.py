@@ -4,6 +4,7 @@ that was never interrupted, in every destination, read back from the real back e
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from composer_cfg.run.files import open_text
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import existing_run, manifest_path, read_manifest
 from wandb_records import offline_runs
-from conftest import needs
+from conftest import needs, place_store
 
 MlflowClient = needs("mlflow").MlflowClient
 ea = needs("tensorboard.backend.event_processing.event_accumulator")
@@ -117,8 +118,9 @@ def wandb_history(runs: list[dict]) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict:
+def uninterrupted(tmp_path_factory, empty_store) -> dict:
     directory = tmp_path_factory.mktemp("uninterrupted")
+    place_store(empty_store, directory)  # the project's store, made already (MLflow takes seconds to make one)
     out = demo(directory)
     assert out.returncode == 0, out.stderr
     return read_back(directory)
@@ -131,7 +133,7 @@ def run_record(directory: Path, rank: int = 0) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, event, batch", kill_points(signal.SIGKILL, 3) + kill_points(signal.SIGTERM, 3))
 def test_a_killed_demo_resumed_with_auto_has_the_history_of_an_uninterrupted_run(
-        tmp_path, uninterrupted, signum, event, batch):
+        tmp_path, project_store, uninterrupted, signum, event, batch):
     killer = [f"logger.destinations.killer.at_batch={batch}",
               f"logger.destinations.killer.event={event}", f"logger.destinations.killer.signum={signum}"]
     # W&B's service drops what it has not written to its file when the process is SIGKILLed (measured
@@ -170,8 +172,10 @@ def torchrun(directory: Path, *extra: str, destinations: str = LOCAL) -> subproc
 
 
 @pytest.mark.slow
-def test_under_torchrun_a_rank_killed_and_the_job_run_again_resumes_every_rank(tmp_path_factory):
+def test_under_torchrun_a_rank_killed_and_the_job_run_again_resumes_every_rank(tmp_path_factory, empty_store):
     reference, directory = tmp_path_factory.mktemp("uninterrupted2"), tmp_path_factory.mktemp("killed2")
+    for project in (reference, directory):
+        place_store(empty_store, project)
     assert torchrun(reference).returncode == 0
     batch = random.Random("issue13-torchrun").randrange(BATCHES * 2, BATCHES * EPOCHS)
     killed = torchrun(directory, f"logger.destinations.killer.at_batch={batch}", "logger.destinations.killer.rank=1",
@@ -209,7 +213,7 @@ def train(logger: Logger, batches: range, checkpoint_at: int | None = None) -> N
 
 
 @pytest.mark.slow
-def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_of_a_killed_attempt():
+def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_of_a_killed_attempt(project_store):
     overrides = ["run_name=r", "logger/destinations=[jsonl,mlflow]"]
     first = build_logger(overrides=overrides, resume="auto")
     train(first, range(5), checkpoint_at=3)  # batches 3 and 4 come after the last checkpoint
@@ -235,9 +239,10 @@ def test_build_logger_with_resume_auto_continues_the_files_and_the_tracker_run_o
 
 
 @pytest.mark.slow
-def test_what_a_tracker_is_held_is_delivered_at_a_finished_close_and_dropped_otherwise(tmp_path):
+def test_what_a_tracker_is_held_is_delivered_at_a_finished_close_and_dropped_otherwise(tmp_path, empty_store):
     for status, expected in ((RunStatus.FINISHED, [0, 1, 2]), (RunStatus.FAILED, [0])):
-        uri = f"sqlite:///{tmp_path / status.value}.db"
+        store = place_store(empty_store, tmp_path / status.value)
+        uri = f"sqlite:///{store}"
         logger = Logger(State(f"held-{status.value}"), {"mlflow": MLFlowLogger(tracking_uri=uri)}, resume="auto")
         logger.run_event(Event.INIT)
         train(logger, range(3), checkpoint_at=1)
@@ -321,6 +326,21 @@ def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
     assert [r["batch"] for r in records if r["level"] == "BATCH"] == list(range(16))
 
 
+DAMAGED_DEMO = ["composer_cfg", "run_name=r", "hydra.run.dir=out", "resume=auto", "demo.epochs=1",
+                "demo.batches_per_epoch=2", "logger/destinations=[file,jsonl]"]
+
+
+@pytest.fixture(scope="module")
+def finished_resumable_run(tmp_path_factory) -> Path:
+    """The directory of a finished run started with resume=auto (its manifest intact): each
+    damaged-manifest case damages a copy of it."""
+    directory = tmp_path_factory.mktemp("resumable")
+    out = subprocess.run([sys.executable, "-m", *DAMAGED_DEMO], cwd=directory, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return directory
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("damage", "why"), [
     (lambda text: text[:len(text) // 2], "not JSON: "),
@@ -328,17 +348,16 @@ def test_a_requeued_slurm_job_finds_its_run_by_the_job_id(tmp_path):
     (lambda text: '{"run": {"attempts": []}}', "run.run_name: field required"),
     (lambda text: text.replace('"status": "FINISHED"', '"status": 3', 1), "run.attempts.0.status: input should be a valid string"),
 ], ids=["cut-short", "not-an-object", "edited-run", "edited-attempt"])
-def test_a_damaged_manifest_is_one_line_naming_the_file_from_the_command_sync_and_plot(tmp_path, damage, why):
+def test_a_damaged_manifest_is_one_line_naming_the_file_from_the_command_sync_and_plot(
+        tmp_path, finished_resumable_run, damage, why):
     def command(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
-    demo_args = ["composer_cfg", "run_name=r", "hydra.run.dir=out", "resume=auto", "demo.epochs=1",
-                 "demo.batches_per_epoch=2", "logger/destinations=[file,jsonl]"]
-    assert command(*demo_args).returncode == 0
+    shutil.copytree(finished_resumable_run / "out", tmp_path / "out")
     manifest = tmp_path / "out" / "r" / "run-rank0.json"
     manifest.write_text(damage(manifest.read_text()))
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    out = command(*demo_args)
+    out = command(*DAMAGED_DEMO)
     assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
     assert out.stderr.startswith(f"composer-cfg: error: resume: {manifest}: a damaged run manifest ({why}")
     assert out.stderr.rstrip().endswith("restore it, or move the run's directory aside and start the run again "
@@ -408,7 +427,7 @@ def test_a_script_written_as_the_readme_shows_killed_mid_epoch_finishes_the_run_
 
 
 @pytest.mark.slow
-def test_a_requeue_with_a_changed_parameter_is_said_and_never_fatal_to_mlflow(caplog):
+def test_a_requeue_with_a_changed_parameter_is_said_and_never_fatal_to_mlflow(caplog, project_store):
     def attempt(lr: float, resume: str, dies: bool) -> Logger:
         logger = build_logger(overrides=["run_name=p", "logger/destinations=[mlflow]"], resume=resume)
         logger.log_hyperparameters({"lr": lr, "seed": 0})
@@ -552,7 +571,7 @@ def test_a_finished_run_run_again_with_auto_continues_from_its_end_and_duplicate
 
 
 @pytest.mark.slow
-def test_an_attempt_stopped_before_it_recorded_its_mlflow_run_is_continued_in_that_run(tmp_path):
+def test_an_attempt_stopped_before_it_recorded_its_mlflow_run_is_continued_in_that_run(tmp_path, project_store):
     # SIGTERM once MLflow made the run and before the manifest has its id (another destination
     # still opening): the next attempt finds the run by its tag and continues it.
     stopped = demo(tmp_path, "logger.destinations.killer.event=init", "logger.destinations.killer.at_batch=0",

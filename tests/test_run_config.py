@@ -16,7 +16,7 @@ import yaml
 from composer_cfg.run.records import read_records
 from composer_cfg.run.run_config import git_state
 from wandb_records import offline_run
-from conftest import needs
+from conftest import needs, place_store
 
 MlflowClient = needs("mlflow").MlflowClient
 ea = needs("tensorboard.backend.event_processing.event_accumulator")
@@ -33,7 +33,7 @@ def git(directory: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+def run(tmp_path_factory, empty_store) -> tuple[Path, subprocess.CompletedProcess]:
     """One demo run (in a git work tree) with every destination that stores config or files; the
     secret reaches the config by reference, as docs/secrets.md recommends."""
     project = tmp_path_factory.mktemp("project")
@@ -41,6 +41,7 @@ def run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     git(project, "init", "-q", ".")
     git(project, "add", "train.txt")
     git(project, "commit", "-q", "-m", "start")
+    place_store(empty_store, project)  # the project's MLflow store, made already (untracked: the tree stays clean)
     out = subprocess.run(
         [sys.executable, "-m", "composer_cfg", "run_name=cfg", "hydra.run.dir=run", "demo.epochs=1",
          "demo.batches_per_epoch=2", f"logger/destinations={DESTINATIONS}",
@@ -134,7 +135,7 @@ def test_log_config_false_logs_no_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_path, monkeypatch):
+def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_path, monkeypatch, empty_store):
     from composer_cfg.run.sync import sync
 
     out = subprocess.run([sys.executable, "-m", "composer_cfg", "run_name=later", "hydra.run.dir=run", "demo.epochs=1",
@@ -142,6 +143,7 @@ def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_pat
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     monkeypatch.chdir(tmp_path / "run")
+    place_store(empty_store, tmp_path / "run")  # the project's store of the sync
     (synced,) = sync("later", ["mlflow"])
     assert synced.sent == 2 + 2 + 1  # FIT: config, hparams; 2 batches; 1 epoch
     assert synced.files == ["later/logs-rank0.txt", "later/run-config.yaml"]  # with the run's own files

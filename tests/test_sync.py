@@ -19,7 +19,7 @@ from composer_cfg.run.records import read_records
 from composer_cfg.run.run_record import RunFiles, RunRecord, run_files
 from composer_cfg.run.sync import main, sync
 from wandb_records import offline_run, offline_runs
-from conftest import default_sigint, needs
+from conftest import default_sigint, needs, place_store
 
 MlflowClient = needs("mlflow").MlflowClient
 ea = needs("tensorboard.backend.event_processing.event_accumulator")
@@ -80,7 +80,7 @@ def run_id(store: str = "mlflow.db", file: str = "metrics-rank0.jsonl") -> str:
 
 
 @pytest.mark.slow
-def test_mlflow_and_tensorboard_hold_the_records_series_and_a_second_sync_adds_nothing():
+def test_mlflow_and_tensorboard_hold_the_records_series_and_a_second_sync_adds_nothing(project_store):
     records = jsonl_run()
     expected = series(records)
     first = sync("run", ["mlflow", "tensorboard"])
@@ -130,7 +130,7 @@ def test_a_wandb_project_taken_from_the_environment_is_a_target_of_its_own(monke
 
 
 @pytest.mark.slow
-def test_a_run_killed_mid_write_syncs_its_complete_part_then_the_rest_once():
+def test_a_run_killed_mid_write_syncs_its_complete_part_then_the_rest_once(project_store):
     records = jsonl_run(epochs=3, batches=4)
     text = RECORDS.read_text()
     whole = text.splitlines(keepends=True)
@@ -149,7 +149,7 @@ def test_a_run_killed_mid_write_syncs_its_complete_part_then_the_rest_once():
 
 
 @pytest.mark.slow
-def test_values_the_tracker_refuses_are_reported_and_the_rest_is_sent():
+def test_values_the_tracker_refuses_are_reported_and_the_rest_is_sent(project_store):
     with build_logger(overrides=["run_name=run", "logger/destinations=[jsonl]"]) as logger:
         logger.data_batch({"acc@1": 0.5, "loss": 0.25})
     (synced,) = sync("run", ["mlflow"])
@@ -160,7 +160,7 @@ def test_values_the_tracker_refuses_are_reported_and_the_rest_is_sent():
 
 
 @pytest.mark.slow
-def test_every_rank_of_a_run_is_replayed_into_its_own_tracker_run_or_rank_zero_alone():
+def test_every_rank_of_a_run_is_replayed_into_its_own_tracker_run_or_rank_zero_alone(project_store):
     for rank in (0, 1):
         Path(f"run/metrics-rank{rank}.jsonl").parent.mkdir(exist_ok=True)
         Path(f"run/metrics-rank{rank}.jsonl").write_text(json.dumps(
@@ -216,7 +216,7 @@ def test_a_source_without_records_is_an_error():
 
 
 @pytest.mark.slow
-def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_its_progress_and_fresh_sends_it_all_again():
+def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_its_progress_and_fresh_sends_it_all_again(project_store):
     records = jsonl_run(epochs=1, batches=1)
     sync("run", ["mlflow"])
     kept = progress()
@@ -238,7 +238,7 @@ def test_a_tracker_run_that_is_gone_fails_the_sync_in_one_line_keeps_its_progres
 
 
 @pytest.mark.slow
-def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
+def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole(project_store):
     # A replay fires no batch_end: a full queue must start a delivery itself, not wait out
     # `timeout` and drop the rest.
     records = jsonl_run(epochs=2, batches=40)
@@ -249,7 +249,7 @@ def test_a_records_file_longer_than_the_trackers_queue_is_synced_whole():
 
 
 @pytest.mark.slow
-def test_a_run_logged_to_jsonl_and_mlflow_is_read_plotted_and_synced_once_not_once_per_copy():
+def test_a_run_logged_to_jsonl_and_mlflow_is_read_plotted_and_synced_once_not_once_per_copy(project_store):
     # MLflow's default store keeps a copy of the published records file beside it, apart from the
     # run directory; a store given inside the run directory keeps it there.
     def run(name: str, *overrides: str) -> Path:
@@ -290,7 +290,8 @@ def test_a_spool_is_no_records_file_and_a_run_without_a_manifest_is_read_from_ev
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["mlflow", "tensorboard"])
-def test_a_record_at_a_step_no_tracker_stores_is_reported_and_every_later_sync_still_works(target, capsys):
+def test_a_record_at_a_step_no_tracker_stores_is_reported_and_every_later_sync_still_works(target, capsys,
+                                                                                            project_store):
     records = jsonl_run(epochs=1)
     lines = RECORDS.read_text().splitlines(keepends=True)
     bad = json.loads(lines[1]) | {"batch": 2**63}  # a damaged (or hand-edited) records file
@@ -321,7 +322,7 @@ def test_a_failed_sync_says_why_in_one_line_without_the_secrets_it_was_given(uri
 
 
 @pytest.mark.slow
-def test_every_records_file_of_a_run_is_read_and_a_copy_in_a_store_outside_the_run_never():
+def test_every_records_file_of_a_run_is_read_and_a_copy_in_a_store_outside_the_run_never(project_store):
     # two Loggers of one run (training, then evaluation), each with its own records file; a
     # sweep's MLflow store shared at the root keeps copies of both, outside the run's directory
     uri = "logger.destinations.mlflow.tracking_uri=sqlite:///mlflow.db"
@@ -379,8 +380,10 @@ def test_what_was_logged_before_the_last_checkpoint_at_its_own_point_is_sent_and
 
 
 @pytest.mark.slow
-def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_into_a_new_run():
+def test_a_sync_into_another_store_sends_everything_and_fresh_sends_it_again_into_a_new_run(project_store,
+                                                                                             empty_store):
     records = jsonl_run(epochs=1)
+    place_store(empty_store, Path("elsewhere"))
     other = "logger.destinations.mlflow.tracking_uri=sqlite:///elsewhere/mlflow.db"
     assert [s.sent for s in sync("run", ["mlflow"])] == [len(records)]
     assert [s.sent for s in sync("run", ["mlflow"], [other])] == [len(records)]  # another store: all of it
@@ -412,8 +415,10 @@ def test_a_file_store_given_by_a_relative_path_resolves_beside_the_run_from_any_
 
 
 @pytest.mark.slow
-def test_a_spool_completes_its_own_target_only_and_another_target_gets_the_records_file_whole():
+def test_a_spool_completes_its_own_target_only_and_another_target_gets_the_records_file_whole(project_store,
+                                                                                               empty_store):
     records = jsonl_run(epochs=1)
+    place_store(empty_store, Path("elsewhere"))
     spool = Path("run/undelivered-mlflow-rank0.jsonl")
     spool.write_text("".join(RECORDS.read_text().splitlines(keepends=True)[-2:]))  # what the live store missed
     live = f"sqlite:///{Path('mlflow.db').resolve()}"
@@ -443,7 +448,6 @@ def test_a_progress_entry_of_an_earlier_version_without_a_target_counts_for_one_
     assert manifest.read_bytes() == written
 
 
-@pytest.mark.slow
 def test_a_ctrl_c_python_can_only_print_inside_a_finalizer_still_interrupts_the_sync(monkeypatch, capsys):
     # A SIGINT that arrives while the garbage collector runs an object's __del__ raises there, and
     # Python prints "Exception ignored in ..." and carries on: the sync would finish as if never asked to stop.
@@ -476,7 +480,8 @@ def test_a_ctrl_c_python_can_only_print_inside_a_finalizer_still_interrupts_the_
     assert sys.unraisablehook == shown.append  # put back
 
 
-def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_each_point_once():
+@pytest.mark.slow
+def test_an_interrupted_sync_is_continued_by_the_next_in_the_same_tracker_run_each_point_once(project_store):
     records = jsonl_run(epochs=1, batches=20_000)
     # Sent every 50 ms: the store receives the records in parts.
     child = subprocess.Popen([sys.executable, "-m", "composer_cfg.run.sync", "run", "--to", "mlflow",

@@ -85,7 +85,7 @@ def train(logger: Logger, batches: int = 100, tensors: bool = True) -> list[tupl
 
 
 @pytest.mark.slow
-def test_a_tensor_logged_once_crosses_to_the_host_once_for_five_destinations():
+def test_a_tensor_logged_once_crosses_to_the_host_once_for_five_destinations(project_store):
     logger = five_destinations("once")
     DeviceTensor.transfers = 0
     with logger:
@@ -101,7 +101,7 @@ def test_a_tensor_logged_once_crosses_to_the_host_once_for_five_destinations():
 
 
 @pytest.mark.slow
-def test_tensors_cross_once_per_flush_point_and_every_destination_keeps_what_floats_give():
+def test_tensors_cross_once_per_flush_point_and_every_destination_keeps_what_floats_give(project_store):
     floats = five_destinations("floats")
     train(floats, tensors=False)
     DeviceTensor.transfers = 0
