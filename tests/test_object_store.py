@@ -535,11 +535,12 @@ def run_cli(*args, cwd):
                           timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
 
 
-def test_the_command_refuses_the_working_directory_as_store_and_creates_nothing(tmp_path):
+def test_the_command_refuses_the_runs_directory_as_store_and_creates_nothing(tmp_path):
     out = run_cli("+logger/destinations=object_store", "logger.destinations.object_store.url=.", cwd=tmp_path)
     assert out.returncode == 2
     (line,) = out.stderr.splitlines()
-    assert line.startswith("composer-cfg: error: logger.destinations.object_store.url: '.' is the working directory")
+    assert line.startswith("composer-cfg: error: logger.destinations.object_store.url: '.' is the run's directory "
+                           f"({tmp_path.resolve()}/outputs/")  # the job's, where '.' resolves
     assert os.listdir(tmp_path) == []  # no outputs/ directory
 
 
