@@ -54,7 +54,7 @@ class ObjectStoreLogger(SinkDestination):
             A relative local root resolves when the destination opens, in the run's directory
             (`State.directory`), as every destination's relative paths do; `output_location`
             is the URL as given until then, the absolute root after. A local root may not be
-            the working directory or contain it: uploads would replace the files other
+            the run's directory or contain it: uploads would replace the files other
             destinations are writing (a live log) with snapshots.
         object_name: template of the object's name: ``{artifact_name}`` plus the dist fields.
         storage_options: keyword arguments of the fsspec file system (not credentials: those
