@@ -49,8 +49,7 @@ class ComposerSink(Sink):
     def open(self, context: SinkContext) -> None:
         logger = context.logger
         self._logger = logger
-        self._live = logger.state if logger is not None else State(context.run.run_name, context.timestamp,
-                                                                    dist_info=context.run.dist)
+        self._live = logger.state if logger is not None else State.of(context.run, context.timestamp)
         self._state = copy.copy(self._live)
         if context.resumed is not None and context.resumed is not self.destination.resume_identity:
             self.destination.continue_run(context.resumed)

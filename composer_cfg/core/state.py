@@ -66,6 +66,12 @@ class State:
     def run_name(self, name: str) -> None:
         self._run_name = check_run_name(name)
 
+    @classmethod
+    def of(cls, run: RunFacts, timestamp: Timestamp | None = None) -> State:
+        """A state of `run` (its name, ranks and directory) at `timestamp`: what a sink opened
+        without a Logger gives the destination code that reads a state."""
+        return cls(run.run_name, timestamp, dist_info=run.dist, directory=run.directory)
+
     def facts(self) -> RunFacts:
         """The run's name, rank facts and directory, as the destinations' sinks are given them."""
         return RunFacts(self.run_name, self.dist, self.directory)

@@ -226,8 +226,7 @@ class ObjectStoreSink(KeyedSink):
 
     def open(self, context: SinkContext) -> None:
         self.run = context.run
-        self._state = context.logger.state if context.logger is not None else State(
-            context.run.run_name, context.timestamp, dist_info=context.run.dist, directory=context.run.directory)
+        self._state = context.logger.state if context.logger is not None else State.of(context.run, context.timestamp)
 
     def key(self, record: Record) -> str | None:
         """The object name of an artifact record, or None to leave it out (filtered, or the object

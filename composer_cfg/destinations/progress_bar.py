@@ -117,7 +117,7 @@ class _BarsSink(Sink):
     def open(self, context: SinkContext) -> None:
         self._kept_by = kept_by(context)
         self._local_rank = context.run.dist.local_rank
-        self._state = State(context.run.run_name, context.timestamp, dist_info=context.run.dist)
+        self._state = State.of(context.run, context.timestamp)
 
     def write(self, records: Sequence[Record]) -> None:
         for record in records:
