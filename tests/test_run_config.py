@@ -161,6 +161,35 @@ def test_a_sync_replays_the_config_into_a_tracker_as_its_hyperparameters(tmp_pat
         ("later.logs-rank0.txt", ["logs-rank0.txt"]), ("later.run-config.yaml", ["run-config.yaml"])]
 
 
+def test_a_sync_sends_the_runs_other_files_it_is_asked_for_and_refuses_a_pattern_leaving_the_run(
+        tmp_path, monkeypatch, capsys, empty_store):
+    from composer_cfg import JSONLinesLogger, Logger, State
+    from composer_cfg.run.sync import main
+
+    monkeypatch.chdir(tmp_path)
+    with Logger(State("files"), JSONLinesLogger()) as logger:
+        logger.data_batch({"loss": 0.5})
+    (tmp_path / "files" / "checkpoints").mkdir()
+    (tmp_path / "files" / "checkpoints" / "ep0.pt").write_bytes(b"\x00weights")
+    (tmp_path / "files" / "checkpoints" / "notes.txt").write_text("not asked for")
+    (tmp_path / "secret.pt").write_bytes(b"outside the run")
+    (tmp_path / "files" / "checkpoints" / "link.pt").symlink_to(tmp_path / "secret.pt")
+    place_store(empty_store, tmp_path)
+    for pattern in ("../*.pt", str(tmp_path / "secret.pt")):
+        assert main(["files", "--to", "mlflow", "--files", pattern]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"composer-cfg-sync: error: --files: {pattern!r} must be a pattern of files inside the run's directory, "
+            f"relative to it (such as 'checkpoints/*.pt')"]
+    assert main(["files", "--to", "mlflow", "--files", "checkpoints/*.pt"]) == 0
+    assert "  files: files/checkpoints/ep0.pt" in capsys.readouterr().out.splitlines()
+    client = MlflowClient(tracking_uri="sqlite:///mlflow.db")
+    (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
+    listed = [item.path for item in client.list_artifacts(mlflow_run.info.run_id, "files/checkpoints")]
+    assert listed == ["files/checkpoints/ep0.pt"]  # not the text file, not the link leaving the run
+    copy = client.download_artifacts(mlflow_run.info.run_id, "files/checkpoints/ep0.pt", str(tmp_path / "back"))
+    assert Path(copy).read_bytes() == b"\x00weights"
+
+
 @pytest.mark.slow
 def test_a_resumed_run_keeps_its_first_hyperparameters_and_rewrites_the_file(tmp_path):
     def command(*args: str) -> None:

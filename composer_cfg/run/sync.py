@@ -12,7 +12,8 @@ file (`composer_cfg.run.sync_progress`; the run's manifest is read, never writte
 sync into that target adds to the same tracker run; another target gets everything, and
 ``--fresh`` sends everything again into a new tracker run. A destination that takes files also
 gets the run's text log and config record, where the run keeps them by default, with every sync
-that sends new records.
+that sends new records; and, opted in with ``--files 'checkpoints/*.pt'`` (patterns relative to
+the run's directory, sent with rank 0's records), any other file of the run, as it is then.
 
 Relative paths of the destinations (a TensorBoard ``log_dir``, W&B's ``dir``, a SQLite
 ``tracking_uri``) resolve where the live run resolved its own, whatever the working directory:
@@ -81,7 +82,7 @@ class Synced:
 
 def sync(
     source: str | Path, destinations: Sequence[str], overrides: Sequence[str] = (), config_dir: str | Path | None = None,
-    *, progress: bool = False, unfinished: bool = False, fresh: bool = False,
+    *, progress: bool = False, unfinished: bool = False, fresh: bool = False, files: Sequence[str] = (),
 ) -> list[Synced]:
     """Replay every records file under `source` (a run or sweep directory, or one ``.jsonl``
     file) into each of `destinations` (names in the config tree: ``mlflow``, ``wandb``...).
@@ -91,7 +92,8 @@ def sync(
     is new to the same tracker run; into another target, or with `fresh`, it sends everything into
     a new one. Of a resumable run that did not finish, the records written after its last
     checkpoint are held back (an attempt that continues the run logs those steps again), unless
-    `unfinished`.
+    `unfinished`. `files`: patterns (``checkpoints/*.pt``) of other files of the run to send to
+    the destinations that take files, relative to the run's directory.
 
     Relative paths in the destinations' config resolve where the run's own did, whatever the
     working directory (see the module's docstring). Raises `ConfigError` for a bad destination
@@ -101,7 +103,8 @@ def sync(
     from composer_cfg.config.compose import compose_config
     from composer_cfg.config.masking_callback import config_secrets
 
-    files = _records_files(Path(source))
+    patterns = [_checked_pattern(pattern) for pattern in files]
+    sources = _records_files(Path(source))
     if not destinations:
         raise ConfigError("--to: name at least one destination, e.g. --to mlflow,tensorboard")
     cfg = compose_config([f"logger/destinations=[{','.join(destinations)}]", *overrides], config_dir=config_dir)
@@ -111,10 +114,10 @@ def sync(
         if node.destinations.get(name) is not None and "undelivered" in node.destinations[name]:  # again next time)
             node.destinations[name].when_full = "block"
             node.destinations[name].undelivered = "drop"
-    check_progress(file.parent for file in files)
-    world_sizes = _world_sizes(files)
+    check_progress(file.parent for file in sources)
+    world_sizes = _world_sizes(sources)
     results = []
-    for file in files:
+    for file in sources:
         placed = placed_records(file)
         if not placed:
             continue
@@ -142,7 +145,7 @@ def sync(
             # gets everything from the run's records file, or from the spool when it has none.
             own = [spool for spool, owner in spools.items() if owner == name and not fresh
                    and progress_file.start(manifest, spool, name, target) is not None]
-            if file.name in spools and file.name not in own and _has_records(file, files, spools):
+            if file.name in spools and file.name not in own and _has_records(file, sources, spools):
                 continue
             if file.name not in spools and own:
                 results.append(Synced(file, name, 0, skipped=f"the run logged to {name} itself; its spool "
@@ -152,7 +155,7 @@ def sync(
             pending = _after(records, entry.get("through"), in_file_order)
             synced = Synced(file, name, len(pending), held_back=held_back, run_status=status)
             if pending and file.name not in spools and destination.can_log_file_artifacts():
-                published = _run_files(file.parent, run_name, rank, pending[-1])
+                published = _run_files(file.parent, run_name, rank, pending[-1], patterns)
                 pending = [*pending, *published]  # (a new list: `records` is every destination's)
                 synced.files = [record["artifact"]["name"] for record in published]
             if pending:
@@ -184,18 +187,32 @@ def _run_root(records_file: Path, run_name: str, manifest: dict[str, Any]) -> Pa
     return directory.parent if manifest or directory.name == run_name else None
 
 
-def _run_files(directory: Path, run_name: str, rank: int, last: dict[str, Any]) -> list[dict[str, Any]]:
+def _run_files(directory: Path, run_name: str, rank: int, last: dict[str, Any],
+               patterns: Sequence[str]) -> list[dict[str, Any]]:
     """The run's text log (`FileLogger`) and, of rank 0, its config record
-    (`composer_cfg.run.run_config`), where the run keeps them by default (its `directory`), as
-    artifact records at the point of the `last` record sent, named as the run publishes them."""
-    found = []
-    for name in (f"logs-rank{rank}.txt", *(["run-config.yaml"] if rank == 0 else [])):
-        file = directory / name
-        if file.is_file():
-            found.append({"level": "FIT", "run_name": run_name, "rank": rank, "epoch": last["epoch"],
-                          "batch": last["batch"], "time": last.get("time"), "data": {},
-                          "artifact": {"name": f"{run_name}/{file.name}", "file": str(file), "overwrite": True}})
-    return found
+    (`composer_cfg.run.run_config`), where the run keeps them by default (its `directory`), and
+    the files `patterns` match there, as artifact records at the point of the `last` record sent,
+    named as the run publishes them (``<run_name>/<path in its directory>``)."""
+    names = [f"logs-rank{rank}.txt", *(["run-config.yaml"] if rank == 0 else [])]
+    if rank == 0:
+        inside = directory.resolve()
+        matched = sorted({path.relative_to(directory).as_posix() for pattern in patterns
+                          for path in directory.glob(pattern)
+                          if path.is_file() and path.resolve().is_relative_to(inside)})
+        names += [name for name in matched if name not in names]
+    return [{"level": "FIT", "run_name": run_name, "rank": rank, "epoch": last["epoch"], "batch": last["batch"],
+             "time": last.get("time"), "data": {},
+             "artifact": {"name": f"{run_name}/{name}", "file": str(directory / name), "overwrite": True}}
+            for name in names if (directory / name).is_file()]
+
+
+def _checked_pattern(pattern: str) -> str:
+    """A ``--files`` pattern, if it stays inside the run's directory; else `ConfigError`."""
+    parts = Path(pattern).parts
+    if not pattern.strip() or Path(pattern).is_absolute() or ".." in parts:
+        raise ConfigError(f"--files: {pattern!r} must be a pattern of files inside the run's directory, relative "
+                          f"to it (such as 'checkpoints/*.pt')")
+    return pattern
 
 
 def _records_files(source: Path) -> list[Path]:
@@ -376,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-cd", "--config-dir", help="a config directory of your own, searched before the packaged one")
     parser.add_argument("--fresh", action="store_true",
                         help="send everything again, into a new tracker run (what earlier syncs sent stays where it is)")
+    parser.add_argument("--files", action="append", default=[], metavar="PATTERN",
+                        help="also send the run's files matching PATTERN (relative to its directory: "
+                             "'checkpoints/*.pt') to the destinations that take files; repeatable")
     parser.add_argument("--unfinished", action="store_true",
                         help="also send what a resumable run that did not finish logged after its last checkpoint")
     parser.add_argument("overrides", nargs="*", help="config overrides, as for composer-cfg "
@@ -387,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _noting_ctrl_c():
             results = sync(args.source, names, args.overrides, args.config_dir, progress=True,
-                           unfinished=args.unfinished, fresh=args.fresh)
+                           unfinished=args.unfinished, fresh=args.fresh, files=args.files)
             if _CTRL_C.is_set():
                 raise KeyboardInterrupt
         return _report(results)
