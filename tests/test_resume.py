@@ -131,7 +131,7 @@ def run_record(directory: Path, rank: int = 0) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum, event, batch", kill_points(signal.SIGKILL, 3) + kill_points(signal.SIGTERM, 3))
+@pytest.mark.parametrize("signum, event, batch", kill_points(signal.SIGTERM, 3))
 def test_a_killed_demo_resumed_with_auto_has_the_history_of_an_uninterrupted_run(
         tmp_path, project_store, uninterrupted, signum, event, batch):
     killer = [f"logger.destinations.killer.at_batch={batch}",
@@ -156,6 +156,57 @@ def test_a_killed_demo_resumed_with_auto_has_the_history_of_an_uninterrupted_run
     if signum == signal.SIGTERM:
         assert after["wandb"] == uninterrupted["wandb"]
         assert len(after["wandb ids"]) == 1 and after["wandb exit code"] == 0
+
+
+#: The demo's events at one value of the batch counter, in the order they fire (an epoch's checkpoint
+#: comes in its body, after its last batch; the next epoch's first batch starts at that value too).
+ORDER = ("batch_end", "epoch_checkpoint", "epoch_end", "batch_start")
+INSIDE = (None, "mark", "delivery")
+
+
+def kill_sequence(count: int) -> list[tuple[int, str, str | None]]:
+    """`count` points to SIGKILL the demo at, one attempt after another, chosen by a seeded RNG, in
+    the order a run reaches them: (batch, event, inside), `inside` killing inside the checkpoint
+    that follows an ``epoch_checkpoint`` event (`killer.Killer`). A point is kept only if the
+    attempt after the previous kill reaches it (it starts at the last mark: a kill after a mark
+    was written at an epoch's end leaves that epoch's events behind)."""
+    def position(point: tuple[int, str, str | None]) -> tuple[int, int, int]:
+        return point[0], ORDER.index(point[1]), INSIDE.index(point[2])
+
+    rng, pool = random.Random("issue21-sequence"), set()
+    while True:
+        event = rng.choice(ORDER)
+        batch = BATCHES * rng.randint(1, EPOCHS) if event in EPOCH_EVENTS else rng.randrange(1, EPOCHS * BATCHES)
+        pool.add((batch, event, rng.choice(INSIDE) if event == "epoch_checkpoint" else None))
+        points, resumes_at = [], (0, 0, 0)
+        for point in sorted(pool, key=position):
+            if position(point) > resumes_at:
+                points.append(point)
+                if point[1] == "epoch_end" or point[2] == "delivery":  # the epoch's mark was written
+                    resumes_at = (point[0], ORDER.index("epoch_end"), len(INSIDE))
+        if len(points) == count:
+            return points
+
+
+@pytest.mark.slow
+def test_a_demo_killed_at_20_seeded_points_one_after_another_ends_with_every_back_end_exact(
+        tmp_path, project_store, uninterrupted):
+    points = kill_sequence(20)
+    assert {inside for _, _, inside in points} == {None, "mark", "delivery"}  # inside checkpoints too
+    for batch, event, inside in points:
+        killer = [f"logger.destinations.killer.at_batch={batch}", f"logger.destinations.killer.event={event}",
+                  f"logger.destinations.killer.inside={'null' if inside is None else inside}"]
+        killed = demo(tmp_path, *killer, destinations=DESTINATIONS.replace(",wandb", "") + ",killer")
+        assert killed.returncode == -signal.SIGKILL, (batch, event, inside, killed.stderr)
+    resumed = demo(tmp_path, destinations=DESTINATIONS.replace(",wandb", ""))
+    assert resumed.returncode == 0, resumed.stderr
+    after = read_back(tmp_path)
+    for destination in ("text", "jsonl", "tensorboard", "mlflow", "mlflow params"):
+        assert after[destination] == uninterrupted[destination], destination
+    assert after["mlflow runs"] == ["FINISHED"]
+    run = run_record(tmp_path)
+    assert [attempt["status"] for attempt in run["attempts"]] == ["CRASHED"] * len(points) + ["FINISHED"]
+    assert not list((tmp_path / "outputs" / "r" / "r").glob("held-*"))  # every sealed interval delivered
 
 
 LOCAL = "file,jsonl,tensorboard,mlflow"

@@ -1,4 +1,7 @@
 import logging
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -237,3 +240,49 @@ def test_a_step_beyond_64_bits_is_refused_at_the_call_for_tensorboard_alone_and_
     assert [(e.step, e.value) for e in read("run/tensorboard").Scalars("loss")] == [(0, 0.5), (3, 0.125)]
     assert [(r["batch"], r["data"]["loss"]) for r in read_records("run/metrics-rank0.jsonl")] == [
         (0, 0.5), (2**63, 0.25), (3, 0.125)]
+
+
+ATTEMPT = """
+import os, signal, sys
+from composer_cfg import Event, JSONLinesLogger, Logger, State, TensorboardLogger, Timestamp
+kill_at = int(sys.argv[1])
+logger = Logger(State("live"), {"tensorboard": TensorboardLogger(flush_interval=1), "jsonl": JSONLinesLogger()},
+                resume="auto")
+logger.run_event(Event.INIT)
+state = logger.state
+for batch in range(int(state.timestamp.batch), 10):
+    state.timestamp = Timestamp(batch=batch)
+    logger.data_batch({"loss": float(batch), "attempt": float(kill_at)})
+    state.timestamp = Timestamp(batch=batch + 1)
+    logger.run_event(Event.BATCH_END)
+    if batch == kill_at:
+        logger.flush()  # what a scheduled flush does on the writer's thread a moment later
+        os.kill(os.getpid(), signal.SIGKILL)
+    if batch % 4 == 3:
+        logger.run_event(Event.BATCH_CHECKPOINT)  # marks batch + 1
+logger.close()
+"""
+
+
+def test_a_resumable_runs_events_are_on_disk_as_logged_and_a_killed_attempts_later_ones_are_cut_back(tmp_path):
+    def attempt(kill_at: int) -> int:
+        return subprocess.run([sys.executable, "-c", ATTEMPT, str(kill_at)], cwd=tmp_path, timeout=120).returncode
+
+    def steps() -> list[tuple[int, float, float]]:
+        events = read(tmp_path / "live" / "tensorboard")
+        return [(e.step, e.value, a.value) for e, a in zip(events.Scalars("loss"), events.Scalars("attempt"))]
+
+    assert attempt(kill_at=5) == -signal.SIGKILL  # checkpoints after batches 3 (mark 4); killed after 5
+    assert steps() == [(b, float(b), 5.0) for b in range(6)]  # live: past the checkpoint, before any close
+    assert attempt(kill_at=1) == 0  # resumes at batch 4: never reaches batch 1 again
+    assert steps() == [(b, float(b), 5.0) for b in range(4)] + [(b, float(b), 1.0) for b in range(4, 10)]
+    assert len(list((tmp_path / "live" / "tensorboard").iterdir())) == 2  # an event file per attempt
+    assert [r["batch"] for r in read_records(tmp_path / "live")] == list(range(10))
+
+
+def test_a_resumable_run_killed_before_its_first_checkpoint_leaves_no_event_of_its_own(tmp_path):
+    assert subprocess.run([sys.executable, "-c", ATTEMPT, "2"], cwd=tmp_path, timeout=120).returncode == -signal.SIGKILL
+    assert subprocess.run([sys.executable, "-c", ATTEMPT, "99"], cwd=tmp_path, timeout=120).returncode == 0
+    events = read(tmp_path / "live" / "tensorboard")
+    assert [(e.step, e.value) for e in events.Scalars("attempt")] == [(b, 99.0) for b in range(10)]
+    assert len(list((tmp_path / "live" / "tensorboard").iterdir())) == 1  # the killed attempt's file removed

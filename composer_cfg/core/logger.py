@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ class Logger(CurrentComposerCalls):
     def run_event(self, event: Event | str) -> None:
         """Fire `event` on every destination that acts at it (each flushes after it if its schedule
         says so). `Event.INIT` opens every destination; a checkpoint event makes everything logged
-        so far durable, then records the mark of a resumable run."""
+        so far durable, then records the mark of a resumable run (`Dispatch.checkpoint`)."""
         if type(event) is not Event:
             event = Event(event)
         if not self._lifecycle.taking("events", event):
@@ -173,8 +174,8 @@ class Logger(CurrentComposerCalls):
             point = EventPoint(event, state.dataloader_len, state.eval_dataloader_len)
             dispatch.send(channels, self._record_of(Kind.EVENT, None, point))
         if event in CHECKPOINT_EVENTS:
-            dispatch.barrier(self._routes.everything, "checkpoint", lambda channel, deadline: channel.checkpoint(deadline))
-            self._attempt.checkpoint(self._routes.identities(), epoch_ended=event is Event.EPOCH_CHECKPOINT)
+            ended, attempt = event is Event.EPOCH_CHECKPOINT, self._attempt
+            dispatch.checkpoint(self._routes.everything, attempt.held_path, partial(attempt.checkpoint, epoch_ended=ended))
 
     def deliver_waiting(self) -> None:
         """Deliver now what waits for its device tensors (`InMemoryLogger`'s readers call it)."""
@@ -263,7 +264,7 @@ class Logger(CurrentComposerCalls):
         self._begun = True
         if failures:
             _fail_to_start(self, failures)
-        self._attempt.started(self._routes.identities(), self._routes.identities(records_only=True))
+        self._attempt.started(*(self._routes.identities(which) for which in (None, "writes_records", "rolls_back")))
         self._system.start(self.data_batch)
 
     def _context_of(self, name: str) -> Any:

@@ -115,10 +115,10 @@ class Routes:
                                                                           c.kind == "keyed")))
         self.members = tuple(members)
 
-    def identities(self, records_only: bool = False) -> dict[str, Any]:
-        """Who each destination is in its back end (`Sink.identity`), by name; with `records_only`,
-        of those that write the run's records (`Policies.writes_records`)."""
-        return {m.name: m.channel.identity() for m in self.members if m.destination.writes_records or not records_only}
+    def identities(self, which: str | None = None) -> dict[str, Any]:
+        """Who each destination is in its back end (`Sink.identity`), by name; with `which`, of
+        those whose policy of that name is true (``writes_records``, ``rolls_back``: `Policies`)."""
+        return {m.name: m.channel.identity() for m in self.members if which is None or getattr(m.destination, which)}
 
     def report(self) -> dict[str, dict[str, Any]]:
         """What each destination did so far, by name (`Logger.report`); those with nothing to say left out."""

@@ -107,6 +107,9 @@ class Policies:
       its last checkpoint, so in a resumable run its data waits (bounded) for each checkpoint.
     * `writes_records`: its file (`Sink.identity`'s ``filename``) is the run's JSON Lines records:
       listed in the run's manifest, so that readers, the plot and sync read it and never a copy of it.
+    * `rolls_back`: its file (`Sink.identity`'s ``filename``) is cut back, when a resumable run
+      continues, to its size at the last checkpoint (a file made after it is removed), so what a
+      killed attempt wrote after its last checkpoint goes: its data need not wait for checkpoints.
     * `requires`: modules its back end imports, each with the pip extra that installs it.
     * `aliases`: old names of constructor parameters (old -> new), accepted and never listed.
     * `check_config`: rules across several constructor parameters, checked with the config.
@@ -129,6 +132,7 @@ class Policies:
     remote: ClassVar[bool] = False
     holds_until_checkpoint: ClassVar[bool] = False
     writes_records: ClassVar[bool] = False
+    rolls_back: ClassVar[bool] = False
     requires: ClassVar[Mapping[str, str]] = {}
     aliases: ClassVar[Mapping[str, str]] = {}
     resume_identity: Mapping[str, Any] | None = None

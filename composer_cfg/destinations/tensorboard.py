@@ -62,6 +62,11 @@ class TensorboardLogger(SinkDestination):
     logged before it is on disk; a scheduled flush puts them there when the writer reaches it.
     The records are tensorboardX's, imported when first needed.
 
+    In a resumable run (``resume=auto|must``) events are written as they are logged, and an attempt
+    writes an event file of its own; when the run continues, the files of earlier attempts are cut
+    back to their size at the last checkpoint (a file made after it is removed), so a reader never
+    sees a step that a killed attempt logged and the next one logs again.
+
     Media, at ``step`` = the call's batch (`Logger.log_images`, `log_table`, `log_histogram`), each
     name made a tag as scalars' keys are:
 
@@ -82,7 +87,7 @@ class TensorboardLogger(SinkDestination):
     hyperparameters_as_fit_data = True
     shows_media = frozenset(KINDS)
     channel_kind = "thread"
-    holds_until_checkpoint = True  # readers keep every event of a step written twice
+    rolls_back = True  # readers keep every event of a step written twice: a resumed run cuts its files back
     requires = {"tensorboardX": "tensorboard", "PIL": "tensorboard"}  # PIL: PNG images
 
     def __init__(
@@ -126,6 +131,7 @@ class TensorboardSink(Sink):
         self._log_dir = log_dir
         self._events: EventFile | None = None
         self._directory: Path | None = None
+        self._filename: str | None = None
         self._artifact_dir = ""
         self._skipped: set[str] = set()
         self._publish: Any = None
@@ -140,6 +146,7 @@ class TensorboardSink(Sink):
         # The file's name sorts after every event file already there (`EventFile`); the nanosecond and
         # the process keep two writers that start at the same moment from sharing one.
         self._events = EventFile(self._directory, f".{time.time_ns()}.{os.getpid()}.rank{context.run.rank}")
+        self._filename = self._events.path
 
     def write(self, records: Sequence[Record]) -> None:
         refused = None
@@ -168,7 +175,9 @@ class TensorboardSink(Sink):
             self._publish_files()
 
     def identity(self) -> dict[str, Any]:
-        return {"log_dir": str(self._directory)} if self._directory is not None else {}
+        if self._directory is None:
+            return {}
+        return {"log_dir": str(self._directory), "filename": self._filename}
 
     def location(self) -> str | None:
         return str(self._directory.resolve()) if self._directory is not None else None

@@ -41,8 +41,8 @@ class EventFile:
     def __init__(self, directory: Path, filename_suffix: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         second = max([int(time.time()), *(_second(path) + 1 for path in directory.glob("*tfevents*"))])
-        self._file = RecordWriter(str(directory / f"events.out.tfevents.{second:010d}.{socket.gethostname()}"
-                                                  f"{filename_suffix}"))
+        self.path = str(directory / f"events.out.tfevents.{second:010d}.{socket.gethostname()}{filename_suffix}")
+        self._file = RecordWriter(self.path)
         forks.own(self._file._writer)  # tensorboardX's file object: never a child's
         self._file.write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
         self._file.flush()  # a reader finds a valid event file (its version record) from the start

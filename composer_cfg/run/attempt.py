@@ -12,7 +12,9 @@ second attempt leaves the live one's manifest alone).
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from composer_cfg.run.run_record import RunRecord, run_directory
 from composer_cfg.run.spool import Spool
 
 LOG = logging.getLogger("composer_cfg")
+#: The start of the name of a file of records a tracker's channel sealed at a checkpoint.
+HELD = "held-"
 Identities = Mapping[str, Mapping[str, Any]]
 
 
@@ -55,32 +59,47 @@ class RunAttempt:
             self.key = self._record.key  # type: ignore[union-attr]
             if continued is not None:
                 self.identities, self.resumed_from = continued.identities, continued.start
+                cut_back(continued.cut_back)
+                kept = {Path(identity["held_file"]) for identity in continued.identities.values()
+                        if identity.get("held_file")}
+                for path in self._directory.glob(f"{HELD}*-rank{state.rank}-*.pkl"):
+                    if path not in kept:  # sealed for a checkpoint that was never marked, or delivered
+                        path.unlink(missing_ok=True)
                 if continued.marked:
                     _say_start(state.run_name, continued.start, given)
                     state.timestamp = continued.start
             self._begun = self._wrote = True
 
-    def started(self, identities: Identities, records: Identities) -> None:
-        """Every destination opened: record who they are (an MLflow run id, a W&B id...), and which
-        of them (`records`, a subset of `identities`) write the run's records files, and where."""
+    def started(self, identities: Identities, records: Identities, rolled_back: Identities) -> None:
+        """Every destination opened: record who they are (an MLflow run id, a W&B id...), which of
+        them (`records`, a subset of `identities`) write the run's records files, and where, and
+        the files of those (`rolled_back`) a next attempt cuts back to the last checkpoint."""
         if self._begun:
-            self._record.started(identities)  # type: ignore[union-attr]
-        files = {name: Path(identity["filename"]) for name, identity in records.items() if identity.get("filename")}
-        files = {name: path for name, path in files.items() if path.is_relative_to(self._directory)}
+            self._record.started(identities, _files(rolled_back))  # type: ignore[union-attr]
+        files = {name: path for name, path in _files(records).items() if path.is_relative_to(self._directory)}
         if files:
             self._manifest().add_records(files)
             self._wrote = True
 
-    def checkpoint(self, identities: Identities, epoch_ended: bool) -> None:
-        """Everything logged so far is durable: record the mark, where a next attempt continues:
-        the end of the `TrainingLoop` body in progress (`State.after_body`); without one, after an
-        epoch's checkpoint fired before the timestamp moved on, the start of the next epoch."""
+    def held_path(self, name: str) -> Path | None:
+        """Where destination `name`'s channel seals, at a checkpoint, what it held for it (a new
+        file each time); None when the run is not resumable."""
+        if not self._begun:
+            return None
+        return self._directory / f"{HELD}{name}-rank{self._state.rank}-{uuid.uuid4().hex[:12]}.pkl"
+
+    def checkpoint(self, identities: Identities, held: Mapping[str, Path], epoch_ended: bool) -> None:
+        """Everything logged so far is durable, and what trackers held is sealed in the files
+        `held` (by destination): record the mark, where a next attempt continues: the end of the
+        `TrainingLoop` body in progress (`State.after_body`); without one, after an epoch's
+        checkpoint fired before the timestamp moved on, the start of the next epoch."""
         if self._begun:
             state = self._state
             mark = state.timestamp if state.after_body is None else state.after_body(state.timestamp)
             if state.after_body is None and epoch_ended and mark.batch_in_epoch:
                 mark = mark.to_next_epoch()
-            self._record.checkpoint(mark, identities)  # type: ignore[union-attr]
+            files = {name: path.name for name, path in held.items()}
+            self._record.checkpoint(mark, identities, files)  # type: ignore[union-attr]
 
     def end(self, status: RunStatus, report: Callable[[], Mapping[str, Any]]) -> None:
         """The run ended with `status`; the report goes in if there is a manifest."""
@@ -117,6 +136,22 @@ class RunAttempt:
             return Spool(self._directory, name, run, register)
 
         return spool
+
+
+def _files(identities: Identities) -> dict[str, Path]:
+    """The file each destination writes (its identity's ``filename``), by name."""
+    return {name: Path(identity["filename"]) for name, identity in identities.items() if identity.get("filename")}
+
+
+def cut_back(files: Mapping[Path, int]) -> None:
+    """Each file as it was at the run's last checkpoint: cut to its size then, or removed if it was
+    made after it (what a killed attempt wrote after its last checkpoint goes; the next attempt
+    writes it again)."""
+    for path, size in files.items():
+        if not size:
+            path.unlink(missing_ok=True)
+        elif path.is_file() and path.stat().st_size > size:
+            os.truncate(path, size)
 
 
 def _say_start(run_name: str, mark: Timestamp, given: Timestamp) -> None:

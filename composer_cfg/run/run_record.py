@@ -2,7 +2,8 @@
 
 The manifest says what went where: under ``"run"`` (a resumable run) its name and world size,
 each destination's identity (an MLflow run id, a W&B id, file paths) and how far it was written,
-the run's own id, the last checkpoint mark (and the size of each records file then), the status,
+the run's own id, the last checkpoint mark (and the size then of each records file and of each
+file a next attempt cuts back to it, such as TensorBoard's event files), the status,
 and one entry per attempt (started, ended, status, where it resumed, and the process that ran
 it); under ``"records"`` its records files; under ``"spools"`` and ``"sync"`` the spools of
 undelivered records, their destinations, targets and tracker runs; under ``"logging"`` the
@@ -85,7 +86,9 @@ class _Run(TypedDict, total=False):
     status: str
     key: str  # the run's own id, the same in every attempt (a tracker's run is tagged with it)
     checkpoint: _Point
-    records_at_checkpoint: dict[str, int]  # records file (as under "records") -> its size in bytes then
+    held: dict[str, str]  # destination -> the file of what it held until the last checkpoint
+    records_at_checkpoint: dict[str, int]  # records file (as under "records" or "cut_back") -> its size in bytes then
+    cut_back: dict[str, str]  # file (relative to the manifest, or absolute) -> destination: cut back on resume
     destinations: Required[dict[str, _Destination]]
     attempts: Required[list[_Attempt]]
 
@@ -117,11 +120,13 @@ def read_manifest(path: Path) -> dict[str, Any]:
 class Continued(NamedTuple):
     """What a continued run starts from: each destination's identity in its back end, by name, and
     the point it starts at: its last checkpoint's mark (everything logged before it was delivered),
-    else the point the attempt was started at."""
+    else the point the attempt was started at; and the size each file cut back on resume had at
+    that mark (0: a file made after it)."""
 
     identities: dict[str, Any]
     start: Timestamp
     marked: bool  # `start` is a checkpoint's mark
+    cut_back: dict[Path, int]
 
 
 class RunFiles(NamedTuple):
@@ -241,8 +246,14 @@ class RunRecord:
             for file, name in manifest.get("records", {}).items():
                 if name in identities and str(self.path.parent / file) in kept:  # what a records file keeps of
                     identities[name] = {**identities[name], "kept_bytes": kept}  # itself, by path (`resume_record`)
+            for name, file in run.get("held", {}).items():
+                if name in identities:
+                    identities[name] = {**identities[name], "held_file": str(self.path.parent / file)}
             mark = run.get("checkpoint")
-            continued = Continued(identities, timestamp if mark is None else Timestamp(**mark), mark is not None)
+            sizes = run.get("records_at_checkpoint", {}) if mark is not None else {}
+            cut_back = {self.path.parent / file: sizes.get(file, 0) for file in run.get("cut_back", {})}
+            continued = Continued(identities, timestamp if mark is None else Timestamp(**mark), mark is not None,
+                                  cut_back)
             if run["attempts"] and run["attempts"][-1]["status"] == "RUNNING":
                 run["attempts"][-1]["status"] = CRASHED
         run["status"] = "RUNNING"
@@ -252,15 +263,25 @@ class RunRecord:
         manifest["run"] = run
         return continued
 
-    def started(self, identities: Mapping[str, Mapping[str, Any]]) -> None:
-        """After INIT: each destination's identity (a tracker's run id, a path), by name."""
-        self._file.change(lambda manifest: _identify(manifest["run"], identities))
+    def started(self, identities: Mapping[str, Mapping[str, Any]], cut_back: Mapping[str, Path]) -> None:
+        """After INIT: each destination's identity (a tracker's run id, a path), by name; and the
+        files (by destination) that a next attempt cuts back to their size at the last checkpoint."""
+        def change(manifest: dict[str, Any]) -> None:
+            run = manifest["run"]
+            _identify(run, identities)
+            run.setdefault("cut_back", {}).update({self._named(path): name for name, path in cut_back.items()})
 
-    def checkpoint(self, timestamp: Timestamp, identities: Mapping[str, Mapping[str, Any]]) -> None:
-        """A checkpoint was saved and everything logged before it is delivered: mark `timestamp`."""
+        self._file.change(change)
+
+    def checkpoint(self, timestamp: Timestamp, identities: Mapping[str, Mapping[str, Any]],
+                   held: Mapping[str, str]) -> None:
+        """A checkpoint was saved and everything logged before it is durable: mark `timestamp`.
+        `held`: by destination, the file (in the manifest's directory) of the records its channel
+        held until now and delivers next; a next attempt delivers it again if it is still there."""
         def change(manifest: dict[str, Any]) -> None:
             _identify(manifest["run"], identities)
             self._mark(manifest, timestamp)
+            manifest["run"]["held"] = dict(held)
 
         self._file.change(change)
 
@@ -275,6 +296,7 @@ class RunRecord:
             run["attempts"][-1].update(status=status.value, ended=_now())
             if status is RunStatus.FINISHED:
                 self._mark(manifest, timestamp)
+                run["held"] = {}  # delivered at close
 
         try:
             self._file.change(change)
@@ -315,10 +337,15 @@ class RunRecord:
         and each records file's size now is what it keeps of it (`composer_cfg.run.records`)."""
         run, mark = manifest["run"], timestamp_fields(timestamp)
         run["checkpoint"] = mark
+        files = [*manifest.get("records", {}), *run.get("cut_back", {})]
         run["records_at_checkpoint"] = {file: (self.path.parent / file).stat().st_size
-                                        for file in manifest.get("records", {}) if (self.path.parent / file).is_file()}
+                                        for file in files if (self.path.parent / file).is_file()}
         for entry in run["destinations"].values():
             entry["through"] = mark
+
+    def _named(self, path: Path) -> str:
+        """`path` as the manifest names a file: relative to its directory when inside it."""
+        return path.relative_to(self.path.parent).as_posix() if path.is_relative_to(self.path.parent) else str(path)
 
     def _live_attempt(self) -> str:
         """The attempt holding the lock, as its record says it."""

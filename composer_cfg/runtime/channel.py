@@ -15,15 +15,25 @@ Three kinds share this base:
 What every kind does the same way lives here: the flush schedule applied after events, the hold
 of a resumable run's tracker data until the next checkpoint (`Hold`), the spool, the counts of
 what became of each record, and what is said once.
+
+A checkpoint has two phases (`composer_cfg.runtime.dispatch.Dispatch.checkpoint`): `checkpoint`
+makes everything the channel was given durable and seals what it holds in a file (`sealed`);
+once the run's mark names that file, `release` delivers it and removes it. A kill in between
+leaves the file to the next attempt, whose channel delivers it again first, when it opens
+(a tracker keeps one copy of an identical point: MLflow does).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from composer_cfg.core.events import Event
@@ -129,6 +139,31 @@ class Hold:
         for start in range(0, len(records), size):
             yield records[start:start + size]
 
+    def seal(self, path: Path, before: Path | None = None) -> None:
+        """Write every held record, oldest first, into a new file at `path`, on disk when this
+        returns (after those of the file `before`, an earlier seal not yet released, which is then
+        removed); the hold is empty afterwards. On a failure (a full disk) the hold is unchanged
+        and no file is left at `path`."""
+        try:
+            with open(path, "xb") as file:
+                if before is not None:
+                    with open(before, "rb") as earlier:
+                        shutil.copyfileobj(earlier, file)
+                if self._spilled is not None:
+                    self._spilled.seek(0)
+                    shutil.copyfileobj(self._spilled, file)
+                    self._spilled.seek(0, os.SEEK_END)
+                for record in self._records:
+                    file.write(_pickled(record))
+                file.flush()
+                os.fsync(file.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self.drop()
+        if before is not None:
+            before.unlink(missing_ok=True)
+
     def drop(self) -> int:
         """Forget every held record; how many there were."""
         count = len(self)
@@ -136,6 +171,22 @@ class Hold:
             self._spilled.close()
         self._spilled, self._spilled_count, self._records, self._bytes = None, 0, [], 0
         return count
+
+
+def read_held(path: Path, size: int) -> Iterator[list[Record]]:
+    """The records a `Hold` sealed in `path`, oldest first, in lists of at most `size`."""
+    with open(path, "rb") as file:
+        chunk: list[Record] = []
+        while True:
+            try:
+                chunk.append(pickle.load(file))  # noqa: S301 - our own file
+            except EOFError:
+                break
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
 
 class Channel:
@@ -164,6 +215,8 @@ class Channel:
         self._spool_factory = spool
         self._spool: Spool | None = None
         self._hold = Hold(HELD_IN_MEMORY) if hold else None
+        self.sealed: Path | None = None  # the file of what a checkpoint's first phase took from the hold
+        self._delivered: list[Path] = []  # sealed files given to the sink: removed once it has them
         self._said: set[str] = set()
 
     # -- what the Logger calls ---------------------------------------------------------------
@@ -181,8 +234,14 @@ class Channel:
         """Barrier: every record put so far is written and flushed (`Sink.flush`)."""
         raise NotImplementedError
 
-    def checkpoint(self, deadline: Deadline) -> None:
-        """Barrier: a checkpoint was saved: deliver what was held, then flush durably."""
+    def checkpoint(self, deadline: Deadline, seal_to: Path | None = None) -> None:
+        """Barrier, a checkpoint's first phase: everything put so far is written and flushed
+        durably, and what the hold has is sealed in a new file at `seal_to` (`sealed`)."""
+        raise NotImplementedError
+
+    def release(self, deadline: Deadline) -> None:
+        """Barrier, a checkpoint's second phase (once the mark names `sealed`): deliver the sealed
+        records, flush durably, and remove the file."""
         raise NotImplementedError
 
     def close(self, status: RunStatus, deadline: Deadline) -> None:
@@ -249,16 +308,46 @@ class Channel:
             return True
         return False
 
-    def _release_hold(self, status: RunStatus | None) -> Iterator[list[Record]]:
-        """The held records to write now, in lists of at most `HELD_CHUNK`: all of them at a
-        checkpoint (`status` None) or a FINISHED close; none when the run did not finish (the next
-        attempt logs them again)."""
-        if self._hold is None:
+    def _seal(self, path: Path | None) -> None:
+        """A checkpoint's first phase (with the kind's lock): move what is held into the file `path`."""
+        if path is not None and self._hold is not None and len(self._hold):
+            self._hold.seal(path, before=self.sealed)
+            self.sealed = path
+
+    def _take_sealed(self) -> Iterator[list[Record]]:
+        """The sealed records to write now, in lists of at most `HELD_CHUNK`; their file is removed by
+        `_remove_delivered`, once the sink has them."""
+        path, self.sealed = self.sealed, None
+        if path is None:
             return iter(())
-        if status is None or status is RunStatus.FINISHED:
-            return self._hold.take(HELD_CHUNK)
+        self._delivered.append(path)
+        return read_held(path, HELD_CHUNK)
+
+    def _resent(self, context: SinkContext) -> Iterator[list[Record]] | None:
+        """For a continued run: the records sealed at its last checkpoint that its attempt may not
+        have delivered (it was killed before it removed their file), to write first; else None."""
+        name = (context.resumed or {}).get("held_file")
+        if not name or not Path(name).is_file():
+            return None
+        self._delivered.append(Path(name))
+        return read_held(Path(name), HELD_CHUNK)
+
+    def _remove_delivered(self) -> None:
+        files, self._delivered = self._delivered, []
+        for path in files:
+            path.unlink(missing_ok=True)
+
+    def _release_hold(self, status: RunStatus) -> Iterator[list[Record]]:
+        """The held records to write at close, in lists of at most `HELD_CHUNK`: those sealed at a
+        checkpoint, then, when `status` is FINISHED, the rest; the rest are withdrawn when the run
+        did not finish (the next attempt logs them again)."""
+        sealed = self._take_sealed()
+        if self._hold is None:
+            return sealed
+        if status is RunStatus.FINISHED:
+            return itertools.chain(sealed, self._hold.take(HELD_CHUNK))
         self.counts.withdrawn += self._hold.drop()
-        return iter(())
+        return sealed
 
     def _let_go(self, records: Sequence[Record], in_doubt: int = 0) -> None:
         """Records this channel gives up on: spooled when the policy says so and it can, else dropped

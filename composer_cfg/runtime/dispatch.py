@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from composer_cfg.core.events import Event
@@ -136,6 +137,18 @@ class Dispatch:
                 failures.append((channel, what, error))
         if failures:
             raise_first(self.news(failures))
+
+    def checkpoint(self, channels: Sequence[Any], seal_to: Callable[[str], Path | None],
+                   mark: Callable[[Mapping[str, Any], Mapping[str, Path]], None]) -> None:
+        """A checkpoint, in two phases (`composer_cfg.runtime.channel`): every channel makes what it
+        was given durable and seals what it holds in its file (`seal_to(name)`; None: it holds
+        nothing); `mark(identities, files)` records the checkpoint with each channel's identity,
+        naming those files; then they are delivered."""
+        self.barrier(channels, "checkpoint", lambda channel, deadline: channel.checkpoint(deadline, seal_to(channel.name)))
+        sealed = [channel for channel in channels if channel.sealed is not None]
+        mark({channel.name: channel.identity() for channel in channels},
+             {channel.name: channel.sealed for channel in sealed})
+        self.barrier(sealed, "checkpoint", lambda channel, deadline: channel.release(deadline))
 
     def close(self, channels: Sequence[Any], status: RunStatus, deadline: Deadline) -> Closed:
         """Deliver what waits in the stage, close `channels` in their order, then give each its

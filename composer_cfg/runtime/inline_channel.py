@@ -9,6 +9,7 @@ file published from a flush) is written right after that call, never in the midd
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from composer_cfg.core.record import Kind, Record
@@ -70,13 +71,21 @@ class InlineChannel(Channel):
             if self._opened and not self.closed:
                 self._call(self.sink.flush, durable)
 
-    def checkpoint(self, deadline: Deadline) -> None:
+    def checkpoint(self, deadline: Deadline, seal_to: Path | None = None) -> None:
         with self.lock:
             if not self._opened or self.closed:
                 return
-            for held in self._release_hold(None):
+            self._call(self.sink.flush, True)
+            self._seal(seal_to)
+
+    def release(self, deadline: Deadline) -> None:
+        with self.lock:
+            if not self._opened or self.closed:
+                return
+            for held in self._take_sealed():
                 self._call(self.sink.write, held)
             self._call(self.sink.flush, True)
+            self._remove_delivered()
 
     def close(self, status: RunStatus, deadline: Deadline) -> None:
         with self.lock:
@@ -96,6 +105,7 @@ class InlineChannel(Channel):
             finally:
                 self._after = []
                 self._call(self.sink.close, status)
+                self._remove_delivered()
 
     def forget(self) -> None:
         super().forget()
@@ -109,6 +119,8 @@ class InlineChannel(Channel):
             self._opened = True  # once, whatever happens: a sink that failed to open is not opened twice
             try:
                 self._call(self.sink.open, context)
+                for held in self._resent(context) or ():
+                    self._call(self.sink.write, held)
             except Exception as error:
                 self._open_failure = error
                 raise

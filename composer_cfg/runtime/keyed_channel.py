@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from composer_cfg.core.record import Kind, Record
@@ -65,7 +66,7 @@ class KeyedChannel(Channel):
     def flush(self, durable: bool, deadline: Deadline) -> None:
         self._drain(deadline)
 
-    def checkpoint(self, deadline: Deadline) -> None:
+    def checkpoint(self, deadline: Deadline, seal_to: Path | None = None) -> None:  # (it holds nothing to seal)
         pending = self._drain(deadline)
         if pending:
             self._say_once("checkpoint", "destination %r did not finish its uploads at a checkpoint: %s; they go on "

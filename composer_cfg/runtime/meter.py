@@ -67,7 +67,7 @@ class Meter:
     def attach(self, channel: Any) -> None:
         """Time every call into `channel` from now on."""
         channel.put = self.timed_put(channel.put)
-        for method, kind in (("open", "events"), ("flush", "events"), ("checkpoint", "events"), ("close", "close")):
+        for method, kind in (("open", "events"), ("flush", "events"), ("checkpoint", "events"), ("release", "events"), ("close", "close")):
             setattr(channel, method, self.timed(kind, getattr(channel, method)))
 
     def report(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from composer_cfg.core.record import Kind, Record
@@ -137,9 +138,23 @@ class ThreadChannel(Channel):
         if self._barrier(_Flush(durable), deadline):
             self._kept.raise_kept()
 
-    def checkpoint(self, deadline: Deadline) -> None:
+    def checkpoint(self, deadline: Deadline, seal_to: Path | None = None) -> None:
+        self._checkpoint_barrier(deadline)
         with self._cond:
-            self._release(None)
+            self._seal(seal_to)
+
+    def release(self, deadline: Deadline) -> None:
+        with self._cond:
+            self._queue.append(_Held(self._take_sealed()))
+            self._wake(urgent=True)
+        try:
+            self._checkpoint_barrier(deadline)
+        finally:
+            self._remove_delivered()
+
+    def _checkpoint_barrier(self, deadline: Deadline) -> None:
+        """Everything queued so far written and flushed durably: at most the deadline and the
+        policy's timeout, after which what waits is given up (and said once); a kept failure raised."""
         if not self._barrier(_Flush(True), deadline):
             given = self._give_up()
             self._say_once("checkpoint", "destination %s did not finish writing within %.3g s at a checkpoint; "
@@ -174,6 +189,7 @@ class ThreadChannel(Channel):
             self._say_once("close", "destination %s did not finish closing within %.3g s; %d record(s) it had "
                                     "not taken were given up (%s)", self._where(), limit, given,
                            self.policy.undelivered)
+        self._remove_delivered()
         with self._spool_lock:
             self._settle_spool()
         if interrupted is None:
@@ -223,6 +239,9 @@ class ThreadChannel(Channel):
     def _open(self, context: SinkContext) -> None:
         if not self._opening:
             self._opening = True
+            resent = self._resent(context)
+            if resent is not None:  # written first, before anything this attempt logs
+                self._queue.appendleft(_Held(resent))
             self._queue.appendleft(_Open(context))
             self._wake()
 
@@ -233,14 +252,12 @@ class ThreadChannel(Channel):
             self._queue.append(_Flush(True))
             self._wake()
 
-    def _release(self, status: RunStatus | None) -> None:
-        """Queue the held records to write now (`Channel._release_hold`): the worker reads them
-        from the hold a chunk at a time, so a long hold never comes back into memory at once."""
-        if self._hold is not None and len(self._hold):
+    def _release(self, status: RunStatus) -> None:
+        """At close, queue the held records to write (`Channel._release_hold`): the worker reads
+        them a chunk at a time, so a long hold never comes back into memory at once."""
+        if self._hold is not None:
             self._queue.append(_Held(self._release_hold(status)))
             self._wake(urgent=True)
-        else:
-            self._release_hold(status)  # a run that did not finish: the hold is dropped, counted
 
     def _append(self, record: Record) -> None:
         self._queue.append(record)
