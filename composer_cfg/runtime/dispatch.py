@@ -128,8 +128,13 @@ class Dispatch:
                 deadline: Deadline | None = None) -> None:
         """Deliver what waits in the stage (a reduction barrier), then `call(channel, deadline)` on
         every channel (by default, the deadline a SIGTERM set, if any)."""
+        self._each(channels, what, call, deadline, self.stage.deliver(put_each, self._settle(what)))
+
+    def _each(self, channels: Iterable[Any], what: str, call: Callable[[Any, Deadline], None],
+              deadline: Deadline | None, failures: list[Any]) -> None:
+        """`call(channel, deadline)` on every channel; then the first failure (of these and
+        `failures`) that is news is raised."""
         deadline = exit_hooks.termination_deadline() if deadline is None else deadline
-        failures = self.stage.deliver(put_each, self._settle(what))
         for channel in channels:
             try:
                 call(channel, deadline)
@@ -148,7 +153,7 @@ class Dispatch:
         sealed = [channel for channel in channels if channel.sealed is not None]
         mark({channel.name: channel.identity() for channel in channels},
              {channel.name: channel.sealed for channel in sealed})
-        self.barrier(sealed, "checkpoint", lambda channel, deadline: channel.release(deadline))
+        self._each(sealed, "checkpoint", lambda channel, deadline: channel.release(deadline), None, [])
 
     def close(self, channels: Sequence[Any], status: RunStatus, deadline: Deadline) -> Closed:
         """Deliver what waits in the stage, close `channels` in their order, then give each its
