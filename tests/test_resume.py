@@ -189,6 +189,7 @@ def kill_sequence(count: int) -> list[tuple[int, str, str | None]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 21 runs of the demo
 def test_a_demo_killed_at_20_seeded_points_one_after_another_ends_with_every_back_end_exact(
         tmp_path, project_store, uninterrupted):
     points = kill_sequence(20)

@@ -182,7 +182,7 @@ def test_a_sync_sends_the_runs_other_files_it_is_asked_for_and_refuses_a_pattern
             f"relative to it (such as 'checkpoints/*.pt')"]
     assert main(["files", "--to", "mlflow", "--files", "checkpoints/*.pt"]) == 0
     assert "  files: files/checkpoints/ep0.pt" in capsys.readouterr().out.splitlines()
-    client = MlflowClient(tracking_uri="sqlite:///mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # (MLflow caches a relative URI's store)
     (mlflow_run,) = client.search_runs(client.get_experiment_by_name("composer_cfg").experiment_id)
     listed = [item.path for item in client.list_artifacts(mlflow_run.info.run_id, "files/checkpoints")]
     assert listed == ["files/checkpoints/ep0.pt"]  # not the text file, not the link leaving the run

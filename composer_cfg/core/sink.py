@@ -110,6 +110,8 @@ class Policies:
     * `rolls_back`: its file (`Sink.identity`'s ``filename``) is cut back, when a resumable run
       continues, to its size at the last checkpoint (a file made after it is removed), so what a
       killed attempt wrote after its last checkpoint goes: its data need not wait for checkpoints.
+      The size is the identity's ``flushed_bytes`` at the checkpoint if it says it (the file's size
+      after its last flush, when the sink writes it from another thread), else the file's size.
     * `requires`: modules its back end imports, each with the pip extra that installs it.
     * `aliases`: old names of constructor parameters (old -> new), accepted and never listed.
     * `check_config`: rules across several constructor parameters, checked with the config.

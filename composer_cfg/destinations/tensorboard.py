@@ -132,6 +132,7 @@ class TensorboardSink(Sink):
         self._events: EventFile | None = None
         self._directory: Path | None = None
         self._filename: str | None = None
+        self._flushed = 0  # the event file's size at its last flush: whole records
         self._artifact_dir = ""
         self._skipped: set[str] = set()
         self._publish: Any = None
@@ -147,6 +148,7 @@ class TensorboardSink(Sink):
         # the process keep two writers that start at the same moment from sharing one.
         self._events = EventFile(self._directory, f".{time.time_ns()}.{os.getpid()}.rank{context.run.rank}")
         self._filename = self._events.path
+        self._flushed = os.path.getsize(self._filename)
 
     def write(self, records: Sequence[Record]) -> None:
         refused = None
@@ -166,6 +168,7 @@ class TensorboardSink(Sink):
     def flush(self, durable: bool) -> None:
         """Put every event written so far on disk and publish the event files."""
         self._events.flush()  # type: ignore[union-attr]
+        self._flushed = os.path.getsize(self._filename)  # type: ignore[arg-type]  # (whole records: this thread writes them)
         self._publish_files()
 
     def close(self, status: RunStatus) -> None:
@@ -177,7 +180,7 @@ class TensorboardSink(Sink):
     def identity(self) -> dict[str, Any]:
         if self._directory is None:
             return {}
-        return {"log_dir": str(self._directory), "filename": self._filename}
+        return {"log_dir": str(self._directory), "filename": self._filename, "flushed_bytes": self._flushed}
 
     def location(self) -> str | None:
         return str(self._directory.resolve()) if self._directory is not None else None

@@ -280,7 +280,7 @@ class RunRecord:
         held until now and delivers next; a next attempt delivers it again if it is still there."""
         def change(manifest: dict[str, Any]) -> None:
             _identify(manifest["run"], identities)
-            self._mark(manifest, timestamp)
+            self._mark(manifest, timestamp, identities)
             manifest["run"]["held"] = dict(held)
 
         self._file.change(change)
@@ -332,14 +332,21 @@ class RunRecord:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _mark(self, manifest: dict[str, Any], timestamp: Timestamp) -> None:
+    def _mark(self, manifest: dict[str, Any], timestamp: Timestamp,
+              identities: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Everything logged so far is delivered: `timestamp` is where a next attempt continues,
-        and each records file's size now is what it keeps of it (`composer_cfg.run.records`)."""
+        and each records file's size now is what it keeps of it (`composer_cfg.run.records`), as
+        is each file cut back on resume (the size its destination's identity, in `identities`,
+        says it flushed, if it says one)."""
         run, mark = manifest["run"], timestamp_fields(timestamp)
         run["checkpoint"] = mark
         files = [*manifest.get("records", {}), *run.get("cut_back", {})]
-        run["records_at_checkpoint"] = {file: (self.path.parent / file).stat().st_size
-                                        for file in files if (self.path.parent / file).is_file()}
+        sizes = {file: (self.path.parent / file).stat().st_size for file in files if (self.path.parent / file).is_file()}
+        for file, name in run.get("cut_back", {}).items():
+            identity = (identities or {}).get(name) or {}
+            if "flushed_bytes" in identity and Path(identity.get("filename") or "") == self.path.parent / file:
+                sizes[file] = int(identity["flushed_bytes"])
+        run["records_at_checkpoint"] = sizes
         for entry in run["destinations"].values():
             entry["through"] = mark
 

@@ -18,9 +18,12 @@ what became of each record, and what is said once.
 
 A checkpoint has two phases (`composer_cfg.runtime.dispatch.Dispatch.checkpoint`): `checkpoint`
 makes everything the channel was given durable and seals what it holds in a file (`sealed`);
-once the run's mark names that file, `release` delivers it and removes it. A kill in between
-leaves the file to the next attempt, whose channel delivers it again first, when it opens
-(a tracker keeps one copy of an identical point: MLflow does).
+once the run's mark names that file (`marked`), `release` delivers it, and the file is removed
+once the sink has all of it. A kill before that leaves the file to the next attempt, whose
+channel delivers it again first, when it opens (MLflow keeps one copy of an identical point).
+Sealed records no mark names yet are held records like the others: at a close that is not
+FINISHED they are withdrawn, and their file is left to the next attempt, which sends it if the
+mark names it after all, and removes it if not.
 """
 
 from __future__ import annotations
@@ -174,19 +177,27 @@ class Hold:
 
 
 def read_held(path: Path, size: int) -> Iterator[list[Record]]:
-    """The records a `Hold` sealed in `path`, oldest first, in lists of at most `size`."""
-    with open(path, "rb") as file:
-        chunk: list[Record] = []
-        while True:
-            try:
-                chunk.append(pickle.load(file))  # noqa: S301 - our own file
-            except EOFError:
-                break
-            if len(chunk) == size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    """The records a `Hold` sealed in `path`, oldest first, in lists of at most `size`. A file
+    that can not be read (damaged, gone, a value whose class is gone) gives the records before
+    the damage, and a warning says so."""
+    chunk: list[Record] = []
+    count = 0
+    try:
+        with open(path, "rb") as file:
+            while True:
+                try:
+                    chunk.append(pickle.load(file))  # noqa: S301 - our own file
+                except EOFError:
+                    break
+                count += 1
+                if len(chunk) == size:
+                    yield chunk
+                    chunk = []
+    except Exception as error:  # noqa: BLE001 - a record that can not be read is never delivered
+        LOG.warning("%s: the records after the first %d could not be read (%s: %s); they are not delivered",
+                    path, count, type(error).__name__, error)
+    if chunk:
+        yield chunk
 
 
 class Channel:
@@ -216,7 +227,9 @@ class Channel:
         self._spool: Spool | None = None
         self._hold = Hold(HELD_IN_MEMORY) if hold else None
         self.sealed: Path | None = None  # the file of what a checkpoint's first phase took from the hold
-        self._delivered: list[Path] = []  # sealed files given to the sink: removed once it has them
+        self._sealed_count = 0  # records in it
+        self._marked = False  # the run's mark names it
+        self._delivered: list[Path] = []  # sealed files given to the sink: removed once it has all of them
         self._said: set[str] = set()
 
     # -- what the Logger calls ---------------------------------------------------------------
@@ -239,13 +252,18 @@ class Channel:
         durably, and what the hold has is sealed in a new file at `seal_to` (`sealed`)."""
         raise NotImplementedError
 
+    def marked(self) -> None:
+        """The run's mark names `sealed`: its records are delivered from now on, whatever happens."""
+        self._marked = self.sealed is not None
+
     def release(self, deadline: Deadline) -> None:
         """Barrier, a checkpoint's second phase (once the mark names `sealed`): deliver the sealed
-        records, flush durably, and remove the file."""
+        records, flush durably, and remove the file if the sink took them all."""
         raise NotImplementedError
 
     def close(self, status: RunStatus, deadline: Deadline) -> None:
-        """Write what is left (held data only when `status` is FINISHED), close the sink; idempotent."""
+        """Write what is left (held data a mark did not name only when `status` is FINISHED), close
+        the sink; idempotent."""
         raise NotImplementedError
 
     def post_close(self, closed_cleanly: bool) -> None:
@@ -311,17 +329,22 @@ class Channel:
     def _seal(self, path: Path | None) -> None:
         """A checkpoint's first phase (with the kind's lock): move what is held into the file `path`."""
         if path is not None and self._hold is not None and len(self._hold):
+            count = len(self._hold)
             self._hold.seal(path, before=self.sealed)
-            self.sealed = path
+            self.sealed, self._sealed_count, self._marked = path, self._sealed_count + count, False
 
     def _take_sealed(self) -> Iterator[list[Record]]:
         """The sealed records to write now, in lists of at most `HELD_CHUNK`; their file is removed by
         `_remove_delivered`, once the sink has them."""
-        path, self.sealed = self.sealed, None
+        path, self.sealed, self._sealed_count, self._marked = self.sealed, None, 0, False
         if path is None:
             return iter(())
         self._delivered.append(path)
         return read_held(path, HELD_CHUNK)
+
+    def _held_count(self) -> int:
+        """Records waiting for a checkpoint: held, or sealed and not yet delivered."""
+        return (len(self._hold) if self._hold is not None else 0) + self._sealed_count
 
     def _resent(self, context: SinkContext) -> Iterator[list[Record]] | None:
         """For a continued run: the records sealed at its last checkpoint that its attempt may not
@@ -333,14 +356,20 @@ class Channel:
         return read_held(Path(name), HELD_CHUNK)
 
     def _remove_delivered(self) -> None:
+        """The sink has every record of the sealed files given to it: they go."""
         files, self._delivered = self._delivered, []
         for path in files:
             path.unlink(missing_ok=True)
 
     def _release_hold(self, status: RunStatus) -> Iterator[list[Record]]:
-        """The held records to write at close, in lists of at most `HELD_CHUNK`: those sealed at a
-        checkpoint, then, when `status` is FINISHED, the rest; the rest are withdrawn when the run
+        """The held records to write at close, in lists of at most `HELD_CHUNK`: those a mark named
+        (`marked`), then, when `status` is FINISHED, the rest; the rest are withdrawn when the run
         did not finish (the next attempt logs them again)."""
+        if self.sealed is not None and not self._marked and status is not RunStatus.FINISHED:
+            # Not sent: if the mark names the file after all (a close from another thread while the mark
+            # was written), the next attempt sends it; if not, the next attempt removes it (`RunAttempt.begin`).
+            self.counts.withdrawn += self._sealed_count
+            self.sealed, self._sealed_count = None, 0
         sealed = self._take_sealed()
         if self._hold is None:
             return sealed

@@ -153,6 +153,8 @@ class Dispatch:
         sealed = [channel for channel in channels if channel.sealed is not None]
         mark({channel.name: channel.identity() for channel in channels},
              {channel.name: channel.sealed for channel in sealed})
+        for channel in sealed:
+            channel.marked()
         self._each(sealed, "checkpoint", lambda channel, deadline: channel.release(deadline), None, [])
 
     def close(self, channels: Sequence[Any], status: RunStatus, deadline: Deadline) -> Closed:

@@ -100,12 +100,12 @@ class InlineChannel(Channel):
             try:
                 for held in self._release_hold(status):
                     self._call(self.sink.write, held)
+                self._remove_delivered()  # the sink has every sealed record
                 if after:
                     self._call(self.sink.write, after)
             finally:
                 self._after = []
                 self._call(self.sink.close, status)
-                self._remove_delivered()
 
     def forget(self) -> None:
         super().forget()

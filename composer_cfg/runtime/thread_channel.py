@@ -147,21 +147,24 @@ class ThreadChannel(Channel):
         with self._cond:
             self._queue.append(_Held(self._take_sealed()))
             self._wake(urgent=True)
-        try:
-            self._checkpoint_barrier(deadline)
-        finally:
-            self._remove_delivered()
+        if self._checkpoint_barrier(deadline):
+            with self._cond:
+                written = not self._retry
+            if written:  # else the file stays, for a next attempt to send again if this one is killed
+                self._remove_delivered()
 
-    def _checkpoint_barrier(self, deadline: Deadline) -> None:
+    def _checkpoint_barrier(self, deadline: Deadline) -> bool:
         """Everything queued so far written and flushed durably: at most the deadline and the
-        policy's timeout, after which what waits is given up (and said once); a kept failure raised."""
+        policy's timeout, after which what waits is given up (and said once); a kept failure raised.
+        Whether the sink took everything in time."""
         if not self._barrier(_Flush(True), deadline):
             given = self._give_up()
             self._say_once("checkpoint", "destination %s did not finish writing within %.3g s at a checkpoint; "
                                          "%d record(s) it had not taken were given up (%s) and training goes on",
                            self._where(), self._limit(deadline), given, self.policy.undelivered)
-            return
+            return False
         self._kept.raise_kept()
+        return True
 
     def close(self, status: RunStatus, deadline: Deadline) -> None:
         with self._cond:
@@ -189,7 +192,8 @@ class ThreadChannel(Channel):
             self._say_once("close", "destination %s did not finish closing within %.3g s; %d record(s) it had "
                                     "not taken were given up (%s)", self._where(), limit, given,
                            self.policy.undelivered)
-        self._remove_delivered()
+        if finished and not given:  # the sink has every sealed record: their files go
+            self._remove_delivered()
         with self._spool_lock:
             self._settle_spool()
         if interrupted is None:
@@ -221,7 +225,7 @@ class ThreadChannel(Channel):
                                   "failed": counts.failed, "in_doubt": counts.in_doubt, "waits": counts.waits,
                                   "blocked_seconds": counts.blocked_seconds}
         if self._hold is not None:  # a resumable run's tracker: what waits for the next checkpoint
-            report.update(held=len(self._hold), withdrawn=counts.withdrawn)
+            report.update(held=self._held_count(), withdrawn=counts.withdrawn)
         if self._spool is not None:
             report["spool"] = str(self._spool.path)
         if counts.spool_errors:
