@@ -8,13 +8,14 @@ forked child's copy does), so the next attempt starts in the same process, from 
 import json
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from composer_cfg import DeliveryPolicy, Event, Kind, Logger, MLFlowLogger, Sink, State, TensorboardLogger
 from composer_cfg.run import attempt
-from conftest import needs, place_store
+from conftest import needs, place_store, ranks
 
 MlflowClient = needs("mlflow").MlflowClient
 
@@ -26,18 +27,23 @@ class Tracker(Sink):
     holds_until_checkpoint = True
     remote = True
 
-    def __init__(self) -> None:
-        self.delivery_policy = DeliveryPolicy(timeout=5)
+    def __init__(self, channel_kind: str = "thread", timeout: float = 5, undelivered: str = "spool") -> None:
+        self.channel_kind = channel_kind
+        self.delivery_policy = DeliveryPolicy(timeout=timeout, undelivered=undelivered)
         self.written: list[int] = []
         self.down = False  # its server answers 503
+        self.slow = 0.0  # seconds a write takes
+        self.flush_fails = False
 
     def write(self, records):
+        time.sleep(self.slow)
         if self.down:
             raise ConnectionError("503 Service Unavailable")
         self.written += [record.payload["i"] for record in records if record.kind is Kind.DATA]
 
     def flush(self, durable):
-        pass
+        if self.flush_fails:
+            raise OSError("flush failed")
 
     def close(self, status):
         pass
@@ -46,10 +52,18 @@ class Tracker(Sink):
         return {"run_id": "r1"}
 
 
-def started(tracker: Sink, run: str = "r") -> Logger:
-    logger = Logger(State(run), {"tracker": tracker}, resume="auto")
+def started(tracker: Sink, run: str = "r", name: str = "tracker", rank: int = 0) -> Logger:
+    logger = Logger(State(run, dist_info=ranks(2, rank) if rank else None), {name: tracker}, resume="auto")
     logger.run_event(Event.INIT)
     return logger
+
+
+def checkpoint(logger: Logger) -> None:
+    """A checkpoint event; what it raises (a tracker's failure, said once) does not stop the run."""
+    try:
+        logger.run_event(Event.BATCH_CHECKPOINT)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def log(logger: Logger, numbers: range) -> None:
@@ -105,7 +119,7 @@ def test_held_data_a_tracker_did_not_take_stays_sealed_and_the_next_attempt_send
     tracker.down = True  # during the checkpoint's second phase
     with pytest.raises(ConnectionError):
         logger.run_event(Event.BATCH_CHECKPOINT)
-    assert held_files() == [manifest()["held"]["tracker"]]  # the mark names the file, which stays
+    assert held_files() == manifest()["held"]["tracker"]  # the mark names the file, which stays
     logger.forget()  # killed
 
     again = Tracker()
@@ -114,6 +128,88 @@ def test_held_data_a_tracker_did_not_take_stays_sealed_and_the_next_attempt_send
     next_attempt.close()
     assert again.written == [0, 1, 2, 3, 4]
     assert held_files() == []
+
+
+@pytest.mark.parametrize("kind", ["thread", "inline"])
+def test_a_tracker_down_at_two_checkpoints_in_a_row_gets_every_record_once_from_the_next_attempt(kind):
+    tracker = Tracker(kind)
+    logger = started(tracker)
+    for first in (0, 3):
+        log(logger, range(first, first + 3))
+        tracker.down = True
+        checkpoint(logger)  # the first file stays, named by the second mark too
+    assert len(manifest()["held"]["tracker"]) == (2 if kind == "thread" else 1)  # (inline: sealed again, whole)
+    logger.forget()  # killed
+
+    again = Tracker(kind)
+    started(again).close()
+    assert tracker.written + again.written == [0, 1, 2, 3, 4, 5] and held_files() == []
+
+
+@pytest.mark.parametrize("kind", ["thread", "inline"])
+def test_a_tracker_whose_flush_fails_at_every_checkpoint_still_gets_every_record_once(kind):
+    tracker = Tracker(kind)
+    logger = started(tracker)
+    log(logger, range(3))
+    checkpoint(logger)
+    tracker.flush_fails = True
+    for first in (3, 6):  # the second failure is no news, so not raised: the mark is written
+        log(logger, range(first, first + 3))
+        logger.state.timestamp = logger.state.timestamp.to_next_batch()
+        checkpoint(logger)
+    logger.forget()  # killed
+
+    again = Tracker(kind)
+    started(again).close()
+    assert tracker.written + again.written == list(range(9))
+
+
+def test_sealed_records_given_up_to_the_spool_are_not_sent_again_by_the_next_attempt():
+    tracker = Tracker(timeout=1)
+    logger = started(tracker)
+    log(logger, range(600))
+    tracker.slow = 2  # the first chunk's write outlasts the timeout: the rest is spooled
+    checkpoint(logger)
+    tracker.slow = 0
+    report = logger.report()["tracker"]
+    assert (report["spooled"], report["in_doubt"], held_files()) == (600, 256, [])  # no second copy to send
+    logger.close("KILLED")
+
+    again = Tracker()
+    started(again).close()
+    assert again.written == []  # the spool has them; composer-cfg-sync sends them
+
+
+def test_a_tracker_that_caught_up_after_a_timeout_is_waited_for_again_at_the_next_checkpoint():
+    tracker = Tracker(timeout=1)
+    logger = started(tracker)
+    log(logger, range(3))
+    tracker.slow = 2
+    checkpoint(logger)  # given up after 1 s
+    time.sleep(1.5)  # the write returns
+    tracker.slow = 0
+    for first in (10, 20):
+        log(logger, range(first, first + 3))
+        checkpoint(logger)
+    logger.close()
+    assert tracker.written == [0, 1, 2, 10, 11, 12, 20, 21, 22]
+
+
+def test_a_ranks_next_attempt_leaves_the_sealed_files_of_another_rank_alone_whatever_the_destinations_name():
+    name = "t-rank0-x"
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr("composer_cfg.runtime.thread_channel.ThreadChannel.release", lambda self, deadline: None)
+        for rank in (0, 1):  # both killed between their mark and the second phase
+            logger = started(Tracker(), name=name, rank=rank)
+            log(logger, range(10 * rank, 10 * rank + 3))
+            logger.run_event(Event.BATCH_CHECKPOINT)
+            logger.forget()
+    rank_zero, rank_one = Tracker(), Tracker()
+    first = started(rank_zero, name=name)
+    second = started(rank_one, name=name, rank=1)
+    first.close()
+    second.close()
+    assert (rank_zero.written, rank_one.written) == ([0, 1, 2], [10, 11, 12])
 
 
 def test_a_close_from_another_thread_while_the_mark_is_written_leaves_the_sealed_data_to_the_next_attempt(
@@ -132,7 +228,7 @@ def test_a_close_from_another_thread_while_the_mark_is_written_leaves_the_sealed
     with monkeypatch.context() as patched:
         patched.setattr(attempt.RunAttempt, "checkpoint", mark_then_close_elsewhere)
         logger.run_event(Event.BATCH_CHECKPOINT)
-    assert tracker.written == [] and held_files() == [manifest()["held"]["tracker"]]
+    assert tracker.written == [] and held_files() == manifest()["held"]["tracker"]
 
     again = Tracker()
     started(again).close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from composer_cfg.run.spool import Spool
 LOG = logging.getLogger("composer_cfg")
 #: The start of the name of a file of records a tracker's channel sealed at a checkpoint.
 HELD = "held-"
+HELD_ID = 12  # hex digits of its id
 Identities = Mapping[str, Mapping[str, Any]]
 
 
@@ -60,11 +62,10 @@ class RunAttempt:
             if continued is not None:
                 self.identities, self.resumed_from = continued.identities, continued.start
                 cut_back(continued.cut_back)
-                kept = {Path(identity["held_file"]) for identity in continued.identities.values()
-                        if identity.get("held_file")}
-                for path in self._directory.glob(f"{HELD}*-rank{state.rank}-*.pkl"):
-                    if path not in kept:  # sealed for a checkpoint that was never marked, or delivered
-                        path.unlink(missing_ok=True)
+                kept = {Path(file) for identity in continued.identities.values() for file in identity.get("held_files", ())}
+                for path in self._directory.glob(f"{HELD}*.pkl"):
+                    if path not in kept and _held_of_rank(path.name, state.rank):  # sealed for a checkpoint
+                        path.unlink(missing_ok=True)  # that was never marked, or delivered
                 if continued.marked:
                     _say_start(state.run_name, continued.start, given)
                     state.timestamp = continued.start
@@ -86,11 +87,11 @@ class RunAttempt:
         file each time); None when the run is not resumable."""
         if not self._begun:
             return None
-        return self._directory / f"{HELD}{name}-rank{self._state.rank}-{uuid.uuid4().hex[:12]}.pkl"
+        return self._directory / f"{HELD}{name}-rank{self._state.rank}-{uuid.uuid4().hex[:HELD_ID]}.pkl"
 
-    def checkpoint(self, identities: Identities, held: Mapping[str, Path], epoch_ended: bool) -> None:
+    def checkpoint(self, identities: Identities, held: Mapping[str, list[Path]], epoch_ended: bool) -> None:
         """Everything logged so far is durable, and what trackers held is sealed in the files
-        `held` (by destination): record the mark, where a next attempt continues: the end of the
+        `held` (by destination, oldest first): record the mark, where a next attempt continues: the end of the
         `TrainingLoop` body in progress (`State.after_body`); without one, after an epoch's
         checkpoint fired before the timestamp moved on, the start of the next epoch."""
         if self._begun:
@@ -98,7 +99,7 @@ class RunAttempt:
             mark = state.timestamp if state.after_body is None else state.after_body(state.timestamp)
             if state.after_body is None and epoch_ended and mark.batch_in_epoch:
                 mark = mark.to_next_epoch()
-            files = {name: path.name for name, path in held.items()}
+            files = {name: [path.name for path in paths] for name, paths in held.items()}
             self._record.checkpoint(mark, identities, files)  # type: ignore[union-attr]
 
     def end(self, status: RunStatus, report: Callable[[], Mapping[str, Any]]) -> None:
@@ -136,6 +137,12 @@ class RunAttempt:
             return Spool(self._directory, name, run, register)
 
         return spool
+
+
+def _held_of_rank(name: str, rank: int) -> bool:
+    """Whether a file named `name` is one `RunAttempt.held_path` gives `rank` (a destination's name
+    may hold ``-rank0-`` itself)."""
+    return re.fullmatch(rf"{HELD}.+-rank{rank}-[0-9a-f]{{{HELD_ID}}}\.pkl", name) is not None
 
 
 def _files(identities: Identities) -> dict[str, Path]:

@@ -86,7 +86,7 @@ class _Run(TypedDict, total=False):
     status: str
     key: str  # the run's own id, the same in every attempt (a tracker's run is tagged with it)
     checkpoint: _Point
-    held: dict[str, str]  # destination -> the file of what it held until the last checkpoint
+    held: dict[str, list[str]]  # destination -> the files of what it held until the last checkpoint, oldest first
     records_at_checkpoint: dict[str, int]  # records file (as under "records" or "cut_back") -> its size in bytes then
     cut_back: dict[str, str]  # file (relative to the manifest, or absolute) -> destination: cut back on resume
     destinations: Required[dict[str, _Destination]]
@@ -246,9 +246,9 @@ class RunRecord:
             for file, name in manifest.get("records", {}).items():
                 if name in identities and str(self.path.parent / file) in kept:  # what a records file keeps of
                     identities[name] = {**identities[name], "kept_bytes": kept}  # itself, by path (`resume_record`)
-            for name, file in run.get("held", {}).items():
+            for name, files in run.get("held", {}).items():
                 if name in identities:
-                    identities[name] = {**identities[name], "held_file": str(self.path.parent / file)}
+                    identities[name] = {**identities[name], "held_files": [str(self.path.parent / f) for f in files]}
             mark = run.get("checkpoint")
             sizes = run.get("records_at_checkpoint", {}) if mark is not None else {}
             cut_back = {self.path.parent / file: sizes.get(file, 0) for file in run.get("cut_back", {})}
@@ -274,14 +274,14 @@ class RunRecord:
         self._file.change(change)
 
     def checkpoint(self, timestamp: Timestamp, identities: Mapping[str, Mapping[str, Any]],
-                   held: Mapping[str, str]) -> None:
+                   held: Mapping[str, list[str]]) -> None:
         """A checkpoint was saved and everything logged before it is durable: mark `timestamp`.
-        `held`: by destination, the file (in the manifest's directory) of the records its channel
-        held until now and delivers next; a next attempt delivers it again if it is still there."""
+        `held`: by destination, the files (in the manifest's directory, oldest first) of the records
+        its channel held and delivers next; a next attempt delivers those still there again."""
         def change(manifest: dict[str, Any]) -> None:
             _identify(manifest["run"], identities)
             self._mark(manifest, timestamp, identities)
-            manifest["run"]["held"] = dict(held)
+            manifest["run"]["held"] = {name: list(files) for name, files in held.items()}
 
         self._file.change(change)
 

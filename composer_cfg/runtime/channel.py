@@ -252,6 +252,11 @@ class Channel:
         durably, and what the hold has is sealed in a new file at `seal_to` (`sealed`)."""
         raise NotImplementedError
 
+    def held_files(self) -> list[Path]:
+        """The files of held records a next attempt would need, oldest first: those given to the
+        sink and not yet settled (`_remove_delivered`), then `sealed`."""
+        return [*self._delivered, *([self.sealed] if self.sealed is not None else [])]
+
     def marked(self) -> None:
         """The run's mark names `sealed`: its records are delivered from now on, whatever happens."""
         self._marked = self.sealed is not None
@@ -280,11 +285,15 @@ class Channel:
         return self.schedule is not None and self.schedule.due(event, record_timestamp)
 
     def report(self) -> dict[str, Any]:
-        """What the sink says of its work (`Sink.report`)."""
+        """What the sink says of its work (`Sink.report`); of a resumable run's tracker, also what
+        waits for the next checkpoint (``held``) and what a run that did not finish withdrew."""
+        figures: dict[str, Any] = {}
+        if self._hold is not None:
+            figures.update(held=self._held_count(), withdrawn=self.counts.withdrawn)
         try:
-            return dict(self.sink.report())
+            return {**figures, **self.sink.report()}
         except Exception as error:  # noqa: BLE001 - a report never breaks a run
-            return {"report_error": f"{type(error).__name__}: {error}"}
+            return {**figures, "report_error": f"{type(error).__name__}: {error}"}
 
     def forget(self) -> None:
         """In a forked child: never touch the sink, the queue or the spool again."""
@@ -347,13 +356,13 @@ class Channel:
         return (len(self._hold) if self._hold is not None else 0) + self._sealed_count
 
     def _resent(self, context: SinkContext) -> Iterator[list[Record]] | None:
-        """For a continued run: the records sealed at its last checkpoint that its attempt may not
-        have delivered (it was killed before it removed their file), to write first; else None."""
-        name = (context.resumed or {}).get("held_file")
-        if not name or not Path(name).is_file():
+        """For a continued run: the records sealed at its checkpoints that its attempt may not have
+        delivered (it was killed before it removed their files), to write first; else None."""
+        files = [Path(name) for name in (context.resumed or {}).get("held_files", ()) if Path(name).is_file()]
+        if not files:
             return None
-        self._delivered.append(Path(name))
-        return read_held(Path(name), HELD_CHUNK)
+        self._delivered.extend(files)
+        return itertools.chain.from_iterable(read_held(path, HELD_CHUNK) for path in files)
 
     def _remove_delivered(self) -> None:
         """The sink has every record of the sealed files given to it: they go."""

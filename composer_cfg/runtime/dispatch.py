@@ -144,15 +144,16 @@ class Dispatch:
             raise_first(self.news(failures))
 
     def checkpoint(self, channels: Sequence[Any], seal_to: Callable[[str], Path | None],
-                   mark: Callable[[Mapping[str, Any], Mapping[str, Path]], None]) -> None:
+                   mark: Callable[[Mapping[str, Any], Mapping[str, list[Path]]], None]) -> None:
         """A checkpoint, in two phases (`composer_cfg.runtime.channel`): every channel makes what it
         was given durable and seals what it holds in its file (`seal_to(name)`; None: it holds
         nothing); `mark(identities, files)` records the checkpoint with each channel's identity,
-        naming those files; then they are delivered."""
+        naming the files of held records a next attempt would need (`Channel.held_files`); then
+        the sealed ones are delivered."""
         self.barrier(channels, "checkpoint", lambda channel, deadline: channel.checkpoint(deadline, seal_to(channel.name)))
+        held = {channel.name: channel.held_files() for channel in channels}
+        mark({channel.name: channel.identity() for channel in channels}, {name: files for name, files in held.items() if files})
         sealed = [channel for channel in channels if channel.sealed is not None]
-        mark({channel.name: channel.identity() for channel in channels},
-             {channel.name: channel.sealed for channel in sealed})
         for channel in sealed:
             channel.marked()
         self._each(sealed, "checkpoint", lambda channel, deadline: channel.release(deadline), None, [])

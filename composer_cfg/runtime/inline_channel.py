@@ -75,17 +75,25 @@ class InlineChannel(Channel):
         with self.lock:
             if not self._opened or self.closed:
                 return
-            self._call(self.sink.flush, True)
-            self._seal(seal_to)
+            try:
+                self._call(self.sink.flush, True)
+            finally:  # whatever the flush did: a mark may follow all the same
+                self._seal(seal_to)
 
     def release(self, deadline: Deadline) -> None:
         with self.lock:
             if not self._opened or self.closed:
                 return
-            for held in self._take_sealed():
-                self._call(self.sink.write, held)
-            self._call(self.sink.flush, True)
+            path, count = self.sealed, self._sealed_count
+            try:
+                for held in self._take_sealed():
+                    self._call(self.sink.write, held)
+            except BaseException:  # the file is sent again, whole, at the next checkpoint or close
+                self._delivered.remove(path)  # type: ignore[arg-type]
+                self.sealed, self._sealed_count, self._marked = path, count, True
+                raise
             self._remove_delivered()
+            self._call(self.sink.flush, True)
 
     def close(self, status: RunStatus, deadline: Deadline) -> None:
         with self.lock:

@@ -139,32 +139,40 @@ class ThreadChannel(Channel):
             self._kept.raise_kept()
 
     def checkpoint(self, deadline: Deadline, seal_to: Path | None = None) -> None:
-        self._checkpoint_barrier(deadline)
-        with self._cond:
-            self._seal(seal_to)
+        try:
+            self._checkpoint_barrier(deadline)
+        finally:  # whatever the flush did: a mark may follow all the same (a failure said before is not raised again)
+            with self._cond:
+                self._seal(seal_to)
 
     def release(self, deadline: Deadline) -> None:
         with self._cond:
             self._queue.append(_Held(self._take_sealed()))
             self._wake(urgent=True)
-        if self._checkpoint_barrier(deadline):
-            with self._cond:
-                written = not self._retry
-            if written:  # else the file stays, for a next attempt to send again if this one is killed
-                self._remove_delivered()
+        try:
+            self._checkpoint_barrier(deadline)
+        finally:
+            self._settle_sealed()
 
-    def _checkpoint_barrier(self, deadline: Deadline) -> bool:
+    def _checkpoint_barrier(self, deadline: Deadline) -> None:
         """Everything queued so far written and flushed durably: at most the deadline and the
-        policy's timeout, after which what waits is given up (and said once); a kept failure raised.
-        Whether the sink took everything in time."""
+        policy's timeout, after which what waits is given up (and said once); a kept failure raised."""
         if not self._barrier(_Flush(True), deadline):
             given = self._give_up()
             self._say_once("checkpoint", "destination %s did not finish writing within %.3g s at a checkpoint; "
                                          "%d record(s) it had not taken were given up (%s) and training goes on",
                            self._where(), self._limit(deadline), given, self.policy.undelivered)
-            return False
+            return
         self._kept.raise_kept()
-        return True
+
+    def _settle_sealed(self) -> None:
+        """After a barrier or close: the sealed files given to the sink go, as their records were
+        delivered or given up (spooled, or dropped as the policy says), unless some wait to be sent
+        again (a remote write that failed) or could not be spooled: then a next attempt needs them."""
+        with self._cond:
+            needed = bool(self._retry) or bool(self.counts.spool_errors)
+        if not needed:
+            self._remove_delivered()
 
     def close(self, status: RunStatus, deadline: Deadline) -> None:
         with self._cond:
@@ -192,8 +200,7 @@ class ThreadChannel(Channel):
             self._say_once("close", "destination %s did not finish closing within %.3g s; %d record(s) it had "
                                     "not taken were given up (%s)", self._where(), limit, given,
                            self.policy.undelivered)
-        if finished and not given:  # the sink has every sealed record: their files go
-            self._remove_delivered()
+        self._settle_sealed()
         with self._spool_lock:
             self._settle_spool()
         if interrupted is None:
@@ -224,8 +231,6 @@ class ThreadChannel(Channel):
                                   "delivered": counts.delivered, "spooled": counts.spooled, "dropped": counts.dropped,
                                   "failed": counts.failed, "in_doubt": counts.in_doubt, "waits": counts.waits,
                                   "blocked_seconds": counts.blocked_seconds}
-        if self._hold is not None:  # a resumable run's tracker: what waits for the next checkpoint
-            report.update(held=self._held_count(), withdrawn=counts.withdrawn)
         if self._spool is not None:
             report["spool"] = str(self._spool.path)
         if counts.spool_errors:
@@ -410,11 +415,11 @@ class ThreadChannel(Channel):
                     self.counts.delivered += counted - refused
             return
         with self._cond:
+            self._stalled = False  # the sink took something (even what was given up meanwhile): waiting is worth it again
             if self._sending is records:
                 self._sending = []
                 self._size -= len(records)
                 self.counts.delivered += sum(1 for record in records if record.kind is not Kind.EVENT)
-                self._stalled = False  # the sink took something: waiting for it is worth it again
                 self._cond.notify_all()
 
     def _handle(self, marker: Any) -> bool:
