@@ -59,6 +59,9 @@ def _isolated(tmp_path, monkeypatch):
                  "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_NODEID",
                  "COMPOSER_RUN_NAME", "RUN_NAME"):
         monkeypatch.delenv(name, raising=False)
+    # A W&B run in this process leaves its service's address here (wandb sets it); a child started
+    # with it would share that service: one test's hung server then held the next test's W&B 90 s.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
 #: The extra that installs each optional module the tests use (`needs`).
