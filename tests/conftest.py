@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import signal
@@ -59,9 +60,13 @@ def _isolated(tmp_path, monkeypatch):
                  "SLURM_NTASKS", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_NODEID",
                  "COMPOSER_RUN_NAME", "RUN_NAME"):
         monkeypatch.delenv(name, raising=False)
-    # A W&B run in this process leaves its service's address here (wandb sets it); a child started
-    # with it would share that service: one test's hung server then held the next test's W&B 90 s.
-    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    # A W&B run in this process leaves its service's address in the environment (wandb sets it); a
+    # child started with it joins that service (one test's hung server then held the next test's W&B
+    # 90 s), or fails once the service is gone. Removed for good, never restored (module-scoped
+    # fixtures start children before this fixture runs).
+    os.environ.pop("WANDB_SERVICE", None)
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
 
 
 #: The extra that installs each optional module the tests use (`needs`).
