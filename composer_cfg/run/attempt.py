@@ -91,9 +91,9 @@ class RunAttempt:
 
     def checkpoint(self, identities: Identities, held: Mapping[str, list[Path]], epoch_ended: bool) -> None:
         """Everything logged so far is durable, and what trackers held is sealed in the files
-        `held` (by destination, oldest first): record the mark, where a next attempt continues: the end of the
-        `TrainingLoop` body in progress (`State.after_body`); without one, after an epoch's
-        checkpoint fired before the timestamp moved on, the start of the next epoch."""
+        `held` (by destination, oldest first): record the mark, where a next attempt continues:
+        the end of the `TrainingLoop` body in progress (`State.after_body`); without one, after
+        an epoch's checkpoint fired before the timestamp moved on, the start of the next epoch."""
         if self._begun:
             state = self._state
             mark = state.timestamp if state.after_body is None else state.after_body(state.timestamp)
