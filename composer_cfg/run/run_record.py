@@ -321,7 +321,7 @@ class RunRecord:
         """Records files (each inside the manifest's directory), by destination name: listed by
         path, so every Logger of the run (training, then evaluation) adds its own."""
         self._file.change(lambda manifest: manifest.setdefault("records", {}).update(
-            {path.relative_to(self.path.parent).as_posix(): name for name, path in files.items()}))
+            {self._named(path): name for name, path in files.items()}))
 
     def record_report(self, report: Mapping[str, Any]) -> None:
         """The Logger's report at close, under ``"logging"``."""
